@@ -1,0 +1,1 @@
+"""Drivers and bridges from mall hardware (RFID, people counters, gates, tills) to Kafka."""

@@ -1,0 +1,172 @@
+"""The ``mallstream`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from . import settings as config
+from .settings import ConfigError, Settings
+
+DEFAULT_CONFIG = "config/mall.example.yaml"
+
+
+def _load(path: str) -> Settings:
+    try:
+        return config.load(path)
+    except ConfigError as exc:
+        click.echo(f"mallstream: bad config: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.option(
+    "-c", "--config", "config_path", envvar="MALLSTREAM_CONFIG", default=DEFAULT_CONFIG, show_default=True,
+    help="YAML config file (env MALLSTREAM_CONFIG)",
+)
+@click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+@click.pass_context
+def main(ctx: click.Context, config_path: str, verbose: bool) -> None:
+    """mallstream: POS, RFID, footfall and parking in one stream."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = config_path
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return _load(ctx.obj)
+
+
+@main.command()
+@click.option("--demo/--no-demo", default=False, help="feed simulated receipts and print live figures")
+@click.pass_context
+def up(ctx: click.Context, demo: bool) -> None:
+    """Start the embedded parts (broker, Mosquitto, ClickHouse engine) and the worker; Ctrl-C stops all."""
+    from .services import embedded_services
+    from .streams.worker import run_worker
+
+    settings = _settings(ctx)
+    extend = None
+    if demo:
+        from .demo import attach_demo
+
+        extend = attach_demo
+    with embedded_services(settings):
+        click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, "
+                   f"ClickHouse {settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
+        run_worker(settings, extend=extend)
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run one worker against the configured (already running) broker; start more to scale out."""
+    from .streams.worker import run_worker
+
+    run_worker(_settings(ctx))
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--speed", type=float, default=0.0, help="keep event spacing, this many times faster (0: flat out)")
+@click.option("--wait", is_flag=True, help="return only when every event is processed and stored")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="seconds --wait may take")
+@click.pass_context
+def replay(ctx: click.Context, file: Path, speed: float, wait: bool, timeout: float) -> None:
+    """Send a JSON-lines file of events (each with a "type") into the hub."""
+    from .replay import replay as send, wait_until_processed
+
+    settings = _settings(ctx)
+    report = send(settings, file, speed=speed)
+    rate = report.sent / report.seconds if report.seconds else 0.0
+    click.echo(f"sent {report.sent} events ({rate:,.0f}/s), {report.dead_letters} malformed lines to dead letters")
+    if wait and not wait_until_processed(settings, timeout=timeout):
+        click.echo(f"mallstream: not all events were processed within {timeout:.0f} s", err=True)
+        sys.exit(1)
+
+
+def _worker_url(settings: Settings, path: str) -> str:
+    return f"http://127.0.0.1:{settings.worker.web_port}{path}"
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv", show_default=True)
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run a query on the configured ClickHouse; {db} stands for the hub's database.
+
+    With the embedded engine, a running worker owns it and answers; otherwise the
+    engine is opened here.
+    """
+    from .services import port_open
+
+    settings = _settings(ctx)
+    if settings.clickhouse.mode == "embedded" and port_open("127.0.0.1", settings.worker.web_port):
+        request = urllib.request.Request(
+            _worker_url(settings, "/sql/"), data=json.dumps({"query": query, "format": fmt}).encode(), method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                sys.stdout.buffer.write(response.read())
+        except urllib.error.HTTPError as exc:
+            click.echo(f"mallstream: {json.loads(exc.read()).get('error')}", err=True)
+            sys.exit(1)
+        return
+    from .sinks.warehouse import open_warehouse
+    from .streams.web import SQL_FORMATS
+
+    warehouse = open_warehouse(settings.clickhouse)
+    try:
+        sys.stdout.buffer.write(warehouse.raw(query, SQL_FORMATS[fmt]))
+    except Exception as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        warehouse.close()
+
+
+@main.command()
+@click.argument("member_id")
+@click.pass_context
+def member(ctx: click.Context, member_id: str) -> None:
+    """Everything the running worker knows about a member, as JSON."""
+    settings = _settings(ctx)
+    try:
+        with urllib.request.urlopen(_worker_url(settings, f"/member/{member_id}/"), timeout=30) as response:
+            click.echo(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        click.echo(exc.read().decode(), err=True)
+        sys.exit(1)
+    except urllib.error.URLError:
+        click.echo(f"mallstream: no worker answers on port {settings.worker.web_port}; start `mallstream up`", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def simulate() -> None:
+    """Generate simulated device and till streams."""
+
+
+@simulate.command("pos")
+@click.option("--count", type=int, default=10_000, show_default=True)
+@click.option("--members", type=int, default=1000, show_default=True)
+@click.option("--member-share", type=float, default=1.0, show_default=True, help="share of sales with a card")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("-o", "--output", type=click.File("wb"), default="-")
+@click.pass_context
+def simulate_pos(ctx: click.Context, count: int, members: int, member_share: float, seed: int, output) -> None:
+    """A day of receipts as JSON lines, stores taken from the config."""
+    from .simulators.pos import PosDay, receipts
+    from .streams.records import encode
+
+    settings = _settings(ctx)
+    stores = tuple(store.id for mall in settings.malls for store in mall.stores)
+    day = PosDay(stores=stores, members=members, member_share=member_share, seed=seed)
+    for txn in receipts(day, count):
+        output.write(encode(txn) + b"\n")

@@ -1,0 +1,202 @@
+"""The hub's configuration: one YAML file, validated at start.
+
+A mistake is reported as ``file: key: problem`` and the CLI exits 2. Secrets are
+never written in the file: a key ending in ``_env`` names the environment
+variable that holds the value.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; ``str()`` names file, key and problem."""
+
+    def __init__(self, file: Path | str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = str(file), key, problem
+        super().__init__(f"{file}: {key}: {problem}")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Store(Strict):
+    id: str
+    name: str = ""
+    floor: str = ""
+    area_m2: Decimal | None = None
+    brand_counters: list[str] = []
+    points_rate: Decimal | None = Field(default=None, ge=0, description="overrides rules.points.rate")
+
+
+class Place(Strict):
+    """A floor, entrance or zone of the mall."""
+
+    id: str
+    name: str = ""
+    floor: str = ""
+    area_m2: Decimal | None = None
+
+
+class Device(Strict):
+    """An RFID reader, people counter or parking gate, and where it stands."""
+
+    id: str
+    place: str = Field(description="id of the entrance, zone or store it watches")
+    protocol: str = ""
+    address: str = Field(default="", description="serial port, MQTT topic or HTTP path")
+
+
+class CarPark(Strict):
+    id: str
+    capacity: int = Field(gt=0)
+    gates: list[Device] = []
+
+
+class Mall(Strict):
+    id: str
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+    floors: list[Place] = []
+    entrances: list[Place] = []
+    zones: list[Place] = []
+    stores: list[Store] = []
+    rfid_readers: list[Device] = []
+    people_counters: list[Device] = []
+    car_parks: list[CarPark] = []
+
+
+class PointsRule(Strict):
+    rate: Decimal = Field(default=Decimal(1), ge=0, description="points per currency unit spent")
+
+
+class Rules(Strict):
+    points: PointsRule = PointsRule()
+
+
+class Members(Strict):
+    source: Path | None = Field(default=None, description="CSV of member master data")
+
+
+class Kafka(Strict):
+    mode: Literal["embedded", "external"] = "embedded"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    data_dir: Path = Path(".state/broker")
+
+
+class ClickHouse(Strict):
+    mode: Literal["embedded", "server"] = "embedded"
+    path: Path = Field(default=Path(".state/clickhouse"), description="chdb data directory (embedded)")
+    host: str = "127.0.0.1"
+    port: int = 8123
+    secure: bool = False
+    database: str = "mallstream"
+    username: str = "default"
+    password_env: str = Field(default="MALLSTREAM_CLICKHOUSE_PASSWORD")
+
+    @property
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "")
+
+
+class Mqtt(Strict):
+    mode: Literal["embedded", "external", "off"] = "embedded"
+    host: str = "127.0.0.1"
+    port: int = 1883
+
+
+class Sink(Strict):
+    batch_rows: int = Field(default=5000, ge=1)
+    flush_seconds: float = Field(default=1.0, gt=0)
+
+
+class Worker(Strict):
+    app_id: str = "mallstream"
+    state_dir: Path = Path(".state/worker")
+    web_port: int = 6066
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    sink: Sink = Sink()
+
+
+class Settings(Strict):
+    """Everything the hub needs to know about the malls it serves and where its parts run."""
+
+    malls: list[Mall] = Field(min_length=1)
+    rules: Rules = Rules()
+    members: Members = Members()
+    kafka: Kafka = Kafka()
+    clickhouse: ClickHouse = ClickHouse()
+    mqtt: Mqtt = Mqtt()
+    worker: Worker = Worker()
+    source: Path = Field(default=Path("<defaults>"), exclude=True)
+
+    @field_validator("malls")
+    @classmethod
+    def _unique_malls(cls, malls: list[Mall]) -> list[Mall]:
+        _require_unique("mall", [m.id for m in malls])
+        return malls
+
+    @model_validator(mode="after")
+    def _unique_stores(self) -> Settings:
+        _require_unique("store", [s.id for m in self.malls for s in m.stores])
+        return self
+
+    def mall_of_store(self) -> dict[str, str]:
+        """Store id -> mall id, to stamp events whose source only knows the store."""
+        return {store.id: mall.id for mall in self.malls for store in mall.stores}
+
+    def points_rates(self) -> dict[str, Decimal]:
+        """Store id -> points per currency unit, store overrides applied."""
+        default = self.rules.points.rate
+        return {
+            store.id: default if store.points_rate is None else store.points_rate
+            for mall in self.malls
+            for store in mall.stores
+        }
+
+    def resolve(self, path: Path) -> Path:
+        """Relative paths in the file are relative to the working directory."""
+        return path if path.is_absolute() else Path.cwd() / path
+
+
+def _require_unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for ident in ids:
+        if ident in seen:
+            raise ValueError(f"{what} id {ident!r} appears twice")
+        seen.add(ident)
+
+
+def load(path: Path | str) -> Settings:
+    """Read and validate a config file, or raise :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "(file)", exc.strerror or str(exc)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "(top level)", "expected a mapping of sections (malls, kafka, ...)")
+    try:
+        return Settings.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(path, key, first["msg"]) from None

@@ -1,0 +1,1 @@
+"""Simulators: pretend to be mall hardware and tills, speaking what the real ones speak."""

@@ -1,0 +1,1 @@
+"""Writers to the outside: ClickHouse, and later MQTT screens and webhooks."""

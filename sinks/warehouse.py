@@ -1,0 +1,89 @@
+"""The connection to ClickHouse, embedded (chdb) or a server, behind one lock.
+
+Only one process may open a chdb directory, so the worker owns it and answers
+``mallstream sql`` for others while it runs (see ``streams/web.py``). With a
+server, every process connects on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from mallstream.settings import ClickHouse
+
+from .schema import MIGRATIONS
+
+
+class Warehouse:
+    """A ClickHouse client safe to share between the event loop's worker threads."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.database = database
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+        """Column names and rows of a query; ``{db}`` in the text is the hub's database."""
+        with self._lock:
+            result = self._client.query(sql.replace("{db}", self.database), parameters=parameters)
+        return list(result.column_names), result.result_rows
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        """The query's result in a ClickHouse output format (TSV, JSON...), as the engine wrote it."""
+        with self._lock:
+            return self._client.raw_query(sql.replace("{db}", self.database), fmt=fmt)
+
+    def command(self, sql: str, settings: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._client.command(sql.replace("{db}", self.database), settings=settings)
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str) -> None:
+        """Insert one block; ``token`` makes a repeat of the same block a no-op, views included."""
+        settings = {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
+        with self._lock:
+            self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns), settings=settings)
+
+    def migrate(self) -> list[int]:
+        """Create or upgrade the schema; return the migration versions applied now."""
+        self.command("CREATE DATABASE IF NOT EXISTS {db}")
+        self.command(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, description String, "
+            "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+        )
+        _, rows = self.query("SELECT version FROM {db}.schema_migrations")
+        done = {row[0] for row in rows}
+        applied = []
+        for version, description, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in statements:
+                self.command(statement)
+            self.command(f"INSERT INTO {{db}}.schema_migrations (version, description) VALUES ({version}, '{description}')")
+            applied.append(version)
+        return applied
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def open_warehouse(config: ClickHouse) -> Warehouse:
+    """Open ClickHouse as the config says; embedded takes the chdb directory's lock."""
+    if config.mode == "embedded":
+        path = config.path
+        path.mkdir(parents=True, exist_ok=True)
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
+    else:
+        client = clickhouse_connect.get_client(
+            host=config.host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            secure=config.secure,
+        )
+    return Warehouse(client, config.database)

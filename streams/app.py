@@ -1,0 +1,227 @@
+"""The faust worker: thin agents around the rule core.
+
+    pos.transactions --route--> pos.by_member --loyalty--> ledger --sink--> ClickHouse
+          (sale_owners table)         (members table)
+    anything malformed --------------------------------> deadletters --sink--> ClickHouse
+
+Each agent reads table state, calls a pure function from ``streams.core``, writes
+the state back and sends what the core returned. No exception escapes an agent:
+an event that cannot be handled becomes a dead letter and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import msgspec
+from faust.types import EventT
+
+from mallstream.settings import Settings
+from mallstream.sinks.clickhouse import SourcePosition, TableSink
+from mallstream.sinks.warehouse import Warehouse
+
+from . import topics
+from .core.loyalty import MemberState, PointsRules, apply_transaction
+from .core.routing import route_receipt
+from .records import DeadLetter, InvalidEvent, LedgerEntry, PosTransaction, decode, encode
+
+log = logging.getLogger(__name__)
+
+LEDGER_COLUMNS = (
+    "entry_id", "mall_id", "member_id", "account", "delta", "balance_after",
+    "cause", "txn_id", "store_id", "ts", "business_day",
+)
+DEAD_LETTER_COLUMNS = ("dead_letter_id", "source", "reason", "payload", "ts")
+
+
+def ledger_row(entry: LedgerEntry) -> tuple:
+    return (
+        entry.entry_id, entry.mall_id, entry.member_id, entry.account, entry.delta, entry.balance_after,
+        entry.cause, entry.txn_id, entry.store_id, entry.ts, entry.business_day,
+    )
+
+
+def dead_letter_row(letter: DeadLetter) -> tuple:
+    return (letter.dead_letter_id, letter.source, letter.reason, letter.payload, letter.ts)
+
+
+def make_dead_letter(source: str, reason: str, payload: bytes | str) -> DeadLetter:
+    """A dead letter whose id is its source, so a redelivered bad message is stored once."""
+    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
+    return DeadLetter(
+        dead_letter_id=source, source=source, reason=reason, payload=text, ts=dt.datetime.now(dt.UTC)
+    )
+
+
+def _source(event: EventT) -> SourcePosition:
+    message = event.message
+    return SourcePosition(message.topic, message.partition, message.offset)
+
+
+def _origin(event: EventT) -> str:
+    message = event.message
+    return f"{message.topic}:{message.partition}:{message.offset}"
+
+
+@dataclass
+class Hub:
+    """The faust app with its topics, tables, agents and sinks, built from the settings."""
+
+    settings: Settings
+    warehouse: Warehouse
+    counters: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        conf = self.settings
+        self.app = faust.App(
+            conf.worker.app_id,
+            broker=f"kafka://{conf.kafka.bootstrap_servers}",
+            store="rocksdb://" if conf.worker.store == "rocksdb" else "memory://",
+            datadir=str(conf.worker.state_dir),
+            web_port=conf.worker.web_port,
+            web_host="127.0.0.1",
+            topic_partitions=conf.kafka.partitions,
+            topic_replication_factor=conf.kafka.replication_factor,
+            topic_disable_leader=True,
+            key_serializer="raw",
+            value_serializer="raw",
+            producer_linger=0.01,
+            # sinks hold offsets until their rows are stored; at shutdown those are simply redelivered
+            stream_wait_empty=False,
+            autodiscover=False,
+        )
+        self.topics = {spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS}
+        raw = {"partitions": conf.kafka.partitions, "key_type": bytes, "value_type": bytes}
+        self.sale_owners = self.app.Table("sale_owners", **raw)
+        self.members = self.app.Table("members", **raw)
+        self.mall_of_store = conf.mall_of_store()
+        self.points_rules = PointsRules(conf.rules.points.rate, conf.points_rates())
+        sink_conf = conf.worker.sink
+        self.sinks = {
+            topics.LEDGER.name: TableSink(
+                self.warehouse, "ledger_entries", LEDGER_COLUMNS, sink_conf.batch_rows, sink_conf.flush_seconds
+            ),
+            topics.DEAD_LETTERS.name: TableSink(
+                self.warehouse, "dead_letters", DEAD_LETTER_COLUMNS, sink_conf.batch_rows, sink_conf.flush_seconds
+            ),
+        }
+        self._flush_lock = asyncio.Lock()
+        self._register_agents()
+
+    def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
+        return self.topics[spec.name]
+
+    async def dead_letter(self, source: str, reason: str, payload: bytes | str) -> None:
+        self.counters["dead_letters"] += 1
+        log.warning("dead letter from %s: %s", source, reason)
+        letter = make_dead_letter(source, reason, payload)
+        await self.topic(topics.DEAD_LETTERS).send(key=source.encode(), value=encode(letter))
+
+    # -- agents -------------------------------------------------------------------------
+
+    def _register_agents(self) -> None:
+        app = self.app
+        app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
+        app.agent(self.topic(topics.POS_BY_MEMBER), name="apply_loyalty")(self._apply_loyalty)
+        for spec, to_row in ((topics.LEDGER, ledger_row), (topics.DEAD_LETTERS, dead_letter_row)):
+            app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec, to_row))
+        app.timer(min(s.flush_seconds for s in self.sinks.values()) / 2, name="flush_sinks")(self._flush_due_sinks)
+
+    async def _route_receipts(self, stream: faust.StreamT) -> None:
+        by_member = self.topic(topics.POS_BY_MEMBER)
+        async for event in stream.events():
+            try:
+                txn = decode(PosTransaction, event.value)
+                key = txn.routing_key.encode()
+                if event.key != key:
+                    # a producer keyed it otherwise: put it where its sale's owner is known
+                    self.counters["rekeyed"] += 1
+                    await event.forward(self.topic(topics.POS_TRANSACTIONS), key=key)
+                    continue
+                original = txn.original_txn_id
+                owner = self.sale_owners.get(original.encode()) if original else None
+                routed = route_receipt(txn, owner.decode() if owner else None, self.mall_of_store)
+                if routed.remember_owner:
+                    self.sale_owners[key] = routed.remember_owner.encode()
+                await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
+                self.counters["receipts_routed"] += 1
+            except InvalidEvent as exc:
+                await self.dead_letter(_origin(event), str(exc), event.value)
+            except Exception as exc:  # keep the stream alive; the event is kept as a dead letter
+                log.exception("routing failed")
+                await self.dead_letter(_origin(event), f"internal error: {exc!r}", event.value)
+
+    async def _apply_loyalty(self, stream: faust.StreamT) -> None:
+        ledger = self.topic(topics.LEDGER)
+        async for event in stream.events():
+            try:
+                txn = decode(PosTransaction, event.value)
+                if txn.member_id is None:
+                    self.counters["receipts_anonymous"] += 1
+                    continue
+                key = event.key
+                stored = self.members.get(key)
+                state = decode_state(stored) if stored else MemberState(member_id=txn.member_id)
+                new_state, entries = apply_transaction(state, txn, self.points_rules, txn.mall_id or "")
+                if new_state is not state:
+                    self.members[key] = encode_state(new_state)
+                for entry in entries:
+                    await ledger.send(key=key, value=encode(entry))
+                self.counters["receipts_applied"] += 1
+            except InvalidEvent as exc:
+                await self.dead_letter(_origin(event), str(exc), event.value)
+            except Exception as exc:
+                log.exception("loyalty failed")
+                await self.dead_letter(_origin(event), f"internal error: {exc!r}", event.value)
+
+    def _sink_stream(self, spec: topics.TopicSpec, to_row: Callable[[Any], tuple]):
+        """An agent that feeds one sink; offsets are acknowledged only after the row is stored."""
+        sink = self.sinks[spec.name]
+
+        async def sink_agent(stream: faust.StreamT) -> None:
+            async for event in stream.noack().events():
+                try:
+                    sink.add(to_row(decode(spec.record, event.value)), _source(event), event.ack)
+                except InvalidEvent as exc:
+                    event.ack()
+                    await self.dead_letter(_origin(event), str(exc), event.value)
+                if sink.due:
+                    await self._flush(sink)
+
+        return sink_agent
+
+    async def _flush(self, sink: TableSink) -> None:
+        async with self._flush_lock:
+            rows, acks = sink.take()
+            await asyncio.to_thread(sink.write, rows)
+        for ack in acks:
+            ack()
+
+    async def _flush_due_sinks(self) -> None:
+        for sink in self.sinks.values():
+            if sink.due:
+                await self._flush(sink)
+
+    def repair_sinks(self) -> None:
+        """Before consuming: let views catch up with any batch a crash cut short."""
+        for sink in self.sinks.values():
+            sink.repair()
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(MemberState)
+
+
+def encode_state(state: MemberState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_state(data: bytes) -> MemberState:
+    return _state_decoder.decode(data)

@@ -1,0 +1,239 @@
+"""Typed records for every event on the hub's topics.
+
+Events are JSON on the wire and carry a ``"type"`` tag, so a line in a replay
+file or a message on a topic says what it is. Decoding validates: a record that
+comes out of :func:`decode` is well formed, and anything else raises
+:class:`InvalidEvent` with a reason fit for a dead letter.
+
+Money is :class:`~decimal.Decimal` end to end. JSON numbers and strings are
+both parsed exactly (``12.30`` never becomes a binary float) and amounts with
+more than two decimal places are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+
+Money = Annotated[Decimal, msgspec.Meta(description="currency units, at most 2 decimals")]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be accepted; the message is the dead-letter reason."""
+
+
+class Record(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
+    """Base of all wire records: tagged, immutable, validated after decoding."""
+
+    def validate(self) -> None:
+        """Cross-field checks that msgspec's per-field constraints cannot express."""
+
+
+def _require_aware(name: str, ts: dt.datetime) -> None:
+    if ts.tzinfo is None:
+        raise InvalidEvent(f"{name} must carry a UTC offset, e.g. 2026-11-23T10:00:00+08:00")
+
+
+def _require_cents(name: str, amount: Decimal) -> None:
+    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidEvent(f"{name}={amount} is not an amount with at most 2 decimals")
+
+
+class PosLine(msgspec.Struct, frozen=True):
+    """One line of a receipt; ``amount`` is what the customer pays for it, after line discounts."""
+
+    sku: Id
+    qty: Decimal
+    unit_price: Money
+    amount: Money
+    category: str = ""
+    brand: str = ""
+    supplier: str = ""
+
+
+class Tender(msgspec.Struct, frozen=True):
+    """One way the receipt was paid: cash, bank card, stored value, points, voucher..."""
+
+    type: Id
+    amount: Money
+    reference: str = ""
+
+
+class PosTransaction(Record, tag="pos_transaction"):
+    """A receipt from a till. ``txn_id`` is globally unique and the idempotency key.
+
+    Returns and voids name the sale they undo in ``original_txn_id``; amounts on a
+    return are positive (what goes back to the customer).
+    """
+
+    txn_id: Id
+    store_id: Id
+    workstation_id: Id
+    seq: Count
+    ts: dt.datetime
+    business_day: dt.date
+    kind: Literal["sale", "return", "void"]
+    total: Money
+    lines: list[PosLine] = []
+    tenders: list[Tender] = []
+    member_id: str | None = None
+    original_txn_id: str | None = None
+    mall_id: str | None = None
+    currency: str = "CNY"
+
+    def validate(self) -> None:
+        _require_aware("ts", self.ts)
+        _require_cents("total", self.total)
+        if self.total < 0:
+            raise InvalidEvent("total must not be negative; returns carry positive amounts")
+        for i, line in enumerate(self.lines):
+            if not line.qty.is_finite() or line.qty <= 0:
+                raise InvalidEvent(f"lines[{i}].qty must be a positive number")
+            _require_cents(f"lines[{i}].amount", line.amount)
+            _require_cents(f"lines[{i}].unit_price", line.unit_price)
+        for i, tender in enumerate(self.tenders):
+            _require_cents(f"tenders[{i}].amount", tender.amount)
+        if self.kind in ("return", "void") and not self.original_txn_id:
+            raise InvalidEvent(f"a {self.kind} needs original_txn_id")
+        if self.kind == "sale" and self.original_txn_id:
+            raise InvalidEvent("a sale must not carry original_txn_id")
+        if self.lines and sum(line.amount for line in self.lines) != self.total:
+            raise InvalidEvent("total does not equal the sum of line amounts")
+        if self.tenders and sum(t.amount for t in self.tenders) != self.total:
+            raise InvalidEvent("total does not equal the sum of tenders")
+
+    @property
+    def routing_key(self) -> str:
+        """The sale this receipt belongs to: a sale and all its returns share one key."""
+        return self.original_txn_id or self.txn_id
+
+
+class RfidRead(Record, tag="rfid_read"):
+    """One tag seen by one reader antenna. ``antenna`` is a 1-based index."""
+
+    reader_id: Id
+    antenna: Annotated[int, msgspec.Meta(ge=1, le=64)]
+    epc: Annotated[str, msgspec.Meta(pattern="^[0-9A-Fa-f]{4,64}$")]
+    rssi_dbm: Annotated[float, msgspec.Meta(ge=-120, le=20)]
+    ts: dt.datetime
+    mall_id: str | None = None
+    duplicate: bool = False
+
+    def validate(self) -> None:
+        _require_aware("ts", self.ts)
+
+
+class FootfallTick(Record, tag="footfall_tick"):
+    """People counted by one counter over one interval (deltas, not cumulative totals)."""
+
+    counter_id: Id
+    ts: dt.datetime
+    count_in: Count = msgspec.field(default=0, name="in")
+    count_out: Count = msgspec.field(default=0, name="out")
+    interval_s: Annotated[int, msgspec.Meta(gt=0)] = 60
+    mall_id: str | None = None
+
+    def validate(self) -> None:
+        _require_aware("ts", self.ts)
+
+
+class ParkingEvent(Record, tag="parking_event"):
+    """A vehicle passing a car-park gate, identified by its plate."""
+
+    gate_id: Id
+    car_park_id: Id
+    plate: Id
+    direction: Literal["entry", "exit"]
+    ts: dt.datetime
+    mall_id: str | None = None
+
+    def validate(self) -> None:
+        _require_aware("ts", self.ts)
+
+
+class LedgerEntry(Record, tag="ledger_entry"):
+    """A change to one account of a member card.
+
+    ``entry_id`` is derived from the cause (``<txn_id>:<account>``), so the same
+    cause always yields the same entry; ``replayed`` marks a re-emission of an
+    entry that was already applied (the sink drops those it already holds).
+    """
+
+    entry_id: Id
+    mall_id: str
+    member_id: str
+    account: str
+    delta: int
+    balance_after: int
+    cause: str
+    txn_id: str
+    store_id: str
+    ts: dt.datetime
+    business_day: dt.date
+    replayed: bool = False
+
+
+class Alert(Record, tag="alert"):
+    """Something a person should act on: a VIP arrival, a churn signal, a device fault."""
+
+    alert_id: Id
+    mall_id: str
+    kind: str
+    ts: dt.datetime
+    severity: Literal["info", "warning", "critical"] = "info"
+    member_id: str | None = None
+    zone_id: str | None = None
+    message: str = ""
+
+
+class DeadLetter(Record, tag="dead_letter"):
+    """Input that could not be accepted, kept whole with the reason and where it came from."""
+
+    dead_letter_id: Id
+    source: str
+    reason: str
+    payload: str
+    ts: dt.datetime
+
+
+InputEvent = PosTransaction | RfidRead | FootfallTick | ParkingEvent
+INPUT_TYPES: dict[str, type[Record]] = {
+    "pos_transaction": PosTransaction,
+    "rfid_read": RfidRead,
+    "footfall_tick": FootfallTick,
+    "parking_event": ParkingEvent,
+}
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+_decoders: dict[type, msgspec.json.Decoder] = {}
+
+
+def encode(record: Record) -> bytes:
+    """JSON bytes of a record, its ``type`` tag included; money as exact JSON numbers."""
+    return _encoder.encode(record)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def decode(record_type: type[R], payload: bytes | str) -> R:
+    """Parse and validate one record of ``record_type``; raise :class:`InvalidEvent` otherwise."""
+    decoder = _decoders.get(record_type)
+    if decoder is None:
+        decoder = _decoders[record_type] = msgspec.json.Decoder(record_type)
+    try:
+        record = decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(str(exc)) from None
+    record.validate()
+    return record
+
+
+def decode_input(payload: bytes | str) -> InputEvent:
+    """Parse one input event of any of the four input types, chosen by its ``type`` field."""
+    return decode(InputEvent, payload)  # type: ignore[arg-type]

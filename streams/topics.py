@@ -1,0 +1,108 @@
+"""Every topic of the hub in one place: name, record type, key and partition count.
+
+Keys are chosen so that all a member's state depends on lands on the partition
+that owns the member:
+
+* ``pos.transactions`` is keyed by the *sale* a receipt belongs to (its own
+  txn_id for a sale, ``original_txn_id`` for a return or void), so the router
+  that remembers which member made a sale sees that sale's returns too;
+* ``pos.by_member`` and ``ledger`` are keyed by member id;
+* device streams are keyed by device, so one device's readings stay in order.
+
+Topics that feed the same stateful agent must have the same partition count;
+every topic here uses the configured count, so changing it means creating new
+topics (Kafka cannot shrink a topic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from .records import (
+    Alert,
+    DeadLetter,
+    FootfallTick,
+    LedgerEntry,
+    ParkingEvent,
+    PosTransaction,
+    Record,
+    RfidRead,
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    record: type[Record]
+    key: str
+
+
+POS_TRANSACTIONS = TopicSpec("pos.transactions", PosTransaction, "txn_id of the sale (original_txn_id for returns/voids)")
+POS_BY_MEMBER = TopicSpec("pos.by_member", PosTransaction, "member_id, or store:<store_id> without a member")
+RFID_READS = TopicSpec("rfid.reads", RfidRead, "reader_id")
+FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
+PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "gate_id")
+LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
+ALERTS = TopicSpec("alerts", Alert, "mall_id")
+DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "source")
+
+ALL_TOPICS = (POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS, DEAD_LETTERS)
+
+#: Where each input type enters the hub (replay and device bridges produce here).
+INPUT_TOPICS: dict[str, TopicSpec] = {
+    "pos_transaction": POS_TRANSACTIONS,
+    "rfid_read": RFID_READS,
+    "footfall_tick": FOOTFALL_TICKS,
+    "parking_event": PARKING_EVENTS,
+}
+
+#: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
+TABLES = ("sale_owners", "members")
+
+#: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
+PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS)
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    return f"{app_id}-{table}-changelog"
+
+
+def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: int, app_id: str) -> list[str]:
+    """Create every topic (and table changelog) that does not exist yet; return the ones created.
+
+    Brokers that auto-create topics give them one partition, which breaks
+    co-partitioning, so the hub never relies on auto-creation.
+    """
+    names = [spec.name for spec in ALL_TOPICS] + [changelog_topic(app_id, t) for t in TABLES]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mallstream-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        created = []
+        for name in missing:
+            configs = {"cleanup.policy": "compact"} if name.endswith("-changelog") else {}
+            try:
+                admin.create_topics([NewTopic(name, partitions, replication_factor, topic_configs=configs)])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def _pos_key(event: dict) -> str | None:
+    return event.get("original_txn_id") or event.get("txn_id")
+
+
+#: How to key a raw input event (a decoded JSON object) on its input topic.
+INPUT_KEYS: dict[str, Callable[[dict], str | None]] = {
+    "pos_transaction": _pos_key,
+    "rfid_read": lambda event: event.get("reader_id"),
+    "footfall_tick": lambda event: event.get("counter_id"),
+    "parking_event": lambda event: event.get("gate_id"),
+}

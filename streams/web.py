@@ -1,0 +1,58 @@
+"""HTTP views on the worker: member lookup, SQL on the engine it owns, live counters.
+
+The worker is the one process holding the embedded chdb directory, so other
+processes (``mallstream sql``, ``mallstream member``) come through here while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faust.web import Request, Response, View
+
+from .app import Hub, decode_state
+
+SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
+
+
+def register_views(hub: Hub) -> None:
+    app = hub.app
+
+    @app.page("/member/{member_id}/")
+    @app.table_route(table=hub.members, match_info="member_id")
+    async def member(web: View, request: Request, member_id: str) -> Response:
+        stored = hub.members.get(member_id.encode())
+        if stored is None:
+            return web.json({"member_id": member_id, "error": "unknown member"}, status=404)
+        state = decode_state(stored)
+        return web.json(
+            {
+                "member_id": state.member_id,
+                "balances": state.balances(),
+                "receipts": len(state.receipts),
+                "first_purchase": state.first_purchase,
+                "last_purchase": state.last_purchase,
+            }
+        )
+
+    @app.page("/sql/")
+    class Sql(View):
+        async def post(self, request: Request) -> Response:
+            body = await request.json()
+            fmt = SQL_FORMATS.get(body.get("format", "tsv"))
+            if fmt is None:
+                return self.json({"error": f"format must be one of {sorted(SQL_FORMATS)}"}, status=400)
+            try:
+                output = await asyncio.to_thread(hub.warehouse.raw, body["query"], fmt)
+            except Exception as exc:  # the engine's own message is the useful answer
+                return self.json({"error": str(exc)}, status=400)
+            return self.bytes(output, content_type="text/plain")
+
+    @app.page("/stats/")
+    async def stats(web: View, request: Request) -> Response:
+        return web.json(
+            {
+                "counters": dict(hub.counters),
+                "sinks": {name: vars(sink.stats) for name, sink in hub.sinks.items()},
+            }
+        )

@@ -1,0 +1,44 @@
+"""Running the worker: topics, schema, sink repair, then faust until a signal stops it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import faust
+
+from mallstream.settings import Settings
+from mallstream.sinks.warehouse import open_warehouse
+
+from .app import Hub
+from .topics import ensure_topics
+from .web import register_views
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, loglevel: str = "warning") -> None:
+    """Serve until SIGINT/SIGTERM. ``extend`` may add tasks or timers (the live demo does)."""
+    created = ensure_topics(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.partitions,
+        settings.kafka.replication_factor,
+        settings.worker.app_id,
+    )
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    warehouse = open_warehouse(settings.clickhouse)
+    try:
+        warehouse.migrate()
+        hub = Hub(settings, warehouse)
+        hub.repair_sinks()
+        register_views(hub)
+        if extend is not None:
+            extend(hub)
+        worker = faust.Worker(hub.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit:
+            pass
+    finally:
+        warehouse.close()
