@@ -170,3 +170,7 @@ def simulate_pos(ctx: click.Context, count: int, members: int, member_share: flo
     day = PosDay(stores=stores, members=members, member_share=member_share, seed=seed)
     for txn in receipts(day, count):
         output.write(encode(txn) + b"\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -68,7 +68,7 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
                         raise ValueError(f"type must be one of {sorted(topics.INPUT_TOPICS)}, got {kind!r}")
                 except (msgspec.DecodeError, ValueError) as exc:
                     letter = make_dead_letter(source, str(exc), line)
-                    producer.send(topics.DEAD_LETTERS.name, key=source.encode(), value=encode(letter))
+                    producer.send(topics.DEAD_LETTERS.name, key=letter.dead_letter_id.encode(), value=encode(letter))
                     report.dead_letters += 1
                     continue
                 if speed > 0 and (at := _event_time(event)) is not None:
@@ -102,7 +102,8 @@ def pipeline_lag(settings: Settings) -> int:
         ]
         ends = consumer.end_offsets(partitions)
         starts = consumer.beginning_offsets(partitions)
-        committed = admin.list_consumer_group_offsets(settings.worker.app_id)
+        group = settings.worker.app_id
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
         lag = 0
         for tp in partitions:
             done = committed.get(tp)

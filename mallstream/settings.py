@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -144,14 +144,10 @@ class Settings(Strict):
 
     @field_validator("malls")
     @classmethod
-    def _unique_malls(cls, malls: list[Mall]) -> list[Mall]:
+    def _unique_ids(cls, malls: list[Mall]) -> list[Mall]:
         _require_unique("mall", [m.id for m in malls])
+        _require_unique("store", [s.id for m in malls for s in m.stores])
         return malls
-
-    @model_validator(mode="after")
-    def _unique_stores(self) -> Settings:
-        _require_unique("store", [s.id for m in self.malls for s in m.stores])
-        return self
 
     def mall_of_store(self) -> dict[str, str]:
         """Store id -> mall id, to stamp events whose source only knows the store."""

@@ -12,6 +12,7 @@ an event that cannot be handled becomes a dead letter and the stream goes on.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import datetime as dt
 import logging
 from collections import Counter
@@ -53,11 +54,15 @@ def dead_letter_row(letter: DeadLetter) -> tuple:
 
 
 def make_dead_letter(source: str, reason: str, payload: bytes | str) -> DeadLetter:
-    """A dead letter whose id is its source, so a redelivered bad message is stored once."""
+    """A dead letter identified by what went wrong with which input.
+
+    A redelivered or replayed bad message is stored once; ``source`` (topic,
+    partition and offset, or file and line) says where it was last seen.
+    """
     text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
-    return DeadLetter(
-        dead_letter_id=source, source=source, reason=reason, payload=text, ts=dt.datetime.now(dt.UTC)
-    )
+    origin = source.split(":", 1)[0]
+    digest = hashlib.blake2b(f"{origin}\0{reason}\0{text}".encode(), digest_size=16).hexdigest()
+    return DeadLetter(dead_letter_id=digest, source=source, reason=reason, payload=text, ts=dt.datetime.now(dt.UTC))
 
 
 def _source(event: EventT) -> SourcePosition:
@@ -122,7 +127,7 @@ class Hub:
         self.counters["dead_letters"] += 1
         log.warning("dead letter from %s: %s", source, reason)
         letter = make_dead_letter(source, reason, payload)
-        await self.topic(topics.DEAD_LETTERS).send(key=source.encode(), value=encode(letter))
+        await self.topic(topics.DEAD_LETTERS).send(key=letter.dead_letter_id.encode(), value=encode(letter))
 
     # -- agents -------------------------------------------------------------------------
 

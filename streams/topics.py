@@ -48,7 +48,7 @@ FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
 PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "gate_id")
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 ALERTS = TopicSpec("alerts", Alert, "mall_id")
-DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "source")
+DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 
 ALL_TOPICS = (POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS, DEAD_LETTERS)
 

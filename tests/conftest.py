@@ -1,0 +1,122 @@
+"""Shared fixtures: a real Kafka-protocol broker (noida-db), real chdb, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mallstream.services import wait_for_port
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "config" / "mall.example.yaml"
+NOIDA = str(Path(sys.executable).with_name("noida-db"))
+
+#: Size of scenario tests: 1 in CI, larger through `make scenario`.
+SCALE = float(os.environ.get("MALLSTREAM_SCALE", "1"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    """A fresh noida-db broker for one test, so topics and offsets start empty."""
+    port = free_port()
+    data_dir = tmp_path / "broker"
+    subprocess.run(
+        [NOIDA, "up", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(data_dir)],
+        check=True, capture_output=True,
+    )
+    assert wait_for_port("127.0.0.1", port), "broker did not start"
+    yield f"127.0.0.1:{port}"
+    subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True)
+
+
+def write_config(tmp_path: Path, bootstrap: str, **sections: dict) -> Path:
+    """The example config with this test's broker, ports and directories."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["kafka"].update(mode="external", bootstrap_servers=bootstrap, partitions=4)
+    data["clickhouse"].update(path=str(tmp_path / "clickhouse"))
+    data["mqtt"]["mode"] = "off"
+    data["worker"].update(state_dir=str(tmp_path / "worker"), web_port=free_port())
+    data["worker"]["sink"].update(flush_seconds=0.5)
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path = tmp_path / "mall.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class WorkerProcess:
+    """`mallstream worker` in its own process, so tests can SIGKILL it."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.config, self.log, self.env = config, log, env or {}
+        self.process: subprocess.Popen | None = None
+        self.port = yaml.safe_load(config.read_text())["worker"]["web_port"]
+
+    def start(self, failpoint: str | None = None) -> WorkerProcess:
+        env = {**os.environ, **self.env}
+        env.pop("MALLSTREAM_FAILPOINT", None)
+        if failpoint:
+            env["MALLSTREAM_FAILPOINT"] = failpoint
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mallstream.cli", "-c", str(self.config), "worker"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None and not failpoint:
+                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+            if wait_for_port("127.0.0.1", self.port):
+                return self
+        raise RuntimeError("worker did not open its web port")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def hub_config(tmp_path: Path, broker: str) -> Path:
+    return write_config(tmp_path, broker)
+
+
+@pytest.fixture
+def worker(hub_config: Path, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(hub_config, tmp_path / "worker.log")
+    yield process
+    process.stop()
+
+
+def cli(config: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the `mallstream` command as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mallstream.cli", "-c", str(config), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=config.parent,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"mallstream {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result

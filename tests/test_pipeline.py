@@ -1,0 +1,99 @@
+"""The hub end to end on real parts: noida-db broker, faust worker process, chdb, the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+
+from tests.conftest import SCALE, cli
+from tests.expected import expected_ledger
+
+pytestmark = pytest.mark.pipeline
+
+MALFORMED = [
+    "this is not json",
+    '{"type":"pos_transaction","txn_id":"bad-1"}',
+    '{"type":"teleport","at":"the moon"}',
+    '{"type":"pos_transaction","txn_id":"bad-2","store_id":"S101","workstation_id":"T","seq":1,'
+    '"ts":"2026-11-21T10:00:00+08:00","business_day":"2026-11-21","kind":"sale","total":1.005}',
+]
+
+
+def ledger_figures(config) -> dict:
+    rows = cli(config, "sql", "SELECT member_id, sum(delta) FROM {db}.ledger_entries GROUP BY member_id").stdout
+    by_member = {m: int(p) for m, p in (line.split("\t") for line in rows.splitlines()[1:])}
+    count = int(cli(config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1])
+    rollup = cli(
+        config, "sql", "SELECT store_id, sum(earned), sum(reversed), sum(entries) FROM {db}.points_daily GROUP BY store_id",
+        "--format", "json",
+    ).stdout
+    earned, reversed_, entries = {}, {}, 0
+    for line in rollup.splitlines():
+        row = json.loads(line)
+        earned[row["store_id"]] = int(row["sum(earned)"])
+        reversed_[row["store_id"]] = int(row["sum(reversed)"])
+        entries += int(row["sum(entries)"])
+    return {"entries": count, "rollup_entries": entries, "points_by_member": by_member,
+            "earned_by_store": earned, "reversed_by_store": reversed_}
+
+
+def assert_matches(figures: dict, expected: dict) -> None:
+    assert figures["entries"] == expected["entries"]
+    assert figures["rollup_entries"] == expected["entries"]
+    assert figures["points_by_member"] == expected["points_by_member"]
+    assert {k: v for k, v in figures["earned_by_store"].items() if v} == expected["earned_by_store"]
+    assert {k: v for k, v in figures["reversed_by_store"].items() if v} == expected["reversed_by_store"]
+
+
+def make_day(config, tmp_path, count: int, member_share: str = "1.0"):
+    path = tmp_path / "day.jsonl"
+    cli(config, "simulate", "pos", "--count", str(count), "--member-share", member_share, "-o", str(path))
+    return path
+
+
+def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config, worker, tmp_path):
+    count = int(10_000 * SCALE)
+    day = make_day(hub_config, tmp_path, count)
+    lines = day.read_text().splitlines()
+    day.write_text("\n".join(lines[:100] + MALFORMED + lines[100:]) + "\n")
+    expected = expected_ledger(day)
+    assert expected["entries"] == count  # every receipt has a member here: one ledger row each
+
+    worker.start()
+    result = cli(hub_config, "replay", str(day), "--wait")
+    assert f"sent {count + 2} events" in result.stdout and "2 malformed lines" in result.stdout
+    first = ledger_figures(hub_config)
+    assert_matches(first, expected)
+    dead = cli(hub_config, "sql", "SELECT reason FROM {db}.dead_letters ORDER BY reason").stdout
+    assert len(dead.splitlines()) == 1 + len(MALFORMED)
+    assert "at most 2 decimals" in dead and "missing required field" in dead and "teleport" in dead
+
+    cli(hub_config, "replay", str(day), "--wait")
+    assert ledger_figures(hub_config) == first
+    assert len(cli(hub_config, "sql", "SELECT * FROM {db}.dead_letters").stdout.splitlines()) == 1 + len(MALFORMED)
+
+    member_id, points = next(iter(expected["points_by_member"].items()))
+    member = json.loads(cli(hub_config, "member", member_id).stdout)
+    assert member["balances"]["points"] == points
+
+
+def test_anonymous_sales_earn_nothing_and_returns_without_card_find_their_member(hub_config, worker, tmp_path):
+    day = make_day(hub_config, tmp_path, int(2_000 * SCALE), member_share="0.6")
+    expected = expected_ledger(day)
+    worker.start()
+    cli(hub_config, "replay", str(day), "--wait")
+    assert_matches(ledger_figures(hub_config), expected)
+    stats = json.loads(__import__("urllib.request").request.urlopen(f"http://127.0.0.1:{worker.port}/stats/").read())
+    assert stats["counters"]["receipts_anonymous"] > 0
+
+
+def test_sql_opens_the_engine_itself_when_no_worker_runs(hub_config, worker, tmp_path):
+    day = make_day(hub_config, tmp_path, 50)
+    worker.start()
+    cli(hub_config, "replay", str(day), "--wait")
+    worker.stop()
+    assert cli(hub_config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1] == "50"
+    failed = cli(hub_config, "sql", "SELECT nonsense FROM nowhere", check=False)
+    assert failed.returncode == 1 and "nowhere" in failed.stderr
