@@ -36,6 +36,7 @@ def main(ctx: click.Context, config_path: str, verbose: bool) -> None:
     """mallstream: POS, RFID, footfall and parking in one stream."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = config_path
+    ctx.meta["loglevel"] = "info" if verbose else "warning"
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -59,7 +60,7 @@ def up(ctx: click.Context, demo: bool) -> None:
     with embedded_services(settings):
         click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, "
                    f"ClickHouse {settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
-        run_worker(settings, extend=extend)
+        run_worker(settings, extend=extend, loglevel=ctx.meta["loglevel"])
 
 
 @main.command()
@@ -68,7 +69,7 @@ def worker(ctx: click.Context) -> None:
     """Run one worker against the configured (already running) broker; start more to scale out."""
     from .streams.worker import run_worker
 
-    run_worker(_settings(ctx))
+    run_worker(_settings(ctx), loglevel=ctx.meta["loglevel"])
 
 
 @main.command()

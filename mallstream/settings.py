@@ -8,6 +8,7 @@ variable that holds the value.
 from __future__ import annotations
 
 import os
+import socket
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -124,10 +125,19 @@ class Sink(Strict):
 
 class Worker(Strict):
     app_id: str = "mallstream"
+    instance_id: str | None = Field(
+        default=None, description="stable per worker across restarts; default <hostname>-<web_port>"
+    )
     state_dir: Path = Path(".state/worker")
     web_port: int = 6066
     store: Literal["rocksdb", "memory"] = "rocksdb"
+    session_timeout: float = Field(default=10.0, ge=3, description="seconds before a dead worker's partitions move")
     sink: Sink = Sink()
+
+    @property
+    def group_instance_id(self) -> str:
+        """Static group membership: a restarted worker takes its partitions back without a rebalance."""
+        return self.instance_id or f"{socket.gethostname()}-{self.web_port}"
 
 
 class Settings(Strict):

@@ -100,6 +100,11 @@ class Hub:
             producer_linger=0.01,
             # sinks hold offsets until their rows are stored; at shutdown those are simply redelivered
             stream_wait_empty=False,
+            # a worker that died holds its partitions until the group gives up on it: keep that short
+            broker_session_timeout=conf.worker.session_timeout,
+            broker_rebalance_timeout=conf.worker.session_timeout,
+            broker_heartbeat_interval=conf.worker.session_timeout / 10,
+            consumer_group_instance_id=conf.worker.group_instance_id,
             autodiscover=False,
         )
         self.topics = {spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS}
