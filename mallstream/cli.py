@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -83,12 +84,17 @@ def replay(ctx: click.Context, file: Path, speed: float, wait: bool, timeout: fl
     from .replay import replay as send, wait_until_processed
 
     settings = _settings(ctx)
+    started = time.monotonic()
     report = send(settings, file, speed=speed)
     rate = report.sent / report.seconds if report.seconds else 0.0
     click.echo(f"sent {report.sent} events ({rate:,.0f}/s), {report.dead_letters} malformed lines to dead letters")
-    if wait and not wait_until_processed(settings, timeout=timeout):
+    if not wait:
+        return
+    if not wait_until_processed(settings, timeout=timeout):
         click.echo(f"mallstream: not all events were processed within {timeout:.0f} s", err=True)
         sys.exit(1)
+    elapsed = time.monotonic() - started
+    click.echo(f"processed and stored in {elapsed:.1f} s: {report.sent / elapsed:,.0f} events/s end to end")
 
 
 def _worker_url(settings: Settings, path: str) -> str:
@@ -147,6 +153,16 @@ def member(ctx: click.Context, member_id: str) -> None:
     except urllib.error.URLError:
         click.echo(f"mallstream: no worker answers on port {settings.worker.web_port}; start `mallstream up`", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--count", type=int, default=200_000, show_default=True, help="receipts / rows per figure")
+def bench(count: int) -> None:
+    """Print throughput figures of the rule core and the ClickHouse sink (no broker needed)."""
+    from .bench import run
+
+    for name, figure in run(count):
+        click.echo(f"{name:<48} {figure:>12}")
 
 
 @main.group()

@@ -57,6 +57,7 @@ class TableSink:
     columns: Sequence[str]
     batch_rows: int = 5000
     flush_seconds: float = 1.0
+    worker_tag: str = "local"
     stats: SinkStats = field(default_factory=SinkStats)
     _rows: list[tuple] = field(default_factory=list)
     _acks: list[Callable[[], Any]] = field(default_factory=list)
@@ -123,11 +124,19 @@ class TableSink:
         return written
 
     def _drop_known(self, rows: list[tuple]) -> list[tuple]:
-        """Rows whose key is neither stored already nor earlier in the same batch."""
-        keys = list({row[0] for row in rows})
+        """Rows whose key is neither stored already nor earlier in the same batch.
+
+        The batch's keys go to a small staging table and the engine joins them
+        against the table's primary key: a big batch's keys as query parameters
+        made the query text huge and, on chdb, the first such query took seconds.
+        """
+        staging = f"{self.table}__incoming_{self.worker_tag}"
+        self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
+        self.warehouse.command(f"TRUNCATE TABLE {{db}}.{staging}")
+        self.warehouse.insert_plain(staging, [(row[0],) for row in rows], ("key",))
         _, stored = self.warehouse.query(
-            f"SELECT {self.key_column} FROM {{db}}.{self.table} WHERE {self.key_column} IN {{keys:Array(String)}}",
-            parameters={"keys": keys},
+            f"SELECT {self.key_column} FROM {{db}}.{self.table} "
+            f"WHERE {self.key_column} IN (SELECT key FROM {{db}}.{staging})"
         )
         seen = {row[0] for row in stored}
         fresh = []

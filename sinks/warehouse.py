@@ -48,6 +48,11 @@ class Warehouse:
         with self._lock:
             self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns), settings=settings)
 
+    def insert_plain(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        """Insert without deduplication, for scratch tables."""
+        with self._lock:
+            self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns))
+
     def migrate(self) -> list[int]:
         """Create or upgrade the schema; return the migration versions applied now."""
         self.command("CREATE DATABASE IF NOT EXISTS {db}")

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import datetime as dt
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,13 +115,13 @@ class Hub:
         self.mall_of_store = conf.mall_of_store()
         self.points_rules = PointsRules(conf.rules.points.rate, conf.points_rates())
         sink_conf = conf.worker.sink
+        tag = re.sub(r"\W", "_", conf.worker.group_instance_id)
         self.sinks = {
-            topics.LEDGER.name: TableSink(
-                self.warehouse, "ledger_entries", LEDGER_COLUMNS, sink_conf.batch_rows, sink_conf.flush_seconds
-            ),
-            topics.DEAD_LETTERS.name: TableSink(
-                self.warehouse, "dead_letters", DEAD_LETTER_COLUMNS, sink_conf.batch_rows, sink_conf.flush_seconds
-            ),
+            spec.name: TableSink(self.warehouse, table, columns, sink_conf.batch_rows, sink_conf.flush_seconds, tag)
+            for spec, table, columns in (
+                (topics.LEDGER, "ledger_entries", LEDGER_COLUMNS),
+                (topics.DEAD_LETTERS, "dead_letters", DEAD_LETTER_COLUMNS),
+            )
         }
         self._flush_lock = asyncio.Lock()
         self._register_agents()
