@@ -17,7 +17,7 @@ from .settings import ClickHouse
 from .simulators.pos import PosDay, receipts
 from .sinks.clickhouse import SourcePosition, TableSink
 from .sinks.warehouse import open_warehouse
-from .streams.app import LEDGER_COLUMNS, ledger_row
+from .sinks.schema import LEDGER_TABLE
 from .streams.core.loyalty import MemberState, PointsRules, apply_transaction
 
 
@@ -40,14 +40,14 @@ def bench_sink(rows: int, batch_rows: int) -> float:
     with tempfile.TemporaryDirectory() as scratch:
         warehouse = open_warehouse(ClickHouse(path=Path(scratch) / "ch"))
         warehouse.migrate()
-        sink = TableSink(warehouse, "ledger_entries", LEDGER_COLUMNS, batch_rows=batch_rows)
+        sink = TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=batch_rows)
         day = PosDay(stores=("S101",), members=5000)
         entries = []
         states: dict[str, MemberState] = {}
         for txn in receipts(day, rows):
             state = states.get(txn.member_id or "") or MemberState(member_id=txn.member_id or "")
             states[txn.member_id or ""], out = apply_transaction(state, txn, PointsRules(), "mall")
-            entries.extend(ledger_row(e) for e in out)
+            entries.extend(LEDGER_TABLE.row(e) for e in out)
         started = time.perf_counter()
         for offset, row in enumerate(tqdm(entries, desc=f"sink, batches of {batch_rows}", leave=False)):
             sink.add(row, SourcePosition("ledger", 0, offset), lambda: None)

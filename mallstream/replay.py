@@ -14,8 +14,7 @@ from tqdm import tqdm
 
 from .settings import Settings
 from .streams import topics
-from .streams.app import make_dead_letter
-from .streams.records import encode
+from .streams.records import dead_letter, encode
 
 
 @dataclass
@@ -67,7 +66,7 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
                     if kind not in topics.INPUT_TOPICS:
                         raise ValueError(f"type must be one of {sorted(topics.INPUT_TOPICS)}, got {kind!r}")
                 except (msgspec.DecodeError, ValueError) as exc:
-                    letter = make_dead_letter(source, str(exc), line)
+                    letter = dead_letter(source, str(exc), line)
                     producer.send(topics.DEAD_LETTERS.name, key=letter.dead_letter_id.encode(), value=encode(letter))
                     report.dead_letters += 1
                     continue

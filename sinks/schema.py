@@ -8,6 +8,43 @@ a view that missed it, and changes nothing that already has it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mallstream.streams.records import DeadLetter, LedgerEntry
+
+
+@dataclass(frozen=True)
+class SinkTable:
+    """A table fed by a sink: its name, its columns (the first is the row's key), and the record mapping."""
+
+    name: str
+    columns: Sequence[str]
+    row: Callable[[Any], tuple]
+
+
+def _ledger_row(entry: LedgerEntry) -> tuple:
+    return (
+        entry.entry_id, entry.mall_id, entry.member_id, entry.account, entry.delta, entry.balance_after,
+        entry.cause, entry.txn_id, entry.store_id, entry.ts, entry.business_day,
+    )
+
+
+def _dead_letter_row(letter: DeadLetter) -> tuple:
+    return (letter.dead_letter_id, letter.source, letter.reason, letter.payload, letter.ts)
+
+
+LEDGER_TABLE = SinkTable(
+    "ledger_entries",
+    ("entry_id", "mall_id", "member_id", "account", "delta", "balance_after",
+     "cause", "txn_id", "store_id", "ts", "business_day"),
+    _ledger_row,
+)
+DEAD_LETTERS_TABLE = SinkTable(
+    "dead_letters", ("dead_letter_id", "source", "reason", "payload", "ts"), _dead_letter_row
+)
+
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
 #: batch token is recognised (ClickHouse keeps that many recent block hashes).
 DEDUP = "SETTINGS non_replicated_deduplication_window = 1000"

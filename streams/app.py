@@ -12,14 +12,11 @@ an event that cannot be handled becomes a dead letter and the stream goes on.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import datetime as dt
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import faust
 import msgspec
@@ -27,44 +24,15 @@ from faust.types import EventT
 
 from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
+from mallstream.sinks.schema import DEAD_LETTERS_TABLE, LEDGER_TABLE, SinkTable
 from mallstream.sinks.warehouse import Warehouse
 
 from . import topics
 from .core.loyalty import MemberState, PointsRules, apply_transaction
 from .core.routing import route_receipt
-from .records import DeadLetter, InvalidEvent, LedgerEntry, PosTransaction, decode, encode
+from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
 
 log = logging.getLogger(__name__)
-
-LEDGER_COLUMNS = (
-    "entry_id", "mall_id", "member_id", "account", "delta", "balance_after",
-    "cause", "txn_id", "store_id", "ts", "business_day",
-)
-DEAD_LETTER_COLUMNS = ("dead_letter_id", "source", "reason", "payload", "ts")
-
-
-def ledger_row(entry: LedgerEntry) -> tuple:
-    return (
-        entry.entry_id, entry.mall_id, entry.member_id, entry.account, entry.delta, entry.balance_after,
-        entry.cause, entry.txn_id, entry.store_id, entry.ts, entry.business_day,
-    )
-
-
-def dead_letter_row(letter: DeadLetter) -> tuple:
-    return (letter.dead_letter_id, letter.source, letter.reason, letter.payload, letter.ts)
-
-
-def make_dead_letter(source: str, reason: str, payload: bytes | str) -> DeadLetter:
-    """A dead letter identified by what went wrong with which input.
-
-    A redelivered or replayed bad message is stored once; ``source`` (topic,
-    partition and offset, or file and line) says where it was last seen.
-    """
-    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
-    origin = source.split(":", 1)[0]
-    digest = hashlib.blake2b(f"{origin}\0{reason}\0{text}".encode(), digest_size=16).hexdigest()
-    return DeadLetter(dead_letter_id=digest, source=source, reason=reason, payload=text, ts=dt.datetime.now(dt.UTC))
-
 
 def _source(event: EventT) -> SourcePosition:
     message = event.message
@@ -116,12 +84,11 @@ class Hub:
         self.points_rules = PointsRules(conf.rules.points.rate, conf.points_rates())
         sink_conf = conf.worker.sink
         tag = re.sub(r"\W", "_", conf.worker.group_instance_id)
-        self.sinks = {
-            spec.name: TableSink(self.warehouse, table, columns, sink_conf.batch_rows, sink_conf.flush_seconds, tag)
-            for spec, table, columns in (
-                (topics.LEDGER, "ledger_entries", LEDGER_COLUMNS),
-                (topics.DEAD_LETTERS, "dead_letters", DEAD_LETTER_COLUMNS),
-            )
+        #: topic -> (what its records become, the sink writing them)
+        self.sinks: dict[str, tuple[SinkTable, TableSink]] = {
+            spec.name: (table, TableSink(self.warehouse, table.name, table.columns, sink_conf.batch_rows,
+                                         sink_conf.flush_seconds, tag))
+            for spec, table in ((topics.LEDGER, LEDGER_TABLE), (topics.DEAD_LETTERS, DEAD_LETTERS_TABLE))
         }
         self._flush_lock = asyncio.Lock()
         self._register_agents()
@@ -132,7 +99,7 @@ class Hub:
     async def dead_letter(self, source: str, reason: str, payload: bytes | str) -> None:
         self.counters["dead_letters"] += 1
         log.warning("dead letter from %s: %s", source, reason)
-        letter = make_dead_letter(source, reason, payload)
+        letter = dead_letter(source, reason, payload)
         await self.topic(topics.DEAD_LETTERS).send(key=letter.dead_letter_id.encode(), value=encode(letter))
 
     # -- agents -------------------------------------------------------------------------
@@ -141,9 +108,9 @@ class Hub:
         app = self.app
         app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         app.agent(self.topic(topics.POS_BY_MEMBER), name="apply_loyalty")(self._apply_loyalty)
-        for spec, to_row in ((topics.LEDGER, ledger_row), (topics.DEAD_LETTERS, dead_letter_row)):
-            app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec, to_row))
-        app.timer(min(s.flush_seconds for s in self.sinks.values()) / 2, name="flush_sinks")(self._flush_due_sinks)
+        for spec in (topics.LEDGER, topics.DEAD_LETTERS):
+            app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec))
+        app.timer(self.settings.worker.sink.flush_seconds / 2, name="flush_sinks")(self._flush_due_sinks)
 
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)
@@ -192,14 +159,14 @@ class Hub:
                 log.exception("loyalty failed")
                 await self.dead_letter(_origin(event), f"internal error: {exc!r}", event.value)
 
-    def _sink_stream(self, spec: topics.TopicSpec, to_row: Callable[[Any], tuple]):
+    def _sink_stream(self, spec: topics.TopicSpec) -> Callable[[faust.StreamT], Awaitable[None]]:
         """An agent that feeds one sink; offsets are acknowledged only after the row is stored."""
-        sink = self.sinks[spec.name]
+        table, sink = self.sinks[spec.name]
 
         async def sink_agent(stream: faust.StreamT) -> None:
             async for event in stream.noack().events():
                 try:
-                    sink.add(to_row(decode(spec.record, event.value)), _source(event), event.ack)
+                    sink.add(table.row(decode(spec.record, event.value)), _source(event), event.ack)
                 except InvalidEvent as exc:
                     event.ack()
                     await self.dead_letter(_origin(event), str(exc), event.value)
@@ -216,13 +183,13 @@ class Hub:
             ack()
 
     async def _flush_due_sinks(self) -> None:
-        for sink in self.sinks.values():
+        for _, sink in self.sinks.values():
             if sink.due:
                 await self._flush(sink)
 
     def repair_sinks(self) -> None:
         """Before consuming: let views catch up with any batch a crash cut short."""
-        for sink in self.sinks.values():
+        for _, sink in self.sinks.values():
             sink.repair()
 
 

@@ -13,6 +13,7 @@ more than two decimal places are refused.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from typing import Annotated, Literal, TypeVar
 
@@ -199,6 +200,18 @@ class DeadLetter(Record, tag="dead_letter"):
     reason: str
     payload: str
     ts: dt.datetime
+
+
+def dead_letter(source: str, reason: str, payload: bytes | str) -> DeadLetter:
+    """A dead letter identified by what went wrong with which input.
+
+    A redelivered or replayed bad message is stored once; ``source`` (topic,
+    partition and offset, or file and line) says where it was last seen.
+    """
+    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
+    origin = source.split(":", 1)[0]
+    digest = hashlib.blake2b(f"{origin}\0{reason}\0{text}".encode(), digest_size=16).hexdigest()
+    return DeadLetter(dead_letter_id=digest, source=source, reason=reason, payload=text, ts=dt.datetime.now(dt.UTC))
 
 
 InputEvent = PosTransaction | RfidRead | FootfallTick | ParkingEvent

@@ -53,6 +53,6 @@ def register_views(hub: Hub) -> None:
         return web.json(
             {
                 "counters": dict(hub.counters),
-                "sinks": {name: vars(sink.stats) for name, sink in hub.sinks.items()},
+                "sinks": {name: vars(sink.stats) for name, (_, sink) in hub.sinks.items()},
             }
         )

@@ -7,7 +7,7 @@ import pytest
 from mallstream.settings import ClickHouse
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.warehouse import open_warehouse
-from mallstream.streams.app import LEDGER_COLUMNS
+from mallstream.sinks.schema import LEDGER_TABLE
 
 TS = dt.datetime(2026, 11, 21, 4, tzinfo=dt.UTC)
 
@@ -24,7 +24,7 @@ def warehouse(tmp_path_factory):
 def sink(warehouse):
     warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
     warehouse.command("TRUNCATE TABLE {db}.points_daily")
-    return TableSink(warehouse, "ledger_entries", LEDGER_COLUMNS, batch_rows=3, flush_seconds=60)
+    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)
 
 
 def row(i: int, delta: int = 10, store: str = "S1") -> tuple:

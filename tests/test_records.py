@@ -55,3 +55,13 @@ def test_garbage_is_an_invalid_event_not_a_crash():
     for payload in (b"", b"{", b"[1,2]", b'{"type":"nope"}', b"\xff\xfe"):
         with pytest.raises(InvalidEvent):
             decode_input(payload)
+
+
+def test_the_same_bad_input_makes_the_same_dead_letter_wherever_it_was_seen():
+    from mallstream.streams.records import dead_letter
+
+    first = dead_letter("pos.transactions:0:17", "missing txn_id", b"{}")
+    again = dead_letter("pos.transactions:3:99", "missing txn_id", b"{}")
+    other = dead_letter("pos.transactions:0:18", "missing txn_id", b'{"x":1}')
+    assert first.dead_letter_id == again.dead_letter_id != other.dead_letter_id
+    assert dead_letter("rfid.reads:0:1", "bad", b"\xff").payload == "\\xff"
