@@ -179,13 +179,16 @@ def simulate() -> None:
 @click.pass_context
 def simulate_pos(ctx: click.Context, count: int, members: int, member_share: float, seed: int, output) -> None:
     """A day of receipts as JSON lines, stores taken from the config."""
+    from tqdm import tqdm
+
     from .simulators.pos import PosDay, receipts
     from .streams.records import encode
 
     settings = _settings(ctx)
     stores = tuple(store.id for mall in settings.malls for store in mall.stores)
     day = PosDay(stores=stores, members=members, member_share=member_share, seed=seed)
-    for txn in receipts(day, count):
+    quiet = output.name == "<stdout>" or count < 50_000
+    for txn in tqdm(receipts(day, count), total=count, unit="receipt", disable=quiet):
         output.write(encode(txn) + b"\n")
 
 

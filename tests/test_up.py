@@ -1,0 +1,50 @@
+"""`mallstream up`: starts the embedded broker, Mosquitto and the worker; SIGINT stops all of them."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from mallstream.services import port_open
+from tests.conftest import cli, free_port, write_config
+
+pytestmark = pytest.mark.pipeline
+
+
+def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path):
+    broker_port, mqtt_port = free_port(), free_port()
+    config = write_config(tmp_path, f"127.0.0.1:{broker_port}")
+    data = yaml.safe_load(config.read_text())
+    data["kafka"].update(mode="embedded", data_dir=str(tmp_path / "broker"))
+    data["mqtt"].update(mode="embedded", port=mqtt_port)
+    config.write_text(yaml.safe_dump(data))
+    web_port = data["worker"]["web_port"]
+
+    up = subprocess.Popen(
+        [sys.executable, "-m", "mallstream.cli", "-c", str(config), "up", "--demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not port_open("127.0.0.1", web_port) and time.monotonic() < deadline:
+            assert up.poll() is None, up.stdout.read()
+            time.sleep(0.2)
+        assert port_open("127.0.0.1", broker_port) and port_open("127.0.0.1", mqtt_port)
+        rows = 0
+        while rows == 0 and time.monotonic() < deadline:  # the demo's simulated tills reach ClickHouse
+            time.sleep(1)
+            rows = int(cli(config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1])
+        assert rows > 0
+        time.sleep(6)  # one round of live figures (printed every 5 s)
+    finally:
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, output
+    assert "ledger rows in ClickHouse" in output  # the live figures
+    assert not port_open("127.0.0.1", broker_port) and not port_open("127.0.0.1", mqtt_port)
+    assert not port_open("127.0.0.1", web_port)
