@@ -44,6 +44,18 @@ def _settings(ctx: click.Context) -> Settings:
     return _load(ctx.obj)
 
 
+def _run(function, *args, **kwargs) -> None:
+    """Start-up problems a user can fix are one line on stderr and exit 2, not a traceback."""
+    from .services import ServiceError
+    from .streams.topics import TopicLayoutError
+
+    try:
+        function(*args, **kwargs)
+    except (ServiceError, TopicLayoutError) as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(2)
+
+
 @main.command()
 @click.option("--demo/--no-demo", default=False, help="feed simulated receipts and print live figures")
 @click.pass_context
@@ -58,10 +70,13 @@ def up(ctx: click.Context, demo: bool) -> None:
         from .demo import attach_demo
 
         extend = attach_demo
-    with embedded_services(settings):
-        click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, "
-                   f"ClickHouse {settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
-        run_worker(settings, extend=extend, loglevel=ctx.meta["loglevel"])
+    def serve() -> None:
+        with embedded_services(settings):
+            click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
+                       f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
+            run_worker(settings, extend=extend, loglevel=ctx.meta["loglevel"])
+
+    _run(serve)
 
 
 @main.command()
@@ -70,7 +85,7 @@ def worker(ctx: click.Context) -> None:
     """Run one worker against the configured (already running) broker; start more to scale out."""
     from .streams.worker import run_worker
 
-    run_worker(_settings(ctx), loglevel=ctx.meta["loglevel"])
+    _run(run_worker, _settings(ctx), loglevel=ctx.meta["loglevel"])
 
 
 @main.command()

@@ -67,6 +67,10 @@ TABLES = ("sale_owners", "members")
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS)
 
 
+class TopicLayoutError(RuntimeError):
+    """Existing topics do not have the partition count the config asks for."""
+
+
 def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
@@ -81,6 +85,14 @@ def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: i
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mallstream-admin")
     try:
         existing = set(admin.list_topics())
+        present = [n for n in names if n in existing]
+        for topic in admin.describe_topics(present) if present else ():
+            count = len(topic["partitions"])
+            if count != partitions:
+                raise TopicLayoutError(
+                    f"topic {topic['name']!r} has {count} partitions but kafka.partitions is {partitions}: "
+                    "co-partitioned agents would miss state; create new topics or set kafka.partitions to match"
+                )
         missing = [n for n in names if n not in existing]
         created = []
         for name in missing:
