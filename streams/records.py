@@ -122,6 +122,7 @@ class RfidRead(Record, tag="rfid_read"):
     epc: Annotated[str, msgspec.Meta(pattern="^[0-9A-Fa-f]{4,64}$")]
     rssi_dbm: Annotated[float, msgspec.Meta(ge=-120, le=20)]
     ts: dt.datetime
+    clock_skew_s: float | None = None
     mall_id: str | None = None
     duplicate: bool = False
 
@@ -137,6 +138,7 @@ class FootfallTick(Record, tag="footfall_tick"):
     count_in: Count = msgspec.field(default=0, name="in")
     count_out: Count = msgspec.field(default=0, name="out")
     interval_s: Annotated[int, msgspec.Meta(gt=0)] = 60
+    clock_skew_s: float | None = None
     mall_id: str | None = None
 
     def validate(self) -> None:
@@ -151,6 +153,7 @@ class ParkingEvent(Record, tag="parking_event"):
     plate: Id
     direction: Literal["entry", "exit"]
     ts: dt.datetime
+    clock_skew_s: float | None = None
     mall_id: str | None = None
 
     def validate(self) -> None:
