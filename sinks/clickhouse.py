@@ -18,6 +18,7 @@ How it stays exact across crashes and replays:
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,6 +32,11 @@ from mallstream.failpoints import failpoint
 from .warehouse import Warehouse
 
 SOURCE_COLUMNS = ("_topic", "_partition", "_offset", "_batch", "_sunk_at")
+
+
+def _identifier(text: str) -> str:
+    """``text`` made safe as part of a table name."""
+    return re.sub(r"\W", "_", text)
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ class TableSink:
         """One attempt at the check-then-insert; retried as a whole, so a retry re-checks what landed."""
         fresh = self._drop_known(rows)
         if fresh:
-            batch = uuid.uuid4().hex
+            batch = f"{self.worker_tag}-{uuid.uuid4().hex}"
             now = dt.datetime.now(dt.UTC)
             self.warehouse.insert(
                 self.table,
@@ -130,7 +136,7 @@ class TableSink:
         against the table's primary key: a big batch's keys as query parameters
         made the query text huge and, on chdb, the first such query took seconds.
         """
-        staging = f"{self.table}__incoming_{self.worker_tag}"
+        staging = f"{self.table}__incoming_{_identifier(self.worker_tag)}"
         self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
         self.warehouse.command(f"TRUNCATE TABLE {{db}}.{staging}")
         self.warehouse.insert_plain(staging, [(row[0],) for row in rows], ("key",))
@@ -147,9 +153,14 @@ class TableSink:
         return fresh
 
     def repair(self, last_batches: int = 3) -> list[str]:
-        """Re-insert the latest batches under their own tokens, so views that missed them catch up."""
+        """Re-insert every worker's latest batches under their own tokens, so views that missed them catch up.
+
+        Per worker, because on a shared server other workers' newer batches must not
+        hide the one a crashed worker left half-written; repeating a complete batch is a no-op.
+        """
         _, rows = self.warehouse.query(
-            f"SELECT _batch FROM {{db}}.{self.table} GROUP BY _batch ORDER BY max(_sunk_at) DESC LIMIT {last_batches}"
+            f"SELECT _batch FROM {{db}}.{self.table} GROUP BY _batch ORDER BY max(_sunk_at) DESC "
+            f"LIMIT {last_batches} BY replaceRegexpOne(_batch, '-[0-9a-f]{{32}}$', '')"
         )
         batches = [row[0] for row in rows]
         for batch in batches:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -83,7 +82,7 @@ class Hub:
         self.mall_of_store = conf.mall_of_store()
         self.points_rules = PointsRules(conf.rules.points.rate, conf.points_rates())
         sink_conf = conf.worker.sink
-        tag = re.sub(r"\W", "_", conf.worker.group_instance_id)
+        tag = conf.worker.group_instance_id
         #: topic -> (what its records become, the sink writing them)
         self.sinks: dict[str, tuple[SinkTable, TableSink]] = {
             spec.name: (table, TableSink(self.warehouse, table.name, table.columns, sink_conf.batch_rows,

@@ -81,3 +81,18 @@ def test_migrations_are_recorded_and_run_once(warehouse):
     assert warehouse.migrate() == []
     _, rows = warehouse.query("SELECT count() FROM {db}.schema_migrations")
     assert rows[0][0] >= 1
+
+
+def test_repair_finds_a_crashed_workers_batch_behind_other_workers_newer_ones(sink, warehouse):
+    crashed = TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, worker_tag="host-a")
+    busy = TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, worker_tag="host-b")
+    warehouse.command("DETACH TABLE {db}.points_daily_mv")
+    feed(crashed, [row(1), row(2), row(3)])
+    crashed.flush()
+    warehouse.command("ATTACH TABLE {db}.points_daily_mv")
+    for start in (10, 20, 30, 40):
+        feed(busy, [row(start), row(start + 1), row(start + 2)], start_offset=start)
+        busy.flush()
+    assert totals(warehouse) == ((15, 150), (120, 0, 12))
+    crashed.repair()
+    assert totals(warehouse) == ((15, 150), (150, 0, 15))

@@ -1,0 +1,122 @@
+"""The ClickHouse sink in server mode: clickhouse-connect over HTTP to the real engine (chdb behind tests/chdb_http.py)."""
+
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from mallstream.settings import ClickHouse
+from mallstream.sinks.clickhouse import SOURCE_COLUMNS, SourcePosition, TableSink
+from mallstream.sinks.warehouse import open_warehouse
+from mallstream.sinks.schema import LEDGER_TABLE
+from tests.chdb_http import serve_chdb
+from tests.conftest import free_port
+from tests.test_clickhouse_sink import feed, row, totals
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A ClickHouse HTTP endpoint on a free port; yields the config a hub would use in server mode."""
+    port = free_port()
+    with serve_chdb(tmp_path_factory.mktemp("server") / "db", port):
+        yield ClickHouse(mode="server", host="127.0.0.1", port=port)
+
+
+@pytest.fixture(scope="module")
+def warehouse(server):
+    wh = open_warehouse(server)
+    wh.migrate()
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def sink(warehouse):
+    warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
+    warehouse.command("TRUNCATE TABLE {db}.points_daily")
+    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)
+
+
+def test_migrate_creates_the_schema_once(server):
+    wh = open_warehouse(server.model_copy(update={"database": "fresh"}))
+    try:
+        assert wh.migrate() == [1]
+        assert wh.migrate() == []
+        _, tables = wh.query("SELECT name, engine FROM system.tables WHERE database = 'fresh' ORDER BY name")
+        assert tables == [
+            ("dead_letters", "MergeTree"),
+            ("ledger_entries", "MergeTree"),
+            ("points_daily", "SummingMergeTree"),
+            ("points_daily_mv", "MaterializedView"),
+            ("schema_migrations", "MergeTree"),
+        ]
+        _, versions = wh.query("SELECT version, description FROM {db}.schema_migrations")
+        assert [v for v, _ in versions] == [1]
+    finally:
+        wh.close()
+
+
+def test_rows_are_acknowledged_only_after_they_are_stored(sink, warehouse):
+    acked = feed(sink, [row(1), row(2)])
+    assert not sink.due and acked == []
+    sink.add(row(3), SourcePosition("ledger", 0, 2), lambda: acked.append(2))
+    assert sink.due
+    assert sink.flush() == 3 and acked == [0, 1, 2]
+    assert totals(warehouse) == ((3, 30), (30, 0, 3))
+    _, stored = warehouse.query("SELECT entry_id, store_id, ts, business_day, _offset FROM {db}.ledger_entries ORDER BY entry_id")
+    assert [(r[0], r[1], r[2].isoformat(), r[3], r[4]) for r in stored] == [
+        (f"t{i}:points", "S1", "2026-11-21T04:00:00", row(i)[-1], i - 1) for i in (1, 2, 3)
+    ]
+
+
+def test_redelivered_and_replayed_rows_are_not_counted_twice(sink, warehouse):
+    feed(sink, [row(1), row(2), row(1)])  # a duplicate inside one batch
+    sink.flush()
+    acked = feed(sink, [row(1), row(2), row(3, delta=-4)], start_offset=3)  # a redelivery plus one new row
+    assert sink.flush() == 1 and acked == [0, 1, 2]
+    assert sink.stats.rows_skipped == 3
+    assert totals(warehouse) == ((3, 16), (20, 4, 3))
+
+
+def test_the_batch_token_reaches_the_server_and_dedups_table_and_view(sink, warehouse):
+    """The sink's key check would hide a lost setting, so insert directly: same token once, new token again."""
+    rows = [(*row(i), "ledger", 0, i, "b1", row(i)[-2]) for i in (1, 2)]
+    columns = (*LEDGER_TABLE.columns, *SOURCE_COLUMNS)
+    warehouse.insert("ledger_entries", rows, columns, token="b1")
+    warehouse.insert("ledger_entries", rows, columns, token="b1")
+    assert totals(warehouse) == ((2, 20), (20, 0, 2))
+    warehouse.insert("ledger_entries", rows, columns, token="b2")
+    assert totals(warehouse) == ((4, 40), (40, 0, 4))
+
+
+def test_repair_fills_a_view_that_missed_a_batch_and_changes_nothing_else(sink, warehouse):
+    feed(sink, [row(1), row(2), row(3)])
+    sink.flush()
+    warehouse.command("DETACH TABLE {db}.points_daily_mv")
+    feed(sink, [row(4), row(5), row(6)], start_offset=3)
+    sink.flush()
+    warehouse.command("ATTACH TABLE {db}.points_daily_mv")
+    assert totals(warehouse) == ((6, 60), (30, 0, 3))
+    assert len(sink.repair()) == 2
+    assert totals(warehouse) == ((6, 60), (60, 0, 6))
+    sink.repair()
+    assert totals(warehouse) == ((6, 60), (60, 0, 6))
+
+
+def test_raw_returns_the_engines_text_and_parameters_are_bound(sink, warehouse):
+    feed(sink, [row(1), row(2, delta=-3, store="S2"), row(3)])
+    sink.flush()
+    text = warehouse.raw("SELECT entry_id, delta, store_id FROM {db}.ledger_entries ORDER BY entry_id", "TabSeparatedWithNames")
+    assert text == b"entry_id\tdelta\tstore_id\nt1:points\t10\tS1\nt2:points\t-3\tS2\nt3:points\t10\tS1\n"
+    _, rows = warehouse.query(
+        "SELECT count(), sum(delta) FROM {db}.ledger_entries WHERE store_id = {store:String}", {"store": "S2"}
+    )
+    assert rows == [(1, -3)]
+
+
+def test_a_bad_query_raises_and_the_server_keeps_serving(warehouse):
+    with pytest.raises(DatabaseError, match="Code: 62") as syntax:
+        warehouse.query("SELEC 1")
+    assert syntax.value.code == 62
+    with pytest.raises(DatabaseError, match="UNKNOWN_TABLE"):
+        warehouse.command("INSERT INTO {db}.no_such_table VALUES (1)")
+    _, rows = warehouse.query("SELECT 1 + 1")
+    assert rows == [(2,)]
