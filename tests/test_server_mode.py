@@ -1,4 +1,6 @@
-"""The ClickHouse sink in server mode: clickhouse-connect over HTTP to the real engine (chdb behind tests/chdb_http.py)."""
+"""What only server mode has: clickhouse-connect over HTTP to the real engine (chdb behind tests/chdb_http.py).
+
+The sink's behaviour in both modes is tested in test_clickhouse_sink.py."""
 
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -7,17 +9,7 @@ from mallstream.settings import ClickHouse
 from mallstream.sinks.clickhouse import SOURCE_COLUMNS, SourcePosition, TableSink
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.sinks.schema import LEDGER_TABLE
-from tests.chdb_http import serve_chdb
-from tests.conftest import free_port
-from tests.test_clickhouse_sink import feed, row, totals
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A ClickHouse HTTP endpoint on a free port; yields the config a hub would use in server mode."""
-    port = free_port()
-    with serve_chdb(tmp_path_factory.mktemp("server") / "db", port):
-        yield ClickHouse(mode="server", host="127.0.0.1", port=port)
+from tests.test_clickhouse_sink import feed, row, server, totals  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -54,28 +46,6 @@ def test_migrate_creates_the_schema_once(server):
         wh.close()
 
 
-def test_rows_are_acknowledged_only_after_they_are_stored(sink, warehouse):
-    acked = feed(sink, [row(1), row(2)])
-    assert not sink.due and acked == []
-    sink.add(row(3), SourcePosition("ledger", 0, 2), lambda: acked.append(2))
-    assert sink.due
-    assert sink.flush() == 3 and acked == [0, 1, 2]
-    assert totals(warehouse) == ((3, 30), (30, 0, 3))
-    _, stored = warehouse.query("SELECT entry_id, store_id, ts, business_day, _offset FROM {db}.ledger_entries ORDER BY entry_id")
-    assert [(r[0], r[1], r[2].isoformat(), r[3], r[4]) for r in stored] == [
-        (f"t{i}:points", "S1", "2026-11-21T04:00:00", row(i)[-1], i - 1) for i in (1, 2, 3)
-    ]
-
-
-def test_redelivered_and_replayed_rows_are_not_counted_twice(sink, warehouse):
-    feed(sink, [row(1), row(2), row(1)])  # a duplicate inside one batch
-    sink.flush()
-    acked = feed(sink, [row(1), row(2), row(3, delta=-4)], start_offset=3)  # a redelivery plus one new row
-    assert sink.flush() == 1 and acked == [0, 1, 2]
-    assert sink.stats.rows_skipped == 3
-    assert totals(warehouse) == ((3, 16), (20, 4, 3))
-
-
 def test_the_batch_token_reaches_the_server_and_dedups_table_and_view(sink, warehouse):
     """The sink's key check would hide a lost setting, so insert directly: same token once, new token again."""
     rows = [(*row(i), "ledger", 0, i, "b1", row(i)[-2]) for i in (1, 2)]
@@ -85,20 +55,6 @@ def test_the_batch_token_reaches_the_server_and_dedups_table_and_view(sink, ware
     assert totals(warehouse) == ((2, 20), (20, 0, 2))
     warehouse.insert("ledger_entries", rows, columns, token="b2")
     assert totals(warehouse) == ((4, 40), (40, 0, 4))
-
-
-def test_repair_fills_a_view_that_missed_a_batch_and_changes_nothing_else(sink, warehouse):
-    feed(sink, [row(1), row(2), row(3)])
-    sink.flush()
-    warehouse.command("DETACH TABLE {db}.points_daily_mv")
-    feed(sink, [row(4), row(5), row(6)], start_offset=3)
-    sink.flush()
-    warehouse.command("ATTACH TABLE {db}.points_daily_mv")
-    assert totals(warehouse) == ((6, 60), (30, 0, 3))
-    assert len(sink.repair()) == 2
-    assert totals(warehouse) == ((6, 60), (60, 0, 6))
-    sink.repair()
-    assert totals(warehouse) == ((6, 60), (60, 0, 6))
 
 
 def test_raw_returns_the_engines_text_and_parameters_are_bound(sink, warehouse):
