@@ -41,3 +41,12 @@ def clock_skew(device_ts: dt.datetime, received_at: dt.datetime) -> float | None
     """Seconds the device clock runs ahead (+) or behind (-) the gateway, if beyond tolerance."""
     skew = device_ts - received_at
     return round(skew.total_seconds(), 3) if abs(skew) > SKEW_TOLERANCE else None
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceGap:
+    """Messages a device numbered but the hub never received: not an error in any one input."""
+
+    source: str
+    first_missing: int
+    last_missing: int

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from mallstream.services import wait_for_port
+from mallstream.settings import ClickHouse
+from tests.chdb_http import serve_chdb
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "mall.example.yaml"
@@ -120,3 +122,11 @@ def cli(config: Path, *args: str, check: bool = True, timeout: float = 600) -> s
     if check and result.returncode != 0:
         raise AssertionError(f"mallstream {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A ClickHouse HTTP endpoint over chdb on a free port; yields the config a hub would use in server mode."""
+    port = free_port()
+    with serve_chdb(tmp_path_factory.mktemp("server") / "db", port):
+        yield ClickHouse(mode="server", host="127.0.0.1", port=port)

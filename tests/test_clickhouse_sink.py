@@ -9,18 +9,8 @@ from mallstream.settings import ClickHouse
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.sinks.schema import LEDGER_TABLE
-from tests.chdb_http import serve_chdb
-from tests.conftest import free_port
 
 TS = dt.datetime(2026, 11, 21, 4, tzinfo=dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A ClickHouse HTTP endpoint over chdb on a free port; yields the config a hub would use in server mode."""
-    port = free_port()
-    with serve_chdb(tmp_path_factory.mktemp("server") / "db", port):
-        yield ClickHouse(mode="server", host="127.0.0.1", port=port)
 
 
 @pytest.fixture(scope="module", params=["embedded", "server"])

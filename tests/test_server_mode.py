@@ -5,11 +5,10 @@ The sink's behaviour in both modes is tested in test_clickhouse_sink.py."""
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from mallstream.settings import ClickHouse
-from mallstream.sinks.clickhouse import SOURCE_COLUMNS, SourcePosition, TableSink
+from mallstream.sinks.clickhouse import SOURCE_COLUMNS, TableSink
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.sinks.schema import LEDGER_TABLE
-from tests.test_clickhouse_sink import feed, row, server, totals  # noqa: F401  (fixture)
+from tests.test_clickhouse_sink import feed, row, totals
 
 
 @pytest.fixture(scope="module")
