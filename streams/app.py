@@ -12,9 +12,10 @@ an event that cannot be handled becomes a dead letter and the stream goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import faust
@@ -101,6 +102,20 @@ class Hub:
         letter = dead_letter(source, reason, payload)
         await self.topic(topics.DEAD_LETTERS).send(key=letter.dead_letter_id.encode(), value=encode(letter))
 
+    @contextlib.asynccontextmanager
+    async def _dead_letter_on_failure(self, event: EventT, stage: str) -> AsyncIterator[None]:
+        """Whatever goes wrong with one event makes it a dead letter; the stream goes on.
+
+        An exception escaping an agent would stop it, and in a batch would lose the batch.
+        """
+        try:
+            yield
+        except InvalidEvent as exc:
+            await self.dead_letter(_origin(event), str(exc), event.value)
+        except Exception as exc:
+            log.exception("%s failed", stage)
+            await self.dead_letter(_origin(event), f"internal error in {stage}: {exc!r}", event.value)
+
     # -- agents -------------------------------------------------------------------------
 
     def _register_agents(self) -> None:
@@ -114,7 +129,7 @@ class Hub:
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)
         async for event in stream.events():
-            try:
+            async with self._dead_letter_on_failure(event, "routing"):
                 txn = decode(PosTransaction, event.value)
                 key = txn.routing_key.encode()
                 if event.key != key:
@@ -129,16 +144,11 @@ class Hub:
                     self.sale_owners[key] = routed.remember_owner.encode()
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
                 self.counters["receipts_routed"] += 1
-            except InvalidEvent as exc:
-                await self.dead_letter(_origin(event), str(exc), event.value)
-            except Exception as exc:  # keep the stream alive; the event is kept as a dead letter
-                log.exception("routing failed")
-                await self.dead_letter(_origin(event), f"internal error: {exc!r}", event.value)
 
     async def _apply_loyalty(self, stream: faust.StreamT) -> None:
         ledger = self.topic(topics.LEDGER)
         async for event in stream.events():
-            try:
+            async with self._dead_letter_on_failure(event, "loyalty"):
                 txn = decode(PosTransaction, event.value)
                 if txn.member_id is None:
                     self.counters["receipts_anonymous"] += 1
@@ -152,11 +162,6 @@ class Hub:
                 for entry in entries:
                     await ledger.send(key=key, value=encode(entry))
                 self.counters["receipts_applied"] += 1
-            except InvalidEvent as exc:
-                await self.dead_letter(_origin(event), str(exc), event.value)
-            except Exception as exc:
-                log.exception("loyalty failed")
-                await self.dead_letter(_origin(event), f"internal error: {exc!r}", event.value)
 
     def _sink_stream(self, spec: topics.TopicSpec) -> Callable[[faust.StreamT], Awaitable[None]]:
         """An agent that feeds one sink; offsets are acknowledged only after the row is stored."""

@@ -96,3 +96,25 @@ def test_sql_opens_the_engine_itself_when_no_worker_runs(hub_config, worker, tmp
     assert cli(hub_config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1] == "50"
     failed = cli(hub_config, "sql", "SELECT nonsense FROM nowhere", check=False)
     assert failed.returncode == 1 and "nowhere" in failed.stderr
+
+
+def test_receipts_keyed_wrongly_by_a_till_are_rekeyed_and_still_find_their_member(hub_config, worker, tmp_path):
+    from kafka import KafkaProducer
+
+    from mallstream import settings as config
+    from mallstream.replay import wait_until_processed
+
+    sale = {"type": "pos_transaction", "txn_id": "k-sale", "store_id": "S201", "workstation_id": "T", "seq": 1,
+            "ts": "2026-11-21T10:00:00+08:00", "business_day": "2026-11-21", "kind": "sale", "total": "88.80",
+            "member_id": "M-rekey"}
+    refund = {**sale, "txn_id": "k-return", "kind": "return", "total": "20.00", "member_id": None,
+              "original_txn_id": "k-sale", "seq": 2}
+    worker.start()
+    settings = config.load(hub_config)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    for event, key in ((sale, b"till-7"), (refund, None)):  # a till keying by itself, and one not keying at all
+        producer.send("pos.transactions", key=key, value=json.dumps(event).encode()).get(timeout=10)
+    producer.close()
+    assert wait_until_processed(settings, timeout=120, progress=False)
+    rows = cli(hub_config, "sql", "SELECT txn_id, member_id, delta FROM {db}.ledger_entries ORDER BY txn_id").stdout
+    assert rows.splitlines()[1:] == ["k-return\tM-rekey\t-20", "k-sale\tM-rekey\t88"]
