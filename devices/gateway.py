@@ -1,0 +1,306 @@
+"""The gateway: decoded device input goes into the spool, a publisher thread moves it to Kafka.
+
+Delivery is **at least once**, in order per key:
+
+* :meth:`Gateway.submit` returns only after the messages are committed to the on-disk
+  :class:`~.spool.Spool`; nothing the gateway accepted is lost to a broker outage, a crash or
+  a restart.
+* The publisher sends the spool's oldest batch with kafka-python (``acks="all"``, the
+  idempotent producer) and deletes from the spool only what the broker acknowledged, a prefix
+  of the batch. Messages go out in spool order and the idempotent producer keeps partition
+  order through its own retries, so a key (one device) stays in order. (noida-db 0.2.3
+  accepts the idempotent producer; tests/test_gateway.py stops and restarts it under load.)
+* It is not exactly once. The idempotent producer removes duplicates from its own retries
+  within one producer session only. A batch whose acknowledgement was lost (broker died after
+  writing it, or the gateway died before deleting it from the spool) is sent again by the
+  next attempt or the next gateway process, so the worker must drop repeats: RFID reads,
+  ticks and parking events carry their device, time and content, and dead letters their
+  ``dead_letter_id``.
+
+While the broker is unreachable the publisher retries with exponential backoff (tenacity)
+and input keeps flowing into the spool. Per-device health goes out as JSON on
+``devices.health`` every ``health_interval`` seconds, through the spool like everything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
+
+from mallstream.settings import Kafka, Settings
+from mallstream.streams.records import Record, RfidRead, dead_letter, encode
+from mallstream.streams.topics import DEAD_LETTERS, INPUT_KEYS, INPUT_TOPICS, ensure_topics
+
+from .bridges import start_bridges
+from .normalise import Decoded, SequenceGap
+from .spool import Message, Spool, Spooled, SpoolFull
+
+log = logging.getLogger(__name__)
+
+HEALTH_TOPIC = "devices.health"
+DEFAULT_SPOOL = Path(".state/gateway/spool.sqlite3")
+DEFAULT_HTTP_ADDRESS = ("0.0.0.0", 8080)
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """What one device has sent since the gateway started; ``frames`` counts transport units
+    (a serial read, an MQTT message, an HTTP push), ``errors`` transport faults and sequence gaps."""
+
+    device_id: str
+    last_seen: str | None = None
+    frames: int = 0
+    events: int = 0
+    rejects: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    refused: int = 0
+    last_error: str | None = None
+
+
+def event_message(record: Record) -> Message:
+    """A normalised event on its input topic, keyed as that topic requires."""
+    kind = type(record).__struct_config__.tag
+    key = INPUT_KEYS[kind](msgspec.to_builtins(record))
+    return Message(INPUT_TOPICS[kind].name, key.encode() if key else None, encode(record))
+
+
+def _stamped(record: Record, mall_id: str | None) -> Record:
+    if mall_id is None or getattr(record, "mall_id", None) is not None:
+        return record
+    return msgspec.structs.replace(record, mall_id=mall_id)
+
+
+def ensure_gateway_topics(kafka: Kafka, app_id: str) -> None:
+    """The hub's topics plus ``devices.health``, created with the configured partition count."""
+    ensure_topics(kafka.bootstrap_servers, kafka.partitions, kafka.replication_factor, app_id)
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="mallstream-gateway-admin")
+    try:
+        if HEALTH_TOPIC not in admin.list_topics():
+            admin.create_topics([NewTopic(HEALTH_TOPIC, kafka.partitions, kafka.replication_factor)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+class Gateway:
+    """Owns the spool, the Kafka producer, the publisher thread and the per-device health."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        kafka: Kafka,
+        app_id: str = "mallstream",
+        *,
+        batch_size: int = 1000,
+        health_interval: float = 10.0,
+        send_timeout: float = 10.0,
+    ) -> None:
+        self.spool = spool
+        self.kafka = kafka
+        self.app_id = app_id
+        self.batch_size = batch_size
+        self.health_interval = health_interval
+        self.send_timeout = send_timeout
+        self._health: dict[str, DeviceHealth] = {}
+        self._health_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._queued = threading.Event()
+        self._producer: KafkaProducer | None = None
+        self._threads = [
+            threading.Thread(target=self._publish, name="gateway-publisher", daemon=True),
+            threading.Thread(target=self._report_health, name="gateway-health", daemon=True),
+        ]
+        #: Messages the broker acknowledged since start.
+        self.delivered = 0
+
+    # --- input -------------------------------------------------------------------------------
+
+    def submit(
+        self, device_id: str, decoded: Decoded, *, frames: int = 1, mall_id: str | None = None,
+        gaps: Sequence[SequenceGap] = (),
+    ) -> None:
+        """Spool one transport unit's events and dead letters; raises SpoolFull (counted) if the disk budget is spent."""
+        messages = [event_message(_stamped(record, mall_id)) for record in decoded.events]
+        for reject in decoded.rejects:
+            letter = dead_letter(device_id, reject.reason, reject.raw)
+            messages.append(Message(DEAD_LETTERS.name, letter.dead_letter_id.encode(), encode(letter)))
+        with self._health_lock:
+            health = self._device(device_id)
+            health.last_seen = dt.datetime.now(dt.UTC).isoformat()
+            health.frames += frames
+            for gap in gaps:
+                self._note_error(health, f"{gap.source}: messages {gap.first_missing}..{gap.last_missing} missing")
+        try:
+            if messages:
+                self.spool.append(messages)
+        except SpoolFull as exc:
+            with self._health_lock:
+                health.refused += len(messages)
+                self._note_error(health, str(exc))
+            log.error("device %s: %s", device_id, exc)
+            raise
+        with self._health_lock:
+            health.events += len(decoded.events)
+            health.rejects += len(decoded.rejects)
+            health.duplicates += sum(1 for e in decoded.events if isinstance(e, RfidRead) and e.duplicate)
+        self._queued.set()
+
+    def record_error(self, device_id: str, error: str) -> None:
+        """A transport fault (port gone, connection lost): counted in the device's health."""
+        with self._health_lock:
+            self._note_error(self._device(device_id), error)
+
+    def health(self) -> dict[str, DeviceHealth]:
+        """A copy of every device's counters."""
+        with self._health_lock:
+            return {device: DeviceHealth(**asdict(h)) for device, h in self._health.items()}
+
+    def publish_health(self) -> None:
+        """Queue one health message per device on ``devices.health``, keyed by device id."""
+        snapshot = self.health()
+        messages = [Message(HEALTH_TOPIC, device.encode(), msgspec.json.encode(h)) for device, h in snapshot.items()]
+        if messages:
+            try:
+                self.spool.append(messages)
+            except SpoolFull as exc:
+                log.error("health not queued: %s", exc)
+                return
+            self._queued.set()
+
+    def _device(self, device_id: str) -> DeviceHealth:
+        return self._health.setdefault(device_id, DeviceHealth(device_id))
+
+    @staticmethod
+    def _note_error(health: DeviceHealth, error: str) -> None:
+        health.errors += 1
+        health.last_error = error
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Gateway:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop publishing; what is not delivered yet stays in the spool for the next start."""
+        self._stopping.set()
+        self._queued.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
+        if self._producer is not None:
+            self._producer.close(timeout=1)
+        self.spool.close()
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def _report_health(self) -> None:
+        while not self._stopping.wait(self.health_interval):
+            self.publish_health()
+
+    def _publish(self) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception_type(KafkaError),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            stop=stop_when_event_set(self._stopping),
+            sleep=self._stopping.wait,
+            before_sleep=lambda state: log.warning("broker unavailable, retrying: %s", state.outcome.exception()),
+            reraise=False,
+        )
+        while not self._stopping.is_set():
+            batch = self.spool.peek(self.batch_size)
+            if not batch:
+                self._queued.wait(0.5)
+                self._queued.clear()
+                continue
+            try:
+                retrying(self._deliver, batch)
+            except RetryError:
+                return  # stopping; the batch stays spooled
+
+    def _connect(self) -> KafkaProducer:
+        if self._producer is None:
+            ensure_gateway_topics(self.kafka, self.app_id)
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.kafka.bootstrap_servers,
+                client_id="mallstream-gateway",
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                max_block_ms=int(self.send_timeout * 1000),
+                request_timeout_ms=int(self.send_timeout * 1000) // 2,
+                delivery_timeout_ms=int(self.send_timeout * 1000),
+                reconnect_backoff_max_ms=1000,
+            )
+        return self._producer
+
+    def _deliver(self, batch: list[Spooled]) -> None:
+        """Send a batch; acknowledge in the spool the prefix the broker took, raise for the rest."""
+        producer = self._connect()
+        futures = []
+        try:
+            for spooled in batch:
+                message = spooled.message
+                futures.append(producer.send(message.topic, key=message.key, value=message.value))
+        finally:
+            taken = 0
+            for future in futures:
+                try:
+                    future.get(timeout=self.send_timeout)
+                except KafkaError:
+                    break
+                taken += 1
+            if taken:
+                self.spool.ack(batch[taken - 1].id)
+                self.delivered += taken
+        if taken < len(batch):
+            futures[taken].get(timeout=0)  # re-raise this message's error for the retry
+
+
+def run_gateway(
+    settings: Settings,
+    stop_event: threading.Event,
+    *,
+    spool_path: Path = DEFAULT_SPOOL,
+    http_address: tuple[str, int] = DEFAULT_HTTP_ADDRESS,
+    device_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Run every configured device's bridge into one gateway until ``stop_event`` is set.
+
+    Bridges are built (and configuration mistakes raised as BridgeConfigError) before anything
+    starts; on stop, bridges close first so their last input is spooled, then the publisher.
+    """
+    spool = Spool(settings.resolve(spool_path))
+    gateway = Gateway(spool, settings.kafka, settings.worker.app_id)
+    try:
+        bridges = start_bridges(settings, gateway, http_address=http_address, device_options=device_options or {})
+    except BaseException:
+        spool.close()
+        raise
+    gateway.start()
+    try:
+        stop_event.wait()
+    finally:
+        for bridge in bridges:
+            bridge.close()
+        gateway.close()
