@@ -11,9 +11,9 @@
 
 Which transport a payload device uses follows from its address: a path starting with ``/``
 is an HTTP push endpoint, anything else an MQTT topic. Serial readers' addresses are pyserial
-URLs or device paths. Settings carry no per-device details yet, so what some protocols need
-comes in ``device_options`` (device id -> options): Xovis ``routes`` (``"<serial>/<counter_id>"``
--> ``"in"``/``"out"``) and a car-park gate's ``direction`` (``"entry"``/``"exit"``).
+URLs or device paths. What some protocols need beyond that comes from the device's config:
+Xovis ``routes`` (``"<serial>/<counter_id>"`` -> ``in``/``out``) and a car-park gate's
+``direction`` (``entry``/``exit``).
 """
 
 from __future__ import annotations
@@ -117,14 +117,13 @@ class Placed:
     mall_id: str
     timezone: str
     car_park_id: str | None
-    options: Mapping[str, Any]
 
     def option(self, name: str) -> Any:
-        if name not in self.options:
-            raise BridgeConfigError(
-                f"device {self.device.id!r} ({self.device.protocol}) needs device option {name!r}"
-            )
-        return self.options[name]
+        """A per-device setting the protocol cannot work without."""
+        value = getattr(self.device, name)
+        if not value:
+            raise BridgeConfigError(f"device {self.device.id!r} ({self.device.protocol}) needs {name!r} in the config")
+        return value
 
 
 def _xovis(placed: Placed) -> PayloadDriver:
@@ -374,15 +373,15 @@ def _reply(request: BaseHTTPRequestHandler, status: HTTPStatus, body: dict[str, 
 # --- from settings --------------------------------------------------------------------------------
 
 
-def placed_devices(settings: Settings, device_options: Mapping[str, Mapping[str, Any]]) -> list[Placed]:
-    """Every configured RFID reader, people counter and car-park gate, with its mall and options."""
+def placed_devices(settings: Settings) -> list[Placed]:
+    """Every configured RFID reader, people counter and car-park gate, with its mall and car park."""
     placed = []
     for mall in settings.malls:
         for device in [*mall.rfid_readers, *mall.people_counters]:
-            placed.append(Placed(device, mall.id, mall.timezone, None, device_options.get(device.id, {})))
+            placed.append(Placed(device, mall.id, mall.timezone, None))
         for car_park in mall.car_parks:
             for gate in car_park.gates:
-                placed.append(Placed(gate, mall.id, mall.timezone, car_park.id, device_options.get(gate.id, {})))
+                placed.append(Placed(gate, mall.id, mall.timezone, car_park.id))
     return placed
 
 
@@ -391,13 +390,12 @@ def start_bridges(
     gateway: Gateway,
     *,
     http_address: tuple[str, int],
-    device_options: Mapping[str, Mapping[str, Any]],
 ) -> list[Bridge]:
     """Build a bridge for every device (raising BridgeConfigError before anything starts), then start them."""
     serial_bridges: list[SerialBridge] = []
     http_inputs: dict[str, PayloadInput] = {}
     mqtt_inputs: dict[str, PayloadInput] = {}
-    for placed in placed_devices(settings, device_options):
+    for placed in placed_devices(settings):
         device = placed.device
         if device.protocol in SERIAL_PROTOCOLS:
             stream_type, baudrate = SERIAL_PROTOCOLS[device.protocol]

@@ -27,20 +27,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
 import msgspec
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from mallstream.settings import Kafka, Settings
+from mallstream.streams.records import DeviceHealth as HealthReport
 from mallstream.streams.records import Record, RfidRead, dead_letter, encode
-from mallstream.streams.topics import DEAD_LETTERS, INPUT_KEYS, INPUT_TOPICS, ensure_topics
+from mallstream.streams.topics import DEAD_LETTERS, DEVICE_HEALTH, INPUT_KEYS, INPUT_TOPICS, ensure_topics
 
 from .bridges import start_bridges
 from .normalise import Decoded, SequenceGap
@@ -48,9 +46,7 @@ from .spool import Message, Spool, Spooled, SpoolFull
 
 log = logging.getLogger(__name__)
 
-HEALTH_TOPIC = "devices.health"
-DEFAULT_SPOOL = Path(".state/gateway/spool.sqlite3")
-DEFAULT_HTTP_ADDRESS = ("0.0.0.0", 8080)
+HEALTH_TOPIC = DEVICE_HEALTH.name
 
 
 @dataclass(slots=True)
@@ -80,19 +76,6 @@ def _stamped(record: Record, mall_id: str | None) -> Record:
     if mall_id is None or getattr(record, "mall_id", None) is not None:
         return record
     return msgspec.structs.replace(record, mall_id=mall_id)
-
-
-def ensure_gateway_topics(kafka: Kafka, app_id: str) -> None:
-    """The hub's topics plus ``devices.health``, created with the configured partition count."""
-    ensure_topics(kafka.bootstrap_servers, kafka.partitions, kafka.replication_factor, app_id)
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="mallstream-gateway-admin")
-    try:
-        if HEALTH_TOPIC not in admin.list_topics():
-            admin.create_topics([NewTopic(HEALTH_TOPIC, kafka.partitions, kafka.replication_factor)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
 
 
 class Gateway:
@@ -171,7 +154,11 @@ class Gateway:
     def publish_health(self) -> None:
         """Queue one health message per device on ``devices.health``, keyed by device id."""
         snapshot = self.health()
-        messages = [Message(HEALTH_TOPIC, device.encode(), msgspec.json.encode(h)) for device, h in snapshot.items()]
+        now = dt.datetime.now(dt.UTC)
+        messages = [
+            Message(HEALTH_TOPIC, device.encode(), encode(HealthReport(ts=now, **asdict(h))))
+            for device, h in snapshot.items()
+        ]
         if messages:
             try:
                 self.spool.append(messages)
@@ -240,7 +227,7 @@ class Gateway:
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
-            ensure_gateway_topics(self.kafka, self.app_id)
+            ensure_topics(self.kafka.bootstrap_servers, self.kafka.partitions, self.kafka.replication_factor, self.app_id)
             self._producer = KafkaProducer(
                 bootstrap_servers=self.kafka.bootstrap_servers,
                 client_id="mallstream-gateway",
@@ -277,23 +264,17 @@ class Gateway:
             futures[taken].get(timeout=0)  # re-raise this message's error for the retry
 
 
-def run_gateway(
-    settings: Settings,
-    stop_event: threading.Event,
-    *,
-    spool_path: Path = DEFAULT_SPOOL,
-    http_address: tuple[str, int] = DEFAULT_HTTP_ADDRESS,
-    device_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> None:
+def run_gateway(settings: Settings, stop_event: threading.Event) -> None:
     """Run every configured device's bridge into one gateway until ``stop_event`` is set.
 
     Bridges are built (and configuration mistakes raised as BridgeConfigError) before anything
     starts; on stop, bridges close first so their last input is spooled, then the publisher.
     """
-    spool = Spool(settings.resolve(spool_path))
-    gateway = Gateway(spool, settings.kafka, settings.worker.app_id)
+    conf = settings.gateway
+    spool = Spool(settings.resolve(conf.spool_path), max_bytes=conf.spool_max_mb * 1024 * 1024)
+    gateway = Gateway(spool, settings.kafka, settings.worker.app_id, health_interval=conf.health_interval)
     try:
-        bridges = start_bridges(settings, gateway, http_address=http_address, device_options=device_options or {})
+        bridges = start_bridges(settings, gateway, http_address=(conf.http_host, conf.http_port))
     except BaseException:
         spool.close()
         raise

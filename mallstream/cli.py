@@ -89,6 +89,29 @@ def worker(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.pass_context
+def gateway(ctx: click.Context) -> None:
+    """Bridge the configured devices (serial, MQTT, HTTP push) to Kafka, buffering on disk; Ctrl-C stops."""
+    import signal
+    import threading
+
+    from .devices.bridges import BridgeConfigError
+    from .devices.gateway import run_gateway
+
+    settings = _settings(ctx)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    conf = settings.gateway
+    click.echo(f"mallstream gateway: push endpoints on {conf.http_host}:{conf.http_port}, spool {conf.spool_path}")
+    try:
+        run_gateway(settings, stop)
+    except BridgeConfigError as exc:
+        click.echo(f"mallstream: bad device config in {settings.source}: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--speed", type=float, default=0.0, help="keep event spacing, this many times faster (0: flat out)")
 @click.option("--wait", is_flag=True, help="return only when every event is processed and stored")
@@ -183,6 +206,36 @@ def bench(count: int) -> None:
 @main.group()
 def simulate() -> None:
     """Generate simulated device and till streams."""
+
+
+@simulate.command("day")
+@click.option("--scenario", type=click.Choice(["weekday", "weekend", "outage"]), default="weekday", show_default=True)
+@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--duration", type=float, help="hours from opening to simulate (default: the whole day)")
+@click.option("--visitors", type=int, help="override the scenario's number of visitors")
+@click.option("--record", "record_to", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON-lines file for `mallstream replay`; ground truth goes beside it (.truth.json)")
+@click.pass_context
+def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: int, duration: float | None,
+                 visitors: int | None, record_to: Path) -> None:
+    """A whole mall day of device and till events, with its ground truth."""
+    import dataclasses
+    import datetime as dt
+
+    from .simulators import mallday
+
+    settings = _settings(ctx)
+    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
+    if mall is None:
+        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
+    day = mallday.scenario(scenario, mall, seed=seed, duration=dt.timedelta(hours=duration) if duration else None)
+    if visitors is not None:
+        day = dataclasses.replace(day, visitors=visitors)
+    started = time.monotonic()
+    mallday.record(settings, mall.id, day, record_to)
+    click.echo(f"recorded {day.visitors:,} visitors to {record_to} in {time.monotonic() - started:.1f} s; "
+               f"ground truth in {mallday.truth_path(record_to)}")
 
 
 @simulate.command("pos")

@@ -56,6 +56,11 @@ class Device(Strict):
     place: str = Field(description="id of the entrance, zone or store it watches")
     protocol: str = ""
     address: str = Field(default="", description="serial port, MQTT topic or HTTP path")
+    direction: Literal["entry", "exit"] | None = Field(default=None, description="car-park gates")
+    routes: dict[str, Literal["in", "out"]] = Field(
+        default={}, description='Xovis: "<sensor serial>/<counter_id>" -> in or out'
+    )
+    excludes_staff: bool = Field(default=False, description="people counters that already leave staff out")
 
 
 class CarPark(Strict):
@@ -140,6 +145,14 @@ class Worker(Strict):
         return self.instance_id or f"{socket.gethostname()}-{self.web_port}"
 
 
+class Gateway(Strict):
+    spool_path: Path = Field(default=Path(".state/gateway/spool.sqlite3"), description="disk buffer while Kafka is away")
+    spool_max_mb: int = Field(default=1024, ge=1)
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    health_interval: float = Field(default=10.0, gt=0)
+
+
 class Settings(Strict):
     """Everything the hub needs to know about the malls it serves and where its parts run."""
 
@@ -150,6 +163,7 @@ class Settings(Strict):
     clickhouse: ClickHouse = ClickHouse()
     mqtt: Mqtt = Mqtt()
     worker: Worker = Worker()
+    gateway: Gateway = Gateway()
     source: Path = Field(default=Path("<defaults>"), exclude=True)
 
     @field_validator("malls")

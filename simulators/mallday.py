@@ -419,7 +419,7 @@ def _footfall(layout: _Layout, crossings: _Crossings, clock: _Clock) -> list[Tim
     events: list[Timed] = []
     for counter in layout.mall.people_counters:
         seen = crossings.place == layout.place_index(counter.place)
-        if counter.id in day.staff_excluding_counters:
+        if counter.excludes_staff or counter.id in day.staff_excluding_counters:
             seen &= ~crossings.staff
         count_in = np.bincount(interval[seen & crossings.inbound], minlength=intervals)
         count_out = np.bincount(interval[seen & ~crossings.inbound], minlength=intervals)
@@ -543,9 +543,9 @@ def _plates(count: int, rng: np.random.Generator) -> list[str]:
 
 
 def _gates_by_direction(car_park: CarPark) -> tuple[list[str], list[str]]:
-    """Gates named "out" are exits, the rest entries; a car park without either uses all gates both ways."""
-    exits = [gate.id for gate in car_park.gates if "out" in gate.id.lower()]
-    entries = [gate.id for gate in car_park.gates if gate.id not in exits]
+    """Gates as configured (``direction``); a car park without entries or exits uses all gates both ways."""
+    exits = [gate.id for gate in car_park.gates if gate.direction == "exit"]
+    entries = [gate.id for gate in car_park.gates if gate.direction == "entry"]
     every = [gate.id for gate in car_park.gates]
     return entries or every, exits or every
 

@@ -195,6 +195,21 @@ class Alert(Record, tag="alert"):
     message: str = ""
 
 
+class DeviceHealth(Record, tag="device_health"):
+    """What one device has sent since its gateway started, published every few seconds."""
+
+    device_id: Id
+    ts: dt.datetime
+    last_seen: str | None = None
+    frames: Count = 0
+    events: Count = 0
+    rejects: Count = 0
+    duplicates: Count = 0
+    errors: Count = 0
+    refused: Count = 0
+    last_error: str | None = None
+
+
 class DeadLetter(Record, tag="dead_letter"):
     """Input that could not be accepted, kept whole with the reason and where it came from."""
 

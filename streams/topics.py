@@ -6,6 +6,8 @@ that owns the member:
 * ``pos.transactions`` is keyed by the *sale* a receipt belongs to (its own
   txn_id for a sale, ``original_txn_id`` for a return or void), so the router
   that remembers which member made a sale sees that sale's returns too;
+  A receipt keyed otherwise is re-keyed by the router; that restores the partitioning,
+  but two mis-keyed receipts sent moments apart may then swap order;
 * ``pos.by_member`` and ``ledger`` are keyed by member id;
 * device streams are keyed by device, so one device's readings stay in order.
 
@@ -25,6 +27,7 @@ from kafka.errors import TopicAlreadyExistsError
 from .records import (
     Alert,
     DeadLetter,
+    DeviceHealth,
     FootfallTick,
     LedgerEntry,
     ParkingEvent,
@@ -49,8 +52,12 @@ PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "gate_id")
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 ALERTS = TopicSpec("alerts", Alert, "mall_id")
 DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
+DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
 
-ALL_TOPICS = (POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS, DEAD_LETTERS)
+ALL_TOPICS = (
+    POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS, DEAD_LETTERS,
+    DEVICE_HEALTH,
+)
 
 #: Where each input type enters the hub (replay and device bridges produce here).
 INPUT_TOPICS: dict[str, TopicSpec] = {

@@ -27,6 +27,7 @@ from mallstream.devices.rfid_serial import Tag
 from mallstream.devices.spool import Message, Spool, SpoolFull
 from mallstream.services import wait_for_port
 from mallstream.settings import CarPark, Device, Kafka, Mall, Mqtt, Settings
+from mallstream.settings import Gateway as GatewaySettings
 from mallstream.simulators.rfid_frames import chafon_inventory, zebra_payload, zebra_tag_event
 from mallstream.streams.records import RfidRead
 from tests.conftest import NOIDA, free_port
@@ -186,7 +187,8 @@ def hub_settings(bootstrap: str, mqtt_port: int, serial_path: str) -> Settings:
             id="mall-1",
             rfid_readers=[Device(id="R-north", place="E-north", protocol="chafon-288m", address=serial_path),
                           Device(id="R-vip", place="Z-vip", protocol="zebra-fx", address="zebra/R-vip/data")],
-            people_counters=[Device(id="C-north", place="E-north", protocol="xovis", address="/push/xovis")],
+            people_counters=[Device(id="C-north", place="E-north", protocol="xovis", address="/push/xovis",
+                                    routes={f"{SERIAL}/{FORWARD}": "in"})],
         )],
         kafka=Kafka(mode="external", bootstrap_servers=bootstrap, partitions=2),
         mqtt=Mqtt(mode="external", port=mqtt_port),
@@ -198,8 +200,7 @@ def test_serial_mqtt_and_http_devices_arrive_on_their_topics_keyed_by_device(bro
     settings = hub_settings(broker, mosquitto, serial_path)
     http_port = free_port()
     gateway = Gateway(Spool(tmp_path / "spool.db"), settings.kafka, health_interval=0.5).start()
-    bridges = start_bridges(settings, gateway, http_address=("127.0.0.1", http_port),
-                            device_options={"C-north": {"routes": {f"{SERIAL}/{FORWARD}": "in"}}})
+    bridges = start_bridges(settings, gateway, http_address=("127.0.0.1", http_port))
     try:
         # Serial: garbage, a frame cut in two, and a stray length byte that hides the next frame until the line is quiet.
         first, second = chafon_inventory([tag(1), tag(2)]), chafon_inventory([tag(3, antenna=2)])
@@ -262,12 +263,13 @@ def _latest_health(bootstrap: str) -> dict[str, dict]:
 
 def test_an_unknown_protocol_or_a_missing_option_stops_the_gateway_at_start(tmp_path):
     def run(**mall: list) -> None:
-        settings = Settings(malls=[Mall(id="m", **mall)], mqtt=Mqtt(mode="off"))
-        run_gateway(settings, threading.Event(), spool_path=tmp_path / "spool.db", http_address=("127.0.0.1", 0))
+        settings = Settings(malls=[Mall(id="m", **mall)], mqtt=Mqtt(mode="off"),
+                            gateway=GatewaySettings(spool_path=tmp_path / "spool.db", http_host="127.0.0.1", http_port=0))
+        run_gateway(settings, threading.Event())
 
     with pytest.raises(BridgeConfigError, match="unknown protocol 'sick-lms'"):
         run(people_counters=[Device(id="X", place="p", protocol="sick-lms", address="/x")])
-    with pytest.raises(BridgeConfigError, match="needs device option 'direction'"):
+    with pytest.raises(BridgeConfigError, match="needs 'direction' in the config"):
         run(car_parks=[CarPark(id="P", capacity=10,
                                gates=[Device(id="G", place="P", protocol="plate-recognizer", address="/pr")])])
 
