@@ -130,3 +130,15 @@ def server(tmp_path_factory):
     port = free_port()
     with serve_chdb(tmp_path_factory.mktemp("server") / "db", port):
         yield ClickHouse(mode="server", host="127.0.0.1", port=port)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[int]:
+    """A Mosquitto broker of its own on a free port (installed by scripts/setup.sh)."""
+    port = free_port()
+    process = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    assert wait_for_port("127.0.0.1", port)
+    yield port
+    process.terminate()
+    process.wait()

@@ -131,17 +131,6 @@ def test_every_append_that_returned_survives_sigkill(tmp_path):
 
 
 @pytest.fixture
-def mosquitto() -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    assert wait_for_port("127.0.0.1", port)
-    yield port
-    process.terminate()
-    process.wait()
-
-
-@pytest.fixture
 def pty_pair() -> Iterator[tuple[int, str]]:
     """A pseudo-terminal: the test writes to the master, the gateway opens the slave like a serial port."""
     master, slave = os.openpty()
