@@ -28,7 +28,6 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import msgspec
 from kafka import KafkaProducer
@@ -36,8 +35,7 @@ from kafka.errors import KafkaError
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from mallstream.settings import Kafka, Settings
-from mallstream.streams.records import DeviceHealth as HealthReport
-from mallstream.streams.records import Record, RfidRead, dead_letter, encode
+from mallstream.streams.records import DeviceHealth, Record, RfidRead, dead_letter, encode
 from mallstream.streams.topics import DEAD_LETTERS, DEVICE_HEALTH, INPUT_KEYS, INPUT_TOPICS, ensure_topics
 
 from .bridges import start_bridges
@@ -47,22 +45,6 @@ from .spool import Message, Spool, Spooled, SpoolFull
 log = logging.getLogger(__name__)
 
 HEALTH_TOPIC = DEVICE_HEALTH.name
-
-
-@dataclass(slots=True)
-class DeviceHealth:
-    """What one device has sent since the gateway started; ``frames`` counts transport units
-    (a serial read, an MQTT message, an HTTP push), ``errors`` transport faults and sequence gaps."""
-
-    device_id: str
-    last_seen: str | None = None
-    frames: int = 0
-    events: int = 0
-    rejects: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    refused: int = 0
-    last_error: str | None = None
 
 
 def event_message(record: Record) -> Message:
@@ -120,44 +102,49 @@ class Gateway:
         for reject in decoded.rejects:
             letter = dead_letter(device_id, reject.reason, reject.raw)
             messages.append(Message(DEAD_LETTERS.name, letter.dead_letter_id.encode(), encode(letter)))
-        with self._health_lock:
-            health = self._device(device_id)
-            health.last_seen = dt.datetime.now(dt.UTC).isoformat()
-            health.frames += frames
-            for gap in gaps:
-                self._note_error(health, f"{gap.source}: messages {gap.first_missing}..{gap.last_missing} missing")
+        now = dt.datetime.now(dt.UTC)
+        self._count(device_id, now, last_seen=now.isoformat(), frames=frames)
+        for gap in gaps:
+            self.record_error(device_id, f"{gap.source}: messages {gap.first_missing}..{gap.last_missing} missing")
         try:
             if messages:
                 self.spool.append(messages)
         except SpoolFull as exc:
-            with self._health_lock:
-                health.refused += len(messages)
-                self._note_error(health, str(exc))
+            self._count(device_id, now, refused=len(messages))
+            self.record_error(device_id, str(exc))
             log.error("device %s: %s", device_id, exc)
             raise
-        with self._health_lock:
-            health.events += len(decoded.events)
-            health.rejects += len(decoded.rejects)
-            health.duplicates += sum(1 for e in decoded.events if isinstance(e, RfidRead) and e.duplicate)
+        duplicates = sum(1 for e in decoded.events if isinstance(e, RfidRead) and e.duplicate)
+        self._count(device_id, now, events=len(decoded.events), rejects=len(decoded.rejects), duplicates=duplicates)
         self._queued.set()
 
     def record_error(self, device_id: str, error: str) -> None:
-        """A transport fault (port gone, connection lost): counted in the device's health."""
-        with self._health_lock:
-            self._note_error(self._device(device_id), error)
+        """A transport fault (port gone, connection lost) or a sequence gap: counted in the device's health."""
+        self._count(device_id, dt.datetime.now(dt.UTC), errors=1, last_error=error)
 
     def health(self) -> dict[str, DeviceHealth]:
-        """A copy of every device's counters."""
+        """Every device's counters as they stand."""
         with self._health_lock:
-            return {device: DeviceHealth(**asdict(h)) for device, h in self._health.items()}
+            return dict(self._health)
+
+    def _count(self, device_id: str, now: dt.datetime, *, last_seen: str | None = None,
+               last_error: str | None = None, **increments: int) -> None:
+        """Add to a device's counters (and note when it was seen or what failed last)."""
+        with self._health_lock:
+            health = self._health.get(device_id) or DeviceHealth(device_id=device_id, ts=now)
+            changes: dict = {name: getattr(health, name) + n for name, n in increments.items()}
+            if last_seen is not None:
+                changes["last_seen"] = last_seen
+            if last_error is not None:
+                changes["last_error"] = last_error
+            self._health[device_id] = msgspec.structs.replace(health, ts=now, **changes)
 
     def publish_health(self) -> None:
         """Queue one health message per device on ``devices.health``, keyed by device id."""
-        snapshot = self.health()
         now = dt.datetime.now(dt.UTC)
         messages = [
-            Message(HEALTH_TOPIC, device.encode(), encode(HealthReport(ts=now, **asdict(h))))
-            for device, h in snapshot.items()
+            Message(HEALTH_TOPIC, device.encode(), encode(msgspec.structs.replace(health, ts=now)))
+            for device, health in self.health().items()
         ]
         if messages:
             try:
@@ -166,14 +153,6 @@ class Gateway:
                 log.error("health not queued: %s", exc)
                 return
             self._queued.set()
-
-    def _device(self, device_id: str) -> DeviceHealth:
-        return self._health.setdefault(device_id, DeviceHealth(device_id))
-
-    @staticmethod
-    def _note_error(health: DeviceHealth, error: str) -> None:
-        health.errors += 1
-        health.last_error = error
 
     # --- lifecycle ---------------------------------------------------------------------------
 
