@@ -16,6 +16,8 @@ import yaml
 
 from mallstream.services import wait_for_port
 from mallstream.settings import ClickHouse
+from mallstream.sinks.clickhouse import TableSink
+from mallstream.sinks.schema import LEDGER_TABLE
 from tests.chdb_http import serve_chdb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,3 +144,11 @@ def mosquitto() -> Iterator[int]:
     yield port
     process.terminate()
     process.wait()
+
+
+@pytest.fixture
+def sink(warehouse):
+    """A small-batch ledger sink on empty tables; ``warehouse`` is the requesting module's (embedded or server)."""
+    warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
+    warehouse.command("TRUNCATE TABLE {db}.points_daily")
+    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)

@@ -25,13 +25,6 @@ def warehouse(request, tmp_path_factory):
     wh.close()
 
 
-@pytest.fixture
-def sink(warehouse):
-    warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
-    warehouse.command("TRUNCATE TABLE {db}.points_daily")
-    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)
-
-
 def row(i: int, delta: int = 10, store: str = "S1") -> tuple:
     return (f"t{i}:points", "mall", f"M{i % 3}", "points", delta, delta, "pos_sale", f"t{i}", store, TS, TS.date())
 

@@ -5,7 +5,7 @@ The sink's behaviour in both modes is tested in test_clickhouse_sink.py."""
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from mallstream.sinks.clickhouse import SOURCE_COLUMNS, TableSink
+from mallstream.sinks.clickhouse import SOURCE_COLUMNS
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.sinks.schema import LEDGER_TABLE
 from tests.test_clickhouse_sink import feed, row, totals
@@ -17,13 +17,6 @@ def warehouse(server):
     wh.migrate()
     yield wh
     wh.close()
-
-
-@pytest.fixture
-def sink(warehouse):
-    warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
-    warehouse.command("TRUNCATE TABLE {db}.points_daily")
-    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)
 
 
 def test_migrate_creates_the_schema_once(server):
