@@ -17,8 +17,10 @@ from typing import Any
 import msgspec
 from kafka import KafkaProducer
 
-from mallstream.streams.records import PosTransaction, decode, encode
-from mallstream.streams.topics import POS_TRANSACTIONS
+from mallstream.streams.records import PosTransaction, dead_letter, decode, encode
+from mallstream.streams.topics import DEAD_LETTERS, POS_TRANSACTIONS
+
+from .normalise import Decoded
 
 
 class PosProducer:
@@ -37,6 +39,14 @@ class PosProducer:
             payload = receipt if isinstance(receipt, bytes) else msgspec.json.encode({"type": "pos_transaction", **receipt})
             txn = decode(PosTransaction, payload)
         self._producer.send(POS_TRANSACTIONS.name, key=txn.routing_key.encode(), value=encode(txn))
+
+    def publish(self, decoded: Decoded, source: str, mall_id: str | None = None) -> None:
+        """Send what an importer decoded: receipts (stamped with ``mall_id``) and its rejects as dead letters."""
+        for txn in decoded.events:  # an importer of receipts decodes nothing else
+            self.send(msgspec.structs.replace(txn, mall_id=txn.mall_id or mall_id))
+        for reject in decoded.rejects:
+            letter = dead_letter(source, reject.reason, reject.raw)
+            self._producer.send(DEAD_LETTERS.name, key=letter.dead_letter_id.encode(), value=encode(letter))
 
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout)

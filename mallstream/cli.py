@@ -139,6 +139,34 @@ def _worker_url(settings: Settings, path: str) -> str:
     return f"http://127.0.0.1:{settings.worker.web_port}{path}"
 
 
+@main.command("import-poslog")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mall", "mall_id", help="mall the stores belong to (default: the first in the config)")
+@click.pass_context
+def import_poslog(ctx: click.Context, files: tuple[Path, ...], mall_id: str | None) -> None:
+    """Publish ARTS POSLog files as receipts; unreadable transactions go to dead letters."""
+    from zoneinfo import ZoneInfo
+
+    from tqdm import tqdm
+
+    from .devices.pos_producer import PosProducer
+    from .devices.poslog import PosLogState, decode_poslog
+
+    settings = _settings(ctx)
+    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
+    if mall is None:
+        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
+    state, sent, rejected = PosLogState(), 0, 0
+    with PosProducer(settings.kafka.bootstrap_servers) as hub:
+        for path in tqdm(files, unit="file", disable=len(files) < 10):
+            state, decoded, gaps = decode_poslog(state, path.read_bytes(), ZoneInfo(mall.timezone))
+            hub.publish(decoded, source=f"poslog:{path.resolve()}", mall_id=mall.id)
+            sent, rejected = sent + len(decoded.events), rejected + len(decoded.rejects)
+            for gap in gaps:
+                click.echo(f"{path}: {gap.source} sequence numbers {gap.first_missing}..{gap.last_missing} missing")
+    click.echo(f"published {sent} receipts, {rejected} transactions to dead letters")
+
+
 @main.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv", show_default=True)

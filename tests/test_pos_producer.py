@@ -30,3 +30,23 @@ def test_valid_receipts_go_out_keyed_by_their_sale_and_invalid_ones_never_leave(
     consumer.close()
     assert [(m.key, json.loads(m.value)["txn_id"]) for m in messages] == [(b"T-1", "T-1"), (b"T-1", "T-2")]
     assert b'"total":12.30' in messages[0].value  # the exact decimal on the wire
+
+
+def test_import_poslog_publishes_receipts_for_the_mall_and_dead_letters_the_rest(broker, tmp_path):
+    from tests.conftest import cli, write_config
+    from tests.test_devices_anpr_poslog import DOC_SALE, SIGN_ON, poslog, transaction
+
+    ensure_topics(broker, 4, 1, "mallstream")
+    config = write_config(tmp_path, broker)
+    document = tmp_path / "day.xml"
+    document.write_bytes(poslog(transaction(160, SIGN_ON), transaction(161, DOC_SALE),
+                                transaction(163, "<RetailTransaction><Total>x</Total></RetailTransaction>")))
+    result = cli(config, "import-poslog", str(document))
+    assert "published 1 receipts, 1 transactions to dead letters" in result.stdout
+    assert "sequence numbers 162..162 missing" in result.stdout
+    receipts = list(KafkaConsumer("pos.transactions", bootstrap_servers=broker, auto_offset_reset="earliest",
+                                  consumer_timeout_ms=3000))
+    assert [json.loads(m.value)["mall_id"] for m in receipts] == ["sh-xujiahui"]
+    letters = list(KafkaConsumer("deadletters", bootstrap_servers=broker, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=3000))
+    assert len(letters) == 1 and json.loads(letters[0].value)["source"].startswith("poslog:")
