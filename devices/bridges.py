@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -373,6 +373,13 @@ def _reply(request: BaseHTTPRequestHandler, status: HTTPStatus, body: dict[str, 
 # --- from settings --------------------------------------------------------------------------------
 
 
+def transport_of(device: Device) -> Literal["serial", "http", "mqtt"]:
+    """How the gateway listens to a device: serial by protocol, else an HTTP path (``/...``) or an MQTT topic."""
+    if device.protocol in SERIAL_PROTOCOLS:
+        return "serial"
+    return "http" if device.address.startswith("/") else "mqtt"
+
+
 def placed_devices(settings: Settings) -> list[Placed]:
     """Every configured RFID reader, people counter and car-park gate, with its mall and car park."""
     placed = []
@@ -404,7 +411,7 @@ def start_bridges(
         if device.protocol not in PAYLOAD_PROTOCOLS:
             known = ", ".join(sorted([*SERIAL_PROTOCOLS, *PAYLOAD_PROTOCOLS]))
             raise BridgeConfigError(f"device {device.id!r}: unknown protocol {device.protocol!r}; known: {known}")
-        inputs = http_inputs if device.address.startswith("/") else mqtt_inputs
+        inputs = http_inputs if transport_of(device) == "http" else mqtt_inputs
         if not device.address or device.address in inputs:
             raise BridgeConfigError(f"device {device.id!r}: address {device.address!r} is empty or used twice")
         inputs[device.address] = PayloadInput(placed, PAYLOAD_PROTOCOLS[device.protocol](placed), gateway)

@@ -13,6 +13,7 @@ from kafka.structs import TopicPartition
 from tqdm import tqdm
 
 from .settings import Settings
+from .simulators.pacing import Pacer
 from .streams import topics
 from .streams.records import dead_letter, encode
 
@@ -48,7 +49,7 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
         bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=10, batch_size=1 << 18, acks="all"
     )
     started = time.monotonic()
-    first_event_at: float | None = None
+    pacer = Pacer(speed)
     try:
         with path.open("rb") as handle, tqdm(
             handle, total=_count_lines(path), unit="ev", desc=f"replay {path.name}", disable=not progress
@@ -70,11 +71,7 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
                     producer.send(topics.DEAD_LETTERS.name, key=letter.dead_letter_id.encode(), value=encode(letter))
                     report.dead_letters += 1
                     continue
-                if speed > 0 and (at := _event_time(event)) is not None:
-                    first_event_at = first_event_at if first_event_at is not None else at
-                    delay = (at - first_event_at) / speed - (time.monotonic() - started)
-                    if delay > 0:
-                        time.sleep(delay)
+                pacer.wait_for(_event_time(event))
                 key = topics.INPUT_KEYS[kind](event)
                 producer.send(topics.INPUT_TOPICS[kind].name, key=key.encode() if key else None, value=line)
                 report.sent += 1

@@ -37,7 +37,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import paho.mqtt.client as mqtt
 
-from mallstream.devices.bridges import PAYLOAD_PROTOCOLS, SERIAL_PROTOCOLS, Placed, placed_devices
+from mallstream.devices.bridges import PAYLOAD_PROTOCOLS, SERIAL_PROTOCOLS, Placed, placed_devices, transport_of
+from mallstream.simulators.pacing import Pacer
 from mallstream.devices.counters import UINT16_MODULUS, Direction
 from mallstream.devices.normalise import Decoded
 from mallstream.devices.rfid_serial import Tag
@@ -355,14 +356,14 @@ class DeviceEmulators:
             raise ValueError(f"device {unknown.id!r}: no emulator speaks {unknown.protocol!r}")
         self.terminals = {p.device.id: PseudoTerminal() for p in placed if p.device.protocol in SERIAL_PROTOCOLS}
         self.settings = _readdressed(settings, {device: pty.path for device, pty in self.terminals.items()})
-        needs_mqtt = any(_transport_kind(p.device) == "mqtt" for p in placed)
+        needs_mqtt = any(transport_of(p.device) == "mqtt" for p in placed)
         self._mqtt = MqttPublisher(settings.mqtt.host, settings.mqtt.port) if needs_mqtt else None
         gateway = settings.gateway
         host = "127.0.0.1" if gateway.http_host in ("0.0.0.0", "") else gateway.http_host
         self._emulators: dict[str, tuple[Encoder, Transport]] = {}
         for device in placed:
             transport: Transport
-            kind = _transport_kind(device.device)
+            kind = transport_of(device.device)
             if kind == "serial":
                 transport = self.terminals[device.device.id]
             elif kind == "http":
@@ -391,16 +392,12 @@ class DeviceEmulators:
         order holds across devices. Records of devices not configured here are skipped.
         """
         played: Counter[str] = Counter()
-        first: tuple[dt.datetime, float] | None = None
+        pacer = Pacer(speed)
         for record in records:
             device_id = device_of(record)
             if device_id is None or device_id not in self._emulators:
                 continue
-            if speed > 0:
-                first = first or (record.ts, time.monotonic())
-                delay = (record.ts - first[0]).total_seconds() / speed - (time.monotonic() - first[1])
-                if delay > 0:
-                    time.sleep(delay)
+            pacer.wait_for(record.ts.timestamp())
             encode, transport = self._emulators[device_id]
             for payload in encode(record):
                 transport.send(payload)
@@ -418,13 +415,6 @@ class DeviceEmulators:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _transport_kind(device: Device) -> str:
-    """How the gateway listens to a device: the same rule as its bridges."""
-    if device.protocol in SERIAL_PROTOCOLS:
-        return "serial"
-    return "http" if device.address.startswith("/") else "mqtt"
 
 
 def _readdressed(settings: Settings, addresses: Mapping[str, str]) -> Settings:
