@@ -27,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Sequence
 
 import msgspec
@@ -35,7 +37,7 @@ from kafka.errors import KafkaError
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from mallstream.settings import Kafka, Settings
-from mallstream.streams.records import DeviceHealth, Record, RfidRead, dead_letter, encode
+from mallstream.streams.records import DeviceEvent, DeviceHealth, Record, RfidRead, dead_letter, encode
 from mallstream.streams.topics import DEAD_LETTERS, DEVICE_HEALTH, INPUT_KEYS, INPUT_TOPICS, ensure_topics
 
 from .bridges import start_bridges
@@ -54,10 +56,9 @@ def event_message(record: Record) -> Message:
     return Message(INPUT_TOPICS[kind].name, key.encode() if key else None, encode(record))
 
 
-def _stamped(record: Record, mall_id: str | None) -> Record:
-    if mall_id is None or getattr(record, "mall_id", None) is not None:
-        return record
-    return msgspec.structs.replace(record, mall_id=mall_id)
+def _stamped(record: DeviceEvent, mall_id: str | None) -> DeviceEvent:
+    """The event with its mall and an id of its own, which it keeps through every redelivery."""
+    return msgspec.structs.replace(record, mall_id=record.mall_id or mall_id, event_id=uuid.uuid4().hex)
 
 
 class Gateway:
@@ -160,6 +161,16 @@ class Gateway:
         for thread in self._threads:
             thread.start()
         return self
+
+    def drained(self, timeout: float = 60.0) -> bool:
+        """Wait until the broker took everything spooled so far; False if it did not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(self.spool):
+            if time.monotonic() > deadline:
+                return False
+            self._queued.set()
+            time.sleep(0.05)
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop publishing; what is not delivered yet stays in the spool for the next start."""

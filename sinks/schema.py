@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mallstream.streams.records import DeadLetter, LedgerEntry
+from mallstream.streams.records import DeadLetter, DeviceHealth, FootfallTick, LedgerEntry, ParkingEvent, RfidRead, identity
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,27 @@ def _dead_letter_row(letter: DeadLetter) -> tuple:
     return (letter.dead_letter_id, letter.source, letter.reason, letter.payload, letter.ts)
 
 
+def _rfid_row(read: RfidRead) -> tuple:
+    return (identity(read), read.mall_id or "", read.reader_id, read.antenna, read.epc, read.rssi_dbm, read.ts,
+            read.clock_skew_s, read.duplicate)
+
+
+def _footfall_row(tick: FootfallTick) -> tuple:
+    return (identity(tick), tick.mall_id or "", tick.counter_id, tick.ts, tick.interval_s, tick.count_in,
+            tick.count_out, tick.clock_skew_s)
+
+
+def _parking_row(event: ParkingEvent) -> tuple:
+    return (identity(event), event.mall_id or "", event.car_park_id, event.gate_id, event.plate, event.direction,
+            event.ts, event.clock_skew_s)
+
+
+def _health_row(health: DeviceHealth) -> tuple:
+    return (f"{health.device_id}@{health.ts.isoformat()}", health.device_id, health.ts, health.last_seen,
+            health.frames, health.events, health.rejects, health.duplicates, health.errors, health.refused,
+            health.last_error)
+
+
 LEDGER_TABLE = SinkTable(
     "ledger_entries",
     ("entry_id", "mall_id", "member_id", "account", "delta", "balance_after",
@@ -43,6 +64,28 @@ LEDGER_TABLE = SinkTable(
 )
 DEAD_LETTERS_TABLE = SinkTable(
     "dead_letters", ("dead_letter_id", "source", "reason", "payload", "ts"), _dead_letter_row
+)
+
+RFID_READS_TABLE = SinkTable(
+    "rfid_reads",
+    ("event_id", "mall_id", "reader_id", "antenna", "epc", "rssi_dbm", "ts", "clock_skew_s", "duplicate"),
+    _rfid_row,
+)
+FOOTFALL_TICKS_TABLE = SinkTable(
+    "footfall_ticks",
+    ("event_id", "mall_id", "counter_id", "ts", "interval_s", "count_in", "count_out", "clock_skew_s"),
+    _footfall_row,
+)
+PARKING_EVENTS_TABLE = SinkTable(
+    "parking_events",
+    ("event_id", "mall_id", "car_park_id", "gate_id", "plate", "direction", "ts", "clock_skew_s"),
+    _parking_row,
+)
+DEVICE_HEALTH_TABLE = SinkTable(
+    "device_health",
+    ("report_id", "device_id", "ts", "last_seen", "frames", "events", "rejects", "duplicates", "errors", "refused",
+     "last_error"),
+    _health_row,
 )
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
@@ -95,6 +138,59 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 payload String,
                 ts DateTime64(3, 'UTC'),{SINK_COLUMNS}
             ) ENGINE = MergeTree ORDER BY dead_letter_id {DEDUP}""",
+        ],
+    ),
+    (
+        2,
+        "raw device events (RFID reads, footfall ticks, parking gate events) and device health",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.rfid_reads (
+                event_id String,
+                mall_id LowCardinality(String),
+                reader_id LowCardinality(String),
+                antenna UInt8,
+                epc String,
+                rssi_dbm Float32,
+                ts DateTime64(3, 'UTC'),
+                clock_skew_s Nullable(Float32),
+                duplicate Bool,{SINK_COLUMNS},
+                INDEX event_id_bloom event_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, reader_id, ts) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.footfall_ticks (
+                event_id String,
+                mall_id LowCardinality(String),
+                counter_id LowCardinality(String),
+                ts DateTime64(3, 'UTC'),
+                interval_s UInt32,
+                count_in UInt32,
+                count_out UInt32,
+                clock_skew_s Nullable(Float32),{SINK_COLUMNS},
+                INDEX event_id_bloom event_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, counter_id, ts) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.parking_events (
+                event_id String,
+                mall_id LowCardinality(String),
+                car_park_id LowCardinality(String),
+                gate_id LowCardinality(String),
+                plate String,
+                direction Enum8('entry' = 1, 'exit' = 2),
+                ts DateTime64(3, 'UTC'),
+                clock_skew_s Nullable(Float32),{SINK_COLUMNS},
+                INDEX event_id_bloom event_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, car_park_id, ts) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.device_health (
+                report_id String,
+                device_id LowCardinality(String),
+                ts DateTime64(3, 'UTC'),
+                last_seen Nullable(String),
+                frames UInt64,
+                events UInt64,
+                rejects UInt64,
+                duplicates UInt64,
+                errors UInt64,
+                refused UInt64,
+                last_error Nullable(String),{SINK_COLUMNS}
+            ) ENGINE = MergeTree ORDER BY (device_id, ts) TTL toDateTime(ts) + INTERVAL 90 DAY {DEDUP}""",
         ],
     ),
 ]

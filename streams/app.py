@@ -3,6 +3,7 @@
     pos.transactions --route--> pos.by_member --loyalty--> ledger --sink--> ClickHouse
           (sale_owners table)         (members table)
     anything malformed --------------------------------> deadletters --sink--> ClickHouse
+    rfid.reads, footfall.ticks, parking.events, devices.health ----------sink--> ClickHouse
 
 Each agent reads table state, calls a pure function from ``streams.core``, writes
 the state back and sends what the core returned. No exception escapes an agent:
@@ -24,7 +25,15 @@ from faust.types import EventT
 
 from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
-from mallstream.sinks.schema import DEAD_LETTERS_TABLE, LEDGER_TABLE, SinkTable
+from mallstream.sinks.schema import (
+    DEAD_LETTERS_TABLE,
+    DEVICE_HEALTH_TABLE,
+    FOOTFALL_TICKS_TABLE,
+    LEDGER_TABLE,
+    PARKING_EVENTS_TABLE,
+    RFID_READS_TABLE,
+    SinkTable,
+)
 from mallstream.sinks.warehouse import Warehouse
 
 from . import topics
@@ -33,6 +42,16 @@ from .core.routing import route_receipt
 from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
 
 log = logging.getLogger(__name__)
+
+#: Topics stored as they are, each in its own ClickHouse table.
+SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
+    (topics.LEDGER, LEDGER_TABLE),
+    (topics.DEAD_LETTERS, DEAD_LETTERS_TABLE),
+    (topics.RFID_READS, RFID_READS_TABLE),
+    (topics.FOOTFALL_TICKS, FOOTFALL_TICKS_TABLE),
+    (topics.PARKING_EVENTS, PARKING_EVENTS_TABLE),
+    (topics.DEVICE_HEALTH, DEVICE_HEALTH_TABLE),
+)
 
 def _source(event: EventT) -> SourcePosition:
     message = event.message
@@ -88,7 +107,7 @@ class Hub:
         self.sinks: dict[str, tuple[SinkTable, TableSink]] = {
             spec.name: (table, TableSink(self.warehouse, table.name, table.columns, sink_conf.batch_rows,
                                          sink_conf.flush_seconds, tag))
-            for spec, table in ((topics.LEDGER, LEDGER_TABLE), (topics.DEAD_LETTERS, DEAD_LETTERS_TABLE))
+            for spec, table in SUNK_TOPICS
         }
         self._flush_lock = asyncio.Lock()
         self._register_agents()
@@ -122,7 +141,7 @@ class Hub:
         app = self.app
         app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         app.agent(self.topic(topics.POS_BY_MEMBER), name="apply_loyalty")(self._apply_loyalty)
-        for spec in (topics.LEDGER, topics.DEAD_LETTERS):
+        for spec, _ in SUNK_TOPICS:
             app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec))
         app.timer(self.settings.worker.sink.flush_seconds / 2, name="flush_sinks")(self._flush_due_sinks)
 

@@ -125,6 +125,7 @@ class RfidRead(Record, tag="rfid_read"):
     clock_skew_s: float | None = None
     mall_id: str | None = None
     duplicate: bool = False
+    event_id: str | None = None
 
     def validate(self) -> None:
         _require_aware("ts", self.ts)
@@ -140,6 +141,7 @@ class FootfallTick(Record, tag="footfall_tick"):
     interval_s: Annotated[int, msgspec.Meta(gt=0)] = 60
     clock_skew_s: float | None = None
     mall_id: str | None = None
+    event_id: str | None = None
 
     def validate(self) -> None:
         _require_aware("ts", self.ts)
@@ -155,6 +157,7 @@ class ParkingEvent(Record, tag="parking_event"):
     ts: dt.datetime
     clock_skew_s: float | None = None
     mall_id: str | None = None
+    event_id: str | None = None
 
     def validate(self) -> None:
         _require_aware("ts", self.ts)
@@ -233,6 +236,22 @@ def dead_letter(source: str, reason: str, payload: bytes | str) -> DeadLetter:
 
 
 InputEvent = PosTransaction | RfidRead | FootfallTick | ParkingEvent
+DeviceEvent = RfidRead | FootfallTick | ParkingEvent
+#: The ``type`` tags of device events.
+DEVICE_TYPES = frozenset(kind.__struct_config__.tag for kind in (RfidRead, FootfallTick, ParkingEvent))
+
+
+def identity(event: DeviceEvent) -> str:
+    """The id a device event is stored under, so a redelivered or replayed event is stored once.
+
+    Devices send no ids of their own: the gateway (or a replay) gives each event one as it
+    first takes it, and that id travels with the event however often it is delivered. An
+    event without one is known by its content, time taken in UTC.
+    """
+    if event.event_id:
+        return event.event_id
+    canonical = msgspec.structs.replace(event, ts=event.ts.astimezone(dt.UTC))
+    return hashlib.blake2b(_encoder.encode(canonical), digest_size=16).hexdigest()
 INPUT_TYPES: dict[str, type[Record]] = {
     "pos_transaction": PosTransaction,
     "rfid_read": RfidRead,

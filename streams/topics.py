@@ -71,7 +71,8 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 TABLES = ("sale_owners", "members")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
-PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS)
+PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS,
+            DEVICE_HEALTH)
 
 
 class TopicLayoutError(RuntimeError):

@@ -7,7 +7,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from mallstream.sinks.clickhouse import SOURCE_COLUMNS
 from mallstream.sinks.warehouse import open_warehouse
-from mallstream.sinks.schema import LEDGER_TABLE
+from mallstream.sinks.schema import LEDGER_TABLE, MIGRATIONS
 from tests.test_clickhouse_sink import feed, row, totals
 
 
@@ -22,18 +22,23 @@ def warehouse(server):
 def test_migrate_creates_the_schema_once(server):
     wh = open_warehouse(server.model_copy(update={"database": "fresh"}))
     try:
-        assert wh.migrate() == [1]
+        every = [version for version, _, _ in MIGRATIONS]
+        assert wh.migrate() == every
         assert wh.migrate() == []
         _, tables = wh.query("SELECT name, engine FROM system.tables WHERE database = 'fresh' ORDER BY name")
         assert tables == [
             ("dead_letters", "MergeTree"),
+            ("device_health", "MergeTree"),
+            ("footfall_ticks", "MergeTree"),
             ("ledger_entries", "MergeTree"),
+            ("parking_events", "MergeTree"),
             ("points_daily", "SummingMergeTree"),
             ("points_daily_mv", "MaterializedView"),
+            ("rfid_reads", "MergeTree"),
             ("schema_migrations", "MergeTree"),
         ]
         _, versions = wh.query("SELECT version, description FROM {db}.schema_migrations")
-        assert [v for v, _ in versions] == [1]
+        assert sorted(v for v, _ in versions) == every
     finally:
         wh.close()
 
