@@ -29,7 +29,7 @@ from mallstream.streams.core.vip import (
     on_read,
     on_tick,
 )
-from mallstream.streams.records import PosTransaction, RfidRead
+from mallstream.streams.records import Alert, PosTransaction, RfidRead, decode, encode
 from tests.conftest import EXAMPLE_CONFIG
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -65,7 +65,7 @@ class Run:
         self.state: VipState | None = None
         self.alerts, self.visits = [], []
 
-    def _keep(self, result: tuple[VipState, Step]) -> Step:
+    def keep(self, result: tuple[VipState, Step]) -> Step:
         self.state, step = result
         self.alerts += step.alerts
         self.visits += step.visits
@@ -73,11 +73,11 @@ class Run:
 
     def read(self, reader: str, seconds: float, **kwargs) -> Step:
         event = read(reader, seconds, **kwargs)
-        return self._keep(on_read(self.state, event, self.member, event.ts, self.places, self.policy))
+        return self.keep(on_read(self.state, event, self.member, event.ts, self.places, self.policy))
 
     def tick(self, seconds: float) -> Step:
         now = T0 + dt.timedelta(seconds=seconds)
-        return self._keep(on_tick(self.state, self.member, now, self.places, self.policy))
+        return self.keep(on_tick(self.state, self.member, now, self.places, self.policy))
 
     def kinds(self) -> list[tuple[str, str]]:
         return [(alert.kind, alert.zone_id) for alert in self.alerts]
@@ -189,12 +189,19 @@ def test_alerts_carry_preferences_but_the_name_only_when_the_tier_allows(places:
     assert anonymous.ts == named.decided_at == T0
 
 
+def test_alerts_map_onto_the_alert_record_field_by_field(places: VipPlaces) -> None:
+    [alert] = Run(places).read("R-S101", 0).alerts
+    record = Alert(**{name: getattr(alert, name) for name in Alert.__struct_fields__})
+    assert decode(Alert, encode(record)) == record
+    assert (record.kind, record.zone_id, record.member_id, record.ts) == (AT_COUNTER, "S101", "M000042", T0)
+
+
 def test_spend_joins_the_visit_it_falls_in_once(places: VipPlaces) -> None:
     run = Run(places)
     run.state, _ = add_purchase(None, ALICE.member_id, 12_000, T0 - dt.timedelta(minutes=20), txn_id="t0")
     run.read("R-north", 0)
     for txn_id in ("t1", "t1"):  # a redelivered receipt counts once
-        run._keep(add_purchase(run.state, ALICE.member_id, 30_050, T0 + dt.timedelta(minutes=5), txn_id=txn_id))
+        run.keep(add_purchase(run.state, ALICE.member_id, 30_050, T0 + dt.timedelta(minutes=5), txn_id=txn_id))
     [visit] = run.tick(POLICY.presence.absence_timeout_s).visits
     assert (visit.spend_cents, visit.txn_ids) == (42_050, ["t0", "t1"])
 
@@ -207,7 +214,7 @@ def test_state_round_trips_through_msgpack(places: VipPlaces) -> None:
     run.read("R-north", 0)
     run.read("R-S101", 30)
     run.read("R-vip", 31)
-    run._keep(add_purchase(run.state, ALICE.member_id, 100, T0, txn_id="t"))
+    run.keep(add_purchase(run.state, ALICE.member_id, 100, T0, txn_id="t"))
     encoded = msgspec.msgpack.encode(run.state)
     assert msgspec.msgpack.decode(encoded, type=VipState) == run.state
 
@@ -228,7 +235,7 @@ def test_no_interleaving_or_duplication_of_reads_gives_two_arrivals(places: VipP
     order.shuffle(events)
     run = Run(places, VipPolicy(tiers={"vip": TierRule(cooldown_s=0)}))
     for event in events:
-        run._keep(on_read(run.state, event, ALICE, event.ts, places, run.policy))
+        run.keep(on_read(run.state, event, ALICE, event.ts, places, run.policy))
     assert [kind for kind, _ in run.kinds()].count(ARRIVAL) <= 1
     if run.state.presence.stops:
         run.tick(1800 + POLICY.presence.absence_timeout_s)
