@@ -1,0 +1,160 @@
+"""Car parks from gate plate reads: occupancy, stays matched entry to exit, and a full-park alert.
+
+``apply_parking_event(state, event, now, layout, fee)`` returns the state (updated in
+place) and what to emit: the park's occupancy after the event, a finished stay on
+exit, an alert when the park fills. The fee is not decided here: ``fee`` is the
+loyalty engine's parking rule (stay -> amount, free parking by spend included), and
+its answer is carried on the stay.
+
+* A plate is matched from its entry to its next exit at the same car park.
+* A camera reading one car twice (same plate, same direction, within
+  ``repeat_read_s``) is one pass.
+* An exit without an entry (the entry read was missed, or happened before the
+  stream started) still ends a stay, with ``entry`` unknown, and leaves occupancy as
+  it is; an entry of a plate already inside replaces its entry time (its exit was
+  missed) and leaves occupancy as it is.
+* The alert fires once when occupancy rises above ``alert_share`` of capacity and
+  re-arms when it falls below ``clear_share``, so a park hovering at the line does
+  not alert on every car.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ...settings import Mall
+from ..records import Alert, ParkingEvent
+
+
+class ParkingConfig(BaseModel):
+    """Parking thresholds; settings.py will carry them per mall (or per car park)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_share: float = Field(default=0.9, gt=0, le=1, description="occupancy share of capacity that alerts")
+    clear_share: float = Field(default=0.85, gt=0, le=1, description="share below which the alert re-arms")
+    repeat_read_s: float = Field(default=60.0, ge=0, description="same plate, same way, this close: one pass")
+
+    @model_validator(mode="after")
+    def _clears_below_alert(self) -> ParkingConfig:
+        if self.clear_share > self.alert_share:
+            raise ValueError("clear_share must not exceed alert_share")
+        return self
+
+
+class ParkingStay(msgspec.Struct, frozen=True, tag="parking_stay"):
+    """A car that left: when it came and went, for how long, and the fee the parking rule charged."""
+
+    mall_id: str
+    car_park_id: str
+    plate: str
+    entry: dt.datetime | None
+    exit: dt.datetime
+    exit_gate: str
+    duration_s: float | None
+    fee: Decimal | None = None
+
+
+class ParkingOccupancy(msgspec.Struct, frozen=True, tag="parking_occupancy"):
+    """Cars in one car park right after a gate event."""
+
+    mall_id: str
+    car_park_id: str
+    ts: dt.datetime
+    occupancy: int
+    capacity: int
+
+
+#: The loyalty engine's parking rule: a finished stay -> what the driver pays (None: not decided here).
+FeeRule = Callable[[ParkingStay], Decimal | None]
+ParkingOutput = ParkingOccupancy | ParkingStay | Alert
+
+
+class CarParkState:
+    """Who is parked in one car park, since when, and whether its full alert is raised."""
+
+    __slots__ = ("parked", "last_exit", "alerting")
+
+    def __init__(self) -> None:
+        self.parked: dict[str, dt.datetime] = {}
+        self.last_exit: dict[str, dt.datetime] = {}
+        self.alerting = False
+
+
+class ParkingState:
+    """Every car park of one mall."""
+
+    __slots__ = ("car_parks",)
+
+    def __init__(self) -> None:
+        self.car_parks: dict[str, CarParkState] = {}
+
+
+class ParkingLayout(msgspec.Struct, frozen=True):
+    """A mall's car parks and their capacities, with the thresholds."""
+
+    mall_id: str
+    capacity: dict[str, int]
+    config: ParkingConfig
+
+    @classmethod
+    def of(cls, mall: Mall, config: ParkingConfig = ParkingConfig()) -> ParkingLayout:
+        return cls(mall.id, {park.id: park.capacity for park in mall.car_parks}, config)
+
+
+def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.datetime, layout: ParkingLayout,
+                        fee: FeeRule | None = None) -> tuple[ParkingState, list[ParkingOutput]]:
+    """Apply one gate read; ``now`` stamps an alert, ``fee`` prices a finished stay."""
+    park = state.car_parks.get(event.car_park_id)
+    if park is None:
+        park = state.car_parks[event.car_park_id] = CarParkState()
+    repeat = layout.config.repeat_read_s
+    outputs: list[ParkingOutput] = []
+    if event.direction == "entry":
+        entered = park.parked.get(event.plate)
+        if entered is not None and (event.ts - entered).total_seconds() <= repeat:
+            return state, []
+        park.parked[event.plate] = event.ts
+    else:
+        left = park.last_exit.get(event.plate)
+        if left is not None and (event.ts - left).total_seconds() <= repeat:
+            return state, []
+        park.last_exit[event.plate] = event.ts
+        entered = park.parked.pop(event.plate, None)
+        stay = ParkingStay(mall_id=layout.mall_id, car_park_id=event.car_park_id, plate=event.plate,
+                           entry=entered, exit=event.ts, exit_gate=event.gate_id,
+                           duration_s=(event.ts - entered).total_seconds() if entered else None)
+        outputs.append(msgspec.structs.replace(stay, fee=fee(stay)) if fee else stay)
+    capacity = layout.capacity.get(event.car_park_id, 0)
+    occupancy = len(park.parked)
+    outputs.insert(0, ParkingOccupancy(mall_id=layout.mall_id, car_park_id=event.car_park_id, ts=event.ts,
+                                       occupancy=occupancy, capacity=capacity))
+    alert = _full_alert(park, occupancy, capacity, now, event, layout)
+    return state, outputs + ([alert] if alert else [])
+
+
+def forget_exits(state: ParkingState, before: dt.datetime) -> None:
+    """Drop the exit reads kept to spot repeats once they are too old to matter; call now and then."""
+    for park in state.car_parks.values():
+        park.last_exit = {plate: ts for plate, ts in park.last_exit.items() if ts >= before}
+
+
+def _full_alert(park: CarParkState, occupancy: int, capacity: int, now: dt.datetime, event: ParkingEvent,
+                layout: ParkingLayout) -> Alert | None:
+    if not capacity:
+        return None
+    share = occupancy / capacity
+    if park.alerting:
+        park.alerting = share >= layout.config.clear_share
+        return None
+    if share <= layout.config.alert_share:
+        return None
+    park.alerting = True
+    return Alert(alert_id=f"car_park_full:{event.car_park_id}:{now.isoformat()}", mall_id=layout.mall_id,
+                 kind="car_park_full", ts=now, severity="warning",
+                 message=f"car park {event.car_park_id} holds {occupancy} of {capacity} cars ({share:.0%})")
