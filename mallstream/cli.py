@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -13,9 +12,12 @@ from pathlib import Path
 import click
 
 from . import settings as config
+from .reports import FORMATS, GROUPINGS, INTERVALS
 from .settings import ConfigError, Settings
 
 DEFAULT_CONFIG = "config/mall.example.yaml"
+#: How `--from` / `--to` may be written.
+LOCAL_TIMES = ["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
 
 
 def _load(path: str) -> Settings:
@@ -177,31 +179,13 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     With the embedded engine, a running worker owns it and answers; otherwise the
     engine is opened here.
     """
-    from .services import port_open
+    from .querying import QueryError, raw
 
-    settings = _settings(ctx)
-    if settings.clickhouse.mode == "embedded" and port_open("127.0.0.1", settings.worker.web_port):
-        request = urllib.request.Request(
-            _worker_url(settings, "/sql/"), data=json.dumps({"query": query, "format": fmt}).encode(), method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                sys.stdout.buffer.write(response.read())
-        except urllib.error.HTTPError as exc:
-            click.echo(f"mallstream: {json.loads(exc.read()).get('error')}", err=True)
-            sys.exit(1)
-        return
-    from .sinks.warehouse import open_warehouse
-    from .streams.web import SQL_FORMATS
-
-    warehouse = open_warehouse(settings.clickhouse)
     try:
-        sys.stdout.buffer.write(warehouse.raw(query, SQL_FORMATS[fmt]))
-    except Exception as exc:
+        sys.stdout.buffer.write(raw(_settings(ctx), query, fmt))
+    except QueryError as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(1)
-    finally:
-        warehouse.close()
 
 
 @main.command()
@@ -229,6 +213,51 @@ def bench(count: int) -> None:
 
     for name, figure in run(count):
         click.echo(f"{name:<48} {figure:>12}")
+
+
+@main.group()
+def report() -> None:
+    """Tables (and plots) from ClickHouse for a time range."""
+
+
+def _mall(settings: Settings, mall_id: str | None):
+    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
+    if mall is None:
+        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
+    return mall
+
+
+@report.command("footfall")
+@click.option("--from", "start", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall")
+@click.option("--to", "end", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall (exclusive)")
+@click.option("--interval", type=click.Choice(list(INTERVALS)), default="60m", show_default=True)
+@click.option("--by", type=click.Choice(GROUPINGS), default="entrance", show_default=True)
+@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG")
+@click.pass_context
+def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall_id: str | None, fmt: str,
+                    plot_to: Path | None) -> None:
+    """People in, out, total and net per interval, by entrance, floor, zone, store or counter."""
+    from zoneinfo import ZoneInfo
+
+    from .querying import QueryError, rows
+    from .reports import FootfallQuery, plot, render
+
+    settings = _settings(ctx)
+    mall = _mall(settings, mall_id)
+    zone = ZoneInfo(mall.timezone)
+    query = FootfallQuery(mall.id, mall.timezone, start.replace(tzinfo=zone), end.replace(tzinfo=zone),
+                          INTERVALS[interval], by)
+    try:
+        found = rows(settings, query.sql())
+    except QueryError as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(1)
+    click.echo(render(found, fmt))
+    if plot_to is not None:
+        plot(found, f"{mall.name or mall.id}: footfall by {by}, {interval} intervals", plot_to)
+        click.echo(f"plot written to {plot_to}", err=True)
 
 
 @main.group()

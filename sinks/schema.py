@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mallstream.settings import Settings
 from mallstream.streams.records import DeadLetter, DeviceHealth, FootfallTick, LedgerEntry, ParkingEvent, RfidRead, identity
 
 
@@ -87,6 +88,29 @@ DEVICE_HEALTH_TABLE = SinkTable(
      "last_error"),
     _health_row,
 )
+
+def place_rows(settings: Settings, version: int) -> list[tuple]:
+    """Every device of the config with the place it watches, for the ``places`` table."""
+    rows = []
+    for mall in settings.malls:
+        places = {place.id: ("entrance", place) for place in mall.entrances}
+        places |= {place.id: ("zone", place) for place in mall.zones}
+        places |= {place.id: ("floor", place) for place in mall.floors}
+        places |= {store.id: ("store", store) for store in mall.stores}
+        places |= {park.id: ("car_park", None) for park in mall.car_parks}
+        devices = [("rfid_reader", d) for d in mall.rfid_readers] + [("people_counter", d) for d in mall.people_counters]
+        devices += [("parking_gate", gate) for park in mall.car_parks for gate in park.gates]
+        for kind, device in devices:
+            place_kind, place = places.get(device.place, ("unknown", None))
+            floor = device.place if place_kind == "floor" else getattr(place, "floor", "")
+            area = getattr(place, "area_m2", None)
+            rows.append((mall.id, device.id, kind, device.place, place_kind, floor,
+                         None if area is None else float(area), device.excludes_staff, version))
+    return rows
+
+
+PLACES_COLUMNS = ("mall_id", "device_id", "device_kind", "place_id", "place_kind", "floor", "area_m2",
+                  "excludes_staff", "version")
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
 #: batch token is recognised (ClickHouse keeps that many recent block hashes).
@@ -191,6 +215,50 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 refused UInt64,
                 last_error Nullable(String),{SINK_COLUMNS}
             ) ENGINE = MergeTree ORDER BY (device_id, ts) TTL toDateTime(ts) + INTERVAL 90 DAY {DEDUP}""",
+        ],
+    ),
+    (
+        3,
+        "places of the devices; footfall per counter by minute (kept 90 days) and by hour (kept)",
+        [
+            # Written from the config at every worker start; the latest version of a device wins.
+            """CREATE TABLE IF NOT EXISTS {db}.places (
+                mall_id LowCardinality(String),
+                device_id String,
+                device_kind LowCardinality(String),
+                place_id String,
+                place_kind LowCardinality(String),
+                floor LowCardinality(String),
+                area_m2 Nullable(Float64),
+                excludes_staff Bool,
+                version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (mall_id, device_id)""",
+            # A tick counts the interval that ends at ts: it is filed under the minute that interval starts.
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.footfall_minute (
+                mall_id LowCardinality(String),
+                counter_id LowCardinality(String),
+                minute DateTime('UTC'),
+                count_in UInt64,
+                count_out UInt64,
+                ticks UInt64
+            ) ENGINE = SummingMergeTree ORDER BY (mall_id, counter_id, minute)
+              TTL minute + INTERVAL 90 DAY {DEDUP}""",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.footfall_minute_mv TO {db}.footfall_minute AS
+               SELECT mall_id, counter_id, toStartOfMinute(ts - toIntervalSecond(interval_s)) AS minute,
+                      sum(count_in) AS count_in, sum(count_out) AS count_out, count() AS ticks
+               FROM {db}.footfall_ticks GROUP BY mall_id, counter_id, minute""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.footfall_hourly (
+                mall_id LowCardinality(String),
+                counter_id LowCardinality(String),
+                hour DateTime('UTC'),
+                count_in UInt64,
+                count_out UInt64,
+                ticks UInt64
+            ) ENGINE = SummingMergeTree ORDER BY (mall_id, counter_id, hour) {DEDUP}""",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.footfall_hourly_mv TO {db}.footfall_hourly AS
+               SELECT mall_id, counter_id, toStartOfHour(ts - toIntervalSecond(interval_s)) AS hour,
+                      sum(count_in) AS count_in, sum(count_out) AS count_out, count() AS ticks
+               FROM {db}.footfall_ticks GROUP BY mall_id, counter_id, hour""",
         ],
     ),
 ]

@@ -1,13 +1,15 @@
-"""Running the worker: topics, schema, sink repair, then faust until a signal stops it."""
+"""Running the worker: topics, schema, the devices' places, sink repair, then faust until a signal stops it."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import faust
 
 from mallstream.settings import Settings
+from mallstream.sinks.schema import PLACES_COLUMNS, place_rows
 from mallstream.sinks.warehouse import open_warehouse
 
 from .app import Hub
@@ -30,6 +32,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
     warehouse = open_warehouse(settings.clickhouse)
     try:
         warehouse.migrate()
+        warehouse.insert_plain("places", place_rows(settings, time.time_ns()), PLACES_COLUMNS)
         hub = Hub(settings, warehouse)
         hub.repair_sinks()
         register_views(hub)
