@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .devices.bridges import Placed
 from .settings import ClickHouse, Device
-from .simulators.emulators import ENCODERS, gateway_decoder
+from .simulators.emulators import ENCODERS, DeviceWire, gateway_decoder
 from .simulators.pos import PosDay, receipts
 from .sinks.clickhouse import SourcePosition, TableSink
 from .sinks.warehouse import open_warehouse
@@ -93,7 +93,7 @@ def bench_device_parser(protocol: str, count: int) -> float:
     device = Device(id="bench", place="bench", protocol=protocol, address="/bench", direction="entry",
                     routes={"80:1F:12:AA:BB:CC/1": "in", "80:1F:12:AA:BB:CC/2": "out"})
     placed = Placed(device, "mall", "UTC", "P-bench")
-    encode = ENCODERS[protocol](placed, False)
+    encode = ENCODERS[protocol](placed, DeviceWire(device.id))
     records = _device_records(protocol, count)
     frames = [payload for record in tqdm(records, desc=f"encoding {protocol}", leave=False) for payload in encode(record)]
     decode = gateway_decoder(placed)

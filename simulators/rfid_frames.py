@@ -39,7 +39,12 @@ def _chafon_antenna_bit(antenna: int) -> int:
 
 
 def chafon_inventory(tags: Sequence[Tag], address: int = 0x00, tags_per_frame: int = 255) -> bytes:
-    """One inventory answer of a UHFReader288M.
+    """One inventory answer of a UHFReader288M, its frames back to back."""
+    return b"".join(chafon_inventory_frames(tags, address, tags_per_frame))
+
+
+def chafon_inventory_frames(tags: Sequence[Tag], address: int = 0x00, tags_per_frame: int = 255) -> list[bytes]:
+    """The frames of one inventory answer of a UHFReader288M.
 
     Tags go out in frames of one antenna each with status 0x03 (more frames follow), as many as
     fit in a frame (or ``tags_per_frame``), and a closing status 0x01 frame with no tag.
@@ -56,7 +61,7 @@ def chafon_inventory(tags: Sequence[Tag], address: int = 0x00, tags_per_frame: i
             batch.append(entry)
         frames.append(_chafon_tag_frame(address, antenna, batch))
     frames.append(chafon_frame(address, ChafonStream.INVENTORY, CHAFON_FINISHED, bytes([0x01, 0x00])))
-    return b"".join(frames)
+    return frames
 
 
 def _chafon_tag_frame(address: int, antenna: int, entries: list[bytes]) -> bytes:
@@ -91,13 +96,18 @@ def r2000_round_summary(antenna: int, read_rate: int, total_reads: int, address:
 
 
 def r2000_inventory(tags: Sequence[Tag], address: int = 0x01) -> bytes:
+    """Real-time inventory rounds, their frames back to back."""
+    return b"".join(r2000_inventory_frames(tags, address))
+
+
+def r2000_inventory_frames(tags: Sequence[Tag], address: int = 0x01) -> list[bytes]:
     """Real-time inventory rounds, one per run of tags on the same antenna, each closed by its summary."""
     frames = []
     for antenna, run in itertools.groupby(tags, key=lambda tag: tag.antenna):
         round_tags = list(run)
         frames.extend(r2000_tag_frame(tag, address) for tag in round_tags)
         frames.append(r2000_round_summary(antenna, len(round_tags), len(round_tags), address))
-    return b"".join(frames)
+    return frames
 
 
 def zebra_tag_event(tag: Tag, ts: dt.datetime, event_num: int = 1, mac: str = "C4:7D:CC:FF:FF:FF") -> dict[str, Any]:
