@@ -64,8 +64,10 @@ PLATE_PROVINCE_WEIGHTS = (0.8, 0.1, 0.07, 0.03)
 PLATE_SYMBOLS = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on Chinese plates
 PLATE_LETTERS = PLATE_SYMBOLS[10:]
 EPC_PREFIX = "E2801160"
+#: Staff badges carry the mall operator's own prefix, so the hub tells them from VIP cards.
+STAFF_EPC_PREFIX = "E2801170"
 #: Random streams, one per aspect: a new knob in one must not reshuffle another.
-STREAMS = ("visitors", "staff", "rfid", "pos", "parking", "faults")
+STREAMS = ("visitors", "staff", "rfid", "pos", "parking", "faults", "staff_badges")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class FaultKnobs:
     late_event_rate: float = 0.0
     lateness_s: float = 300.0
     outages: tuple[Outage, ...] = ()
+    #: counter id -> share of its exits it misses, spread evenly over the day (occupancy drift).
+    undercount: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class MallDay:
     staff_entrances: tuple[str, ...] = ()
     staff_break_share: float = 0.5
     staff_excluding_counters: frozenset[str] = frozenset()
+    staff_badges: bool = False
     reads_per_pass: float = 3.0
     antennas: int = 4
     tick_seconds: int = 60
@@ -141,6 +146,8 @@ class GroundTruth:
     parking_stays: list[dict]
     #: what the fault knobs did to the recording.
     faults: dict
+    #: mean visit length in seconds: the mall under its id, and each store and zone visited.
+    mean_dwell_s: dict[str, float] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         path.write_bytes(msgspec.json.format(msgspec.json.encode(self)))
@@ -235,7 +242,7 @@ class _Crossings:
     time: np.ndarray
     inbound: np.ndarray
     staff: np.ndarray
-    person: np.ndarray  # visitor index, -1 for staff
+    person: np.ndarray  # visitor index, or staff index for staff
 
     FIELDS = ("place", "time", "inbound", "staff", "person")
 
@@ -372,13 +379,13 @@ def _staff_crossings(layout: _Layout, rng: np.random.Generator) -> _Crossings:
     breaks = rng.random(count) < day.staff_break_share
     break_out = opening + rng.uniform(0.3, 0.6, count) * (closing - opening)
     break_back = break_out + rng.uniform(15 * MINUTE, 45 * MINUTE, count)
-    nobody = np.full(count, -1)
+    badge = np.arange(count)
     # (place, time at the door, inbound, who): doors at the entrance, then at the store.
     passes = [(door, start, True, slice(None)), (door, end + walk, False, slice(None)),
               (door, break_out + walk, False, breaks), (door, break_back, True, breaks),
               (store, start + walk, True, slice(None)), (store, end, False, slice(None)),
               (store, break_out, False, breaks), (store, break_back + walk, True, breaks)]
-    return _Crossings.join([_Crossings.of(place[who], time[who], inbound, nobody[who], staff=True)
+    return _Crossings.join([_Crossings.of(place[who], time[who], inbound, badge[who], staff=True)
                             for place, time, inbound, who in passes])
 
 
@@ -409,18 +416,37 @@ def _per_hour(crossings: _Crossings, place_ids: list[str], clock: _Clock) -> dic
 Timed = tuple[float, str, InputEvent]
 
 
-def _footfall(layout: _Layout, crossings: _Crossings, clock: _Clock) -> list[Timed]:
-    """Each counter reports in and out per interval over the whole counting window, quiet intervals included."""
+def _missed(crossings: _Crossings, seen: np.ndarray, share: float) -> np.ndarray:
+    """The ``share`` of the seen crossings a counter misses, spread evenly over the day: every 1/share-th one."""
+    which = np.nonzero(seen)[0]
+    which = which[np.argsort(crossings.time[which], kind="stable")]
+    rank = np.arange(len(which))
+    missed = np.zeros(len(seen), dtype=bool)
+    missed[which[np.floor((rank + 1) * share) > np.floor(rank * share)]] = True
+    return missed
+
+
+def _footfall(layout: _Layout, crossings: _Crossings, clock: _Clock) -> tuple[list[Timed], dict[str, int]]:
+    """Each counter reports in and out per interval over the whole counting window, quiet intervals included.
+
+    An under-counting counter misses its share of exits; returns the events and how many each missed.
+    """
     day = layout.day
     start = (_seconds(day.opening) - 2 * HOUR) // HOUR * HOUR
     end = math.ceil((_seconds(day.closing) + 2 * HOUR) / HOUR) * HOUR
     intervals = int((end - start) // day.tick_seconds)
     interval = ((crossings.time - start) // day.tick_seconds).astype(np.int64)
     events: list[Timed] = []
+    undercounted: dict[str, int] = {}
     for counter in layout.mall.people_counters:
         seen = crossings.place == layout.place_index(counter.place)
         if counter.excludes_staff or counter.id in day.staff_excluding_counters:
             seen &= ~crossings.staff
+        share = day.faults.undercount.get(counter.id, 0.0)
+        if share:
+            missed = _missed(crossings, seen & ~crossings.inbound, share)
+            undercounted[counter.id] = int(missed.sum())
+            seen &= ~missed
         count_in = np.bincount(interval[seen & crossings.inbound], minlength=intervals)
         count_out = np.bincount(interval[seen & ~crossings.inbound], minlength=intervals)
         for index, (n_in, n_out) in enumerate(zip(count_in.tolist(), count_out.tolist())):
@@ -428,12 +454,26 @@ def _footfall(layout: _Layout, crossings: _Crossings, clock: _Clock) -> list[Tim
             events.append((ends, counter.id, FootfallTick(
                 counter_id=counter.id, ts=clock(ends), count_in=n_in, count_out=n_out,
                 interval_s=day.tick_seconds, mall_id=layout.mall.id)))
-    return events
+    return events, undercounted
 
 
 def epc_of(member_number: int) -> str:
     """A VIP card's 96-bit EPC, derived from the member number so the hub can map it back."""
     return f"{EPC_PREFIX}{member_number:016X}"
+
+
+def staff_epc_of(staff_number: int) -> str:
+    return f"{STAFF_EPC_PREFIX}{staff_number:016X}"
+
+
+def _reads(layout: _Layout, reader_id: str, which: np.ndarray, times: np.ndarray, epcs: list[str],
+           clock: _Clock, rng: np.random.Generator) -> list[Timed]:
+    """RFID reads at one reader: a random antenna and signal strength for each."""
+    antennas = rng.integers(1, layout.day.antennas + 1, len(which))
+    rssi = np.clip(np.round(-45 - np.abs(rng.normal(0, 10, len(which)))), -90, -30)
+    return [(when, reader_id, RfidRead(reader_id=reader_id, antenna=antenna, epc=epc, rssi_dbm=strength,
+                                       ts=clock(when), mall_id=layout.mall.id))
+            for when, antenna, strength, epc in zip(times.tolist(), antennas.tolist(), rssi.tolist(), epcs)]
 
 
 def member_id_of(member_number: int) -> str:
@@ -444,20 +484,35 @@ def _rfid(layout: _Layout, visitors: _Visitors, crossings: _Crossings, clock: _C
           rng: np.random.Generator) -> list[Timed]:
     """Readers see a VIP's tag several times around each pass through the place they watch."""
     events: list[Timed] = []
-    vip_pass = crossings.person >= 0
+    vip_pass = ~crossings.staff
     vip_pass[vip_pass] = visitors.vip[crossings.person[vip_pass]]
     for reader in layout.mall.rfid_readers:
         passes = np.nonzero(vip_pass & (crossings.place == layout.place_index(reader.place)))[0]
         reads = 1 + rng.poisson(layout.day.reads_per_pass - 1, len(passes))
         which = np.repeat(passes, reads)
         times = np.round(crossings.time[which] + rng.uniform(-2, 2, len(which)), 3)
-        antennas = rng.integers(1, layout.day.antennas + 1, len(which))
-        rssi = np.clip(np.round(-45 - np.abs(rng.normal(0, 10, len(which)))), -90, -30)
         members = visitors.member_number[crossings.person[which]]
-        for when, antenna, strength, number in zip(times.tolist(), antennas.tolist(), rssi.tolist(), members.tolist()):
-            events.append((when, reader.id, RfidRead(
-                reader_id=reader.id, antenna=antenna, epc=epc_of(number), rssi_dbm=strength,
-                ts=clock(when), mall_id=layout.mall.id)))
+        events += _reads(layout, reader.id, which, times, [epc_of(n) for n in members.tolist()], clock, rng)
+    return events
+
+
+def _staff_badges(layout: _Layout, crossings: _Crossings, clock: _Clock, rng: np.random.Generator) -> list[Timed]:
+    """Door readers read a staff badge from the moment its wearer crosses the counting line, then a few times more.
+
+    The first read falls in the same counting interval as the crossing, so the hub can deduct it exactly.
+    """
+    if not layout.day.staff_badges:
+        return []
+    events: list[Timed] = []
+    for reader in layout.mall.rfid_readers:
+        passes = np.nonzero(crossings.staff & (crossings.place == layout.place_index(reader.place)))[0]
+        reads = 1 + rng.poisson(layout.day.reads_per_pass - 1, len(passes))
+        which = np.repeat(passes, reads)
+        first = np.repeat(np.cumsum(reads) - reads, reads) == np.arange(len(which))
+        after = np.where(first, 0.0, rng.uniform(0, 2, len(which)))
+        times = np.floor((crossings.time[which] + after) * 1000) / 1000
+        events += _reads(layout, reader.id, which, times,
+                         [staff_epc_of(n) for n in crossings.person[which].tolist()], clock, rng)
     return events
 
 
@@ -650,6 +705,18 @@ def _transactions(events: list[Timed]) -> dict[str, dict[str, int | str]]:
             for store, figures in sorted(totals.items())}
 
 
+def _mean_dwell(layout: _Layout, visitors: _Visitors) -> dict[str, float]:
+    """Mean visit length: of the mall (arrival to departure), and of each store and zone (door to door)."""
+    places = len(layout.place_ids)
+    stay = visitors.stop_departure - visitors.stop_arrival
+    total = np.bincount(visitors.stop_place, weights=stay, minlength=places)
+    visits = np.bincount(visitors.stop_place, minlength=places)
+    dwell = {layout.mall.id: round(float(np.mean(visitors.departure - visitors.arrival)), 3)}
+    dwell.update({place: round(float(total[i] / visits[i]), 3)
+                  for i, place in enumerate(layout.place_ids) if visits[i]})
+    return dwell
+
+
 def simulate(mall: Mall, day: MallDay) -> SimulatedDay:
     """Draw the day and report it through the mall's devices."""
     if not mall.entrances or not mall.stores:
@@ -668,15 +735,18 @@ def simulate(mall: Mall, day: MallDay) -> SimulatedDay:
     crossings = _Crossings.join([customer_crossings, _staff_crossings(layout, rngs["staff"])])
     purchases = _purchases(layout, visitors, clock, rngs["pos"])
     parking, stays = _parking(layout, visitors, clock, rngs["parking"])
-    timed = (_footfall(layout, crossings, clock) + _rfid(layout, visitors, crossings, clock, rngs["rfid"])
-             + purchases + parking)
+    ticks, undercounted = _footfall(layout, crossings, clock)
+    timed = (ticks + _rfid(layout, visitors, crossings, clock, rngs["rfid"])
+             + _staff_badges(layout, crossings, clock, rngs["staff_badges"]) + purchases + parking)
     events, fault_stats = _deliver(timed, day.faults, clock, rngs["faults"])
+    fault_stats["undercounted"] = undercounted
     truth = GroundTruth(
         mall_id=mall.id, day=day.day, seed=day.seed,
         visitors=_per_hour(customer_crossings, layout.place_ids, clock),
         staff=_per_hour(crossings.only(crossings.staff), layout.place_ids, clock),
         vip_visits=_vip_visits(layout, visitors, clock),
         transactions=_transactions(purchases), parking_stays=stays, faults=fault_stats,
+        mean_dwell_s=_mean_dwell(layout, visitors),
     )
     return SimulatedDay(events, truth)
 

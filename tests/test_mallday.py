@@ -17,6 +17,7 @@ import pytest
 from mallstream.settings import Mall, Settings, load
 from mallstream.simulators.mallday import (
     SCENARIOS,
+    STAFF_EPC_PREFIX,
     FaultKnobs,
     GroundTruth,
     MallDay,
@@ -302,3 +303,42 @@ def test_a_big_day_records_quickly(settings: Settings, mall: Mall, tmp_path: Pat
     receipts = sum(figures["sales"] + figures["returns"] for figures in truth.transactions.values())
     assert kinds[PosTransaction] == receipts > visitors * DAY.conversion
     assert kinds[ParkingEvent] == 2 * len(truth.parking_stays)
+
+
+def test_an_undercounting_counter_misses_its_share_of_exits_evenly(clean, mall: Mall) -> None:
+    day = faulty(mall, FaultKnobs(undercount={"C-north": 0.03}))
+    true_in, true_out = counted(clean.events, "C-north")
+    seen_in, seen_out = counted(day.events, "C-north")
+    assert seen_in == true_in and seen_out == true_out - day.truth.faults["undercounted"]["C-north"]
+    assert day.truth.faults["undercounted"]["C-north"] == int(true_out * 0.03)
+    missed = add(ticks_per_hour(clean.events, "C-north"), {})
+    for hour, counts in ticks_per_hour(day.events, "C-north").items():
+        assert missed[hour]["out"] - counts["out"] <= 0.03 * missed[hour]["out"] + 1, hour
+    assert counted(day.events, "C-south") == counted(clean.events, "C-south")
+    assert replace(day.truth, faults={}) == replace(clean.truth, faults={})
+
+
+def test_staff_badges_are_read_at_their_doors_from_the_moment_they_cross(mall: Mall) -> None:
+    day = simulate(mall, replace(DAY, staff_badges=True))
+    reads = [e for e in day.events if isinstance(e, RfidRead) and e.epc.startswith(STAFF_EPC_PREFIX)]
+    place_of = {reader.id: reader.place for reader in mall.rfid_readers}
+    assert reads and {place_of[read.reader_id] for read in reads} <= {"E-north", "S101"}
+    stamps = collections.defaultdict(list)
+    for read in reads:
+        stamps[place_of[read.reader_id]].append((read.epc, read.ts))
+    for place, seen in stamps.items():
+        seen.sort()
+        passes = 1 + sum(epc == before_epc and (ts - before).total_seconds() > 10
+                         for (before_epc, before), (epc, ts) in zip(seen, seen[1:]))
+        passes += len({epc for epc, _ in seen}) - 1
+        assert passes == sum(c["in"] + c["out"] for c in day.truth.staff[place].values()), place
+    vip_reads = [e for e in day.events if isinstance(e, RfidRead) and not e.epc.startswith(STAFF_EPC_PREFIX)]
+    clean_vip_reads = [e for e in simulate(mall, DAY).events if isinstance(e, RfidRead)]
+    assert lines_of(vip_reads) == lines_of(clean_vip_reads), "badges do not reshuffle the VIP reads"
+
+
+def test_the_truth_holds_the_mean_dwell_of_the_mall_and_each_store(clean, mall: Mall) -> None:
+    dwell = clean.truth.mean_dwell_s
+    assert set(dwell) >= {mall.id, *(store.id for store in mall.stores)}
+    assert all(60 < dwell[store.id] < dwell[mall.id] for store in mall.stores)
+    assert dwell[mall.id] < 3 * 3600
