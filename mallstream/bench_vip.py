@@ -11,8 +11,8 @@ import datetime as dt
 import random
 import time
 
-from .settings import Device, Mall, Place, Store
-from .streams.core.vip import Member, VipPlaces, VipPolicy, VipState, on_read
+from .settings import Device, Mall, Place, Store, VipPolicy
+from .streams.core.vip import Member, VipPlaces, VipState, on_read
 from .streams.records import RfidRead
 
 _START = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)

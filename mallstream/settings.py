@@ -7,6 +7,7 @@ variable that holds the value.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from decimal import Decimal
@@ -80,6 +81,54 @@ class Mall(Strict):
     rfid_readers: list[Device] = []
     people_counters: list[Device] = []
     car_parks: list[CarPark] = []
+
+
+class PresenceTuning(Strict):
+    """How RFID reads become presence; defaults suit readers that mostly see doorways."""
+
+    dedup_window_s: float = Field(
+        default=2.0, ge=0, description="a tag read again by one reader within this counts once")
+    min_dwell_s: float = Field(
+        default=5.0, ge=0, description="silence at the old place before a new place is committed")
+    absence_timeout_s: float = Field(
+        default=7200.0, gt=0,
+        description="unseen this long = gone; a VIP may shop for over an hour where no reader sees them",
+    )
+    exit_timeout_s: float = Field(default=120.0, gt=0, description="gone sooner after coming back to an entrance")
+
+
+class TierRule(Strict):
+    """Which alerts a tier gets, and how often."""
+
+    arrival: bool = True
+    counter: bool = True
+    leaving: bool = True
+    include_name: bool = Field(default=False, description="privacy: alerts carry the name only when set")
+    cooldown_s: float = Field(default=1800.0, ge=0, description="per member and zone, per kind of alert")
+    severity: Literal["info", "warning", "critical"] = "info"
+
+    def allows(self, kind: str) -> bool:
+        return {"vip_arrival": self.arrival, "vip_at_counter": self.counter, "vip_leaving": self.leaving}[kind]
+
+
+class QuietHours(Strict):
+    """Local times of the mall when no alert goes out; ``end`` before ``start`` spans midnight."""
+
+    start: dt.time
+    end: dt.time
+
+    def covers(self, moment: dt.time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+class VipPolicy(Strict):
+    """What the mall wants to be told about its VIPs. Tiers not listed get no alerts."""
+
+    tiers: dict[str, TierRule] = {"vip": TierRule(), "platinum": TierRule(severity="warning")}
+    quiet_hours: list[QuietHours] = []
+    presence: PresenceTuning = PresenceTuning()
 
 
 class PointsRule(Strict):
@@ -159,6 +208,7 @@ class Settings(Strict):
     malls: list[Mall] = Field(min_length=1)
     rules: Rules = Rules()
     members: Members = Members()
+    vip: VipPolicy = VipPolicy()
     kafka: Kafka = Kafka()
     clickhouse: ClickHouse = ClickHouse()
     mqtt: Mqtt = Mqtt()

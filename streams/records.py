@@ -186,7 +186,12 @@ class LedgerEntry(Record, tag="ledger_entry"):
 
 
 class Alert(Record, tag="alert"):
-    """Something a person should act on: a VIP arrival, a churn signal, a device fault."""
+    """Something a person should act on: a VIP arrival, a churn signal, a device fault.
+
+    ``ts`` is when what the alert is about happened (the RFID read), ``decided_at`` when the
+    hub decided to alert: with the publish time the delivery adds, alert latency can be charted.
+    Member alerts carry the tier and preferences; the name only where the policy allows it.
+    """
 
     alert_id: Id
     mall_id: str
@@ -196,6 +201,39 @@ class Alert(Record, tag="alert"):
     member_id: str | None = None
     zone_id: str | None = None
     message: str = ""
+    decided_at: dt.datetime | None = None
+    tier: str | None = None
+    visit_id: str | None = None
+    name: str | None = None
+    top_brands: tuple[str, ...] = ()
+    top_categories: tuple[str, ...] = ()
+    matching_brands: tuple[str, ...] = ()
+
+
+class PathStop(msgspec.Struct, frozen=True):
+    """One place of a visit's path, with how long the member stayed."""
+
+    place: str
+    arrived: dt.datetime
+    left: dt.datetime
+    dwell_s: float
+
+
+class VipVisit(Record, tag="vip_visit"):
+    """A finished VIP visit, one row for the VIP dashboard; re-sent under the same id when late spend arrives."""
+
+    visit_id: Id
+    mall_id: str
+    member_id: str
+    tier: str
+    visit_number: int
+    arrived: dt.datetime
+    left: dt.datetime
+    path: list[PathStop]
+    zone_dwell_s: dict[str, float]
+    reads: int
+    spend_cents: int
+    txn_ids: list[str]
 
 
 class DeviceHealth(Record, tag="device_health"):

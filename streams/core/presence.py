@@ -20,23 +20,8 @@ from __future__ import annotations
 import math
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class PresenceTuning(BaseModel):
-    """How reads become presence; defaults suit readers that mostly see doorways."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dedup_window_s: float = Field(
-        default=2.0, ge=0, description="a tag read again by one reader within this counts once")
-    min_dwell_s: float = Field(
-        default=5.0, ge=0, description="silence at the old place before a new place is committed")
-    absence_timeout_s: float = Field(
-        default=7200.0, gt=0,
-        description="unseen this long = gone; a VIP may shop for over an hour where no reader sees them",
-    )
-    exit_timeout_s: float = Field(default=120.0, gt=0, description="gone sooner after coming back to an entrance")
+from ...settings import PresenceTuning
 
 
 class Stop(msgspec.Struct, array_like=True):

@@ -20,11 +20,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
 
-from ...settings import Mall
-from ..records import RfidRead
-from .presence import Moved, Presence, PresenceTuning, Stretch, expire, is_fresh, observe
+from ...settings import Mall, VipPolicy
+from ..records import Alert, PathStop, RfidRead, VipVisit
+from .presence import Moved, Presence, Stretch, expire, is_fresh, observe
 
 ARRIVAL = "vip_arrival"
 AT_COUNTER = "vip_at_counter"
@@ -40,44 +39,6 @@ class Member(msgspec.Struct, frozen=True):
     name: str = ""
     top_brands: tuple[str, ...] = ()
     top_categories: tuple[str, ...] = ()
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TierRule(_Model):
-    """Which alerts a tier gets, and how often."""
-
-    arrival: bool = True
-    counter: bool = True
-    leaving: bool = True
-    include_name: bool = Field(default=False, description="privacy: alerts carry the name only when set")
-    cooldown_s: float = Field(default=1800.0, ge=0, description="per member and zone, per kind of alert")
-    severity: Literal["info", "warning", "critical"] = "info"
-
-    def allows(self, kind: AlertKind) -> bool:
-        return {ARRIVAL: self.arrival, AT_COUNTER: self.counter, LEAVING: self.leaving}[kind]
-
-
-class QuietHours(_Model):
-    """Local times of the mall when no alert goes out; ``end`` before ``start`` spans midnight."""
-
-    start: dt.time
-    end: dt.time
-
-    def covers(self, moment: dt.time) -> bool:
-        if self.start <= self.end:
-            return self.start <= moment < self.end
-        return moment >= self.start or moment < self.end
-
-
-class VipPolicy(_Model):
-    """What the mall wants to be told about its VIPs. Tiers not listed get no alerts."""
-
-    tiers: dict[str, TierRule] = {"vip": TierRule()}
-    quiet_hours: list[QuietHours] = []
-    presence: PresenceTuning = PresenceTuning()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,51 +65,6 @@ class VipPlaces:
         return dt.datetime.fromtimestamp(seconds, self.timezone)
 
 
-class VipAlert(msgspec.Struct, frozen=True):
-    """An alert for staff. Fields shared with ``records.Alert`` have its names; ``ts`` is the read time."""
-
-    alert_id: str
-    mall_id: str
-    kind: AlertKind
-    ts: dt.datetime
-    decided_at: dt.datetime
-    severity: Literal["info", "warning", "critical"]
-    member_id: str
-    tier: str
-    zone_id: str
-    visit_id: str
-    top_brands: tuple[str, ...]
-    top_categories: tuple[str, ...]
-    #: the counter's brands the member likes (counter alerts only)
-    matching_brands: tuple[str, ...] = ()
-    name: str | None = None
-    message: str = ""
-
-
-class PathStop(msgspec.Struct, frozen=True):
-    place: str
-    arrived: dt.datetime
-    left: dt.datetime
-    dwell_s: float
-
-
-class VisitSummary(msgspec.Struct, frozen=True):
-    """A finished visit, one row for the VIP dashboard; re-emitted with the same id when late spend arrives."""
-
-    visit_id: str
-    mall_id: str
-    member_id: str
-    tier: str
-    visit_number: int
-    arrived: dt.datetime
-    left: dt.datetime
-    path: list[PathStop]
-    zone_dwell_s: dict[str, float]
-    reads: int
-    spend_cents: int
-    txn_ids: list[str]
-
-
 class Purchase(msgspec.Struct, array_like=True, frozen=True):
     ts: float
     amount_cents: int
@@ -166,14 +82,14 @@ class VipState(msgspec.Struct):
     cooldowns: dict[str, float] = {}
     #: spend not yet part of a finished visit
     purchases: list[Purchase] = []
-    last_visit: VisitSummary | None = None
+    last_visit: VipVisit | None = None
 
 
 class Step(msgspec.Struct):
     """What one call produced: alerts to deliver and finished visits to sink."""
 
-    alerts: list[VipAlert] = []
-    visits: list[VisitSummary] = []
+    alerts: list[Alert] = []
+    visits: list[VipVisit] = []
 
 
 class UnknownTags(msgspec.Struct):
@@ -271,7 +187,7 @@ def _react(state: VipState, moved: Moved, member: Member, now: dt.datetime, plac
 
 
 def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces,
-            policy: VipPolicy) -> tuple[VipState, VisitSummary]:
+            policy: VipPolicy) -> tuple[VipState, VipVisit]:
     """Summarise a closed visit with the spend that falls in it; spend after it waits for the next visit."""
     stops, start, end = stretch.stops, stretch.stops[0].arrived, stretch.closed_at
     earliest = start - policy.presence.absence_timeout_s
@@ -279,7 +195,7 @@ def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces
     zone_dwell: dict[str, float] = {}
     for stop in stops:
         zone_dwell[stop.place] = zone_dwell.get(stop.place, 0.0) + stop.dwell_s
-    summary = VisitSummary(
+    summary = VipVisit(
         visit_id=_visit_id(state.member_id, start), mall_id=places.mall_id, member_id=state.member_id,
         tier=member.tier, visit_number=state.visits + 1, arrived=places.local(start), left=places.local(stops[-1].left),
         path=[PathStop(s.place, places.local(s.arrived), places.local(s.left), s.dwell_s) for s in stops],
@@ -291,7 +207,7 @@ def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces
 
 
 def _alert(kind: AlertKind, zone: str, read_ts: float, visit_id: str, member: Member,
-           cooldowns: dict[str, float], now: dt.datetime, places: VipPlaces, policy: VipPolicy) -> VipAlert | None:
+           cooldowns: dict[str, float], now: dt.datetime, places: VipPlaces, policy: VipPolicy) -> Alert | None:
     """The alert, if the member's tier wants it and it falls outside quiet hours and its cooldown.
 
     The cooldown runs on read time, so a replay decides as the live run did; quiet
@@ -310,7 +226,7 @@ def _alert(kind: AlertKind, zone: str, read_ts: float, visit_id: str, member: Me
     counter = places.counter_brands.get(zone, ()) if kind == AT_COUNTER else ()
     matching = tuple(brand for brand in counter if brand.casefold() in liked)
     name = member.name if rule.include_name and member.name else None
-    return VipAlert(
+    return Alert(
         alert_id=hashlib.blake2b(f"{visit_id}\0{kind}\0{zone}\0{read_ts}".encode(), digest_size=16).hexdigest(),
         mall_id=places.mall_id, kind=kind, ts=places.local(read_ts), decided_at=now, severity=rule.severity,
         member_id=member.member_id, tier=member.tier, zone_id=zone, visit_id=visit_id,
