@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from mallstream.bench_footfall import bench_footfall
 from mallstream.settings import Device, Mall, Place, load
 from mallstream.simulators.mallday import STAFF_EPC_PREFIX, FaultKnobs, MallDay, simulate
 from mallstream.streams.core.footfall import (
@@ -242,3 +243,7 @@ def test_a_counter_missing_from_the_config_still_gets_its_own_rows(layout) -> No
     assert [(r.level, r.key, r.visitors_in, r.visitors_out) for r in rows(outputs, "counter")] == [
         ("counter", "C-new", 4, 1)]
     assert not rows(outputs, "mall")
+
+
+def test_the_bench_runs_the_core_at_a_useful_rate() -> None:
+    assert bench_footfall(20_000) > 20_000, "ticks/s, a floor far below the ~200k measured, for a shared CI box"

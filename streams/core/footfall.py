@@ -27,7 +27,8 @@ For speed the state is updated in place and returned.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -170,11 +171,21 @@ def advance(state: FootfallState, now: float, layout: FootfallLayout) -> list[Fo
     for start in sorted(start for start in state.open if start < closed_until):
         outputs += _close(state, layout, start, state.open.pop(start))
     forget = now - layout.config.dedup_horizon_s
-    for start in [start for start in state.seen if start < forget]:
-        del state.seen[start]
-    for key in [key for key in state.uncounted_staff if key[1] < forget]:
-        del state.uncounted_staff[key]
+    _forget_before(state.seen, forget, lambda start: start)
+    _forget_before(state.uncounted_staff, forget, lambda key: key[1])
     return outputs
+
+
+def _forget_before(memory: dict, forget: float, start_of: Callable[[Any], float]) -> None:
+    """Drop what is kept for intervals before ``forget``, oldest first: entries are added mostly in time order.
+
+    An entry added late sits behind younger ones and goes once they have gone.
+    """
+    while memory:
+        oldest = next(iter(memory))
+        if start_of(oldest) >= forget:
+            return
+        del memory[oldest]
 
 
 def floor_attraction(rows: Iterable[RollupRow]) -> dict[str, float]:
@@ -243,6 +254,7 @@ def _rows(layout: FootfallLayout, start: float, counts: dict[str, list[int]], tr
         for key in (("store", store), ("mall", layout.mall_id)):
             sums.setdefault(key, [0] * 6)[4] += sales
     begins = _local(layout, start)
+    # figures are in RollupRow's field order: visitors in, out, staff in, out, transactions, passers-by
     return [RollupRow(layout.mall_id, level, key, begins, layout.config.bucket_s, *figures, late)
             for (level, key), figures in sums.items()]
 
@@ -260,6 +272,7 @@ def _close(state: FootfallState, layout: FootfallLayout, start: float,
     flows = {(row.level, row.key): row for row in rows}
     end = start + layout.config.bucket_s
     resets = _reset_due(state, layout, start, end)
+    begins = rows[0].start if rows else _local(layout, start)
     outputs: list[FootfallOutput] = list(rows)
     for key in layout.areas:
         area = state.areas.get(key)
@@ -273,7 +286,7 @@ def _close(state: FootfallState, layout: FootfallLayout, start: float,
                                      layout.config.drift_memory, layout.config.min_day_visitors))
         size = layout.area_m2.get(key)
         outputs.append(AreaRow(
-            mall_id=layout.mall_id, level=key[0], key=key[1], start=_local(layout, start),
+            mall_id=layout.mall_id, level=key[0], key=key[1], start=begins,
             interval_s=layout.config.bucket_s,
             occupancy=round(area.occupancy), occupancy_uncorrected=area.uncorrected,
             density=area.occupancy / size if size else None, departures=departures, dwell_s=dwell))

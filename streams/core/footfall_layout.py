@@ -74,8 +74,10 @@ class FootfallLayout:
             keys: list[RowKey] = [("counter", counter.id)]
             if level:
                 keys.append((level, counter.place))
+            if level == "entrance" and floor:
+                keys.append(("floor", floor))
             if level == "entrance":
-                keys += [("floor", floor)] * bool(floor) + [mall_key]
+                keys.append(mall_key)
             targets[counter.id] = tuple(keys)
 
         counts_staff = [c for c in mall.people_counters if not c.excludes_staff and c.id not in config.staff_passages]
