@@ -185,7 +185,7 @@ def post(card: MemberCard, effects: list[Effect]) -> MemberCard:
             vouchers = {**vouchers, effect.voucher_id: effect.voucher}
             campaign = effect.voucher.campaign_id
             issued = {**issued, campaign: issued.get(campaign, 0) + 1}
-        elif effect.voucher_id:
+        elif effect.voucher_id and (effect.account or effect.kind == "refund_withheld"):
             vouchers = {**vouchers, effect.voucher_id: _moved(vouchers[effect.voucher_id], effect)}
         if effect.kind == "status_changed":
             status = effect.status  # type: ignore[assignment]

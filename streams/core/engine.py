@@ -286,7 +286,7 @@ def _void(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause) 
     if memory is None:
         return Outcome([cause.effect("flagged", "", reason=f"original sale {original_id} unknown: nothing to void")])
     refusal = _not_reversible(memory, original_id)
-    if memory.sale is not None and memory.sale.returned_total:
+    if not refusal and memory.sale is not None and memory.sale.returned_total:
         refusal = f"sale {original_id} has returns: return the rest instead of voiding"
     if refusal:
         return Outcome([cause.effect("rejected", "", reason=refusal)])
