@@ -5,8 +5,8 @@ no I/O, so a faust agent wraps them and a test or benchmark loop calls them dire
 For speed the state is updated in place and returned.
 
 * Intervals are by event time: a tick covering [ts - interval_s, ts) lands in the
-  ``bucket_s`` interval its start falls in. ``now`` is the caller's event-time clock
-  (the newest event time, or the wall clock when idle); an interval closes, and its
+  ``bucket_s`` interval its start falls in. ``now`` is the caller's event-time clock in
+  epoch seconds (the newest event time, or the wall clock when idle); an interval closes, and its
   rows are emitted, once ``now`` is ``allowed_lateness_s`` past its end. A tick for an
   interval already closed is not dropped: its counts go out at once as ``late`` rows,
   additions to that interval's rows (sums stay right downstream).
