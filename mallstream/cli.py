@@ -271,17 +271,28 @@ def simulate() -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--duration", type=float, help="hours from opening to simulate (default: the whole day)")
 @click.option("--visitors", type=int, help="override the scenario's number of visitors")
-@click.option("--record", "record_to", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="JSON-lines file for `mallstream replay`; ground truth goes beside it (.truth.json)")
+@click.option("--speed", type=float, default=0.0, show_default=True,
+              help="live: keep event spacing, this many times faster (0: flat out)")
+@click.option("--record", "record_to", type=click.Path(dir_okay=False, path_type=Path),
+              help="write a JSON-lines file for `mallstream replay` instead of driving the devices; "
+                   "ground truth goes beside it (.truth.json)")
+@click.option("--record-raw", "raw_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="live: also keep what each device sent in this directory (for `simulate play-raw`)")
 @click.pass_context
 def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: int, duration: float | None,
-                 visitors: int | None, record_to: Path) -> None:
-    """A whole mall day of device and till events, with its ground truth."""
+                 visitors: int | None, speed: float, record_to: Path | None, raw_dir: Path | None) -> None:
+    """A whole mall day of device and till events, with its ground truth.
+
+    Without --record it is played live: emulated devices (serial ptys, MQTT, HTTP pushes, tills)
+    send it through a gateway started here to the configured broker and MQTT broker.
+    """
     import dataclasses
     import datetime as dt
 
     from .simulators import mallday
 
+    if record_to is not None and raw_dir is not None:
+        raise click.UsageError("--record-raw keeps what devices send live; it cannot go with --record")
     settings = _settings(ctx)
     mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
     if mall is None:
@@ -290,9 +301,51 @@ def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: i
     if visitors is not None:
         day = dataclasses.replace(day, visitors=visitors)
     started = time.monotonic()
-    mallday.record(settings, mall.id, day, record_to)
-    click.echo(f"recorded {day.visitors:,} visitors to {record_to} in {time.monotonic() - started:.1f} s; "
-               f"ground truth in {mallday.truth_path(record_to)}")
+    if record_to is not None:
+        mallday.record(settings, mall.id, day, record_to)
+        click.echo(f"recorded {day.visitors:,} visitors to {record_to} in {time.monotonic() - started:.1f} s; "
+                   f"ground truth in {mallday.truth_path(record_to)}")
+        return
+    from .simulators.live import simulate_live
+
+    run = _live(settings, lambda: simulate_live(settings, mall, day, speed=speed, raw_dir=raw_dir)[0])
+    click.echo(f"played {day.visitors:,} visitors live in {run.seconds:.1f} s"
+               + (f"; raw device traffic and ground truth in {raw_dir}" if raw_dir else ""))
+
+
+@simulate.command("play-raw")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--speed", type=float, default=0.0, show_default=True, help="keep spacing, this many times faster (0: flat out)")
+@click.pass_context
+def simulate_play_raw(ctx: click.Context, directory: Path, speed: float) -> None:
+    """Send what devices sent (a --record-raw directory) to a gateway started here, unit for unit."""
+    from .simulators.live import play_raw
+
+    settings = _settings(ctx)
+    run = _live(settings, lambda: play_raw(settings, directory, speed=speed))
+    click.echo(f"played {sum(run.units.values()):,} units in {run.seconds:.1f} s")
+
+
+def _live(settings: Settings, play):
+    """Run a live play, print what each device sent and what the gateway made of it; problems exit non-zero."""
+    from kafka.errors import KafkaError
+
+    from .devices.bridges import BridgeConfigError
+    from .simulators.emulators import EmulatorError
+    from .simulators.live import GatewayNotDrained
+
+    try:
+        run = play()
+    except BridgeConfigError as exc:
+        click.echo(f"mallstream: bad device config in {settings.source}: {exc}", err=True)
+        sys.exit(2)
+    except (GatewayNotDrained, EmulatorError, KafkaError, OSError) as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{'device':<16} {'transport':<9} {'played':>8} {'units':>8} {'events':>8} {'rejects':>8}")
+    for device, transport, played, units, events, rejects in run.rows():
+        click.echo(f"{device:<16} {transport:<9} {played:>8} {units:>8} {events:>8} {rejects:>8}")
+    return run
 
 
 @simulate.command("pos")
