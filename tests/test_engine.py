@@ -433,3 +433,30 @@ def test_manual_operations_need_who_and_why_and_cannot_take_points_below_zero():
     assert card.points == 0 and (effects[0].by, effects[0].reason) == ("desk-3", "duplicate receipt")
     card, effects = change_status(card, book, NOON, "op4", "lost", by="desk-3", why="customer call")
     assert card.status == "lost" and effects[0].status == "lost"
+
+
+# --- backtest ------------------------------------------------------------------------------------
+
+
+def test_backtest_reports_per_rule_outcomes_and_cost_for_both_rule_books():
+    from mallstream.streams.core.backtest import backtest
+
+    current, proposed = rules(VOUCHERS, number=1), rules("earning: {rate: 2}", number=2)
+    history = [
+        sale("t1", line("300.00")),
+        sale("t2", line("50.00"), tenders=[("voucher", "50.00", "t1:cos:0")], ts=NOON + dt.timedelta(hours=1)),
+    ]
+    report = backtest(history, current, proposed, point_value_cents=1)
+    # current: 300 points (the voucher-paid 50.00 earns none), one 100 voucher of which 50 redeemed
+    assert report.current.by_rule["earn-base"].points_issued == 300
+    assert (report.current.by_rule["cos"].vouchers_issued, report.current.by_rule["cos"].vouchers_redeemed) == (1, 5000)
+    assert report.current.cost == 300 + 5000
+    # proposed: no campaign, so t2's voucher is paid in cash: (300 + 50) x 2 points
+    assert report.proposed.by_rule["earn-base"].points_issued == 700 and report.proposed.cost == 700
+    assert report.proposed.rejected == 0 and report.current.version.startswith("1-")
+
+
+def test_bench_engine_measures_a_positive_rate():
+    from mallstream.bench_engine import bench_engine
+
+    assert bench_engine(300) > 0

@@ -43,7 +43,7 @@ from .earning import eligible_lines, points_by_rule, receipt_lines
 from .holds import available, live_holds
 from .rebates import rebate, tier_rank
 from .rules import RuleBook
-from .scopes import Scope, cents, spend_in
+from .scopes import cents, spend_in
 from .vouchers import clawback, redemptions, triggered
 
 #: Tenders paid from the member's own accounts.
@@ -168,13 +168,11 @@ def points_for(amount_cents: int, money_per_point: Decimal, rounding: str) -> in
 
 def _flags(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause) -> list[Effect]:
     """One flag naming the lines that lack attributes some rule needed: those rules used what was there."""
-    scopes: list[Scope] = [*rules.earning.exclude, *(m.scope for m in rules.earning.multipliers)]
-    scopes += [c.trigger.scope for c in rules.voucher_campaigns if c.trigger]
-    scopes += [s for d in rules.tier_discounts for s in (d.scope, *d.exclude)]
-    scopes += [card.vouchers[t.reference].scope for t in txn.tenders if t.type == "voucher" and t.reference in card.vouchers]
+    offered = [card.vouchers[t.reference].scope for t in txn.tenders if t.type == "voucher" and t.reference in card.vouchers]
+    needed = sorted(rules.line_attributes_read.union(*(scope.needed_attributes() for scope in offered)))
     missing = []
     for line in txn.lines:
-        lacking = sorted({attribute for scope in scopes for attribute in scope.unknown_attributes(line)})
+        lacking = [attribute for attribute in needed if not getattr(line, attribute)]
         if lacking:
             missing.append(f"{line.sku} lacks {', '.join(lacking)}")
     if not missing:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from functools import cached_property
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -272,6 +273,14 @@ class RuleBook(Rules):
     @property
     def tag(self) -> str:
         return str(self.version)
+
+    @cached_property
+    def line_attributes_read(self) -> frozenset[str]:
+        """Line attributes some rule's scope reads, worked out once per rule book."""
+        scopes = [*self.earning.exclude, *(m.scope for m in self.earning.multipliers)]
+        scopes += [c.trigger.scope for c in self.voucher_campaigns if c.trigger]
+        scopes += [s for d in self.tier_discounts for s in (d.scope, *d.exclude)]
+        return frozenset().union(*(scope.needed_attributes() for scope in scopes))
 
 def _references(rules: Rules) -> list[tuple[str, str]]:
     """(key, problem) for ids that repeat and for tiers and campaigns that do not exist."""

@@ -38,13 +38,9 @@ class Scope(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
                 return False
         return True
 
-    def unknown_attributes(self, line: PosLine) -> list[str]:
-        """Attributes this scope needs that the line does not carry (so it cannot match)."""
-        return [
-            attribute
-            for dimension, attribute in LINE_ATTRIBUTES.items()
-            if getattr(self, dimension) and not getattr(line, attribute)
-        ]
+    def needed_attributes(self) -> set[str]:
+        """Line attributes this scope reads: a line without one of them cannot match it."""
+        return {attribute for dimension, attribute in LINE_ATTRIBUTES.items() if getattr(self, dimension)}
 
 
 EVERYTHING = Scope()
