@@ -58,6 +58,7 @@ from .segments import (
 
 RECENT_DAY_BITS = 64
 RECENT_TXNS = 8
+TXN_KEY_BYTES = 4
 TOP = 3
 
 
@@ -119,7 +120,7 @@ class CustomerState(msgspec.Struct, array_like=True):
     price_band_cents: list[int] = _zeros(5)
     weekday_visits: list[int] = _zeros(7)
     hour_visits: list[int] = _zeros(24)
-    recent_txns: list[int] = []
+    recent_txns: bytes = b""
 
     @property
     def has_purchased(self) -> bool:
@@ -163,6 +164,16 @@ def _refuse_stale(state: CustomerState, now: dt.datetime) -> None:
     if now.timestamp() < state.last_event_s:
         last = dt.datetime.fromtimestamp(state.last_event_s, now.tzinfo or dt.UTC)
         raise AsOfError(f"as of {now.isoformat()} is before member {state.member_id}'s last receipt at {last.isoformat()}")
+
+
+def _txn_key(txn: PosTransaction) -> bytes:
+    return zlib.crc32(txn.txn_id.encode()).to_bytes(TXN_KEY_BYTES, "little")
+
+
+def _seen(state: CustomerState, key: bytes) -> bool:
+    """Whether the receipt is one of the member's last few (keys are 4-byte crc32s, packed in one bytes)."""
+    recent = state.recent_txns
+    return any(recent[i : i + TXN_KEY_BYTES] == key for i in range(0, len(recent), TXN_KEY_BYTES))
 
 
 def _cents(amount: Decimal) -> int:
@@ -246,7 +257,7 @@ def _with_receipt(state: CustomerState, txn: PosTransaction, rules: CustomerRule
     cents = _cents(txn.total)
     common = {
         "last_event_s": max(state.last_event_s, int(txn.ts.timestamp())),
-        "recent_txns": [*state.recent_txns[-(RECENT_TXNS - 1) :], zlib.crc32(txn.txn_id.encode())],
+        "recent_txns": (state.recent_txns + _txn_key(txn))[-TXN_KEY_BYTES * RECENT_TXNS :],
     }
     if txn.kind != "sale":
         trend = _spend_rates(state, state.last_day, min(day, state.last_day), -cents, rules) if state.has_purchased else {}
@@ -321,7 +332,7 @@ def observe(
     if now < txn.ts:
         raise AsOfError(f"now ({now.isoformat()}) is before receipt {txn.txn_id} at {txn.ts.isoformat()}")
     _refuse_stale(state, now)
-    if zlib.crc32(txn.txn_id.encode()) in state.recent_txns:
+    if _seen(state, _txn_key(txn)):
         return state, []
     return _evaluate(_with_receipt(state, txn, rules), now, rules, params)
 
