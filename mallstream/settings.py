@@ -186,12 +186,22 @@ class Worker(Strict):
     web_port: int = 6066
     store: Literal["rocksdb", "memory"] = "rocksdb"
     session_timeout: float = Field(default=10.0, ge=3, description="seconds before a dead worker's partitions move")
+    vip_tick_seconds: float = Field(default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving")
     sink: Sink = Sink()
 
     @property
     def group_instance_id(self) -> str:
         """Static group membership: a restarted worker takes its partitions back without a rebalance."""
         return self.instance_id or f"{socket.gethostname()}-{self.web_port}"
+
+
+class AlertDelivery(Strict):
+    """Where alerts go besides the ``alerts`` topic: MQTT per zone (retained, for screens) and a webhook."""
+
+    mqtt_prefix: str = Field(default="mallstream/alerts", description="topics <prefix>/<mall>/<zone>")
+    webhook_url: str | None = Field(default=None, description="POSTed every alert as JSON (an SMS gateway, say)")
+    webhook_timeout: float = Field(default=5.0, gt=0)
+    webhook_attempts: int = Field(default=5, ge=1, description="tries with exponential backoff before giving up")
 
 
 class Gateway(Strict):
@@ -209,6 +219,7 @@ class Settings(Strict):
     rules: Rules = Rules()
     members: Members = Members()
     vip: VipPolicy = VipPolicy()
+    alerts: AlertDelivery = AlertDelivery()
     kafka: Kafka = Kafka()
     clickhouse: ClickHouse = ClickHouse()
     mqtt: Mqtt = Mqtt()

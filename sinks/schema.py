@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mallstream.settings import Settings
-from mallstream.streams.records import DeadLetter, DeviceHealth, FootfallTick, LedgerEntry, ParkingEvent, RfidRead, identity
+from mallstream.streams.records import Alert, DeadLetter, DeviceHealth, FootfallTick, LedgerEntry, ParkingEvent, RfidRead, VipVisit, identity
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,20 @@ def _footfall_row(tick: FootfallTick) -> tuple:
 def _parking_row(event: ParkingEvent) -> tuple:
     return (identity(event), event.mall_id or "", event.car_park_id, event.gate_id, event.plate, event.direction,
             event.ts, event.clock_skew_s)
+
+
+def _visit_row(visit: VipVisit) -> tuple:
+    # an amended visit (late spend) is a new row of the same visit, with one more receipt
+    return (f"{visit.visit_id}:{len(visit.txn_ids)}:{visit.spend_cents}", visit.visit_id, visit.mall_id,
+            visit.member_id, visit.tier, visit.visit_number, visit.arrived, visit.left,
+            [stop.place for stop in visit.path], [stop.arrived for stop in visit.path],
+            [stop.dwell_s for stop in visit.path], visit.zone_dwell_s, visit.reads, visit.spend_cents,
+            visit.txn_ids, len(visit.txn_ids))
+
+
+def _alert_row(alert: Alert) -> tuple:
+    return (alert.alert_id, alert.mall_id, alert.kind, alert.severity, alert.ts, alert.decided_at,
+            alert.published_at, alert.member_id, alert.tier, alert.zone_id, alert.visit_id, alert.message)
 
 
 def _health_row(health: DeviceHealth) -> tuple:
@@ -111,6 +125,19 @@ def place_rows(settings: Settings, version: int) -> list[tuple]:
 
 PLACES_COLUMNS = ("mall_id", "device_id", "device_kind", "place_id", "place_kind", "floor", "area_m2",
                   "excludes_staff", "version")
+
+VIP_VISITS_TABLE = SinkTable(
+    "vip_visits",
+    ("row_id", "visit_id", "mall_id", "member_id", "tier", "visit_number", "arrived", "left", "path_places",
+     "path_arrived", "path_dwell_s", "zone_dwell_s", "reads", "spend_cents", "txn_ids", "version"),
+    _visit_row,
+)
+ALERTS_TABLE = SinkTable(
+    "alerts",
+    ("alert_id", "mall_id", "kind", "severity", "ts", "decided_at", "published_at", "member_id", "tier", "zone_id",
+     "visit_id", "message"),
+    _alert_row,
+)
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
 #: batch token is recognised (ClickHouse keeps that many recent block hashes).
@@ -259,6 +286,45 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                SELECT mall_id, counter_id, toStartOfHour(ts - toIntervalSecond(interval_s)) AS hour,
                       sum(count_in) AS count_in, sum(count_out) AS count_out, count() AS ticks
                FROM {db}.footfall_ticks GROUP BY mall_id, counter_id, hour""",
+        ],
+    ),
+    (
+        4,
+        "VIP visits (latest amendment wins) and delivered alerts with their latency",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.vip_visits (
+                row_id String,
+                visit_id String,
+                mall_id LowCardinality(String),
+                member_id String,
+                tier LowCardinality(String),
+                visit_number UInt32,
+                arrived DateTime64(3, 'UTC'),
+                left DateTime64(3, 'UTC'),
+                path_places Array(String),
+                path_arrived Array(DateTime64(3, 'UTC')),
+                path_dwell_s Array(Float64),
+                zone_dwell_s Map(String, Float64),
+                reads UInt32,
+                spend_cents Int64,
+                txn_ids Array(String),
+                version UInt32,{SINK_COLUMNS}
+            ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(arrived) ORDER BY (mall_id, visit_id)
+              {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.alerts (
+                alert_id String,
+                mall_id LowCardinality(String),
+                kind LowCardinality(String),
+                severity LowCardinality(String),
+                ts DateTime64(3, 'UTC'),
+                decided_at Nullable(DateTime64(3, 'UTC')),
+                published_at Nullable(DateTime64(3, 'UTC')),
+                member_id Nullable(String),
+                tier LowCardinality(Nullable(String)),
+                zone_id Nullable(String),
+                visit_id Nullable(String),
+                message String,{SINK_COLUMNS}
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, ts, alert_id) {DEDUP}""",
         ],
     ),
 ]

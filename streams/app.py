@@ -4,6 +4,7 @@
           (sale_owners table)         (members table)
     anything malformed --------------------------------> deadletters --sink--> ClickHouse
     rfid.reads, footfall.ticks, parking.events, devices.health ----------sink--> ClickHouse
+    rfid.reads --> VIP agents (streams/vip_agents.py) --> alerts, MQTT, vip.visits --sink--> ClickHouse
 
 Each agent reads table state, calls a pure function from ``streams.core``, writes
 the state back and sends what the core returned. No exception escapes an agent:
@@ -26,12 +27,14 @@ from faust.types import EventT
 from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.schema import (
+    ALERTS_TABLE,
     DEAD_LETTERS_TABLE,
     DEVICE_HEALTH_TABLE,
     FOOTFALL_TICKS_TABLE,
     LEDGER_TABLE,
     PARKING_EVENTS_TABLE,
     RFID_READS_TABLE,
+    VIP_VISITS_TABLE,
     SinkTable,
 )
 from mallstream.sinks.warehouse import Warehouse
@@ -39,7 +42,9 @@ from mallstream.sinks.warehouse import Warehouse
 from . import topics
 from .core.loyalty import MemberState, PointsRules, apply_transaction
 from .core.routing import route_receipt
+from .master_data import load_master_data
 from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
+from .vip_agents import VipAgents
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.FOOTFALL_TICKS, FOOTFALL_TICKS_TABLE),
     (topics.PARKING_EVENTS, PARKING_EVENTS_TABLE),
     (topics.DEVICE_HEALTH, DEVICE_HEALTH_TABLE),
+    (topics.VIP_VISITS, VIP_VISITS_TABLE),
+    (topics.ALERTS_DELIVERED, ALERTS_TABLE),
 )
 
 def _source(event: EventT) -> SourcePosition:
@@ -111,6 +118,7 @@ class Hub:
         }
         self._flush_lock = asyncio.Lock()
         self._register_agents()
+        self.vip = VipAgents(self, load_master_data(conf.members.source and conf.resolve(conf.members.source)))
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -122,7 +130,7 @@ class Hub:
         await self.topic(topics.DEAD_LETTERS).send(key=letter.dead_letter_id.encode(), value=encode(letter))
 
     @contextlib.asynccontextmanager
-    async def _dead_letter_on_failure(self, event: EventT, stage: str) -> AsyncIterator[None]:
+    async def dead_letter_on_failure(self, event: EventT, stage: str) -> AsyncIterator[None]:
         """Whatever goes wrong with one event makes it a dead letter; the stream goes on.
 
         An exception escaping an agent would stop it, and in a batch would lose the batch.
@@ -148,7 +156,7 @@ class Hub:
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)
         async for event in stream.events():
-            async with self._dead_letter_on_failure(event, "routing"):
+            async with self.dead_letter_on_failure(event, "routing"):
                 txn = decode(PosTransaction, event.value)
                 key = txn.routing_key.encode()
                 if event.key != key:
@@ -167,7 +175,7 @@ class Hub:
     async def _apply_loyalty(self, stream: faust.StreamT) -> None:
         ledger = self.topic(topics.LEDGER)
         async for event in stream.events():
-            async with self._dead_letter_on_failure(event, "loyalty"):
+            async with self.dead_letter_on_failure(event, "loyalty"):
                 txn = decode(PosTransaction, event.value)
                 if txn.member_id is None:
                     self.counters["receipts_anonymous"] += 1

@@ -208,6 +208,14 @@ class Alert(Record, tag="alert"):
     top_brands: tuple[str, ...] = ()
     top_categories: tuple[str, ...] = ()
     matching_brands: tuple[str, ...] = ()
+    published_at: dt.datetime | None = None
+
+
+class VipTick(Record, tag="vip_tick"):
+    """Time passing for one member's presence: leaving has no read of its own."""
+
+    member_id: Id
+    now: dt.datetime
 
 
 class PathStop(msgspec.Struct, frozen=True):

@@ -34,6 +34,7 @@ from .records import (
     PosTransaction,
     Record,
     RfidRead,
+    VipVisit,
 )
 
 
@@ -46,17 +47,20 @@ class TopicSpec:
 
 POS_TRANSACTIONS = TopicSpec("pos.transactions", PosTransaction, "txn_id of the sale (original_txn_id for returns/voids)")
 POS_BY_MEMBER = TopicSpec("pos.by_member", PosTransaction, "member_id, or store:<store_id> without a member")
-RFID_READS = TopicSpec("rfid.reads", RfidRead, "reader_id")
+RFID_READS = TopicSpec("rfid.reads", RfidRead, "epc (upper case)")
 FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
 PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "gate_id")
+RFID_BY_MEMBER = TopicSpec("rfid.by_member", RfidRead, "member_id (reads of known members' cards, and ticks)")
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 ALERTS = TopicSpec("alerts", Alert, "mall_id")
+ALERTS_DELIVERED = TopicSpec("alerts.delivered", Alert, "alert_id (with the time it was published)")
+VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
 DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
 
 ALL_TOPICS = (
-    POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS, DEAD_LETTERS,
-    DEVICE_HEALTH,
+    POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS,
+    ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH,
 )
 
 #: Where each input type enters the hub (replay and device bridges produce here).
@@ -68,11 +72,11 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 }
 
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
-TABLES = ("sale_owners", "members")
+TABLES = ("sale_owners", "members", "vip_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
-PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS,
-            DEVICE_HEALTH)
+PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
+            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS)
 
 
 class TopicLayoutError(RuntimeError):
@@ -122,7 +126,8 @@ def _pos_key(event: dict) -> str | None:
 #: How to key a raw input event (a decoded JSON object) on its input topic.
 INPUT_KEYS: dict[str, Callable[[dict], str | None]] = {
     "pos_transaction": _pos_key,
-    "rfid_read": lambda event: event.get("reader_id"),
+    # by tag: one tag's reads stay in order whichever readers saw it, so presence never sees them swapped
+    "rfid_read": lambda event: (event.get("epc") or "").upper() or None,
     "footfall_tick": lambda event: event.get("counter_id"),
     "parking_event": lambda event: event.get("gate_id"),
 }

@@ -27,15 +27,22 @@ def test_migrate_creates_the_schema_once(server):
         assert wh.migrate() == []
         _, tables = wh.query("SELECT name, engine FROM system.tables WHERE database = 'fresh' ORDER BY name")
         assert tables == [
+            ("alerts", "MergeTree"),
             ("dead_letters", "MergeTree"),
             ("device_health", "MergeTree"),
+            ("footfall_hourly", "SummingMergeTree"),
+            ("footfall_hourly_mv", "MaterializedView"),
+            ("footfall_minute", "SummingMergeTree"),
+            ("footfall_minute_mv", "MaterializedView"),
             ("footfall_ticks", "MergeTree"),
             ("ledger_entries", "MergeTree"),
             ("parking_events", "MergeTree"),
+            ("places", "ReplacingMergeTree"),
             ("points_daily", "SummingMergeTree"),
             ("points_daily_mv", "MaterializedView"),
             ("rfid_reads", "MergeTree"),
             ("schema_migrations", "MergeTree"),
+            ("vip_visits", "ReplacingMergeTree"),
         ]
         _, versions = wh.query("SELECT version, description FROM {db}.schema_migrations")
         assert sorted(v for v, _ in versions) == every

@@ -129,6 +129,20 @@ def expire(presence: Presence, now: float, entrances: frozenset[str],
     return closed, Moved(closed=finished)
 
 
+def next_change(presence: Presence, entrances: frozenset[str], tuning: PresenceTuning) -> float:
+    """The earliest ``now`` at which :func:`expire` would change something; infinity when not present.
+
+    A stream only needs to call :func:`expire` from then on, so quiet members cost nothing.
+    """
+    if not presence.stops:
+        return math.inf
+    settles = presence.stops[-1].left + tuning.min_dwell_s if presence.candidate is not None else math.inf
+    stops = presence.stops
+    back_at_door = len(stops) > 1 and stops[-1].place in entrances
+    timeout = tuning.exit_timeout_s if back_at_door else tuning.absence_timeout_s
+    return min(settles, presence.last_seen + timeout)
+
+
 def _settle(presence: Presence, now: float, tuning: PresenceTuning) -> tuple[Presence, Moved]:
     """Commit the candidate once the current place has been silent for ``min_dwell_s``."""
     candidate = presence.candidate

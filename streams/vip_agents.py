@@ -1,0 +1,169 @@
+"""VIP agents: RFID reads of members' cards become alerts for staff and visit rows.
+
+    rfid.reads --vip_route (master data)--> rfid.by_member --vip_track--> alerts --vip_deliver--> MQTT, webhook
+                  unknown tags: counted                 (vip_states)  vip.visits --sink--> ClickHouse
+    pos.by_member --vip_spend (vip_states)--> spend joins the visit   alerts.delivered --sink--> ClickHouse
+
+Reads are re-keyed by member so one worker holds a member's presence, co-partitioned
+with ``pos.by_member`` so the same worker adds their spend. Leaving has no read of its
+own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
+present, so the presence table is only ever written from its own stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import faust
+import msgspec
+
+from mallstream.sinks.alerts import AlertPublisher
+
+from . import topics
+from .core.presence import next_change
+from .core.vip import Step, VipPlaces, VipState, add_purchase, on_read, on_tick
+from .master_data import MasterData
+from .records import PosTransaction, RfidRead, VipTick, decode, encode
+
+if TYPE_CHECKING:
+    from .app import Hub
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(VipState)
+#: What travels on rfid.by_member.
+ByMember = RfidRead | VipTick
+
+SIGNED_SPEND = {"sale": 1, "return": -1, "void": -1}
+#: A partition without reads for this many seconds no longer holds the clock back.
+IDLE_PARTITION_S = 10.0
+
+
+class VipAgents:
+    """The VIP agents of one hub, with the member master data and the places of the malls' readers."""
+
+    def __init__(self, hub: Hub, master: MasterData) -> None:
+        self.hub = hub
+        self.master = master
+        self.policy = hub.settings.vip
+        self.places_of_reader = {reader.id: VipPlaces.of(mall)
+                                 for mall in hub.settings.malls for reader in mall.rfid_readers}
+        self.places_of_place = {reader.place: self.places_of_reader[reader.id]
+                                for mall in hub.settings.malls for reader in mall.rfid_readers}
+        self.unknown_tags: Counter[str] = Counter()
+        #: per partition of rfid.reads, the latest read time seen and when (monotonic): see :meth:`clock`
+        self._seen: dict[int, tuple[float, float]] = {}
+        self.states = hub.app.Table("vip_states", partitions=hub.settings.kafka.partitions,
+                                    key_type=bytes, value_type=bytes)
+        self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
+        app = hub.app
+        app.agent(hub.topic(topics.RFID_READS), name="vip_route")(self._route)
+        app.agent(hub.topic(topics.RFID_BY_MEMBER), name="vip_track")(self._track)
+        app.agent(hub.topic(topics.POS_BY_MEMBER), name="vip_spend")(self._spend)
+        app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
+        app.timer(hub.settings.worker.vip_tick_seconds, name="vip_tick")(self._tick)
+
+    def clock(self) -> dt.datetime:
+        """Event time, running on: per input partition the latest read time plus the time passed since.
+
+        Live, this is the wall clock; in a replay it follows the day being replayed, so
+        leaving and quiet hours are decided as they were on that day. It is the least over
+        the partitions still receiving reads, so members whose reads lag in one partition
+        are not taken for gone; once all are idle, the latest.
+        """
+        if not self._seen:
+            return dt.datetime.now(dt.UTC)
+        now = time.monotonic()
+        running = [(seen + now - at, now - at <= IDLE_PARTITION_S) for seen, at in self._seen.values()]
+        active = [moment for moment, busy in running if busy]
+        return dt.datetime.fromtimestamp(min(active) if active else max(moment for moment, _ in running), dt.UTC)
+
+    def _saw(self, read: RfidRead, partition: int) -> None:
+        moment, now = read.ts.timestamp(), time.monotonic()
+        seen = self._seen.get(partition)
+        if seen is None or moment > seen[0] + now - seen[1]:
+            self._seen[partition] = (moment, now)
+
+    def _state(self, key: bytes) -> VipState | None:
+        stored = self.states.get(key)
+        return _state_decoder.decode(stored) if stored else None
+
+    async def _emit(self, key: bytes, state: VipState, step: Step) -> None:
+        self.states[key] = _state_encoder.encode(state)
+        for alert in step.alerts:
+            self.hub.counters["vip_alerts"] += 1
+            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(alert))
+        for visit in step.visits:
+            await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit))
+
+    async def _route(self, stream: faust.StreamT) -> None:
+        by_member = self.hub.topic(topics.RFID_BY_MEMBER)
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "vip routing"):
+                read = decode(RfidRead, event.value)
+                member = self.master.member_of_tag(read.epc)
+                if member is not None:
+                    await by_member.send(key=member.member_id.encode(), value=event.value)
+                elif not read.duplicate:  # unknown tags are counted, never alerted
+                    self.unknown_tags[read.epc.upper()] += 1
+                    self.hub.counters["unknown_tag_reads"] += 1
+                self._saw(read, event.message.partition)
+
+    async def _track(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "vip tracking"):
+                message = decode(ByMember, event.value)  # type: ignore[arg-type]
+                key = event.key
+                if isinstance(message, VipTick):
+                    state = self._state(key)
+                    member = self.master.by_id.get(message.member_id)
+                    if state is None or member is None or not state.presence.stops:
+                        continue
+                    places = self.places_of_place.get(state.presence.stops[-1].place)
+                    if places is None:
+                        continue
+                    await self._emit(key, *on_tick(state, member, message.now, places, self.policy))
+                    continue
+                member = self.master.member_of_tag(message.epc)
+                places = self.places_of_reader.get(message.reader_id)
+                if member is None or places is None:
+                    continue
+                await self._emit(key, *on_read(self._state(key), message, member, self.clock(), places, self.policy))
+
+    async def _spend(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "vip spend"):
+                txn = decode(PosTransaction, event.value)
+                if txn.member_id is None or txn.member_id not in self.master.by_id:
+                    continue
+                cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
+                state, step = add_purchase(self._state(event.key), txn.member_id, cents, txn.ts, txn.txn_id)
+                await self._emit(event.key, state, step)
+
+    async def _deliver(self, stream: faust.StreamT) -> None:
+        delivered = self.hub.topic(topics.ALERTS_DELIVERED)
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "alert delivery"):
+                alert = self.publisher.publish(decode(topics.ALERTS.record, event.value))
+                await delivered.send(key=alert.alert_id.encode(), value=encode(alert))
+                if self.publisher.delivery.webhook_url:
+                    await asyncio.to_thread(self.publisher.post_webhook, alert)
+
+    async def _tick(self) -> None:
+        """Tell members whose presence is due to change (a move settles, or they left) the time.
+
+        The answer is decided in the member's own partition, where its state is written.
+        """
+        by_member = self.hub.topic(topics.RFID_BY_MEMBER)
+        now = self.clock()
+        present = 0
+        for key, stored in list(self.states.items()):
+            state = _state_decoder.decode(stored)
+            present += bool(state.presence.stops)
+            places = state.presence.stops and self.places_of_place.get(state.presence.stops[-1].place)
+            if places and next_change(state.presence, places.entrances, self.policy.presence) <= now.timestamp():
+                await by_member.send(key=key, value=encode(VipTick(member_id=state.member_id, now=now)))
+        self.hub.counters["vip_present"] = present
