@@ -53,6 +53,9 @@ def _run(function, *args, **kwargs) -> None:
 
     try:
         function(*args, **kwargs)
+    except ConfigError as exc:  # e.g. a loyalty rule file that was never valid
+        click.echo(f"mallstream: bad config: {exc}", err=True)
+        sys.exit(2)
     except (ServiceError, TopicLayoutError) as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(2)

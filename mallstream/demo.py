@@ -15,8 +15,9 @@ from .streams.records import encode
 RECEIPTS_PER_SECOND = 50
 
 FIGURES = """
-SELECT count() AS entries, uniqExact(member_id) AS members, sumIf(delta, delta > 0) AS earned,
-       sumIf(-delta, delta < 0) AS reversed
+SELECT count() AS entries, uniqExact(member_id) AS members,
+       sumIf(delta, account = 'points' AND delta > 0) AS earned,
+       sumIf(-delta, account = 'points' AND delta < 0) AS reversed, countIf(cause = 'voucher_issued') AS vouchers
 FROM {db}.ledger_entries
 """
 
@@ -44,11 +45,11 @@ def attach_demo(hub: Hub) -> None:
     @hub.app.timer(5.0)
     async def report() -> None:
         _, rows = await asyncio.to_thread(hub.warehouse.query, FIGURES)
-        entries, members, earned, reversed_ = rows[0]
+        entries, members, earned, reversed_, vouchers = rows[0]
         c = hub.counters
         click.echo(
             f"{dt.datetime.now():%H:%M:%S}  receipts routed {c['receipts_routed']:>7,}  "
             f"anonymous {c['receipts_anonymous']:>6,}  ledger rows in ClickHouse {entries:>7,}  "
-            f"members {members:>4,}  points earned {earned:>10,}  reversed {reversed_:>8,}  "
+            f"members {members:>4,}  points earned {earned:>10,}  reversed {reversed_:>8,}  vouchers {vouchers:>5,}  "
             f"dead letters {c['dead_letters']:>3,}"
         )

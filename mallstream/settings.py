@@ -38,7 +38,6 @@ class Store(Strict):
     floor: str = ""
     area_m2: Decimal | None = None
     brand_counters: list[str] = []
-    points_rate: Decimal | None = Field(default=None, ge=0, description="overrides rules.points.rate")
 
 
 class Place(Strict):
@@ -131,12 +130,11 @@ class VipPolicy(Strict):
     presence: PresenceTuning = PresenceTuning()
 
 
-class PointsRule(Strict):
-    rate: Decimal = Field(default=Decimal(1), ge=0, description="points per currency unit spent")
-
-
 class Rules(Strict):
-    points: PointsRule = PointsRule()
+    """Where the loyalty rules are; the file itself is validated and re-read by ``streams/core/rules.py``."""
+
+    file: Path = Field(default=Path("config/rules.example.yaml"), description="loyalty rule file (YAML)")
+    point_value_cents: Decimal = Field(default=Decimal(1), ge=0, description="what a point costs the mall, for backtests")
 
 
 class Members(Strict):
@@ -237,15 +235,6 @@ class Settings(Strict):
     def mall_of_store(self) -> dict[str, str]:
         """Store id -> mall id, to stamp events whose source only knows the store."""
         return {store.id: mall.id for mall in self.malls for store in mall.stores}
-
-    def points_rates(self) -> dict[str, Decimal]:
-        """Store id -> points per currency unit, store overrides applied."""
-        default = self.rules.points.rate
-        return {
-            store.id: default if store.points_rate is None else store.points_rate
-            for mall in self.malls
-            for store in mall.stores
-        }
 
     def resolve(self, path: Path) -> Path:
         """Relative paths in the file are relative to the working directory."""

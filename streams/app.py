@@ -1,7 +1,7 @@
 """The faust worker: thin agents around the rule core.
 
     pos.transactions --route--> pos.by_member --loyalty--> ledger --sink--> ClickHouse
-          (sale_owners table)         (members table)
+          (sale_owners table)         (cards table, streams/loyalty_agents.py)
     anything malformed --------------------------------> deadletters --sink--> ClickHouse
     rfid.reads, footfall.ticks, parking.events, devices.health ----------sink--> ClickHouse
     rfid.reads --> VIP agents (streams/vip_agents.py) --> alerts, MQTT, vip.visits --sink--> ClickHouse
@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import faust
-import msgspec
 from faust.types import EventT
 
 from mallstream.settings import Settings
@@ -40,8 +39,8 @@ from mallstream.sinks.schema import (
 from mallstream.sinks.warehouse import Warehouse
 
 from . import topics
-from .core.loyalty import MemberState, PointsRules, apply_transaction
 from .core.routing import route_receipt
+from .loyalty_agents import LoyaltyAgent
 from .master_data import load_master_data
 from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
 from .vip_agents import VipAgents
@@ -105,9 +104,7 @@ class Hub:
         self.topics = {spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS}
         raw = {"partitions": conf.kafka.partitions, "key_type": bytes, "value_type": bytes}
         self.sale_owners = self.app.Table("sale_owners", **raw)
-        self.members = self.app.Table("members", **raw)
         self.mall_of_store = conf.mall_of_store()
-        self.points_rules = PointsRules(conf.rules.points.rate, conf.points_rates())
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
         #: topic -> (what its records become, the sink writing them)
@@ -118,6 +115,7 @@ class Hub:
         }
         self._flush_lock = asyncio.Lock()
         self._register_agents()
+        self.loyalty = LoyaltyAgent(self)
         self.vip = VipAgents(self, load_master_data(conf.members.source and conf.resolve(conf.members.source)))
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
@@ -148,7 +146,6 @@ class Hub:
     def _register_agents(self) -> None:
         app = self.app
         app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
-        app.agent(self.topic(topics.POS_BY_MEMBER), name="apply_loyalty")(self._apply_loyalty)
         for spec, _ in SUNK_TOPICS:
             app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec))
         app.timer(self.settings.worker.sink.flush_seconds / 2, name="flush_sinks")(self._flush_due_sinks)
@@ -171,24 +168,6 @@ class Hub:
                     self.sale_owners[key] = routed.remember_owner.encode()
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
                 self.counters["receipts_routed"] += 1
-
-    async def _apply_loyalty(self, stream: faust.StreamT) -> None:
-        ledger = self.topic(topics.LEDGER)
-        async for event in stream.events():
-            async with self.dead_letter_on_failure(event, "loyalty"):
-                txn = decode(PosTransaction, event.value)
-                if txn.member_id is None:
-                    self.counters["receipts_anonymous"] += 1
-                    continue
-                key = event.key
-                stored = self.members.get(key)
-                state = decode_state(stored) if stored else MemberState(member_id=txn.member_id)
-                new_state, entries = apply_transaction(state, txn, self.points_rules, txn.mall_id or "")
-                if new_state is not state:
-                    self.members[key] = encode_state(new_state)
-                for entry in entries:
-                    await ledger.send(key=key, value=encode(entry))
-                self.counters["receipts_applied"] += 1
 
     def _sink_stream(self, spec: topics.TopicSpec) -> Callable[[faust.StreamT], Awaitable[None]]:
         """An agent that feeds one sink; offsets are acknowledged only after the row is stored."""
@@ -222,15 +201,3 @@ class Hub:
         """Before consuming: let views catch up with any batch a crash cut short."""
         for _, sink in self.sinks.values():
             sink.repair()
-
-
-_state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(MemberState)
-
-
-def encode_state(state: MemberState) -> bytes:
-    return _state_encoder.encode(state)
-
-
-def decode_state(data: bytes) -> MemberState:
-    return _state_decoder.decode(data)

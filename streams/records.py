@@ -164,11 +164,15 @@ class ParkingEvent(Record, tag="parking_event"):
 
 
 class LedgerEntry(Record, tag="ledger_entry"):
-    """A change to one account of a member card.
+    """One effect of a receipt or operation on a member card.
 
-    ``entry_id`` is derived from the cause (``<txn_id>:<account>``), so the same
-    cause always yields the same entry; ``replayed`` marks a re-emission of an
-    entry that was already applied (the sink drops those it already holds).
+    ``cause`` is the kind of effect (points_earned, voucher_issued, rejected...), ``txn_id``
+    the receipt or operation, ``rule_id``/``rule_version`` the rule that decided it.
+    ``account``/``delta`` move a balance (points, or cents of stored value or of a
+    ``voucher:<id>``); ``amount`` is the cents an effect is about when no balance moves
+    (a discount, a refused tender). ``balance_after`` is the account after the whole
+    receipt. ``entry_id`` derives from all of these, so the same effect always has the
+    same id; ``replayed`` marks a re-emission (the sink drops those it holds already).
     """
 
     entry_id: Id
@@ -183,6 +187,12 @@ class LedgerEntry(Record, tag="ledger_entry"):
     ts: dt.datetime
     business_day: dt.date
     replayed: bool = False
+    rule_id: str = ""
+    rule_version: str = ""
+    amount: int = 0
+    voucher_id: str = ""
+    reason: str = ""
+    by: str = ""
 
 
 class Alert(Record, tag="alert"):

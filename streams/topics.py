@@ -52,6 +52,7 @@ FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
 PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "gate_id")
 RFID_BY_MEMBER = TopicSpec("rfid.by_member", RfidRead, "member_id (reads of known members' cards, and ticks)")
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
+LOYALTY_REJECTS = TopicSpec("loyalty.rejects", LedgerEntry, "member_id (refused receipts and tenders, with reasons)")
 ALERTS = TopicSpec("alerts", Alert, "mall_id")
 ALERTS_DELIVERED = TopicSpec("alerts.delivered", Alert, "alert_id (with the time it was published)")
 VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
@@ -59,7 +60,8 @@ DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
 
 ALL_TOPICS = (
-    POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS,
+    POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
+    LOYALTY_REJECTS, ALERTS,
     ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH,
 )
 
@@ -72,7 +74,7 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 }
 
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
-TABLES = ("sale_owners", "members", "vip_states")
+TABLES = ("sale_owners", "cards", "vip_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,

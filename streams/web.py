@@ -7,10 +7,12 @@ processes (``mallstream sql``, ``mallstream member``) come through here while it
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from faust.web import Request, Response, View
 
-from .app import Hub, decode_state
+from .app import Hub
+from .loyalty_agents import member_view
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
 
@@ -19,21 +21,13 @@ def register_views(hub: Hub) -> None:
     app = hub.app
 
     @app.page("/member/{member_id}/")
-    @app.table_route(table=hub.members, match_info="member_id")
+    @app.table_route(table=hub.loyalty.cards, match_info="member_id")
     async def member(web: View, request: Request, member_id: str) -> Response:
-        stored = hub.members.get(member_id.encode())
-        if stored is None:
+        """Member 360, answered by the worker that holds the member's card (others forward the request)."""
+        card = hub.loyalty.card(member_id)
+        if card is None:
             return web.json({"member_id": member_id, "error": "unknown member"}, status=404)
-        state = decode_state(stored)
-        return web.json(
-            {
-                "member_id": state.member_id,
-                "balances": state.balances(),
-                "receipts": len(state.receipts),
-                "first_purchase": state.first_purchase,
-                "last_purchase": state.last_purchase,
-            }
-        )
+        return web.json(member_view(card, dt.datetime.now(dt.UTC)))
 
     @app.page("/sql/")
     class Sql(View):

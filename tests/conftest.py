@@ -22,6 +22,8 @@ from tests.chdb_http import serve_chdb
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "mall.example.yaml"
+#: The rules simulated days are replayed against; tests/expected.py knows them independently.
+TEST_RULES = REPO / "tests" / "rules" / "day.yaml"
 NOIDA = str(Path(sys.executable).with_name("noida-db"))
 
 #: Size of scenario tests: 1 in CI, larger through `make scenario`.
@@ -52,6 +54,7 @@ def write_config(tmp_path: Path, bootstrap: str, **sections: dict) -> Path:
     """The example config with this test's broker, ports and directories."""
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["kafka"].update(mode="external", bootstrap_servers=bootstrap, partitions=4)
+    data["rules"]["file"] = str(TEST_RULES)
     data["clickhouse"].update(path=str(tmp_path / "clickhouse"))
     data["mqtt"]["mode"] = "off"
     data["worker"].update(state_dir=str(tmp_path / "worker"), web_port=free_port())

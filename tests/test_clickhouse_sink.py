@@ -9,6 +9,7 @@ from mallstream.settings import ClickHouse
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.sinks.schema import LEDGER_TABLE
+from mallstream.streams.records import LedgerEntry
 
 TS = dt.datetime(2026, 11, 21, 4, tzinfo=dt.UTC)
 
@@ -26,7 +27,11 @@ def warehouse(request, tmp_path_factory):
 
 
 def row(i: int, delta: int = 10, store: str = "S1") -> tuple:
-    return (f"t{i}:points", "mall", f"M{i % 3}", "points", delta, delta, "pos_sale", f"t{i}", store, TS, TS.date())
+    cause = "points_earned" if delta > 0 else "points_reversed"
+    return LEDGER_TABLE.row(LedgerEntry(
+        entry_id=f"t{i}:{cause}:earn-base:points", mall_id="mall", member_id=f"M{i % 3}", account="points",
+        delta=delta, balance_after=delta, cause=cause, txn_id=f"t{i}", store_id=store, ts=TS, business_day=TS.date(),
+        rule_id="earn-base", rule_version="1-test"))
 
 
 def totals(warehouse) -> tuple:

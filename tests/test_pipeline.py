@@ -21,9 +21,14 @@ MALFORMED = [
 
 
 def ledger_figures(config) -> dict:
-    rows = cli(config, "sql", "SELECT member_id, sum(delta) FROM {db}.ledger_entries GROUP BY member_id").stdout
-    by_member = {m: int(p) for m, p in (line.split("\t") for line in rows.splitlines()[1:])}
-    count = int(cli(config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1])
+    rows = cli(config, "sql", "SELECT member_id, sumIf(delta, account = 'points'), sumIf(delta, account LIKE 'voucher:%') "
+                              "FROM {db}.ledger_entries GROUP BY member_id").stdout
+    by_member, vouchers = {}, {}
+    for member, points, voucher_cents in (line.split("\t") for line in rows.splitlines()[1:]):
+        by_member[member] = int(points)
+        if int(voucher_cents):
+            vouchers[member] = int(voucher_cents)
+    count = int(cli(config, "sql", "SELECT count() FROM {db}.ledger_entries WHERE account = 'points'").stdout.splitlines()[1])
     rollup = cli(
         config, "sql", "SELECT store_id, sum(earned), sum(reversed), sum(entries) FROM {db}.points_daily GROUP BY store_id",
         "--format", "json",
@@ -34,14 +39,14 @@ def ledger_figures(config) -> dict:
         earned[row["store_id"]] = int(row["sum(earned)"])
         reversed_[row["store_id"]] = int(row["sum(reversed)"])
         entries += int(row["sum(entries)"])
-    return {"entries": count, "rollup_entries": entries, "points_by_member": by_member,
+    return {"entries": count, "rollup_entries": entries, "points_by_member": by_member, "vouchers_by_member": vouchers,
             "earned_by_store": earned, "reversed_by_store": reversed_}
 
 
 def assert_matches(figures: dict, expected: dict) -> None:
-    assert figures["entries"] == expected["entries"]
-    assert figures["rollup_entries"] == expected["entries"]
+    assert figures["rollup_entries"] == figures["entries"] > 0  # the roll-up saw every points entry once
     assert figures["points_by_member"] == expected["points_by_member"]
+    assert figures["vouchers_by_member"] == expected["vouchers_by_member"]
     assert {k: v for k, v in figures["earned_by_store"].items() if v} == expected["earned_by_store"]
     assert {k: v for k, v in figures["reversed_by_store"].items() if v} == expected["reversed_by_store"]
 
@@ -58,7 +63,7 @@ def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config
     lines = day.read_text().splitlines()
     day.write_text("\n".join(lines[:100] + MALFORMED + lines[100:]) + "\n")
     expected = expected_ledger(day)
-    assert expected["entries"] == count  # every receipt has a member here: one ledger row each
+    assert expected["receipts"] == count  # every receipt has a member here
 
     worker.start()
     result = cli(hub_config, "replay", str(day), "--wait")
@@ -93,7 +98,7 @@ def test_sql_opens_the_engine_itself_when_no_worker_runs(hub_config, worker, tmp
     worker.start()
     cli(hub_config, "replay", str(day), "--wait")
     worker.stop()
-    assert cli(hub_config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1] == "50"
+    assert cli(hub_config, "sql", "SELECT uniqExact(txn_id) FROM {db}.ledger_entries").stdout.splitlines()[1] == "50"
     failed = cli(hub_config, "sql", "SELECT nonsense FROM nowhere", check=False)
     assert failed.returncode == 1 and "nowhere" in failed.stderr
 
@@ -117,5 +122,6 @@ def test_receipts_keyed_wrongly_by_a_till_are_rekeyed_and_still_find_their_membe
         producer.send("pos.transactions", key=key, value=json.dumps(event).encode()).get(timeout=10)
         assert wait_until_processed(settings, timeout=120, progress=False)
     producer.close()
-    rows = cli(hub_config, "sql", "SELECT txn_id, member_id, delta FROM {db}.ledger_entries ORDER BY txn_id").stdout
+    rows = cli(hub_config, "sql", "SELECT txn_id, member_id, delta FROM {db}.ledger_entries "
+                                  "WHERE account = 'points' ORDER BY txn_id").stdout
     assert rows.splitlines()[1:] == ["k-return\tM-rekey\t-20", "k-sale\tM-rekey\t88"]

@@ -8,7 +8,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from mallstream.sinks.clickhouse import SOURCE_COLUMNS
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.sinks.schema import LEDGER_TABLE, MIGRATIONS
-from tests.test_clickhouse_sink import feed, row, totals
+from tests.test_clickhouse_sink import TS, feed, row, totals
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,8 @@ def test_migrate_creates_the_schema_once(server):
             ("points_daily", "SummingMergeTree"),
             ("points_daily_mv", "MaterializedView"),
             ("rfid_reads", "MergeTree"),
+            ("rules_daily", "AggregatingMergeTree"),
+            ("rules_daily_mv", "MaterializedView"),
             ("schema_migrations", "MergeTree"),
             ("vip_visits", "ReplacingMergeTree"),
         ]
@@ -52,7 +54,7 @@ def test_migrate_creates_the_schema_once(server):
 
 def test_the_batch_token_reaches_the_server_and_dedups_table_and_view(sink, warehouse):
     """The sink's key check would hide a lost setting, so insert directly: same token once, new token again."""
-    rows = [(*row(i), "ledger", 0, i, "b1", row(i)[-2]) for i in (1, 2)]
+    rows = [(*row(i), "ledger", 0, i, "b1", TS) for i in (1, 2)]
     columns = (*LEDGER_TABLE.columns, *SOURCE_COLUMNS)
     warehouse.insert("ledger_entries", rows, columns, token="b1")
     warehouse.insert("ledger_entries", rows, columns, token="b1")
@@ -65,7 +67,8 @@ def test_raw_returns_the_engines_text_and_parameters_are_bound(sink, warehouse):
     feed(sink, [row(1), row(2, delta=-3, store="S2"), row(3)])
     sink.flush()
     text = warehouse.raw("SELECT entry_id, delta, store_id FROM {db}.ledger_entries ORDER BY entry_id", "TabSeparatedWithNames")
-    assert text == b"entry_id\tdelta\tstore_id\nt1:points\t10\tS1\nt2:points\t-3\tS2\nt3:points\t10\tS1\n"
+    assert text == (b"entry_id\tdelta\tstore_id\nt1:points_earned:earn-base:points\t10\tS1\n"
+                    b"t2:points_reversed:earn-base:points\t-3\tS2\nt3:points_earned:earn-base:points\t10\tS1\n")
     _, rows = warehouse.query(
         "SELECT count(), sum(delta) FROM {db}.ledger_entries WHERE store_id = {store:String}", {"store": "S2"}
     )

@@ -14,7 +14,7 @@ from tests.conftest import EXAMPLE_CONFIG
 def test_the_example_config_is_valid_and_maps_stores_to_malls():
     conf = settings.load(EXAMPLE_CONFIG)
     assert conf.mall_of_store()["S201"] == "sh-xujiahui"
-    assert str(conf.points_rates()["SB01"]) == "0.5"
+    assert conf.rules.file == Path("config/rules.example.yaml")
 
 
 def _broken(tmp_path: Path, mutate) -> Path:
@@ -32,7 +32,7 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["clickhouse"].update(mode="cloud"), "clickhouse.mode", "'embedded' or 'server'"),
         (lambda d: d["worker"].update(web_prot=1), "worker.web_prot", "Extra inputs"),
         (lambda d: d["malls"][0]["stores"].append({"id": "S101"}), "malls", "store id 'S101' appears twice"),
-        (lambda d: d["rules"]["points"].update(rate="lots"), "rules.points.rate", "decimal"),
+        (lambda d: d["rules"].update(point_value_cents="lots"), "rules.point_value_cents", "decimal"),
     ],
 )
 def test_bad_config_errors_name_file_key_and_problem(tmp_path, mutate, key, problem):

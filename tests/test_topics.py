@@ -11,7 +11,7 @@ pytestmark = pytest.mark.pipeline
 
 def test_topics_and_changelogs_are_created_with_the_configured_partitions(broker):
     created = topics.ensure_topics(broker, 3, 1, "hub")
-    assert "pos.transactions" in created and "hub-members-changelog" in created
+    assert "pos.transactions" in created and "hub-cards-changelog" in created
     consumer = KafkaConsumer(bootstrap_servers=broker)
     try:
         for name in created:

@@ -10,7 +10,7 @@ points) earns nothing, spread over the lines in proportion to their amounts.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from ..records import PosLine, PosTransaction
 from .accounts import MemberCard
@@ -63,7 +63,8 @@ def points_by_rule(card: MemberCard, txn: PosTransaction, rules: RuleBook, day_p
     for multiplier in earning.multipliers:
         if _applies(multiplier, card, txn.business_day):
             in_scope = sum(line.amount for line in lines if multiplier.scope.covers(line, txn.store_id))
-            earned.append((multiplier.id, _floor(in_scope * weight * (multiplier.factor - 1))))
+            # toward zero: a bonus rounds down, a reduction (factor < 1) never takes more than its exact share
+            earned.append((multiplier.id, _toward_zero(in_scope * weight * (multiplier.factor - 1))))
     room = min(
         earning.cap_per_transaction if earning.cap_per_transaction is not None else 1 << 62,
         earning.cap_per_day - day_points if earning.cap_per_day is not None else 1 << 62,
@@ -73,6 +74,10 @@ def points_by_rule(card: MemberCard, txn: PosTransaction, rules: RuleBook, day_p
 
 def _floor(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _toward_zero(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_DOWN))
 
 
 def _capped(earned: list[tuple[str, int]], room: int) -> list[tuple[str, int]]:
