@@ -78,7 +78,7 @@ def _thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
 
 
 def big_number(title: str, sql: str, unit: str = "short", steps: Sequence[tuple[float | None, str]] = ((None, "blue"),),
-               width: int = 6) -> stat.Panel:
+               width: int = 8) -> stat.Panel:
     """A stat readable across a room: one big number on a coloured background."""
     return (stat.Panel().title(title).datasource(DATASOURCE).with_target(Query(sql)).unit(unit)
             .thresholds(_thresholds(*steps)).color_mode(viz.BigValueColorMode.BACKGROUND)
@@ -274,7 +274,7 @@ def park_fill(site: Site) -> stat.Panel:
     return big_number("Car park full", site.sql(f"""
         SELECT car_park_id, 100 * sum({STEP}) / any({_capacity(site)}) AS full
         FROM {PARKING} AND ts <= $__toTime GROUP BY car_park_id ORDER BY car_park_id"""),
-        unit="percent", steps=((None, "green"), (85, "orange"), (95, "red")), width=8)
+        unit="percent", steps=((None, "green"), (85, "orange"), (95, "red")))
 
 
 def cars_parked(site: Site) -> timeseries.Panel:
@@ -284,7 +284,7 @@ def cars_parked(site: Site) -> timeseries.Panel:
                 SELECT $__timeInterval(ts) AS time, car_park_id, sum({STEP}) AS step FROM {PARKING}
                   AND ts <= $__toTime GROUP BY time, car_park_id))
         WHERE time >= $__fromTime ORDER BY time"""), time_series=True),
-        width=16).display_name("${__field.labels.car_park_id}")
+        ).display_name("${__field.labels.car_park_id}")
 
 
 def entries_and_exits(site: Site) -> timeseries.Panel:
@@ -302,7 +302,7 @@ STAYS = """
 
 def median_stay(site: Site) -> stat.Panel:
     return big_number("Median stay", site.sql(f"SELECT median(minutes) AS stay FROM ({STAYS.format(PARKING=PARKING)})"),
-                      unit="m", width=8)
+                      unit="m")
 
 
 def stay_durations(site: Site) -> barchart.Panel:
@@ -316,7 +316,7 @@ def stay_durations(site: Site) -> barchart.Panel:
 PARKING_BOARD = Board(
     "mallstream-parking", "Parking", "How full the car parks are, cars in and out, and how long they stay.",
     live=True, default_range=("now/d", "now"), variables=("mall",),
-    panels=(park_fill, median_stay, cars_parked, entries_and_exits, stay_durations),
+    panels=(park_fill, median_stay, stay_durations, cars_parked, entries_and_exits),
 )
 
 #: The customers board waits for the customer-intelligence tables (value pyramid, lifecycle, churn).
@@ -330,7 +330,9 @@ VARIABLES = {
     "mall": ("Mall", PLACES.format(column="mall_id", db="{db}", where="1")),
     "floor": ("Floor", PLACES.format(column="floor", db="{db}", where=MALL + " AND floor != ''")),
     "entrance": ("Entrance", PLACES.format(column="place_id", db="{db}", where=MALL + " AND place_kind = 'entrance'")),
-    "store": ("Store", PLACES.format(column="place_id", db="{db}", where=MALL + " AND place_kind = 'store'")),
+    # stores with a device, and stores that issued points
+    "store": ("Store", PLACES.format(column="place_id", db="{db}", where=MALL + " AND place_kind = 'store'")
+              + " UNION DISTINCT SELECT DISTINCT store_id FROM {db}.points_daily WHERE " + MALL + " AND store_id != ''"),
 }
 
 

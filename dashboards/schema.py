@@ -28,7 +28,9 @@ _ERROR = re.compile(r"^(?P<file>[^(\s]+)\(\d+,\d+\): error (?P<message>TS\d+: .*
 
 
 @dataclass(frozen=True)
-class SchemaError:
+class Problem:
+    """Something wrong with a dashboard, or one of its panels ("" for the dashboard itself)."""
+
     dashboard: str
     panel: str
     message: str
@@ -64,7 +66,7 @@ const panel: Checked = {json.dumps(panel, indent=1)};""")
     return "\n".join(lines)
 
 
-def validate(dashboards: list[dict]) -> list[SchemaError]:
+def validate(dashboards: list[dict]) -> list[Problem]:
     """Every place where a dashboard or one of its panels breaks Grafana's schema."""
     if not TSC.exists():
         raise SchemaCheckMissing(f"run `npm ci` in {SCHEMA_CHECK} (scripts/setup.sh does) to get @grafana/schema and tsc")
@@ -91,14 +93,14 @@ def validate(dashboards: list[dict]) -> list[SchemaError]:
             "include": ["**/*.ts"]}))
         result = subprocess.run(["node", str(TSC), "-p", str(root), "--pretty", "false"],
                                 capture_output=True, text=True, cwd=root, timeout=300)
-    errors: list[SchemaError] = []
+    errors: list[Problem] = []
     for line in result.stdout.splitlines():
         match = _ERROR.match(line)
         if match:
-            errors.append(SchemaError(*owners.get(match["file"], ("?", "")), match["message"]))
+            errors.append(Problem(*owners.get(match["file"], ("?", "")), match["message"]))
         elif errors and line.startswith(" "):  # tsc goes on about the last error on indented lines
             last = errors.pop()
-            errors.append(SchemaError(last.dashboard, last.panel, f"{last.message} {line.strip()}"))
+            errors.append(Problem(last.dashboard, last.panel, f"{last.message} {line.strip()}"))
     if result.returncode and not errors:
-        errors.append(SchemaError("?", "", (result.stdout + result.stderr).strip()[-2000:]))
+        errors.append(Problem("?", "", (result.stdout + result.stderr).strip()[-2000:]))
     return errors
