@@ -108,9 +108,9 @@ def render(board: dict, results: list[PanelResult], path: Path) -> None:
     by_title = {result.panel: result for result in results}
     panels = board["panels"]
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
-    figure = plt.figure(figsize=(18, height * 0.42 + 0.6), facecolor=BACKGROUND)
-    grid = GridSpec(height, GRID_COLUMNS, figure=figure, hspace=1.6, wspace=0.6, left=0.03, right=0.99,
-                    top=1 - 0.6 / (height * 0.42 + 0.6), bottom=0.03)
+    figure = plt.figure(figsize=(18, height * 0.42 + 1.0), facecolor=BACKGROUND)
+    grid = GridSpec(height, GRID_COLUMNS, figure=figure, hspace=2.4, wspace=0.6, left=0.03, right=0.99,
+                    top=1 - 0.9 / (height * 0.42 + 1.0), bottom=0.03)
     figure.suptitle(board["title"], color=TEXT, fontsize=16, x=0.02, ha="left")
     for panel in panels:
         place = panel["gridPos"]
