@@ -373,5 +373,9 @@ def simulate_pos(ctx: click.Context, count: int, members: int, member_share: flo
         output.write(encode(txn) + b"\n")
 
 
+from .dashboards.cli import dashboards  # noqa: E402  (its commands need main defined)
+
+main.add_command(dashboards)
+
 if __name__ == "__main__":
     main()

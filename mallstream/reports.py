@@ -40,28 +40,38 @@ class FootfallQuery:
 
     def sql(self) -> str:
         """One row per interval and place: interval start (local), place, in, out, total, net."""
-        hourly = self.interval_minutes % 60 == 0
-        table, moment = ("footfall_hourly", "hour") if hourly else ("footfall_minute", "minute")
-        if self.by == "counter":
-            place, only = "f.counter_id", ""
-        elif self.by == "floor":
-            place, only = "p.floor", "AND p.place_kind = 'floor'"
-        else:
-            place, only = "p.place_id", f"AND p.place_kind = {quote(self.by)}"
-        return f"""
-            SELECT toStartOfInterval(toTimeZone(f.{moment}, {quote(self.timezone)}),
-                                     INTERVAL {self.interval_minutes} MINUTE) AS interval_start,
-                   {place} AS place,
-                   sum(f.count_in) AS in, sum(f.count_out) AS out,
-                   in + out AS total, toInt64(in) - toInt64(out) AS net
-            FROM {{db}}.{table} AS f
-            INNER JOIN (SELECT * FROM {{db}}.places FINAL WHERE mall_id = {quote(self.mall_id)}) AS p
-                ON p.device_id = f.counter_id
-            WHERE f.mall_id = {quote(self.mall_id)} {only}
-              AND f.{moment} >= {_utc(self.start)} AND f.{moment} < {_utc(self.end)}
-            GROUP BY interval_start, place
-            ORDER BY interval_start, place
-            SETTINGS output_format_json_quote_64bit_integers = 0"""
+        return footfall_sql(quote(self.mall_id), self.timezone, _utc(self.start), _utc(self.end),
+                            self.interval_minutes, self.by)
+
+
+def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, by: str,
+                 places: str = "") -> str:
+    """The footfall report's SQL with mall, start and end as SQL expressions, so a dashboard can pass macros.
+
+    ``places`` is an extra condition on the places joined (``p``), for a dashboard's place filters.
+    """
+    hourly = interval_minutes % 60 == 0
+    table, moment = ("footfall_hourly", "hour") if hourly else ("footfall_minute", "minute")
+    if by == "counter":
+        place, only = "f.counter_id", ""
+    elif by == "floor":
+        place, only = "p.floor", "AND p.place_kind = 'floor'"
+    else:
+        place, only = "p.place_id", f"AND p.place_kind = {quote(by)}"
+    return f"""
+        SELECT toStartOfInterval(toTimeZone(f.{moment}, {quote(timezone)}),
+                                 INTERVAL {interval_minutes} MINUTE) AS interval_start,
+               {place} AS place,
+               sum(f.count_in) AS in, sum(f.count_out) AS out,
+               in + out AS total, toInt64(in) - toInt64(out) AS net
+        FROM {{db}}.{table} AS f
+        INNER JOIN (SELECT * FROM {{db}}.places FINAL WHERE mall_id = {mall}) AS p
+            ON p.device_id = f.counter_id
+        WHERE f.mall_id = {mall} {only} {places}
+          AND f.{moment} >= {start} AND f.{moment} < {end}
+        GROUP BY interval_start, place
+        ORDER BY interval_start, place
+        SETTINGS output_format_json_quote_64bit_integers = 0"""
 
 
 def _utc(moment: dt.datetime) -> str:

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)  # tsc checks the dashboards against Grafana's schema
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -19,4 +20,6 @@ fi
 echo "setup: installing mallstream and its dependencies into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "setup: installing @grafana/schema and tsc for dashboard checks"
+(cd dashboards/schema-check && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 echo "setup: done ($(.venv/bin/mallstream --help >/dev/null && echo 'mallstream command ready'))"
