@@ -12,13 +12,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from mallstream.replay import replay, wait_until_processed
 from mallstream.settings import Settings, load
@@ -30,9 +28,6 @@ from tests.test_vip_pipeline import AlertScreen
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MEMBERS = [(Member("M000001", "vip", "Alice Wang", ("Lancome",), ("beauty",)), "E2801160000000000000A001"),
            (Member("M000002", "platinum", "Bo Chen", ("Estee Lauder",), ("beauty",)), "E2801160000000000000A002")]
 
@@ -76,14 +71,6 @@ def post_ack(port: int, alert_id: str, body: dict) -> tuple[int, dict]:
 
 def rows(config: Path, query: str) -> list[dict]:
     return [json.loads(line) for line in cli(config, "sql", query, "--format", "json").stdout.splitlines() if line]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summarised_per_day(

@@ -40,7 +40,7 @@ function addAlert(alert) {
   card.dataset.zone = alert.zone_id || "";
   card.dataset.kind = alert.kind;
   card.dataset.severity = alert.severity;
-  card.dataset.ts = alert.ts;
+  card.dataset.ts = Date.parse(alert.ts);
   const time = card.querySelector("time");
   time.dateTime = alert.ts;
   time.textContent = localTime(alert.ts, alert.mall_id);
@@ -57,8 +57,9 @@ function addAlert(alert) {
     event.preventDefault();
     acknowledge(card, event.target);
   });
-  const newer = [...list.children].find((other) => other.dataset.ts < alert.ts);
-  list.insertBefore(card, newer || null);
+  // newest first; of alerts about the same moment, the one received last on top
+  const older = [...list.children].find((other) => Number(other.dataset.ts) <= Number(card.dataset.ts));
+  list.insertBefore(card, older || null);
   card.classList.add("fresh");
   showOnly(zoneFilter.value);
 }
