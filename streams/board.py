@@ -86,7 +86,6 @@ class AlertFeed:
         self._news = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
-        self.subscribed = asyncio.Event()
 
     def start(self, broker: Mqtt, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -94,8 +93,6 @@ class AlertFeed:
 
     def _subscribe(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe(f"{self.prefix}/#", qos=1)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.subscribed.set)
 
     def _received(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.topic == ack_topic(self.prefix):
@@ -174,16 +171,12 @@ class Reception:
         self.timezone = {mall.id: ZoneInfo(mall.timezone) for mall in hub.settings.malls}
         self.from_mqtt: asyncio.Queue[bytes] = asyncio.Queue()
         self._client: mqtt.Client | None = None
-        self.subscribed = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, broker: Mqtt, loop: asyncio.AbstractEventLoop) -> None:
         """Take PDAs' acknowledgements; the shared subscription hands each to one worker of the group."""
-        self._loop = loop
 
         def subscribe(client: mqtt.Client, *_: object) -> None:
             client.subscribe(f"$share/{self.hub.settings.worker.app_id}/{ack_topic(self.prefix)}", qos=1)
-            loop.call_soon_threadsafe(self.subscribed.set)
 
         def received(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
             loop.call_soon_threadsafe(self.from_mqtt.put_nowait, message.payload)
