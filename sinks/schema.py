@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from mallstream.settings import Settings
-from mallstream.streams.records import Alert, DeadLetter, DeviceHealth, FootfallTick, LedgerEntry, ParkingEvent, RfidRead, VipVisit, identity
+from mallstream.streams.records import (
+    Alert,
+    DeadLetter,
+    DeviceHealth,
+    FootfallTick,
+    LedgerEntry,
+    ParkingEvent,
+    ReceptionRecord,
+    RfidRead,
+    VipVisit,
+    identity,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,12 @@ def _visit_row(visit: VipVisit) -> tuple:
 def _alert_row(alert: Alert) -> tuple:
     return (alert.alert_id, alert.mall_id, alert.kind, alert.severity, alert.ts, alert.decided_at,
             alert.published_at, alert.member_id, alert.tier, alert.zone_id, alert.visit_id, alert.message)
+
+
+def _reception_row(record: ReceptionRecord) -> tuple:
+    return (record.reception_id, record.alert_id, record.mall_id, record.zone_id or "", record.alert_kind,
+            record.member_id, record.tier, record.alert_ts, record.staff_id, record.acked_at, record.business_day,
+            record.channel, record.note_kind or "", record.note)
 
 
 def _health_row(health: DeviceHealth) -> tuple:
@@ -139,6 +156,13 @@ ALERTS_TABLE = SinkTable(
     ("alert_id", "mall_id", "kind", "severity", "ts", "decided_at", "published_at", "member_id", "tier", "zone_id",
      "visit_id", "message"),
     _alert_row,
+)
+
+RECEPTION_TABLE = SinkTable(
+    "reception_records",
+    ("reception_id", "alert_id", "mall_id", "zone_id", "alert_kind", "member_id", "tier", "alert_ts", "staff_id",
+     "acked_at", "business_day", "channel", "note_kind", "note"),
+    _reception_row,
 )
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
@@ -327,6 +351,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 visit_id Nullable(String),
                 message String,{SINK_COLUMNS}
             ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, ts, alert_id) {DEDUP}""",
+        ],
+    ),
+    (
+        7,
+        "reception records (staff acknowledgements of alerts, with notes) and their daily summary",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.reception_records (
+                reception_id String,
+                alert_id String,
+                mall_id LowCardinality(String),
+                zone_id LowCardinality(String),
+                alert_kind LowCardinality(String),
+                member_id Nullable(String),
+                tier LowCardinality(Nullable(String)),
+                alert_ts DateTime64(3, 'UTC'),
+                staff_id String,
+                acked_at DateTime64(3, 'UTC'),
+                business_day Date,
+                channel LowCardinality(String),
+                note_kind LowCardinality(String),
+                note String,{SINK_COLUMNS}
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(business_day) ORDER BY reception_id {DEDUP}""",
+            # a plain view: a few hundred acknowledgements a day are summed when asked
+            """CREATE VIEW IF NOT EXISTS {db}.reception_daily AS
+               SELECT mall_id, business_day, zone_id, alert_kind, note_kind, count() AS records,
+                      uniqExact(member_id) AS members, uniqExact(staff_id) AS staff,
+                      round(avg(dateDiff('millisecond', alert_ts, acked_at)) / 1000, 1) AS mean_seconds_to_ack
+               FROM {db}.reception_records GROUP BY mall_id, business_day, zone_id, alert_kind, note_kind""",
         ],
     ),
     (

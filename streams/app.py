@@ -32,6 +32,7 @@ from mallstream.sinks.schema import (
     FOOTFALL_TICKS_TABLE,
     LEDGER_TABLE,
     PARKING_EVENTS_TABLE,
+    RECEPTION_TABLE,
     RFID_READS_TABLE,
     VIP_VISITS_TABLE,
     SinkTable,
@@ -57,6 +58,7 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.DEVICE_HEALTH, DEVICE_HEALTH_TABLE),
     (topics.VIP_VISITS, VIP_VISITS_TABLE),
     (topics.ALERTS_DELIVERED, ALERTS_TABLE),
+    (topics.RECEPTION, RECEPTION_TABLE),
 )
 
 def _source(event: EventT) -> SourcePosition:

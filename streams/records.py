@@ -221,6 +221,56 @@ class Alert(Record, tag="alert"):
     published_at: dt.datetime | None = None
 
 
+NoteKind = Literal["suggestion", "complaint", "request"]
+
+
+class Acknowledgement(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """Staff saying they took care of an alert, as a PDA sends it on MQTT or the board POSTs it.
+
+    On HTTP the alert is named by the URL; on MQTT the message carries ``alert_id``. A note
+    (会员建议、投诉记录) has a kind and a text, or is absent.
+    """
+
+    staff_id: Id
+    alert_id: str | None = None
+    note_kind: NoteKind | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+    def validate(self) -> None:
+        if bool(self.note_kind) != bool(self.note.strip()):
+            raise InvalidEvent("a note needs both note_kind (suggestion, complaint or request) and its text")
+
+
+class ReceptionRecord(Record, tag="reception_record"):
+    """An acknowledged alert, kept for reception: who took it, when, and any note the member left.
+
+    ``reception_id`` is derived from the alert, the staff member and the note, so the same
+    acknowledgement sent twice (a double click, a PDA retrying, HTTP and MQTT) is one record.
+    ``business_day`` is the mall's local day of the acknowledgement.
+    """
+
+    reception_id: Id
+    alert_id: Id
+    mall_id: str
+    zone_id: str | None
+    alert_kind: str
+    member_id: str | None
+    tier: str | None
+    alert_ts: dt.datetime
+    staff_id: Id
+    acked_at: dt.datetime
+    business_day: dt.date
+    channel: Literal["http", "mqtt"]
+    note_kind: NoteKind | None = None
+    note: str = ""
+
+
+def reception_id(alert_id: str, ack: Acknowledgement) -> str:
+    """The identity of an acknowledgement: the same alert, staff member and note give the same id."""
+    text = f"{alert_id}\0{ack.staff_id}\0{ack.note_kind or ''}\0{ack.note.strip()}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 class VipTick(Record, tag="vip_tick"):
     """Time passing for one member's presence: leaving has no read of its own."""
 

@@ -32,6 +32,7 @@ from .records import (
     LedgerEntry,
     ParkingEvent,
     PosTransaction,
+    ReceptionRecord,
     Record,
     RfidRead,
     VipVisit,
@@ -58,11 +59,11 @@ ALERTS_DELIVERED = TopicSpec("alerts.delivered", Alert, "alert_id (with the time
 VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
 DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
+RECEPTION = TopicSpec("reception", ReceptionRecord, "alert_id (staff acknowledgements of alerts, with notes)")
 
 ALL_TOPICS = (
     POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
-    LOYALTY_REJECTS, ALERTS,
-    ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH,
+    LOYALTY_REJECTS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION,
 )
 
 #: Where each input type enters the hub (replay and device bridges produce here).
@@ -78,7 +79,7 @@ TABLES = ("sale_owners", "cards", "vip_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
-            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS)
+            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS, RECEPTION)
 
 
 class TopicLayoutError(RuntimeError):

@@ -13,6 +13,7 @@ from mallstream.sinks.schema import PLACES_COLUMNS, place_rows
 from mallstream.sinks.warehouse import open_warehouse
 
 from .app import Hub
+from .board import register_board
 from .topics import ensure_topics
 from .web import register_views
 
@@ -36,6 +37,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         hub = Hub(settings, warehouse)
         hub.repair_sinks()
         register_views(hub)
+        register_board(hub)
         if extend is not None:
             extend(hub)
         worker = faust.Worker(hub.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

@@ -161,3 +161,18 @@ def sink(warehouse):
     warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
     warehouse.command("TRUNCATE TABLE {db}.points_daily")
     return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium (scripts/setup.sh installs it) driven by playwright; its own browsers are not used."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield chromium
+        chromium.close()

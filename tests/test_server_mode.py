@@ -40,6 +40,8 @@ def test_migrate_creates_the_schema_once(server):
             ("places", "ReplacingMergeTree"),
             ("points_daily", "SummingMergeTree"),
             ("points_daily_mv", "MaterializedView"),
+            ("reception_daily", "View"),
+            ("reception_records", "MergeTree"),
             ("rfid_reads", "MergeTree"),
             ("rules_daily", "AggregatingMergeTree"),
             ("rules_daily_mv", "MaterializedView"),

@@ -1,0 +1,189 @@
+"""VIP alert latency under load: from the gateway receiving a card read to the alert arriving on MQTT.
+
+VIPs walk in at the north gate one after another; their cards are read by the Chafon reader,
+emulated on a pseudo-terminal, so the gateway stamps each read when it receives it, and the
+alert carries that time as ``ts``. Meanwhile ~5,000 other events/s (reads of tags no member
+carries, people-counter ticks) go through the same gateway, broker and worker. Starts a
+fresh broker and Mosquitto of its own (a broker with history would have the new worker read
+it all first), a worker process and an in-process gateway::
+
+    python -m mallstream.bench_vip_latency
+
+Each alert also carries when the worker decided it and when it published it, so the
+latency splits into: gateway to decision (spool, broker, the route and track agents),
+decision to publish (the ``alerts`` topic and the delivering agent), publish to receipt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import yaml
+
+from mallstream.devices.normalise import Decoded
+from mallstream.services import embedded_services, wait_for_port
+from mallstream.settings import load
+from mallstream.simulators.emulators import DeviceEmulators
+from mallstream.simulators.live import LiveGateway
+from mallstream.streams.core.vip import Member
+from mallstream.streams.master_data import write_master_data
+from mallstream.streams.records import FootfallTick, RfidRead
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "mall.example.yaml"
+#: Background events per gateway submit: a busy reader or counter hands over a batch at a time.
+BACKGROUND_BATCH = 50
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _config(directory: Path, members: Path) -> Path:
+    """The example mall with this run's own broker, Mosquitto, members and state, on free ports."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["kafka"].update(bootstrap_servers=f"127.0.0.1:{_free_port()}", data_dir=str(directory / "broker"))
+    data["mqtt"].update(port=_free_port())
+    data["clickhouse"].update(path=str(directory / "clickhouse"))
+    data["members"]["source"] = str(members)
+    data["worker"].update(state_dir=str(directory / "worker"), web_port=_free_port())
+    data["gateway"].update(http_host="127.0.0.1", http_port=_free_port(), spool_path=str(directory / "spool.sqlite3"))
+    path = directory / "mall.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class AlertClock:
+    """Subscribed to every alert: when each arrival alert was received, by the wall clock."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        self.arrivals: list[tuple[float, dict]] = []
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda client, *_: client.subscribe(f"{prefix}/+/+", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._received
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _received(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        received = time.time()
+        alert = json.loads(message.payload)
+        if alert.get("kind") == "vip_arrival" and not message.retain:
+            self.arrivals.append((received, alert))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _background(live: LiveGateway, rate: float, stop: threading.Event, sent: list[int]) -> None:
+    """Submit ``rate`` events/s to the gateway, half reads of strangers' tags, half counter ticks."""
+    mall_id = live.emulators.settings.malls[0].id
+    period = BACKGROUND_BATCH / rate
+    next_at = time.monotonic()
+    n = 0
+    while not stop.is_set():
+        now = dt.datetime.now(dt.UTC)
+        reads = [RfidRead(reader_id="R-S101", antenna=1 + i % 4, epc=f"FFFF{(n + i) % 100_000:012X}", rssi_dbm=-60.0,
+                          ts=now) for i in range(BACKGROUND_BATCH // 2)]
+        ticks = [FootfallTick(counter_id="C-south", ts=now, count_in=1, interval_s=1)
+                 for _ in range(BACKGROUND_BATCH - len(reads))]
+        live.gateway.submit("R-S101", Decoded(events=reads), mall_id=mall_id)
+        live.gateway.submit("C-south", Decoded(events=ticks), mall_id=mall_id)
+        n += BACKGROUND_BATCH
+        sent[0] = n
+        next_at += period
+        stop.wait(max(0.0, next_at - time.monotonic()))
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ms = np.array(values) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "max_ms": round(float(ms.max()), 1)}
+
+
+def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: float = 5000.0,
+                      warmup: float = 5.0) -> dict:
+    """Latency of ``vips`` arrival alerts, one every ``every`` s, under ``background_rate`` other events/s."""
+    with tempfile.TemporaryDirectory(prefix="bench-vip-latency-") as scratch:
+        directory = Path(scratch)
+        members = directory / "members.csv"
+        cards = [f"E28011600000{number:012X}" for number in range(1, vips + 1)]
+        write_master_data(members, [(Member(f"B{number:06d}", "vip"), card) for number, card in enumerate(cards)])
+        config = _config(directory, members)
+        settings = load(config)
+        with embedded_services(settings), (directory / "worker.log").open("wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
+                                      stdout=log, stderr=subprocess.STDOUT)
+            clock = None
+            try:
+                deadline = time.monotonic() + 60
+                while not wait_for_port("127.0.0.1", settings.worker.web_port):
+                    if worker.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the worker did not start: {(directory / 'worker.log').read_text()[-2000:]}")
+                clock = AlertClock(settings.mqtt.port, settings.alerts.mqtt_prefix)
+                clock.subscribed.wait(10)
+                with DeviceEmulators(settings) as emulators, LiveGateway(emulators) as live:
+                    stop, sent = threading.Event(), [0]
+                    loader = threading.Thread(target=_background, args=(live, background_rate, stop, sent), daemon=True)
+                    if background_rate > 0:
+                        loader.start()
+                    time.sleep(warmup)  # the worker's consumers settle in under load
+                    started, sent_before = time.monotonic(), sent[0]
+                    for card in cards:
+                        emulators.play([RfidRead(reader_id="R-north", antenna=1, epc=card, rssi_dbm=-50.0,
+                                                 ts=dt.datetime.now(dt.UTC))])
+                        time.sleep(every)
+                    seconds = time.monotonic() - started
+                    background = (sent[0] - sent_before) / seconds
+                    deadline = time.monotonic() + 30
+                    while len(clock.arrivals) < vips and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    stop.set()
+                    if loader.is_alive():
+                        loader.join()
+            finally:
+                if clock is not None:
+                    clock.close()
+                worker.terminate()
+                worker.wait(30)
+    arrivals = [alert for _, alert in clock.arrivals]
+    read_at = [dt.datetime.fromisoformat(alert["ts"]).timestamp() for alert in arrivals]
+    decided = [dt.datetime.fromisoformat(alert["decided_at"]).timestamp() for alert in arrivals]
+    published = [dt.datetime.fromisoformat(alert["published_at"]).timestamp() for alert in arrivals]
+    received = [at for at, _ in clock.arrivals]
+    return {
+        "alerts": len(arrivals),
+        "of_reads": vips,
+        "background_events_per_s": round(background),
+        "gateway_to_mqtt": _percentiles([r - t for r, t in zip(received, read_at, strict=True)]),
+        "gateway_to_decision": _percentiles([d - t for d, t in zip(decided, read_at, strict=True)]),
+        "decision_to_publish": _percentiles([p - d for p, d in zip(published, decided, strict=True)]),
+        "publish_to_mqtt": _percentiles([r - p for r, p in zip(received, published, strict=True)]),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vips", type=int, default=300, help="arrival alerts measured")
+    parser.add_argument("--every", type=float, default=0.1, help="seconds between VIP arrivals")
+    parser.add_argument("--background", type=float, default=5000.0, help="other events/s through the gateway")
+    arguments = parser.parse_args()
+    figures = bench_vip_latency(arguments.vips, arguments.every, arguments.background)
+    print(json.dumps(figures, indent=2))
+    latency = figures["gateway_to_mqtt"]
+    print(f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
+          f"({figures['alerts']} alerts, {figures['background_events_per_s']} other events/s)")
