@@ -41,15 +41,14 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mallstream.settings import TOP_PREFERENCES as TOP
+from mallstream.settings import CustomerRules
 
 from ..records import PosTransaction
 from .bgnbd import BgNbdParams, p_alive
 from .segments import (
     SIGNAL_KINDS,
-    ChurnSignalRules,
-    LifecycleRules,
-    RfmRules,
     Stage,
     alert_level,
     lifecycle_stage,
@@ -59,41 +58,10 @@ from .segments import (
 RECENT_DAY_BITS = 64
 RECENT_TXNS = 8
 TXN_KEY_BYTES = 4
-TOP = 3
 
 
 class AsOfError(ValueError):
     """"Now" is before the member's last event: the answer would describe a past that already changed."""
-
-
-class CustomerRules(BaseModel):
-    """Every boundary of customer intelligence; the defaults are documented field by field."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    price_band_edges: tuple[Decimal, Decimal, Decimal, Decimal] = Field(
-        default=(Decimal(100), Decimal(300), Decimal(800), Decimal(2000)),
-        description="unit-price edges of the five bands: under 100, 100-300, 300-800, 800-2000, 2000 and over",
-    )
-    preference_period_days: int = Field(default=90, ge=3, description="the period top brands and categories describe")
-    preference_slots: int = Field(default=8, ge=TOP, description="brands (and categories) tracked per member")
-    trend_fast_half_life_days: float = Field(default=30.0, gt=0, description="half-life of the recent spend rate")
-    trend_slow_half_life_days: float = Field(default=180.0, gt=0, description="half-life of the long-run spend rate")
-    lifecycle: LifecycleRules = LifecycleRules()
-    rfm: RfmRules = RfmRules()
-    signals: ChurnSignalRules = ChurnSignalRules()
-
-    @model_validator(mode="after")
-    def _checks(self) -> CustomerRules:
-        if list(self.price_band_edges) != sorted(self.price_band_edges):
-            raise ValueError(f"price_band_edges must ascend: {self.price_band_edges}")
-        if self.trend_fast_half_life_days >= self.trend_slow_half_life_days:
-            raise ValueError("the recent spend rate needs a shorter half-life than the long-run one")
-        return self
-
-    @property
-    def preference_half_life_days(self) -> float:
-        return self.preference_period_days / 3
 
 
 def _zeros(n: int) -> Any:
