@@ -26,6 +26,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from .records import (
     Alert,
+    CustomerSnapshot,
+    CustomerTick,
     DeadLetter,
     DeviceHealth,
     FootfallTick,
@@ -57,10 +59,13 @@ ALERTS_DELIVERED = TopicSpec("alerts.delivered", Alert, "alert_id (with the time
 VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
 DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
+CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the partition whose members it ticks")
+CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
+CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
 
 ALL_TOPICS = (
     POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER, ALERTS,
-    ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH,
+    ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, CUSTOMER_TICKS, CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS,
 )
 
 #: Where each input type enters the hub (replay and device bridges produce here).
@@ -72,11 +77,11 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 }
 
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
-TABLES = ("sale_owners", "members", "vip_states")
+TABLES = ("sale_owners", "members", "vip_states", "customer_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
-            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS)
+            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS, CUSTOMER_TICKS, CUSTOMER_SNAPSHOTS)
 
 
 class TopicLayoutError(RuntimeError):

@@ -11,6 +11,8 @@ import asyncio
 from faust.web import Request, Response, View
 
 from .app import Hub, decode_state
+from .core.customers import AsOfError
+from .customer_agents import parse_as_of
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
 
@@ -25,6 +27,11 @@ def register_views(hub: Hub) -> None:
         if stored is None:
             return web.json({"member_id": member_id, "error": "unknown member"}, status=404)
         state = decode_state(stored)
+        as_of = request.query.get("as_of")
+        try:
+            customer = hub.customers.view(member_id, as_of and parse_as_of(as_of, hub.customers.zone))
+        except (AsOfError, ValueError) as exc:  # AsOfError: asked about a past the member's receipts already changed
+            return web.json({"member_id": member_id, "error": str(exc)}, status=400)
         return web.json(
             {
                 "member_id": state.member_id,
@@ -32,6 +39,7 @@ def register_views(hub: Hub) -> None:
                 "receipts": len(state.receipts),
                 "first_purchase": state.first_purchase,
                 "last_purchase": state.last_purchase,
+                **customer,
             }
         )
 

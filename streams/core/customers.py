@@ -29,6 +29,7 @@ Choices, so the numbers can be read right:
 - The weekday and hour histograms count receipts (visits); the price-band
   histogram sums spend in cents by the line's unit price.
 - A redelivered receipt (same ``txn_id`` as one of the member's last 8) changes nothing.
+- ``mall_id`` is the mall of the member's latest receipt: where their churn signals are addressed.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class CustomerState(msgspec.Struct, array_like=True):
     weekday_visits: list[int] = _zeros(7)
     hour_visits: list[int] = _zeros(24)
     recent_txns: bytes = b""
+    mall_id: str = ""
 
     @property
     def has_purchased(self) -> bool:
@@ -226,6 +228,7 @@ def _with_receipt(state: CustomerState, txn: PosTransaction, rules: CustomerRule
     common = {
         "last_event_s": max(state.last_event_s, int(txn.ts.timestamp())),
         "recent_txns": (state.recent_txns + _txn_key(txn))[-TXN_KEY_BYTES * RECENT_TXNS :],
+        "mall_id": txn.mall_id or state.mall_id,
     }
     if txn.kind != "sale":
         trend = _spend_rates(state, state.last_day, min(day, state.last_day), -cents, rules) if state.has_purchased else {}
