@@ -317,7 +317,7 @@ def churn_fit(ctx: click.Context, input_file: Path | None, from_clickhouse: bool
     try:
         as_of_day = as_of and as_of.date().toordinal()
         if input_file is not None:
-            days = list(purchase_days_from_receipts(input_file).values())
+            days = [sorted(d) for d in purchase_days_from_receipts(input_file).values()]
             as_of_day = as_of_day or max((max(d) for d in days), default=0) + 1
             summary = summarise_histories(days, as_of_day)
         else:

@@ -174,7 +174,7 @@ class CustomerAgents:
             if now.timestamp() < state.last_event_s:
                 continue  # a receipt after the tick already evaluated them later than this
             updated, signals = tick(state, now, self.rules, self.params)
-            if updated is not state:
+            if updated.alert_level != state.alert_level:  # ticks come in time order: no need to store evaluated_s
                 self.states[key] = _state_encoder.encode(updated)
             await self._publish(key, updated, now, signals, always=False)
         self.hub.counters["customer_ticks"] += 1

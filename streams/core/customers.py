@@ -30,6 +30,8 @@ Choices, so the numbers can be read right:
   histogram sums spend in cents by the line's unit price.
 - A redelivered receipt (same ``txn_id`` as one of the member's last 8) changes nothing.
 - ``mall_id`` is the mall of the member's latest receipt: where their churn signals are addressed.
+- ``evaluated_s`` is the latest "now" the member was evaluated at: a tick before it (a stream's
+  tick sent before a receipt that was evaluated later) changes nothing, so levels never step back in time.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class CustomerState(msgspec.Struct, array_like=True):
     hour_visits: list[int] = _zeros(24)
     recent_txns: bytes = b""
     mall_id: str = ""
+    evaluated_s: int = 0
 
     @property
     def has_purchased(self) -> bool:
@@ -287,13 +290,14 @@ def _evaluate(
     alive = _p_alive(state, now, params)
     stage = _stage(state, now, rules, alive)
     level = alert_level(rules.signals, state.alert_level, p_alive=alive, stage=stage)
+    evaluated = max(state.evaluated_s, int(now.timestamp()))
     if level == state.alert_level:
-        return state, []
+        return msgspec.structs.replace(state, evaluated_s=evaluated), []
     signal = ChurnSignal(
         member_id=state.member_id, kind=SIGNAL_KINDS[level], ts=now, p_alive=alive, stage=stage,
         previous_kind=SIGNAL_KINDS[state.alert_level],
     )
-    return msgspec.structs.replace(state, alert_level=level), [signal]
+    return msgspec.structs.replace(state, alert_level=level, evaluated_s=evaluated), [signal]
 
 
 def observe(
@@ -311,8 +315,13 @@ def observe(
 def tick(
     state: CustomerState, now: dt.datetime, rules: CustomerRules, params: BgNbdParams | None
 ) -> tuple[CustomerState, list[ChurnSignal]]:
-    """Re-evaluate a member as T grows without a purchase: P(alive) falls, the stage may move on."""
+    """Re-evaluate a member as T grows without a purchase: P(alive) falls, the stage may move on.
+
+    A tick before the member's latest evaluation changes nothing.
+    """
     _refuse_stale(state, now)
+    if now.timestamp() < state.evaluated_s:
+        return state, []
     return _evaluate(state, now, rules, params)
 
 
