@@ -69,3 +69,41 @@ def save_params(path: Path, fitted: FittedParams) -> None:
 def load_params(path: Path) -> FittedParams:
     """Read a parameters file written by :func:`save_params`."""
     return msgspec.json.decode(path.read_bytes(), type=FittedParams)
+
+
+def purchase_days_from_receipts(path: Path) -> dict[str, set[int]]:
+    """Each member's sale days (``date.toordinal()``) in a JSON-lines file of events, as `mallstream replay` takes.
+
+    Lines of other types are skipped; a receipt that does not decode is an error naming its line.
+    """
+    from .streams.records import InvalidEvent, PosTransaction, decode
+
+    days: dict[str, set[int]] = {}
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if b'"pos_transaction"' not in line:
+                continue
+            try:
+                txn = decode(PosTransaction, line)
+            except InvalidEvent as exc:
+                raise ValueError(f"{path}:{number}: {exc}") from None
+            if txn.member_id and txn.kind == "sale":
+                days.setdefault(txn.member_id, set()).add(txn.business_day.toordinal())
+    return days
+
+
+def summary_from_snapshots(
+    rows: Iterable[tuple[dt.date, dt.date, int]], as_of_day: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """(x, t_x, T) from the stream's member snapshots: (first purchase, last purchase, repeat days) per member.
+
+    A snapshot cannot be rewound, so an as-of day not after every member's last purchase is refused.
+    """
+    summary = np.array([(first.toordinal(), last.toordinal(), repeat) for first, last, repeat in rows], dtype=np.int64)
+    if len(summary) == 0:
+        raise ValueError("no member has purchased yet: nothing to fit")
+    first, last, repeat = summary.reshape(-1, 3).T
+    if last.max() >= as_of_day:
+        raise ValueError(f"as of {dt.date.fromordinal(as_of_day)} is not after the last purchase on "
+                         f"{dt.date.fromordinal(int(last.max()))}: the stream's snapshots cannot be rewound")
+    return repeat, last - first, as_of_day - first

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -193,12 +194,15 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 
 @main.command()
 @click.argument("member_id")
+@click.option("--as-of", "as_of", help="a date (end of that day) or local time at or after the member's last event")
 @click.pass_context
-def member(ctx: click.Context, member_id: str) -> None:
-    """Everything the running worker knows about a member, as JSON."""
+def member(ctx: click.Context, member_id: str, as_of: str | None) -> None:
+    """Everything the running worker knows about a member, as JSON: balances, P(alive), stage, segment, class."""
+
     settings = _settings(ctx)
+    query = f"?{urllib.parse.urlencode({'as_of': as_of})}" if as_of else ""
     try:
-        with urllib.request.urlopen(_worker_url(settings, f"/member/{member_id}/"), timeout=30) as response:
+        with urllib.request.urlopen(_worker_url(settings, f"/member/{member_id}/{query}"), timeout=30) as response:
             click.echo(response.read().decode())
     except urllib.error.HTTPError as exc:
         click.echo(exc.read().decode(), err=True)
@@ -261,6 +265,91 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
     if plot_to is not None:
         plot(found, f"{mall.name or mall.id}: footfall by {by}, {interval} intervals", plot_to)
         click.echo(f"plot written to {plot_to}", err=True)
+
+
+@report.command("customers")
+@click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG")
+@click.pass_context
+def report_customers(ctx: click.Context, plot_to: Path | None) -> None:
+    """The value pyramid (head count and spend share per class) and members per lifecycle stage."""
+    from .customer_reports import customer_report, plot_customers, render_customers
+    from .querying import QueryError
+
+    try:
+        pyramid, lifecycle = customer_report(_settings(ctx))
+    except QueryError as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(1)
+    click.echo(render_customers(pyramid, lifecycle))
+    if plot_to is not None:
+        plot_customers(pyramid, lifecycle, plot_to)
+        click.echo(f"plot written to {plot_to}", err=True)
+
+
+@main.group()
+def churn() -> None:
+    """The churn model behind P(alive)."""
+
+
+@churn.command("fit")
+@click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON-lines events (as `replay` takes): fit on the members' sale days")
+@click.option("--from-clickhouse", is_flag=True, help="fit on the member snapshots the stream wrote")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]),
+              help="the day T runs to (default: the day after the last purchase)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="parameters file (default: customers.params_file; a running worker takes it up)")
+@click.pass_context
+def churn_fit(ctx: click.Context, input_file: Path | None, from_clickhouse: bool, as_of, out: Path | None) -> None:
+    """Fit BG/NBD (Fader, Hardie & Lee 2005) to the members' purchase days; cron it to refit on a schedule."""
+    import datetime as dt
+
+    from .churn_fit import (
+        FittedParams,
+        purchase_days_from_receipts,
+        save_params,
+        summarise_histories,
+        summary_from_snapshots,
+    )
+    from .querying import QueryError
+    from .streams.core.bgnbd import fit_bgnbd
+
+    if (input_file is None) == (not from_clickhouse):
+        raise click.UsageError("give exactly one of --input FILE and --from-clickhouse")
+    settings = _settings(ctx)
+    try:
+        as_of_day = as_of and as_of.date().toordinal()
+        if input_file is not None:
+            days = [sorted(d) for d in purchase_days_from_receipts(input_file).values()]
+            as_of_day = as_of_day or max((max(d) for d in days), default=0) + 1
+            summary = summarise_histories(days, as_of_day)
+        else:
+            snapshots = _snapshot_histories(settings)
+            as_of_day = as_of_day or max((last.toordinal() for _, last, _ in snapshots), default=0) + 1
+            summary = summary_from_snapshots(snapshots, as_of_day)
+        started = time.perf_counter()
+        params = fit_bgnbd(*summary)
+        seconds = time.perf_counter() - started
+    except (ValueError, RuntimeError, QueryError) as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(1)
+    path = out or settings.resolve(settings.customers.params_file)
+    members = len(summary[0])
+    save_params(path, FittedParams(params, dt.date.fromordinal(as_of_day), members, dt.datetime.now(dt.UTC)))
+    click.echo(f"r={params.r:.6g} alpha={params.alpha:.6g} a={params.a:.6g} b={params.b:.6g}")
+    click.echo(f"fitted on {members:,} members as of {dt.date.fromordinal(as_of_day)} in {seconds:.3f} s; written to {path}")
+
+
+def _snapshot_histories(settings: Settings) -> list:
+    """(first purchase, last purchase, repeat days) of every member who purchased, from ClickHouse."""
+    import datetime as dt
+
+    from .querying import rows
+
+    found = rows(settings, """SELECT first_purchase, last_purchase, repeat_days FROM {db}.customer_snapshots FINAL
+                              WHERE first_purchase IS NOT NULL""")
+    return [(dt.date.fromisoformat(r["first_purchase"]), dt.date.fromisoformat(r["last_purchase"]), int(r["repeat_days"]))
+            for r in found]
 
 
 @main.group()

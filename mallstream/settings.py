@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -210,6 +210,138 @@ class Gateway(Strict):
     health_interval: float = Field(default=10.0, gt=0)
 
 
+# -- customer intelligence (issue 7): read by streams/core/segments.py and customers.py ----------------
+
+#: How many brands and categories a member's preferences show.
+TOP_PREFERENCES = 3
+
+
+class LifecycleRules(Strict):
+    """Stage boundaries, checked in the order new, churned, declining, developing, mature."""
+
+    new_days: int = Field(default=90, ge=0, description="first purchase at most this many days ago: new")
+    churned_p_alive: float = Field(default=0.2, ge=0, le=1, description="P(alive) under this: churned")
+    churned_after_days: int = Field(
+        default=365, ge=1, description="no purchase for this many days: churned, whatever P(alive) says"
+    )
+    declining_p_alive: float = Field(default=0.5, ge=0, le=1, description="P(alive) under this: declining")
+    declining_trend: float = Field(
+        default=0.5, gt=0, description="recent spend rate under this share of the long-run rate: declining"
+    )
+    developing_trend: float = Field(
+        default=1.5, gt=0, description="recent spend rate over this multiple of the long-run rate: developing"
+    )
+    mature_min_repeat_days: int = Field(
+        default=4, ge=0, description="fewer repeat purchase days than this: still developing"
+    )
+
+
+RfmEdges = tuple[int, int, int, int]
+
+
+class RfmSegment(Strict):
+    """A named box of RFM scores (1-5 each, bounds inclusive)."""
+
+    name: str
+    recency: tuple[int, int] = (1, 5)
+    frequency: tuple[int, int] = (1, 5)
+    monetary: tuple[int, int] = (1, 5)
+
+    def holds(self, r: int, f: int, m: int) -> bool:
+        return all(low <= score <= high for (low, high), score in ((self.recency, r), (self.frequency, f), (self.monetary, m)))
+
+
+DEFAULT_SEGMENTS = (
+    RfmSegment(name="Champions", recency=(4, 5), frequency=(4, 5), monetary=(4, 5)),
+    RfmSegment(name="Loyal", recency=(3, 5), frequency=(4, 5)),
+    RfmSegment(name="Can't Lose Them", recency=(1, 2), frequency=(4, 5), monetary=(4, 5)),
+    RfmSegment(name="At Risk", recency=(1, 2), frequency=(3, 5)),
+    RfmSegment(name="New", recency=(4, 5), frequency=(1, 1)),
+    RfmSegment(name="Potential Loyalists", recency=(3, 5), frequency=(2, 3)),
+    RfmSegment(name="Lost", recency=(1, 1), frequency=(1, 2)),
+    RfmSegment(name="Hibernating", recency=(2, 2), frequency=(1, 2)),
+)
+
+
+class RfmRules(Strict):
+    """Absolute score cut-offs (a stream has no population to take quantiles of) and the segment boxes."""
+
+    recency_days: RfmEdges = Field(
+        default=(14, 30, 60, 120), description="at most 14 days since the last purchase scores 5, ... over 120 scores 1"
+    )
+    purchase_days: RfmEdges = Field(
+        default=(2, 4, 8, 16), description="distinct purchase days: under 2 scores 1, ... 16 or more scores 5"
+    )
+    spend: RfmEdges = Field(
+        default=(500_00, 2_000_00, 5_000_00, 20_000_00), description="net spend in cents: under 500.00 scores 1, ..."
+    )
+    segments: tuple[RfmSegment, ...] = Field(default=DEFAULT_SEGMENTS, description="first box that holds wins")
+    otherwise: str = Field(default="Needs Attention", description="segment of a member no box holds")
+
+    @model_validator(mode="after")
+    def _edges_ascend(self) -> RfmRules:
+        for name in ("recency_days", "purchase_days", "spend"):
+            edges = getattr(self, name)
+            if list(edges) != sorted(edges):
+                raise ValueError(f"{name} must ascend: {edges}")
+        return self
+
+
+class ChurnSignalRules(Strict):
+    """When a member's alert level changes; the gap between the two thresholds is the hysteresis."""
+
+    at_risk_below: float = Field(default=0.5, ge=0, le=1, description="P(alive) under this: at risk")
+    recovered_above: float = Field(default=0.7, ge=0, le=1, description="P(alive) at or over this: healthy again")
+
+    @model_validator(mode="after")
+    def _band(self) -> ChurnSignalRules:
+        if self.recovered_above < self.at_risk_below:
+            raise ValueError("recovered_above must not be under at_risk_below, or levels would flap")
+        return self
+
+
+class CustomerRules(Strict):
+    """Every boundary of customer intelligence; the defaults are documented field by field."""
+
+    price_band_edges: tuple[Decimal, Decimal, Decimal, Decimal] = Field(
+        default=(Decimal(100), Decimal(300), Decimal(800), Decimal(2000)),
+        description="unit-price edges of the five bands: under 100, 100-300, 300-800, 800-2000, 2000 and over",
+    )
+    preference_period_days: int = Field(default=90, ge=3, description="the period top brands and categories describe")
+    preference_slots: int = Field(default=8, ge=TOP_PREFERENCES, description="brands (and categories) tracked per member")
+    trend_fast_half_life_days: float = Field(default=30.0, gt=0, description="half-life of the recent spend rate")
+    trend_slow_half_life_days: float = Field(default=180.0, gt=0, description="half-life of the long-run spend rate")
+    lifecycle: LifecycleRules = LifecycleRules()
+    rfm: RfmRules = RfmRules()
+    signals: ChurnSignalRules = ChurnSignalRules()
+
+    @model_validator(mode="after")
+    def _checks(self) -> CustomerRules:
+        if list(self.price_band_edges) != sorted(self.price_band_edges):
+            raise ValueError(f"price_band_edges must ascend: {self.price_band_edges}")
+        if self.trend_fast_half_life_days >= self.trend_slow_half_life_days:
+            raise ValueError("the recent spend rate needs a shorter half-life than the long-run one")
+        return self
+
+    @property
+    def preference_half_life_days(self) -> float:
+        return self.preference_period_days / 3
+
+
+class Customers(CustomerRules):
+    """The ``customers:`` section: the rules, plus where the fitted churn model lives and how often time is told."""
+
+    params_file: Path = Field(
+        default=Path(".state/churn/bgnbd.json"),
+        description="BG/NBD parameters written by `mallstream churn fit`; the worker reloads it when it changes",
+    )
+    tick_every_days: int = Field(
+        default=1, ge=1, description="members without a purchase are re-evaluated at the end of every n-th day"
+    )
+    timer_seconds: float = Field(default=5.0, gt=0, description="how often the worker checks for due ticks")
+    pyramid_seconds: float = Field(default=60.0, gt=0, description="how often value-class cut-offs are recomputed")
+
+
 class Settings(Strict):
     """Everything the hub needs to know about the malls it serves and where its parts run."""
 
@@ -223,6 +355,7 @@ class Settings(Strict):
     mqtt: Mqtt = Mqtt()
     worker: Worker = Worker()
     gateway: Gateway = Gateway()
+    customers: Customers = Customers()
     source: Path = Field(default=Path("<defaults>"), exclude=True)
 
     @field_validator("malls")

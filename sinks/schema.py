@@ -8,6 +8,7 @@ a view that missed it, and changes nothing that already has it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +16,17 @@ from typing import Any
 from mallstream.settings import Settings
 from mallstream.streams.records import (
     Alert,
+    CustomerSnapshot,
     DeadLetter,
     DeviceHealth,
     FootfallTick,
     LedgerEntry,
     ParkingEvent,
+    PosTransaction,
     ReceptionRecord,
     RfidRead,
     VipVisit,
+    encode,
     identity,
 )
 
@@ -163,6 +167,33 @@ RECEPTION_TABLE = SinkTable(
     ("reception_id", "alert_id", "mall_id", "zone_id", "alert_kind", "member_id", "tier", "alert_ts", "staff_id",
      "acked_at", "business_day", "channel", "note_kind", "note"),
     _reception_row,
+)
+SIGNED_KINDS = {"sale": 1, "return": -1, "void": -1}
+
+
+def _receipt_row(txn: PosTransaction) -> tuple:
+    sign = SIGNED_KINDS[txn.kind]
+    return (txn.txn_id, txn.mall_id or "", txn.member_id, txn.store_id, txn.kind, txn.ts, txn.business_day,
+            sign * int(txn.total * 100), [line.category for line in txn.lines], [line.brand for line in txn.lines],
+            [sign * int(line.amount * 100) for line in txn.lines])
+
+
+def _snapshot_row(snapshot: CustomerSnapshot) -> tuple:
+    # keyed by content: every new snapshot of a member is a row (the latest as_of wins), a redelivered one is not
+    snapshot_id = hashlib.blake2b(encode(snapshot), digest_size=16).hexdigest()
+    return (snapshot_id, *(getattr(snapshot, name) for name in CustomerSnapshot.__struct_fields__))
+
+
+RECEIPTS_BY_MEMBER_TABLE = SinkTable(
+    "receipts_by_member",
+    ("txn_id", "mall_id", "member_id", "store_id", "kind", "ts", "business_day", "total_cents", "line_categories",
+     "line_brands", "line_amount_cents"),
+    _receipt_row,
+)
+CUSTOMER_SNAPSHOTS_TABLE = SinkTable(
+    "customer_snapshots",
+    ("snapshot_id", *CustomerSnapshot.__struct_fields__),
+    _snapshot_row,
 )
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
@@ -351,6 +382,89 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 visit_id Nullable(String),
                 message String,{SINK_COLUMNS}
             ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, ts, alert_id) {DEDUP}""",
+        ],
+    ),
+    (
+        6,
+        "customer intelligence: member snapshots, receipts by member, dashboard views by value class",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.customer_snapshots (
+                snapshot_id String,
+                member_id String,
+                mall_id LowCardinality(String),
+                as_of DateTime64(3, 'UTC'),
+                first_purchase Nullable(Date),
+                last_purchase Nullable(Date),
+                repeat_days UInt32,
+                receipts UInt32,
+                spend_cents Int64,
+                p_alive Nullable(Float64),
+                lifecycle_stage LowCardinality(Nullable(String)),
+                rfm_segment LowCardinality(Nullable(String)),
+                value_class LowCardinality(String),
+                alert LowCardinality(String),
+                top_brands Array(String),
+                top_categories Array(String),
+                price_band_cents Array(Int64),
+                weekday_visits Array(UInt32),
+                hour_visits Array(UInt32),
+                tier LowCardinality(String),
+                age_band LowCardinality(String),
+                gender LowCardinality(String),
+                region LowCardinality(String),
+                occupation LowCardinality(String),
+                education LowCardinality(String),{SINK_COLUMNS}
+            ) ENGINE = ReplacingMergeTree(as_of) ORDER BY member_id {DEDUP}""",
+            # every receipt once, returns and voids negative; line arrays are parallel
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.receipts_by_member (
+                txn_id String,
+                mall_id LowCardinality(String),
+                member_id Nullable(String),
+                store_id LowCardinality(String),
+                kind LowCardinality(String),
+                ts DateTime64(3, 'UTC'),
+                business_day Date,
+                total_cents Int64,
+                line_categories Array(String),
+                line_brands Array(String),
+                line_amount_cents Array(Int64),{SINK_COLUMNS}
+            ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(business_day) ORDER BY txn_id {DEDUP}""",
+            # the views read the latest snapshot of every member, so a class or stage is always the current one
+            """CREATE VIEW IF NOT EXISTS {db}.customer_pyramid AS
+               SELECT value_class, count() AS members, sum(spend_cents) AS spend_cents,
+                      members / sum(members) OVER () AS member_share, spend_cents / sum(spend_cents) OVER () AS spend_share
+               FROM {db}.customer_snapshots FINAL GROUP BY value_class""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_lifecycle AS
+               SELECT ifNull(lifecycle_stage, 'no purchase') AS stage, count() AS members, sum(spend_cents) AS spend_cents
+               FROM {db}.customer_snapshots FINAL GROUP BY stage""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_class_lines AS
+               SELECT s.value_class AS value_class, r.member_id AS member_id, r.business_day AS business_day,
+                      category, brand, amount_cents
+               FROM (SELECT * FROM {db}.receipts_by_member FINAL WHERE member_id IS NOT NULL) AS r
+               ARRAY JOIN r.line_categories AS category, r.line_brands AS brand, r.line_amount_cents AS amount_cents
+               INNER JOIN (SELECT member_id, value_class FROM {db}.customer_snapshots FINAL) AS s
+                   ON s.member_id = assumeNotNull(r.member_id)""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_class_categories AS
+               SELECT value_class, category, sum(amount_cents) AS spend_cents, uniqExact(member_id) AS members
+               FROM {db}.customer_class_lines GROUP BY value_class, category""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_class_brands AS
+               SELECT value_class, brand, sum(amount_cents) AS spend_cents, uniqExact(member_id) AS members
+               FROM {db}.customer_class_lines GROUP BY value_class, brand""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_class_times AS
+               SELECT value_class, sumForEach(weekday_visits) AS weekday_visits, sumForEach(hour_visits) AS hour_visits
+               FROM {db}.customer_snapshots FINAL GROUP BY value_class""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_class_price_bands AS
+               SELECT value_class, sumForEach(price_band_cents) AS price_band_cents
+               FROM {db}.customer_snapshots FINAL GROUP BY value_class""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_brand_favourites AS
+               SELECT brand, count() AS members, sum(spend_cents) AS spend_cents
+               FROM {db}.customer_snapshots FINAL ARRAY JOIN top_brands AS brand GROUP BY brand""",
+            """CREATE VIEW IF NOT EXISTS {db}.customer_composition AS
+               SELECT tier, age_band, gender, region, occupation, education, value_class,
+                      count() AS members, sum(spend_cents) AS spend_cents, sum(receipts) AS receipts,
+                      spend_cents / greatest(receipts, 1) AS average_ticket_cents
+               FROM {db}.customer_snapshots FINAL
+               GROUP BY tier, age_band, gender, region, occupation, education, value_class""",
         ],
     ),
     (

@@ -5,6 +5,8 @@
     anything malformed --------------------------------> deadletters --sink--> ClickHouse
     rfid.reads, footfall.ticks, parking.events, devices.health ----------sink--> ClickHouse
     rfid.reads --> VIP agents (streams/vip_agents.py) --> alerts, MQTT, vip.visits --sink--> ClickHouse
+    pos.by_member --> customer agents (streams/customer_agents.py) --> alerts, customers.signals,
+                      customers.snapshots --sink--> ClickHouse; pos.by_member --sink--> ClickHouse
 
 Each agent reads table state, calls a pure function from ``streams.core``, writes
 the state back and sends what the core returned. No exception escapes an agent:
@@ -27,12 +29,14 @@ from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.schema import (
     ALERTS_TABLE,
+    CUSTOMER_SNAPSHOTS_TABLE,
     DEAD_LETTERS_TABLE,
     DEVICE_HEALTH_TABLE,
     FOOTFALL_TICKS_TABLE,
     LEDGER_TABLE,
     PARKING_EVENTS_TABLE,
     RECEPTION_TABLE,
+    RECEIPTS_BY_MEMBER_TABLE,
     RFID_READS_TABLE,
     VIP_VISITS_TABLE,
     SinkTable,
@@ -42,6 +46,7 @@ from mallstream.sinks.warehouse import Warehouse
 from . import topics
 from .core.routing import route_receipt
 from .loyalty_agents import LoyaltyAgent
+from .customer_agents import CustomerAgents
 from .master_data import load_master_data
 from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
 from .vip_agents import VipAgents
@@ -59,6 +64,8 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.VIP_VISITS, VIP_VISITS_TABLE),
     (topics.ALERTS_DELIVERED, ALERTS_TABLE),
     (topics.RECEPTION, RECEPTION_TABLE),
+    (topics.POS_BY_MEMBER, RECEIPTS_BY_MEMBER_TABLE),
+    (topics.CUSTOMER_SNAPSHOTS, CUSTOMER_SNAPSHOTS_TABLE),
 )
 
 def _source(event: EventT) -> SourcePosition:
@@ -118,7 +125,9 @@ class Hub:
         self._flush_lock = asyncio.Lock()
         self._register_agents()
         self.loyalty = LoyaltyAgent(self)
-        self.vip = VipAgents(self, load_master_data(conf.members.source and conf.resolve(conf.members.source)))
+        master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
+        self.vip = VipAgents(self, master)
+        self.customers = CustomerAgents(self, master)
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]

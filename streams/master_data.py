@@ -2,8 +2,9 @@
 
 The card system exports it as CSV with a header row; every worker loads it at start.
 Columns: ``member_id``, ``tier``, ``name``, ``epc`` (hex, may be empty), ``top_brands`` and
-``top_categories`` (``|``-separated). Unknown columns are ignored, so an export may carry
-more. A bad row stops the worker with file, line, column and problem, like a bad config.
+``top_categories`` (``|``-separated); optionally the static attributes customer composition
+is cut by: ``age_band``, ``gender``, ``region``, ``occupation``, ``education`` (free text, empty
+when unknown). Unknown columns are ignored, so an export may carry more. A bad row stops the worker with file, line, column and problem, like a bad config.
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ from .core.vip import Member
 
 COLUMNS = ("member_id", "tier", "name", "epc", "top_brands", "top_categories")
 REQUIRED = ("member_id", "tier")
+#: Optional columns describing who the member is, for the customer-composition dashboards.
+PROFILE_COLUMNS = ("age_band", "gender", "region", "occupation", "education")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A member's static attributes as the card system knows them ("" when unknown)."""
+
+    tier: str = ""
+    age_band: str = ""
+    gender: str = ""
+    region: str = ""
+    occupation: str = ""
+    education: str = ""
+
+
 _EPC = re.compile(r"^[0-9A-Fa-f]{4,64}$")
 
 
@@ -29,6 +46,7 @@ class MasterData:
 
     by_id: dict[str, Member] = field(default_factory=dict)
     by_epc: dict[str, Member] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
 
     def member_of_tag(self, epc: str) -> Member | None:
         return self.by_epc.get(epc.upper())
@@ -65,6 +83,7 @@ def _parse(path: Path, rows: csv.DictReader) -> MasterData:
         member = Member(member_id, tier, (row.get("name") or "").strip(),
                         _listed(row.get("top_brands")), _listed(row.get("top_categories")))
         data.by_id[member_id] = member
+        data.profiles[member_id] = Profile(tier, *((row.get(column) or "").strip() for column in PROFILE_COLUMNS))
         if epc:
             data.by_epc[epc] = member
     return data

@@ -278,6 +278,44 @@ class VipTick(Record, tag="vip_tick"):
     now: dt.datetime
 
 
+class CustomerTick(Record, tag="customer_tick"):
+    """Time passing for every member of one partition: P(alive) falls with no purchase to say so."""
+
+    now: dt.datetime
+
+
+class CustomerSnapshot(Record, tag="customer_snapshot"):
+    """One member as a customer at ``as_of``, one row for the customer dashboards (the latest ``as_of`` wins).
+
+    The static attributes come from member master data, "" when unknown.
+    """
+
+    member_id: Id
+    mall_id: str
+    as_of: dt.datetime
+    first_purchase: dt.date | None
+    last_purchase: dt.date | None
+    repeat_days: int
+    receipts: int
+    spend_cents: int
+    p_alive: float | None
+    lifecycle_stage: str | None
+    rfm_segment: str | None
+    value_class: str
+    alert: str
+    top_brands: list[str]
+    top_categories: list[str]
+    price_band_cents: list[int]
+    weekday_visits: list[int]
+    hour_visits: list[int]
+    tier: str = ""
+    age_band: str = ""
+    gender: str = ""
+    region: str = ""
+    occupation: str = ""
+    education: str = ""
+
+
 class PathStop(msgspec.Struct, frozen=True):
     """One place of a visit's path, with how long the member stayed."""
 

@@ -26,6 +26,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from .records import (
     Alert,
+    CustomerSnapshot,
+    CustomerTick,
     DeadLetter,
     DeviceHealth,
     FootfallTick,
@@ -60,10 +62,14 @@ VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
 DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
 RECEPTION = TopicSpec("reception", ReceptionRecord, "alert_id (staff acknowledgements of alerts, with notes)")
+CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the partition whose members it ticks")
+CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
+CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
 
 ALL_TOPICS = (
     POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
-    LOYALTY_REJECTS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION,
+    LOYALTY_REJECTS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, CUSTOMER_TICKS,
+    CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS,
 )
 
 #: Where each input type enters the hub (replay and device bridges produce here).
@@ -75,11 +81,12 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 }
 
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
-TABLES = ("sale_owners", "cards", "vip_states")
+TABLES = ("sale_owners", "cards", "vip_states", "customer_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
-            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS, RECEPTION)
+            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS, RECEPTION, CUSTOMER_TICKS,
+            CUSTOMER_SNAPSHOTS)
 
 
 class TopicLayoutError(RuntimeError):

@@ -12,6 +12,8 @@ import datetime as dt
 from faust.web import Request, Response, View
 
 from .app import Hub
+from .core.customers import AsOfError
+from .customer_agents import parse_as_of
 from .loyalty_agents import member_view
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
@@ -27,7 +29,12 @@ def register_views(hub: Hub) -> None:
         card = hub.loyalty.card(member_id)
         if card is None:
             return web.json({"member_id": member_id, "error": "unknown member"}, status=404)
-        return web.json(member_view(card, dt.datetime.now(dt.UTC)))
+        as_of = request.query.get("as_of")
+        try:
+            customer = hub.customers.view(member_id, as_of and parse_as_of(as_of, hub.customers.zone))
+        except (AsOfError, ValueError) as exc:  # AsOfError: asked about a past the member's receipts already changed
+            return web.json({"member_id": member_id, "error": str(exc)}, status=400)
+        return web.json({**member_view(card, dt.datetime.now(dt.UTC)), **customer})
 
     @app.page("/sql/")
     class Sql(View):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -36,18 +37,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    """A fresh noida-db broker for one test, so topics and offsets start empty."""
+@contextlib.contextmanager
+def running_broker(data_dir: Path) -> Iterator[str]:
+    """A fresh noida-db broker on a free port with its data in ``data_dir``, down again on exit."""
     port = free_port()
-    data_dir = tmp_path / "broker"
     subprocess.run(
         [NOIDA, "up", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(data_dir)],
         check=True, capture_output=True,
     )
-    assert wait_for_port("127.0.0.1", port), "broker did not start"
-    yield f"127.0.0.1:{port}"
-    subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True)
+    try:
+        assert wait_for_port("127.0.0.1", port), "broker did not start"
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    """A fresh broker for one test, so topics and offsets start empty."""
+    with running_broker(tmp_path / "broker") as bootstrap:
+        yield bootstrap
 
 
 def write_config(tmp_path: Path, bootstrap: str, **sections: dict) -> Path:

@@ -29,6 +29,9 @@ Choices, so the numbers can be read right:
 - The weekday and hour histograms count receipts (visits); the price-band
   histogram sums spend in cents by the line's unit price.
 - A redelivered receipt (same ``txn_id`` as one of the member's last 8) changes nothing.
+- ``mall_id`` is the mall of the member's latest receipt: where their churn signals are addressed.
+- ``evaluated_s`` is the latest "now" the member was evaluated at: a tick before it (a stream's
+  tick sent before a receipt that was evaluated later) changes nothing, so levels never step back in time.
 """
 
 from __future__ import annotations
@@ -41,15 +44,14 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mallstream.settings import TOP_PREFERENCES as TOP
+from mallstream.settings import CustomerRules
 
 from ..records import PosTransaction
 from .bgnbd import BgNbdParams, p_alive
 from .segments import (
     SIGNAL_KINDS,
-    ChurnSignalRules,
-    LifecycleRules,
-    RfmRules,
     Stage,
     alert_level,
     lifecycle_stage,
@@ -59,41 +61,10 @@ from .segments import (
 RECENT_DAY_BITS = 64
 RECENT_TXNS = 8
 TXN_KEY_BYTES = 4
-TOP = 3
 
 
 class AsOfError(ValueError):
     """"Now" is before the member's last event: the answer would describe a past that already changed."""
-
-
-class CustomerRules(BaseModel):
-    """Every boundary of customer intelligence; the defaults are documented field by field."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    price_band_edges: tuple[Decimal, Decimal, Decimal, Decimal] = Field(
-        default=(Decimal(100), Decimal(300), Decimal(800), Decimal(2000)),
-        description="unit-price edges of the five bands: under 100, 100-300, 300-800, 800-2000, 2000 and over",
-    )
-    preference_period_days: int = Field(default=90, ge=3, description="the period top brands and categories describe")
-    preference_slots: int = Field(default=8, ge=TOP, description="brands (and categories) tracked per member")
-    trend_fast_half_life_days: float = Field(default=30.0, gt=0, description="half-life of the recent spend rate")
-    trend_slow_half_life_days: float = Field(default=180.0, gt=0, description="half-life of the long-run spend rate")
-    lifecycle: LifecycleRules = LifecycleRules()
-    rfm: RfmRules = RfmRules()
-    signals: ChurnSignalRules = ChurnSignalRules()
-
-    @model_validator(mode="after")
-    def _checks(self) -> CustomerRules:
-        if list(self.price_band_edges) != sorted(self.price_band_edges):
-            raise ValueError(f"price_band_edges must ascend: {self.price_band_edges}")
-        if self.trend_fast_half_life_days >= self.trend_slow_half_life_days:
-            raise ValueError("the recent spend rate needs a shorter half-life than the long-run one")
-        return self
-
-    @property
-    def preference_half_life_days(self) -> float:
-        return self.preference_period_days / 3
 
 
 def _zeros(n: int) -> Any:
@@ -121,6 +92,8 @@ class CustomerState(msgspec.Struct, array_like=True):
     weekday_visits: list[int] = _zeros(7)
     hour_visits: list[int] = _zeros(24)
     recent_txns: bytes = b""
+    mall_id: str = ""
+    evaluated_s: int = 0
 
     @property
     def has_purchased(self) -> bool:
@@ -258,6 +231,7 @@ def _with_receipt(state: CustomerState, txn: PosTransaction, rules: CustomerRule
     common = {
         "last_event_s": max(state.last_event_s, int(txn.ts.timestamp())),
         "recent_txns": (state.recent_txns + _txn_key(txn))[-TXN_KEY_BYTES * RECENT_TXNS :],
+        "mall_id": txn.mall_id or state.mall_id,
     }
     if txn.kind != "sale":
         trend = _spend_rates(state, state.last_day, min(day, state.last_day), -cents, rules) if state.has_purchased else {}
@@ -316,13 +290,14 @@ def _evaluate(
     alive = _p_alive(state, now, params)
     stage = _stage(state, now, rules, alive)
     level = alert_level(rules.signals, state.alert_level, p_alive=alive, stage=stage)
+    evaluated = max(state.evaluated_s, int(now.timestamp()))
     if level == state.alert_level:
-        return state, []
+        return msgspec.structs.replace(state, evaluated_s=evaluated), []
     signal = ChurnSignal(
         member_id=state.member_id, kind=SIGNAL_KINDS[level], ts=now, p_alive=alive, stage=stage,
         previous_kind=SIGNAL_KINDS[state.alert_level],
     )
-    return msgspec.structs.replace(state, alert_level=level), [signal]
+    return msgspec.structs.replace(state, alert_level=level, evaluated_s=evaluated), [signal]
 
 
 def observe(
@@ -340,8 +315,13 @@ def observe(
 def tick(
     state: CustomerState, now: dt.datetime, rules: CustomerRules, params: BgNbdParams | None
 ) -> tuple[CustomerState, list[ChurnSignal]]:
-    """Re-evaluate a member as T grows without a purchase: P(alive) falls, the stage may move on."""
+    """Re-evaluate a member as T grows without a purchase: P(alive) falls, the stage may move on.
+
+    A tick before the member's latest evaluation changes nothing.
+    """
     _refuse_stale(state, now)
+    if now.timestamp() < state.evaluated_s:
+        return state, []
     return _evaluate(state, now, rules, params)
 
 

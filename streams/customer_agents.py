@@ -1,0 +1,266 @@
+"""Customer agents: each member receipt updates the member as a customer; ticks tell them time passed.
+
+    pos.by_member ---+--> customer_track (customer_states) --> alerts (churn_risk, churned, recovered)
+    customers.ticks -+                                     --> customers.signals (webhook, loyalty group grants)
+        ^                                                  --> customers.snapshots --sink--> ClickHouse
+        timer: at the end of every n-th day of event time, one tick per partition this worker holds
+    pos.by_member --sink--> receipts_by_member (ClickHouse)
+
+"Now" is event time: per partition of ``pos.by_member``, the latest receipt time seen plus
+the wall time passed since (as the VIP clock), and never before the receipt or the member's
+last event. A member who stops buying has no event of their own, so a timer sends a
+:class:`CustomerTick` to each held partition of ``customers.ticks`` (co-partitioned with
+``pos.by_member``) and the agent ticks that partition's members there: the table is only
+written from its own stream, into the changelog partition its keys belong to.
+
+Value classes: the pyramid's cut-offs are recomputed every ``pyramid_seconds`` over the
+members this worker holds. With one worker that is every member, exactly; with several,
+each ranks its own partitions' members, a uniform hash sample of the population, so the
+cut-offs of a few thousand members per worker are close to the global ones but not equal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import faust
+import msgspec
+from aiokafka.partitioner import murmur2
+
+from mallstream.churn_fit import load_params
+
+from . import topics
+from .core.bgnbd import BgNbdParams
+from .core.customers import ChurnSignal, CustomerState, Insight, insight, observe, tick
+from .core.pyramid import PyramidCutoffs, pyramid_cutoffs, value_class
+from .core.segments import SIGNAL_KINDS
+from .master_data import MasterData, Profile
+from .records import Alert, CustomerSnapshot, CustomerTick, PosTransaction, decode, encode
+
+if TYPE_CHECKING:
+    from .app import Hub
+
+log = logging.getLogger(__name__)
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(CustomerState)
+#: What the customer agent reads: receipts on pos.by_member, ticks on customers.ticks.
+Tracked = PosTransaction | CustomerTick
+SEVERITY = {"churn_risk": "warning", "churned": "critical", "recovered": "info"}
+END_OF_DAY = dt.time(23, 59, 59)
+
+
+def parse_as_of(text: str, zone: dt.tzinfo) -> dt.datetime:
+    """An ``--as-of`` value: a date means the end of that day, a time without offset is the mall's local time."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"as of {text!r} is not a date (2026-12-31) or a time (2026-12-31T18:00)") from None
+    if len(text) <= len("2026-12-31"):
+        moment = dt.datetime.combine(moment.date(), END_OF_DAY)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+class CustomerAgents:
+    """The customer agents of one hub, with the member master data and the fitted churn model."""
+
+    def __init__(self, hub: Hub, master: MasterData) -> None:
+        self.hub = hub
+        self.rules = hub.settings.customers
+        self.profiles = master.profiles
+        self.zone = ZoneInfo(hub.settings.malls[0].timezone)
+        self.default_mall = hub.settings.malls[0].id
+        self.partitions = hub.settings.kafka.partitions
+        self.params_path: Path = hub.settings.resolve(self.rules.params_file)
+        self.params: BgNbdParams | None = None
+        self._params_mtime: float | None = None
+        self.cutoffs: PyramidCutoffs = pyramid_cutoffs([])
+        #: per partition of pos.by_member: latest receipt time seen and when (monotonic)
+        self._seen: dict[int, tuple[float, float]] = {}
+        #: per partition: the last day (ordinal, mall's local date) whose end it was ticked at
+        self._ticked: dict[int, int] = {}
+        #: per member key: hash of what their last snapshot said, so ticks send only changes
+        self._shown: dict[bytes, int] = {}
+        self._partition_of: dict[bytes, int] = {}
+        self.states = hub.app.Table("customer_states", partitions=self.partitions, key_type=bytes, value_type=bytes)
+        app = hub.app
+        tracked = app.topic(topics.POS_BY_MEMBER.name, topics.CUSTOMER_TICKS.name, partitions=self.partitions)
+        app.agent(tracked, name="customer_track")(self._track)
+        app.timer(self.rules.timer_seconds, name="customer_tick")(self._send_ticks)
+        app.timer(self.rules.pyramid_seconds, name="customer_pyramid")(self._recompute_cutoffs)
+        self.reload_params()
+
+    # -- time ---------------------------------------------------------------------------
+
+    def clock(self, partition: int | None = None) -> dt.datetime:
+        """Event time of one partition (or the latest over all), in the mall's zone; wall time before any receipt."""
+        seen = [self._seen[partition]] if partition in self._seen else list(self._seen.values())
+        if not seen:
+            return dt.datetime.now(self.zone)
+        now = time.monotonic()
+        return dt.datetime.fromtimestamp(max(moment + now - at for moment, at in seen), self.zone)
+
+    def _saw(self, partition: int, moment: dt.datetime) -> None:
+        seen = self._seen.get(partition)
+        if seen is None:  # ticks start at the end of the first day this worker sees
+            self._ticked[partition] = moment.astimezone(self.zone).date().toordinal() - 1
+        if seen is None or moment.timestamp() > seen[0] + time.monotonic() - seen[1]:
+            self._seen[partition] = (moment.timestamp(), time.monotonic())
+
+    def _now_for(self, state: CustomerState, partition: int | None, at_least: dt.datetime | None = None) -> dt.datetime:
+        """The clock, never before the member's last event (nor ``at_least``, the receipt being folded in)."""
+        moments = [self.clock(partition).timestamp(), float(state.last_event_s)]
+        if at_least is not None:
+            moments.append(at_least.timestamp())
+        return dt.datetime.fromtimestamp(max(moments), self.zone)
+
+    # -- model and pyramid ----------------------------------------------------------------
+
+    def reload_params(self) -> None:
+        """Take up a parameters file `mallstream churn fit` (re)wrote; without one, P(alive) is unknown."""
+        try:
+            mtime = self.params_path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime != self._params_mtime:
+            self.params = load_params(self.params_path).params
+            self._params_mtime = mtime
+            log.info("churn model from %s: %s", self.params_path, self.params)
+
+    async def _recompute_cutoffs(self) -> None:
+        """New cut-offs over the members held; members whose class they change get a fresh snapshot."""
+        held = [(key, _state_decoder.decode(stored)) for key, stored in list(self.states.items())]
+        self.cutoffs = pyramid_cutoffs([state.spend_cents for _, state in held])
+        self.hub.counters["customers_held"] = len(held)
+        for key, state in held:  # a snapshot only for members whose shown class (or stage...) changed
+            await self._publish(key, state, self._now_for(state, self._partition(key)), [], always=False)
+
+    # -- the agent ------------------------------------------------------------------------
+
+    async def _track(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "customer tracking"):
+                message = decode(Tracked, event.value)  # type: ignore[arg-type]
+                partition = event.message.partition
+                if isinstance(message, CustomerTick):
+                    await self._tick_partition(partition, message.now.astimezone(self.zone))
+                elif message.member_id is not None:
+                    await self._observe(event.key, message, partition)
+
+    async def _observe(self, key: bytes, txn: PosTransaction, partition: int) -> None:
+        self._saw(partition, txn.ts)
+        self._partition_of[key] = partition
+        state = self._state(key) or CustomerState(txn.member_id or "")
+        now = self._now_for(state, partition, at_least=txn.ts)
+        updated, signals = observe(state, txn, now, self.rules, self.params)
+        if updated is state:
+            return  # a redelivered receipt
+        self.states[key] = _state_encoder.encode(updated)
+        self.hub.counters["customer_receipts"] += 1
+        await self._publish(key, updated, now, signals, always=True)
+
+    async def _tick_partition(self, partition: int, now: dt.datetime) -> None:
+        """Re-evaluate every member of the partition at ``now``; members who bought since are skipped."""
+        for key, stored in list(self.states.items()):
+            if self._partition(key) != partition:
+                continue
+            state = _state_decoder.decode(stored)
+            if now.timestamp() < state.last_event_s:
+                continue  # a receipt after the tick already evaluated them later than this
+            updated, signals = tick(state, now, self.rules, self.params)
+            if updated.alert_level != state.alert_level:  # ticks come in time order: no need to store evaluated_s
+                self.states[key] = _state_encoder.encode(updated)
+            await self._publish(key, updated, now, signals, always=False)
+        self.hub.counters["customer_ticks"] += 1
+
+    async def _send_ticks(self) -> None:
+        """Tick each held partition at the end of every due day its clock has passed, oldest first."""
+        self.reload_params()
+        held = {tp.partition for tp in self.hub.app.assignor.assigned_actives()
+                if tp.topic == topics.POS_BY_MEMBER.name}
+        ticks = self.hub.topic(topics.CUSTOMER_TICKS)
+        every = self.rules.tick_every_days
+        for partition in sorted(held & self._seen.keys()):
+            finished = self.clock(partition).date().toordinal() - 1
+            for day in range(self._ticked[partition] + 1, finished + 1):
+                if day % every == every - 1:
+                    end = dt.datetime.combine(dt.date.fromordinal(day), END_OF_DAY, self.zone)
+                    await ticks.send(value=encode(CustomerTick(now=end)), partition=partition)
+            self._ticked[partition] = max(self._ticked[partition], finished)
+
+    # -- what goes out --------------------------------------------------------------------
+
+    async def _publish(
+        self, key: bytes, state: CustomerState, now: dt.datetime, signals: list[ChurnSignal], always: bool
+    ) -> None:
+        """Send the signals; send a snapshot on every receipt, and on a tick only when what it says changed."""
+        profile = self.profiles.get(state.member_id, Profile())
+        for signal in signals:
+            alert = self._alert(state, signal, profile)
+            self.hub.counters[f"customer_{signal.kind}"] += 1
+            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(alert))
+            await self.hub.topic(topics.CUSTOMER_SIGNALS).send(key=key, value=encode(alert))
+        seen = insight(state, now, self.rules, self.params)
+        klass = value_class(state.spend_cents, self.cutoffs)
+        shown = hash((seen.lifecycle_stage, seen.rfm_segment, klass, state.alert_level))
+        if always or self._shown.get(key) != shown:
+            self._shown[key] = shown
+            snapshot = self._snapshot(state, now, seen, klass, profile)
+            await self.hub.topic(topics.CUSTOMER_SNAPSHOTS).send(key=key, value=encode(snapshot))
+
+    def _alert(self, state: CustomerState, signal: ChurnSignal, profile: Profile) -> Alert:
+        alive = "unknown" if signal.p_alive is None else f"{signal.p_alive:.2f}"
+        return Alert(
+            alert_id=f"{signal.member_id}:{signal.kind}:{int(signal.ts.timestamp())}",
+            mall_id=state.mall_id or self.default_mall, kind=signal.kind, ts=signal.ts,
+            severity=SEVERITY[signal.kind], member_id=signal.member_id,
+            message=f"P(alive) {alive}, stage {signal.stage}, was {signal.previous_kind}",
+            decided_at=dt.datetime.now(dt.UTC), tier=profile.tier or None,
+        )
+
+    def _snapshot(
+        self, state: CustomerState, now: dt.datetime, seen: Insight, klass: str, profile: Profile
+    ) -> CustomerSnapshot:
+        return CustomerSnapshot(
+            member_id=state.member_id, mall_id=state.mall_id, as_of=now,
+            first_purchase=dt.date.fromordinal(state.first_day) if state.has_purchased else None,
+            last_purchase=dt.date.fromordinal(state.last_day) if state.has_purchased else None,
+            repeat_days=state.repeat_days, receipts=state.receipts, spend_cents=state.spend_cents,
+            p_alive=seen.p_alive, lifecycle_stage=seen.lifecycle_stage, rfm_segment=seen.rfm_segment,
+            value_class=klass, alert=SIGNAL_KINDS[state.alert_level], top_brands=seen.preferences["brands"],
+            top_categories=seen.preferences["categories"], price_band_cents=state.price_band_cents,
+            weekday_visits=state.weekday_visits, hour_visits=state.hour_visits, tier=profile.tier,
+            age_band=profile.age_band, gender=profile.gender, region=profile.region,
+            occupation=profile.occupation, education=profile.education,
+        )
+
+    # -- the member view ------------------------------------------------------------------
+
+    def view(self, member_id: str, as_of: dt.datetime | None) -> dict:
+        """The customer keys of ``mallstream member``; raises AsOfError for a time before the member's last event."""
+        stored = self.states.get(member_id.encode())
+        state = _state_decoder.decode(stored) if stored else CustomerState(member_id)
+        now = as_of or self._now_for(state, None)
+        seen = insight(state, now, self.rules, self.params)
+        return {
+            "as_of": now.isoformat(), "p_alive": seen.p_alive, "lifecycle_stage": seen.lifecycle_stage,
+            "rfm_segment": seen.rfm_segment, "value_class": value_class(state.spend_cents, self.cutoffs),
+            "preferences": seen.preferences, "spend_cents": seen.spend_cents,
+            "inter_purchase_days": seen.inter_purchase_days, "churn_alert": SIGNAL_KINDS[state.alert_level],
+        }
+
+    def _state(self, key: bytes) -> CustomerState | None:
+        stored = self.states.get(key)
+        return _state_decoder.decode(stored) if stored else None
+
+    def _partition(self, key: bytes) -> int:
+        """The partition a member key is produced to (the Kafka default partitioner), remembered."""
+        found = self._partition_of.get(key)
+        if found is None:
+            found = self._partition_of[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+        return found
