@@ -18,7 +18,8 @@ from mallstream.streams.core.footfall import (
     apply_event,
     floor_attraction,
 )
-from mallstream.streams.core.footfall_layout import FootfallConfig, FootfallLayout
+from mallstream.settings import FootfallConfig
+from mallstream.streams.core.footfall_layout import FootfallLayout
 from mallstream.streams.core.occupancy import AreaDay, AreaRow
 from mallstream.streams.records import FootfallTick, ParkingEvent
 from tests.conftest import EXAMPLE_CONFIG
