@@ -26,10 +26,10 @@ from decimal import Decimal
 
 import msgspec
 from ...settings import Mall, ParkingConfig
-from ..records import Alert, ParkingEvent
+from ..records import Alert, ParkingEvent, Record
 
 
-class ParkingStay(msgspec.Struct, frozen=True, tag="parking_stay"):
+class ParkingStay(Record, tag="parking_stay"):
     """A car that left: when it came and went, for how long, and the fee the parking rule charged."""
 
     mall_id: str
@@ -42,7 +42,7 @@ class ParkingStay(msgspec.Struct, frozen=True, tag="parking_stay"):
     fee: Decimal | None = None
 
 
-class ParkingOccupancy(msgspec.Struct, frozen=True, tag="parking_occupancy"):
+class ParkingOccupancy(Record, tag="parking_occupancy"):
     """Cars in one car park right after a gate event."""
 
     mall_id: str
@@ -50,6 +50,8 @@ class ParkingOccupancy(msgspec.Struct, frozen=True, tag="parking_occupancy"):
     ts: dt.datetime
     occupancy: int
     capacity: int
+    #: the gate event it follows (set by the agent), so a redelivery of that event is stored once.
+    cause: str = ""
 
 
 #: The loyalty engine's parking rule: a finished stay -> what the driver pays (None: not decided here).
