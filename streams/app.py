@@ -5,6 +5,8 @@
     anything malformed --------------------------------> deadletters --sink--> ClickHouse
     rfid.reads, footfall.ticks, parking.events, devices.health ----------sink--> ClickHouse
     rfid.reads --> VIP agents (streams/vip_agents.py) --> alerts, MQTT, vip.visits --sink--> ClickHouse
+    footfall.ticks, rfid.reads, pos.by_member, parking.events --> footfall and parking agents
+        (streams/footfall_agents.py) --> visitor roll-ups, occupancy, days, stays --sink--> ClickHouse
 
 Each agent reads table state, calls a pure function from ``streams.core``, writes
 the state back and sends what the core returned. No exception escapes an agent:
@@ -28,11 +30,16 @@ from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.schema import (
     ALERTS_TABLE,
+    AREA_DAYS_TABLE,
+    AREA_OCCUPANCY_TABLE,
     DEAD_LETTERS_TABLE,
     DEVICE_HEALTH_TABLE,
+    FOOTFALL_ROLLUPS_TABLE,
     FOOTFALL_TICKS_TABLE,
     LEDGER_TABLE,
     PARKING_EVENTS_TABLE,
+    PARKING_OCCUPANCY_TABLE,
+    PARKING_STAYS_TABLE,
     RFID_READS_TABLE,
     VIP_VISITS_TABLE,
     SinkTable,
@@ -44,6 +51,7 @@ from .core.loyalty import MemberState, PointsRules, apply_transaction
 from .core.routing import route_receipt
 from .master_data import load_master_data
 from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
+from .footfall_agents import FootfallAgents
 from .vip_agents import VipAgents
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,11 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.DEVICE_HEALTH, DEVICE_HEALTH_TABLE),
     (topics.VIP_VISITS, VIP_VISITS_TABLE),
     (topics.ALERTS_DELIVERED, ALERTS_TABLE),
+    (topics.FOOTFALL_ROLLUPS, FOOTFALL_ROLLUPS_TABLE),
+    (topics.FOOTFALL_AREAS, AREA_OCCUPANCY_TABLE),
+    (topics.FOOTFALL_DAYS, AREA_DAYS_TABLE),
+    (topics.PARKING_STAYS, PARKING_STAYS_TABLE),
+    (topics.PARKING_OCCUPANCY, PARKING_OCCUPANCY_TABLE),
 )
 
 def _source(event: EventT) -> SourcePosition:
@@ -119,6 +132,7 @@ class Hub:
         self._flush_lock = asyncio.Lock()
         self._register_agents()
         self.vip = VipAgents(self, load_master_data(conf.members.source and conf.resolve(conf.members.source)))
+        self.footfall = FootfallAgents(self)
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
