@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .settings import Device, Mall, Place, Store
+from .settings import Device, FootfallConfig, Mall, Place, Store
 from .streams.core.footfall import FootfallState, apply_tick
-from .streams.core.footfall_layout import FootfallConfig, FootfallLayout
+from .streams.core.footfall_layout import FootfallLayout
 from .streams.records import FootfallTick
 
 ENTRANCES, ZONES, STORES = 6, 4, 30

@@ -69,6 +69,36 @@ class CarPark(Strict):
     gates: list[Device] = []
 
 
+class FootfallConfig(Strict):
+    """How a mall's footfall is rolled up, staff deducted and occupancy corrected (the ``footfall:`` section)."""
+
+    bucket_s: int = Field(default=60, gt=0, description="roll-up interval; 5-60 minute reports add these up")
+    allowed_lateness_s: int = Field(default=300, ge=0, description="a tick this late still lands in its interval")
+    dedup_horizon_s: int = Field(default=86_400, gt=0, description="how long a re-pushed tick is recognised")
+    staff_passages: frozenset[str] = Field(default=frozenset(), description="counters at staff-only doors")
+    staff_badge_prefixes: tuple[str, ...] = Field(default=(), description="EPC prefixes of staff badges")
+    badge_pass_gap_s: float = Field(default=10.0, gt=0, description="reads of one badge closer than this are one pass")
+    business_day_starts: dt.time = Field(default=dt.time(5), description="every badge starts the day outside")
+    aisle_counters: dict[str, str] = Field(default={}, description="store id -> counter in the aisle before it")
+    empties_at: dt.time | None = Field(default=None, description="local time every visitor has left; None: never")
+    drift_memory: float = Field(default=0.8, ge=0, lt=1, description="weight of earlier days in the exit scale")
+    min_day_visitors: int = Field(default=100, ge=1, description="quieter days teach the drift model nothing")
+
+
+class ParkingConfig(Strict):
+    """When a car park counts as full, and what is one pass of a car (the ``parking:`` section)."""
+
+    alert_share: float = Field(default=0.9, gt=0, le=1, description="occupancy share of capacity that alerts")
+    clear_share: float = Field(default=0.85, gt=0, le=1, description="share below which the alert re-arms")
+    repeat_read_s: float = Field(default=60.0, ge=0, description="same plate, same way, this close: one pass")
+
+    @model_validator(mode="after")
+    def _clears_below_alert(self) -> ParkingConfig:
+        if self.clear_share > self.alert_share:
+            raise ValueError("clear_share must not exceed alert_share")
+        return self
+
+
 class Mall(Strict):
     id: str
     name: str = ""
@@ -80,6 +110,21 @@ class Mall(Strict):
     rfid_readers: list[Device] = []
     people_counters: list[Device] = []
     car_parks: list[CarPark] = []
+    footfall: FootfallConfig = FootfallConfig()
+    parking: ParkingConfig = ParkingConfig()
+
+    @model_validator(mode="after")
+    def _footfall_names_this_malls_devices(self) -> Mall:
+        """A staff passage or aisle counter that is not one of the mall's counters would silently count nothing."""
+        counters = {counter.id for counter in self.people_counters}
+        for counter in sorted(self.footfall.staff_passages - counters):
+            raise ValueError(f"footfall.staff_passages: {counter!r} is not a people counter of mall {self.id}")
+        stores = {store.id for store in self.stores}
+        for store, counter in self.footfall.aisle_counters.items():
+            if store not in stores or counter not in counters:
+                raise ValueError(f"footfall.aisle_counters: {store!r}: {counter!r} needs a store and a people "
+                                 f"counter of mall {self.id}")
+        return self
 
 
 class PresenceTuning(Strict):
@@ -185,6 +230,10 @@ class Worker(Strict):
     store: Literal["rocksdb", "memory"] = "rocksdb"
     session_timeout: float = Field(default=10.0, ge=3, description="seconds before a dead worker's partitions move")
     vip_tick_seconds: float = Field(default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving")
+    footfall_tick_seconds: float = Field(
+        default=5.0, gt=0, description="how often a quiet mall's footfall clock moves on, so intervals close")
+    footfall_checkpoint_seconds: float = Field(
+        default=2.0, gt=0, description="how often a mall's footfall state is written to its table")
     sink: Sink = Sink()
 
     @property

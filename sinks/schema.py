@@ -8,12 +8,16 @@ a view that missed it, and changes nothing that already has it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mallstream.settings import Settings
+from mallstream.streams.core.footfall import RollupRow
+from mallstream.streams.core.occupancy import AreaDay, AreaRow
+from mallstream.streams.core.parking import ParkingOccupancy, ParkingStay
 from mallstream.streams.records import (
     Alert,
     CustomerSnapshot,
@@ -195,6 +199,67 @@ CUSTOMER_SNAPSHOTS_TABLE = SinkTable(
     ("snapshot_id", *CustomerSnapshot.__struct_fields__),
     _snapshot_row,
 )
+def _area_id(mall_id: str, level: str, key: str, moment: dt.datetime) -> str:
+    """Rows of one area and moment have one id however often they are emitted (a redelivery, a restart)."""
+    return f"{mall_id}:{level}:{key}:{int(moment.timestamp())}"
+
+
+def _rollup_row(row: RollupRow) -> tuple:
+    # a late row is one event's addition to its interval: that event names it
+    row_id = _area_id(row.mall_id, row.level, row.key, row.start) + (f":late:{row.cause}" if row.late else "")
+    return (row_id, row.mall_id, row.level, row.key, row.start, row.start.date(), row.interval_s, row.visitors_in,
+            row.visitors_out, row.staff_in, row.staff_out, row.transactions, row.passers_by, row.late)
+
+
+def _area_row(row: AreaRow) -> tuple:
+    return (_area_id(row.mall_id, row.level, row.key, row.start), row.mall_id, row.level, row.key, row.start,
+            row.interval_s, row.occupancy, row.occupancy_uncorrected, row.density, row.departures, row.dwell_s)
+
+
+def _area_day_row(day: AreaDay) -> tuple:
+    # the business day it closes: a mall emptying at 01:00 closes the day before
+    return (_area_id(day.mall_id, day.level, day.key, day.closed_at), day.mall_id, day.level, day.key,
+            day.closed_at, (day.closed_at - dt.timedelta(hours=12)).date(), day.visitors_in,
+            day.visitors_out_counted, day.residual, day.exit_scale_used, day.exit_scale_next, day.dwell_littles_s,
+            day.dwell_matched_s)
+
+
+def _stay_row(stay: ParkingStay) -> tuple:
+    return (f"{stay.car_park_id}:{stay.plate}:{int(stay.exit.timestamp() * 1000)}", stay.mall_id, stay.car_park_id,
+            stay.plate, stay.entry, stay.exit, stay.exit_gate, stay.duration_s, stay.fee)
+
+
+def _parking_occupancy_row(row: ParkingOccupancy) -> tuple:
+    return (row.cause, row.mall_id, row.car_park_id, row.ts, row.occupancy, row.capacity)
+
+
+FOOTFALL_ROLLUPS_TABLE = SinkTable(
+    "footfall_rollups",
+    ("row_id", "mall_id", "level", "key", "start", "local_day", "interval_s", "visitors_in", "visitors_out",
+     "staff_in", "staff_out", "transactions", "passers_by", "late"),
+    _rollup_row,
+)
+AREA_OCCUPANCY_TABLE = SinkTable(
+    "area_occupancy",
+    ("row_id", "mall_id", "level", "key", "start", "interval_s", "occupancy", "occupancy_uncorrected", "density",
+     "departures", "dwell_s"),
+    _area_row,
+)
+AREA_DAYS_TABLE = SinkTable(
+    "area_days",
+    ("row_id", "mall_id", "level", "key", "closed_at", "local_day", "visitors_in", "visitors_out_counted",
+     "residual", "exit_scale_used", "exit_scale_next", "dwell_littles_s", "dwell_matched_s"),
+    _area_day_row,
+)
+PARKING_STAYS_TABLE = SinkTable(
+    "parking_stays",
+    ("row_id", "mall_id", "car_park_id", "plate", "entry", "exit", "exit_gate", "duration_s", "fee"),
+    _stay_row,
+)
+PARKING_OCCUPANCY_TABLE = SinkTable(
+    "parking_occupancy", ("event_id", "mall_id", "car_park_id", "ts", "occupancy", "capacity"),
+    _parking_occupancy_row,
+)
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated
 #: batch token is recognised (ClickHouse keeps that many recent block hashes).
@@ -206,6 +271,13 @@ SINK_COLUMNS = """
     _offset UInt64,
     _batch String,
     _sunk_at DateTime64(3, 'UTC')"""
+
+#: Visitor roll-ups: (grain, time column, its type, retention). Minute rows go after 90 days; hours and days stay.
+_VISITOR_GRAINS = (
+    ("minute", "minute", "DateTime('UTC')", "TTL minute + INTERVAL 90 DAY"),
+    ("hourly", "hour", "DateTime('UTC')", ""),
+    ("daily", "day", "Date", ""),
+)
 
 #: (version, description, statements). ``{db}`` is the configured database. Append only.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -382,6 +454,124 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 visit_id Nullable(String),
                 message String,{SINK_COLUMNS}
             ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, ts, alert_id) {DEDUP}""",
+        ],
+    ),
+    (
+        5,
+        "visitors (staff deducted) per level by minute (kept 90 days), hour and day; occupancy, dwell and "
+        "drift per area; parking stays and occupancy",
+        [
+            # Rows of the footfall agent; a late row adds to its interval, so everything downstream sums.
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.footfall_rollups (
+                row_id String,
+                mall_id LowCardinality(String),
+                level LowCardinality(String),
+                key String,
+                start DateTime('UTC'),
+                local_day Date,
+                interval_s UInt32,
+                visitors_in Int64,
+                visitors_out Int64,
+                staff_in Int64,
+                staff_out Int64,
+                transactions Int64,
+                passers_by Int64,
+                late Bool,{SINK_COLUMNS},
+                INDEX row_id_bloom row_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(start) ORDER BY (mall_id, level, key, start)
+              TTL start + INTERVAL 90 DAY {DEDUP}""",
+            *(f"""CREATE TABLE IF NOT EXISTS {{db}}.visitors_{grain} (
+                mall_id LowCardinality(String),
+                level LowCardinality(String),
+                key String,
+                {moment} {moment_type},
+                visitors_in Int64,
+                visitors_out Int64,
+                staff_in Int64,
+                staff_out Int64,
+                transactions Int64,
+                passers_by Int64,
+                late_rows UInt64
+            ) ENGINE = SummingMergeTree ORDER BY (mall_id, level, key, {moment}) {ttl} {DEDUP}"""
+              for grain, moment, moment_type, ttl in _VISITOR_GRAINS),
+            *(f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.visitors_{grain}_mv TO {{db}}.visitors_{grain} AS
+               SELECT mall_id, level, key, {expression} AS {moment},
+                      sum(visitors_in) AS visitors_in, sum(visitors_out) AS visitors_out, sum(staff_in) AS staff_in,
+                      sum(staff_out) AS staff_out, sum(transactions) AS transactions,
+                      sum(passers_by) AS passers_by, countIf(late) AS late_rows
+               FROM {{db}}.footfall_rollups GROUP BY mall_id, level, key, {moment}"""
+              for (grain, moment, _, _), expression in zip(_VISITOR_GRAINS,
+                                                           ("start", "toStartOfHour(start)", "local_day"))),
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.area_occupancy (
+                row_id String,
+                mall_id LowCardinality(String),
+                level LowCardinality(String),
+                key String,
+                start DateTime('UTC'),
+                interval_s UInt32,
+                occupancy Int64,
+                occupancy_uncorrected Int64,
+                density Nullable(Float64),
+                departures Float64,
+                dwell_s Nullable(Float64),{SINK_COLUMNS},
+                INDEX row_id_bloom row_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(start) ORDER BY (mall_id, level, key, start)
+              TTL start + INTERVAL 90 DAY {DEDUP}""",
+            # Occupancy and dwell by hour outlive the minute rows: mean = occupancy_sum / samples.
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.area_occupancy_hourly (
+                mall_id LowCardinality(String),
+                level LowCardinality(String),
+                key String,
+                hour DateTime('UTC'),
+                occupancy_sum Int64,
+                samples UInt64,
+                occupancy_peak SimpleAggregateFunction(max, Int64),
+                departures Float64,
+                dwell_seconds Float64
+            ) ENGINE = SummingMergeTree ORDER BY (mall_id, level, key, hour) {DEDUP}""",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.area_occupancy_hourly_mv TO {db}.area_occupancy_hourly AS
+               SELECT mall_id, level, key, toStartOfHour(start) AS hour, sum(occupancy) AS occupancy_sum,
+                      count() AS samples, max(occupancy) AS occupancy_peak, sum(departed) AS departures,
+                      sum(departed * ifNull(dwell_s, 0)) AS dwell_seconds
+               FROM (SELECT *, departures AS departed FROM {db}.area_occupancy)
+               GROUP BY mall_id, level, key, hour""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.area_days (
+                row_id String,
+                mall_id LowCardinality(String),
+                level LowCardinality(String),
+                key String,
+                closed_at DateTime('UTC'),
+                local_day Date,
+                visitors_in Int64,
+                visitors_out_counted Int64,
+                residual Float64,
+                exit_scale_used Float64,
+                exit_scale_next Float64,
+                dwell_littles_s Nullable(Float64),
+                dwell_matched_s Nullable(Float64),{SINK_COLUMNS}
+            ) ENGINE = MergeTree ORDER BY (mall_id, level, key, closed_at) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.parking_stays (
+                row_id String,
+                mall_id LowCardinality(String),
+                car_park_id LowCardinality(String),
+                plate String,
+                entry Nullable(DateTime64(3, 'UTC')),
+                exit DateTime64(3, 'UTC'),
+                exit_gate LowCardinality(String),
+                duration_s Nullable(Float64),
+                fee Nullable(Decimal(12, 2)),{SINK_COLUMNS},
+                INDEX row_id_bloom row_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(exit) ORDER BY (mall_id, car_park_id, exit) {DEDUP}""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.parking_occupancy (
+                event_id String,
+                mall_id LowCardinality(String),
+                car_park_id LowCardinality(String),
+                ts DateTime64(3, 'UTC'),
+                occupancy UInt32,
+                capacity UInt32,{SINK_COLUMNS},
+                INDEX event_id_bloom event_id TYPE bloom_filter GRANULARITY 4
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (mall_id, car_park_id, ts)
+              TTL toDateTime(ts) + INTERVAL 90 DAY {DEDUP}""",
         ],
     ),
     (

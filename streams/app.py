@@ -7,6 +7,8 @@
     rfid.reads --> VIP agents (streams/vip_agents.py) --> alerts, MQTT, vip.visits --sink--> ClickHouse
     pos.by_member --> customer agents (streams/customer_agents.py) --> alerts, customers.signals,
                       customers.snapshots --sink--> ClickHouse; pos.by_member --sink--> ClickHouse
+    footfall.ticks, rfid.reads, pos.by_member, parking.events --> footfall and parking agents
+        (streams/footfall_agents.py) --> visitor roll-ups, occupancy, days, stays --sink--> ClickHouse
 
 Each agent reads table state, calls a pure function from ``streams.core``, writes
 the state back and sends what the core returned. No exception escapes an agent:
@@ -30,13 +32,18 @@ from mallstream.sinks.clickhouse import SourcePosition, TableSink
 from mallstream.sinks.schema import (
     ALERTS_TABLE,
     CUSTOMER_SNAPSHOTS_TABLE,
+    AREA_DAYS_TABLE,
+    AREA_OCCUPANCY_TABLE,
     DEAD_LETTERS_TABLE,
     DEVICE_HEALTH_TABLE,
+    FOOTFALL_ROLLUPS_TABLE,
     FOOTFALL_TICKS_TABLE,
     LEDGER_TABLE,
     PARKING_EVENTS_TABLE,
     RECEPTION_TABLE,
     RECEIPTS_BY_MEMBER_TABLE,
+    PARKING_OCCUPANCY_TABLE,
+    PARKING_STAYS_TABLE,
     RFID_READS_TABLE,
     VIP_VISITS_TABLE,
     SinkTable,
@@ -49,6 +56,7 @@ from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
 from .master_data import load_master_data
 from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
+from .footfall_agents import FootfallAgents
 from .vip_agents import VipAgents
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,11 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.RECEPTION, RECEPTION_TABLE),
     (topics.POS_BY_MEMBER, RECEIPTS_BY_MEMBER_TABLE),
     (topics.CUSTOMER_SNAPSHOTS, CUSTOMER_SNAPSHOTS_TABLE),
+    (topics.FOOTFALL_ROLLUPS, FOOTFALL_ROLLUPS_TABLE),
+    (topics.FOOTFALL_AREAS, AREA_OCCUPANCY_TABLE),
+    (topics.FOOTFALL_DAYS, AREA_DAYS_TABLE),
+    (topics.PARKING_STAYS, PARKING_STAYS_TABLE),
+    (topics.PARKING_OCCUPANCY, PARKING_OCCUPANCY_TABLE),
 )
 
 def _source(event: EventT) -> SourcePosition:
@@ -128,6 +141,7 @@ class Hub:
         master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
         self.vip = VipAgents(self, master)
         self.customers = CustomerAgents(self, master)
+        self.footfall = FootfallAgents(self)
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]

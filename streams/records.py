@@ -316,6 +316,21 @@ class CustomerSnapshot(Record, tag="customer_snapshot"):
     education: str = ""
 
 
+class FootfallMark(Record, tag="footfall_mark"):
+    """How far one input partition's events have got for a mall (``source`` ``topic:partition``).
+
+    The footfall agent closes an interval only once every busy input has passed it, so an
+    input that is read faster than another does not make the other's events late. With
+    ``source`` empty it is the idle timer moving a quiet mall's clock on; ``caught_up`` says
+    the partition has nothing more to read for now, so the clock need not wait for it.
+    """
+
+    mall_id: Id
+    ts: dt.datetime
+    source: str = ""
+    caught_up: bool = False
+
+
 class PathStop(msgspec.Struct, frozen=True):
     """One place of a visit's path, with how long the member stayed."""
 

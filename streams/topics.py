@@ -9,7 +9,10 @@ that owns the member:
   A receipt keyed otherwise is re-keyed by the router; that restores the partitioning,
   but two mis-keyed receipts sent moments apart may then swap order;
 * ``pos.by_member`` and ``ledger`` are keyed by member id;
-* device streams are keyed by device, so one device's readings stay in order.
+* device streams are keyed by device, so one device's readings stay in order, except
+  ``parking.events``, keyed by car park so a car's entry and exit stay in order;
+* ``footfall.by_mall`` and ``parking.by_mall`` are keyed by mall id: a mall's footfall
+  (or parking) state depends on all its counters, badge readers, tills (or gates) at once.
 
 Topics that feed the same stateful agent must have the same partition count;
 every topic here uses the configured count, so changing it means creating new
@@ -30,6 +33,7 @@ from .records import (
     CustomerTick,
     DeadLetter,
     DeviceHealth,
+    FootfallMark,
     FootfallTick,
     LedgerEntry,
     ParkingEvent,
@@ -39,6 +43,9 @@ from .records import (
     RfidRead,
     VipVisit,
 )
+from .core.footfall import RollupRow
+from .core.occupancy import AreaDay, AreaRow
+from .core.parking import ParkingOccupancy, ParkingStay
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ POS_TRANSACTIONS = TopicSpec("pos.transactions", PosTransaction, "txn_id of the 
 POS_BY_MEMBER = TopicSpec("pos.by_member", PosTransaction, "member_id, or store:<store_id> without a member")
 RFID_READS = TopicSpec("rfid.reads", RfidRead, "epc (upper case)")
 FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
-PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "gate_id")
+PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "car_park_id (a car's entry and exit pass different gates)")
 RFID_BY_MEMBER = TopicSpec("rfid.by_member", RfidRead, "member_id (reads of known members' cards, and ticks)")
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 LOYALTY_REJECTS = TopicSpec("loyalty.rejects", LedgerEntry, "member_id (refused receipts and tenders, with reasons)")
@@ -66,10 +73,20 @@ CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the p
 CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
 CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
 
+FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallMark,
+                             "mall_id (its ticks, staff badge reads, sales and voids, and clock marks)")
+FOOTFALL_ROLLUPS = TopicSpec("footfall.rollups", RollupRow, "mall_id")
+FOOTFALL_AREAS = TopicSpec("footfall.areas", AreaRow, "mall_id")
+FOOTFALL_DAYS = TopicSpec("footfall.days", AreaDay, "mall_id")
+PARKING_BY_MALL = TopicSpec("parking.by_mall", ParkingEvent, "mall_id")
+PARKING_STAYS = TopicSpec("parking.stays", ParkingStay, "mall_id")
+PARKING_OCCUPANCY = TopicSpec("parking.occupancy", ParkingOccupancy, "mall_id")
+FOOTFALL_OUTPUTS = (FOOTFALL_ROLLUPS, FOOTFALL_AREAS, FOOTFALL_DAYS, PARKING_STAYS, PARKING_OCCUPANCY)
+
 ALL_TOPICS = (
     POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
     LOYALTY_REJECTS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, CUSTOMER_TICKS,
-    CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS,
+    CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS,
 )
 
 #: Where each input type enters the hub (replay and device bridges produce here).
@@ -81,12 +98,12 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 }
 
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
-TABLES = ("sale_owners", "cards", "vip_states", "customer_states")
+TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
-            PARKING_EVENTS, DEVICE_HEALTH, ALERTS, ALERTS_DELIVERED, VIP_VISITS, RECEPTION, CUSTOMER_TICKS,
-            CUSTOMER_SNAPSHOTS)
+            PARKING_EVENTS, DEVICE_HEALTH, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS, ALERTS, ALERTS_DELIVERED,
+            VIP_VISITS, RECEPTION, CUSTOMER_TICKS, CUSTOMER_SNAPSHOTS)
 
 
 class TopicLayoutError(RuntimeError):
@@ -139,5 +156,6 @@ INPUT_KEYS: dict[str, Callable[[dict], str | None]] = {
     # by tag: one tag's reads stay in order whichever readers saw it, so presence never sees them swapped
     "rfid_read": lambda event: (event.get("epc") or "").upper() or None,
     "footfall_tick": lambda event: event.get("counter_id"),
-    "parking_event": lambda event: event.get("gate_id"),
+    # by car park: a car enters and leaves by different gates, and its exit must not overtake its entry
+    "parking_event": lambda event: event.get("car_park_id"),
 }

@@ -18,8 +18,10 @@ from mallstream.streams.core.footfall import (
     apply_event,
     floor_attraction,
 )
-from mallstream.streams.core.footfall_layout import FootfallConfig, FootfallLayout
+from mallstream.settings import FootfallConfig
+from mallstream.streams.core.footfall_layout import FootfallLayout
 from mallstream.streams.core.occupancy import AreaDay, AreaRow
+from mallstream.streams.core.snapshots import footfall_from_bytes, footfall_to_bytes
 from mallstream.streams.records import FootfallTick, ParkingEvent
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -247,3 +249,15 @@ def test_a_counter_missing_from_the_config_still_gets_its_own_rows(layout) -> No
 
 def test_the_bench_runs_the_core_at_a_useful_rate() -> None:
     assert bench_footfall(20_000) > 20_000, "ticks/s, a floor far below the ~200k measured, for a shared CI box"
+
+
+def test_a_state_restored_from_its_snapshot_goes_on_as_if_it_never_stopped(clean, clean_outputs, layout) -> None:
+    """What the agent's table keeps is the whole state: stopping anywhere and restoring changes no output."""
+    state, outputs, newest = FootfallState(), [], float("-inf")
+    for number, event in enumerate(e for e in clean.events if not isinstance(e, ParkingEvent)):
+        if number % 997 == 0:
+            state = footfall_from_bytes(footfall_to_bytes(state))
+        newest = max(newest, event.ts.timestamp())
+        state, emitted = apply_event(state, event, newest, layout)
+        outputs += emitted
+    assert outputs + advance(state, newest + 6 * 3600, layout) == clean_outputs

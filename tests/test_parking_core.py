@@ -17,6 +17,7 @@ from mallstream.streams.core.parking import (
     ParkingStay,
     apply_parking_event,
 )
+from mallstream.streams.core.snapshots import parking_from_bytes, parking_to_bytes
 from mallstream.streams.records import Alert, ParkingEvent
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -102,3 +103,14 @@ def test_a_filling_car_park_alerts_once_until_it_empties_below_the_clear_line(ma
 def test_thresholds_must_clear_below_the_alert() -> None:
     with pytest.raises(ValueError, match="clear_share"):
         ParkingConfig(alert_share=0.8, clear_share=0.9)
+
+
+def test_a_state_restored_from_its_snapshot_goes_on_as_if_it_never_stopped(day, mall: Mall) -> None:
+    layout = ParkingLayout.of(mall)
+    state, outputs = ParkingState(), []
+    for number, event in enumerate(e for e in day.events if isinstance(e, ParkingEvent)):
+        if number % 97 == 0:
+            state = parking_from_bytes(parking_to_bytes(state))
+        state, emitted = apply_parking_event(state, event, event.ts, layout)
+        outputs += emitted
+    assert outputs == run(day.events, layout)

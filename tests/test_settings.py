@@ -33,6 +33,10 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["worker"].update(web_prot=1), "worker.web_prot", "Extra inputs"),
         (lambda d: d["malls"][0]["stores"].append({"id": "S101"}), "malls", "store id 'S101' appears twice"),
         (lambda d: d["rules"].update(point_value_cents="lots"), "rules.point_value_cents", "decimal"),
+        (lambda d: d["malls"][0]["footfall"].update(staff_passages=["C-nowhere"]), "malls.0",
+         "'C-nowhere' is not a people counter"),
+        (lambda d: d["malls"][0]["parking"].update(clear_share=0.95), "malls.0.parking",
+         "clear_share must not exceed alert_share"),
     ],
 )
 def test_bad_config_errors_name_file_key_and_problem(tmp_path, mutate, key, problem):

@@ -30,9 +30,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import msgspec
 
-from ..records import FootfallTick, PosTransaction, RfidRead
+from ..records import FootfallTick, PosTransaction, Record, RfidRead
 from .footfall_layout import FootfallLayout, RowKey
 from .occupancy import AreaDay, AreaRow, AreaState, add_flows, close_interval, reconcile
 from .staff import BadgeState, staff_pass
@@ -40,7 +39,7 @@ from .staff import BadgeState, staff_pass
 IN, OUT, STAFF_IN, STAFF_OUT = range(4)
 
 
-class RollupRow(msgspec.Struct, frozen=True, tag="footfall_rollup"):
+class RollupRow(Record, tag="footfall_rollup"):
     """Visitors through one counter, place, floor or the mall over one interval; ``late`` rows add to earlier ones."""
 
     mall_id: str
@@ -55,6 +54,8 @@ class RollupRow(msgspec.Struct, frozen=True, tag="footfall_rollup"):
     transactions: int = 0
     passers_by: int = 0
     late: bool = False
+    #: what a late row came from (set by the agent), so a redelivery of that event is stored once.
+    cause: str = ""
 
     @property
     def conversion(self) -> float | None:

@@ -9,35 +9,14 @@ their transitions (without them, people changing floor would go unseen).
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from ...settings import Mall
+from ...settings import FootfallConfig, Mall
 
 #: A roll-up row's identity: (level, key), e.g. ("store", "S201") or ("mall", "sh-xujiahui").
 RowKey = tuple[str, str]
 LEVELS = ("counter", "entrance", "floor", "zone", "store", "mall")
-
-
-class FootfallConfig(BaseModel):
-    """How the footfall core rolls up, deducts staff and corrects occupancy; settings.py will carry it per mall."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bucket_s: int = Field(default=60, gt=0, description="roll-up interval; 5-60 minute reports add these up")
-    allowed_lateness_s: int = Field(default=300, ge=0, description="a tick this late still lands in its interval")
-    dedup_horizon_s: int = Field(default=86_400, gt=0, description="how long a re-pushed tick is recognised")
-    staff_passages: frozenset[str] = Field(default=frozenset(), description="counters at staff-only doors")
-    staff_badge_prefixes: tuple[str, ...] = Field(default=(), description="EPC prefixes of staff badges")
-    badge_pass_gap_s: float = Field(default=10.0, gt=0, description="reads of one badge closer than this are one pass")
-    business_day_starts: dt.time = Field(default=dt.time(5), description="every badge starts the day outside")
-    aisle_counters: dict[str, str] = Field(default={}, description="store id -> counter in the aisle before it")
-    empties_at: dt.time | None = Field(default=None, description="local time every visitor has left; None: never")
-    drift_memory: float = Field(default=0.8, ge=0, lt=1, description="weight of earlier days in the exit scale")
-    min_day_visitors: int = Field(default=100, ge=1, description="quieter days teach the drift model nothing")
 
 
 @dataclass(frozen=True)
@@ -62,7 +41,9 @@ class FootfallLayout:
     area_m2: dict[RowKey, float]
 
     @classmethod
-    def of(cls, mall: Mall, config: FootfallConfig = FootfallConfig()) -> FootfallLayout:
+    def of(cls, mall: Mall, config: FootfallConfig | None = None) -> FootfallLayout:
+        """The mall's layout under ``config``, by default the mall's own ``footfall:`` section."""
+        config = config or mall.footfall
         level_of = {f.id: ("floor", f.id) for f in mall.floors}
         level_of |= {e.id: ("entrance", e.floor) for e in mall.entrances}
         level_of |= {z.id: ("zone", z.floor) for z in mall.zones}

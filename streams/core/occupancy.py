@@ -33,13 +33,13 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 
-import msgspec
+from ..records import Record
 
 #: Counted ins / outs outside this range mean a broken counter, not a drift to learn.
 PLAUSIBLE_EXIT_SCALE = (0.5, 2.0)
 
 
-class AreaRow(msgspec.Struct, frozen=True, tag="area_occupancy"):
+class AreaRow(Record, tag="area_occupancy"):
     """An area at the end of one interval. ``dwell_s`` is the mean length of the visits that ended in it."""
 
     mall_id: str
@@ -54,7 +54,7 @@ class AreaRow(msgspec.Struct, frozen=True, tag="area_occupancy"):
     dwell_s: float | None
 
 
-class AreaDay(msgspec.Struct, frozen=True, tag="area_day"):
+class AreaDay(Record, tag="area_day"):
     """An area reconciled when the mall empties: the day's flows, the drift left over, and its dwell."""
 
     mall_id: str

@@ -25,29 +25,11 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from ...settings import Mall
-from ..records import Alert, ParkingEvent
+from ...settings import Mall, ParkingConfig
+from ..records import Alert, ParkingEvent, Record
 
 
-class ParkingConfig(BaseModel):
-    """Parking thresholds; settings.py will carry them per mall (or per car park)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    alert_share: float = Field(default=0.9, gt=0, le=1, description="occupancy share of capacity that alerts")
-    clear_share: float = Field(default=0.85, gt=0, le=1, description="share below which the alert re-arms")
-    repeat_read_s: float = Field(default=60.0, ge=0, description="same plate, same way, this close: one pass")
-
-    @model_validator(mode="after")
-    def _clears_below_alert(self) -> ParkingConfig:
-        if self.clear_share > self.alert_share:
-            raise ValueError("clear_share must not exceed alert_share")
-        return self
-
-
-class ParkingStay(msgspec.Struct, frozen=True, tag="parking_stay"):
+class ParkingStay(Record, tag="parking_stay"):
     """A car that left: when it came and went, for how long, and the fee the parking rule charged."""
 
     mall_id: str
@@ -60,7 +42,7 @@ class ParkingStay(msgspec.Struct, frozen=True, tag="parking_stay"):
     fee: Decimal | None = None
 
 
-class ParkingOccupancy(msgspec.Struct, frozen=True, tag="parking_occupancy"):
+class ParkingOccupancy(Record, tag="parking_occupancy"):
     """Cars in one car park right after a gate event."""
 
     mall_id: str
@@ -68,6 +50,8 @@ class ParkingOccupancy(msgspec.Struct, frozen=True, tag="parking_occupancy"):
     ts: dt.datetime
     occupancy: int
     capacity: int
+    #: the gate event it follows (set by the agent), so a redelivery of that event is stored once.
+    cause: str = ""
 
 
 #: The loyalty engine's parking rule: a finished stay -> what the driver pays (None: not decided here).
@@ -103,8 +87,9 @@ class ParkingLayout(msgspec.Struct, frozen=True):
     config: ParkingConfig
 
     @classmethod
-    def of(cls, mall: Mall, config: ParkingConfig = ParkingConfig()) -> ParkingLayout:
-        return cls(mall.id, {park.id: park.capacity for park in mall.car_parks}, config)
+    def of(cls, mall: Mall, config: ParkingConfig | None = None) -> ParkingLayout:
+        """The mall's car parks under ``config``, by default the mall's own ``parking:`` section."""
+        return cls(mall.id, {park.id: park.capacity for park in mall.car_parks}, config or mall.parking)
 
 
 def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.datetime, layout: ParkingLayout,

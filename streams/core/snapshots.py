@@ -1,0 +1,70 @@
+"""Footfall and parking states as msgpack bytes, for the agents' faust tables.
+
+The states are plain Python objects tuned for the cores (dicts keyed by tuples, sets,
+deques); here they become nested lists and back. Insertion order is kept, because the
+footfall core forgets its oldest dedup keys first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+
+import msgspec
+
+from .footfall import FootfallState, _Interval
+from .occupancy import AreaState
+from .parking import CarParkState, ParkingState
+
+_encoder = msgspec.msgpack.Encoder()
+#: AreaState's fields in a fixed order; ``inside`` is a deque of [arrival, people].
+_AREA_FIELDS = AreaState.__slots__
+_ParkingSnapshot = dict[str, tuple[dict[str, dt.datetime], dict[str, dt.datetime], bool]]
+_parking_decoder = msgspec.msgpack.Decoder(_ParkingSnapshot)
+
+
+def footfall_to_bytes(state: FootfallState) -> bytes:
+    areas = [[level, key, *(list(value) if name == "inside" else value
+                            for name, value in ((name, getattr(area, name)) for name in _AREA_FIELDS))]
+             for (level, key), area in state.areas.items()]
+    return _encoder.encode([
+        state.now, state.closed_until, state.next_reset,
+        [[start, interval.counts, interval.transactions] for start, interval in state.open.items()],
+        [[start, list(seen)] for start, seen in state.seen.items()],
+        [[counter, start, waiting] for (counter, start), waiting in state.uncounted_staff.items()],
+        areas,
+        [[epc, reader, at] for (epc, reader), at in state.badges.last_read.items()],
+        [[epc, area, day] for (epc, area), day in state.badges.inside.items()],
+    ])
+
+
+def footfall_from_bytes(data: bytes) -> FootfallState:
+    (now, closed_until, next_reset, open_intervals, seen, uncounted, areas, last_read,
+     inside) = msgspec.msgpack.decode(data)
+    state = FootfallState()
+    state.now, state.closed_until, state.next_reset = now, closed_until, next_reset
+    for start, counts, transactions in open_intervals:
+        interval = state.open[start] = _Interval()
+        interval.counts, interval.transactions = counts, transactions
+    state.seen = {start: {(counter, ts) for counter, ts in keys} for start, keys in seen}
+    state.uncounted_staff = {(counter, start): waiting for counter, start, waiting in uncounted}
+    for level, key, *values in areas:
+        area = state.areas[(level, key)] = AreaState()
+        for name, value in zip(_AREA_FIELDS, values):
+            setattr(area, name, deque(value) if name == "inside" else value)
+    state.badges.last_read = {(epc, reader): at for epc, reader, at in last_read}
+    state.badges.inside = {(epc, area): day for epc, area, day in inside}
+    return state
+
+
+def parking_to_bytes(state: ParkingState) -> bytes:
+    return _encoder.encode({park_id: (park.parked, park.last_exit, park.alerting)
+                            for park_id, park in state.car_parks.items()})
+
+
+def parking_from_bytes(data: bytes) -> ParkingState:
+    state = ParkingState()
+    for park_id, (parked, last_exit, alerting) in _parking_decoder.decode(data).items():
+        park = state.car_parks[park_id] = CarParkState()
+        park.parked, park.last_exit, park.alerting = parked, last_exit, alerting
+    return state

@@ -1,0 +1,314 @@
+"""Footfall and parking agents: counters, staff badges and tills become visitor roll-ups, occupancy and dwell; gates become car-park occupancy and stays.
+
+    footfall.ticks --route--+
+    rfid.reads (staff) -----+--> footfall.by_mall --footfall--> footfall.rollups, .areas, .days --sink--> ClickHouse
+    pos.by_member (sales) --+     (+ clock marks)  (footfall_states)
+    parking.events --route--> parking.by_mall --parking--> parking.stays, parking.occupancy --sink--> ClickHouse
+                                                (parking_states)  alerts (car_park_full)
+
+A mall's footfall state depends on all its counters, readers and tills, so their events
+are re-keyed by mall onto one topic and one worker holds the state. The core needs an
+event-time clock: each router also sends :class:`FootfallMark` records saying how far its
+input partition has got, and the agent's clock is the least over the busy inputs (see
+:class:`SourceClock`), so an input read faster than another does not make the other's
+events late. A timer moves a quiet mall's clock on, so intervals close without ticks.
+
+State lives in memory and is written to its faust table every few seconds and whenever
+a day is reconciled: the footfall state is too big to write at every tick. A redelivered
+tick is counted once (the core remembers ticks for a day) and every output row has an id
+derived from what it is, so the sinks store it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import faust
+import msgspec
+from faust.types import TP
+
+from . import topics
+from .core.footfall import FootfallOutput, FootfallState, RollupRow, advance, apply_event
+from .core.footfall_layout import FootfallLayout
+from .core.occupancy import AreaDay, AreaRow
+from .core.parking import (
+    FeeRule,
+    ParkingLayout,
+    ParkingOccupancy,
+    ParkingState,
+    ParkingStay,
+    apply_parking_event,
+    forget_exits,
+)
+from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
+from .records import (
+    Alert,
+    FootfallMark,
+    FootfallTick,
+    ParkingEvent,
+    PosTransaction,
+    Record,
+    RfidRead,
+    decode,
+    encode,
+    identity,
+)
+
+if TYPE_CHECKING:
+    from .app import Hub
+
+#: What travels on footfall.by_mall.
+ByMall = FootfallTick | RfidRead | PosTransaction | FootfallMark
+#: An input partition whose router said nothing this long (wall clock) no longer holds a mall's clock back.
+SILENT_SOURCE_S = 60.0
+#: A router marks its progress each time its event time moves on by this much.
+MARK_EVERY_S = 60.0
+#: The inputs whose progress a mall's footfall clock waits for. Not the tills: they come two hops later, and a
+#: sale after its interval closed is a late row adding to that interval's transactions, which never hold back
+#: the visitor counts, occupancy or dwell.
+CLOCK_SOURCES = (topics.FOOTFALL_TICKS, topics.RFID_READS)
+OUTPUT_TOPICS = {RollupRow: topics.FOOTFALL_ROLLUPS, AreaRow: topics.FOOTFALL_AREAS, AreaDay: topics.FOOTFALL_DAYS}
+
+
+class SourceClock:
+    """One mall's event time: the least, over its input partitions still reading, of the newest event time each sent.
+
+    A partition whose router has read all there is (it says so with a ``caught_up``
+    mark) or that has said nothing for ``SILENT_SOURCE_S`` (its worker is gone) does not
+    hold the clock back; one not heard from yet does. With every partition caught up,
+    the clock runs on with the wall clock from the newest event time, as it would live.
+    """
+
+    def __init__(self, sources: Iterable[str], started: float) -> None:
+        #: source -> (newest event time it sent, wall clock (monotonic) when it last spoke, whether caught up)
+        self.progress = {source: (float("-inf"), started, False) for source in sources}
+
+    def saw(self, mark: FootfallMark, at: float) -> None:
+        newest, _, _ = self.progress.get(mark.source, (float("-inf"), at, False))
+        self.progress[mark.source] = (max(newest, mark.ts.timestamp()), at, mark.caught_up)
+
+    def _reading(self, at: float) -> list[float]:
+        return [moment for moment, heard, caught_up in self.progress.values()
+                if not caught_up and at - heard <= SILENT_SOURCE_S]
+
+    def idle(self, at: float) -> bool:
+        return not self._reading(at)
+
+    def now(self, at: float) -> float:
+        reading = self._reading(at)
+        if reading:
+            return min(reading)
+        newest = max(moment for moment, _, _ in self.progress.values())
+        quiet_since = max(heard for _, heard, _ in self.progress.values())
+        return newest + at - quiet_since
+
+
+def _utc(moment: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(moment, dt.UTC)
+
+
+def _cause(event: FootfallTick | RfidRead | PosTransaction) -> str:
+    """What a late row came from, the same at every redelivery of the event."""
+    if isinstance(event, PosTransaction):
+        return event.txn_id
+    if isinstance(event, FootfallTick):
+        return f"{event.counter_id}@{event.ts.timestamp():.0f}"
+    return f"{event.epc}@{event.reader_id}@{event.ts.timestamp():.3f}"
+
+
+class FootfallAgents:
+    """The footfall and parking agents of one hub, with the malls' layouts compiled from the config."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        settings = hub.settings
+        malls = settings.malls
+        self.layouts = {mall.id: FootfallLayout.of(mall) for mall in malls}
+        self.parking_layouts = {mall.id: ParkingLayout.of(mall) for mall in malls}
+        self.mall_of_counter = {c.id: mall.id for mall in malls for c in mall.people_counters}
+        self.mall_of_reader = {r.id: mall.id for mall in malls for r in mall.rfid_readers}
+        self.mall_of_car_park = {park.id: mall.id for mall in malls for park in mall.car_parks}
+        self.mall_of_store = settings.mall_of_store()
+        self.staff_prefixes = {mall.id: tuple(p.upper() for p in mall.footfall.staff_badge_prefixes) for mall in malls}
+        self.sources = [f"{spec.name}:{p}" for spec in CLOCK_SOURCES for p in range(settings.kafka.partitions)]
+        #: what each router last marked, per (source, mall), and the offset it read to, per input partition
+        self._marked: dict[tuple[str, str], float] = {}
+        self._read_to: dict[TP, int] = {}
+        self.states: dict[str, FootfallState] = {}
+        self.clocks: dict[str, SourceClock] = {}
+        self._saved_at: dict[str, float] = {}
+        raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
+        self.footfall_table = hub.app.Table("footfall_states", **raw)
+        self.parking_table = hub.app.Table("parking_states", **raw)
+        #: The hook for the loyalty work: its parking rule prices each finished stay at the exit gate, linking
+        #: the plate to a member through member data for free parking by spend. Unset, stays carry no fee.
+        self.fee_rule: FeeRule | None = None
+        app = hub.app
+        app.agent(hub.topic(topics.FOOTFALL_TICKS), name="footfall_route_ticks")(self._route_ticks)
+        app.agent(hub.topic(topics.RFID_READS), name="footfall_route_badges")(self._route_badges)
+        app.agent(hub.topic(topics.POS_BY_MEMBER), name="footfall_route_sales")(self._route_sales)
+        app.agent(hub.topic(topics.FOOTFALL_BY_MALL), name="footfall")(self._footfall)
+        app.agent(hub.topic(topics.PARKING_EVENTS), name="parking_route")(self._route_parking)
+        app.agent(hub.topic(topics.PARKING_BY_MALL), name="parking")(self._parking)
+        app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
+
+    # -- routing onto footfall.by_mall ----------------------------------------------------
+
+    async def _forward(self, event: faust.types.EventT, mall_id: str | None, record: Record, moment: float,
+                       relevant: bool) -> None:
+        """Send ``record`` on to its mall if it matters there, and mark how far this input partition has got."""
+        if mall_id is None or mall_id not in self.layouts:
+            self.hub.counters["footfall_unknown_mall"] += 1
+            return
+        by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
+        key = mall_id.encode()
+        if relevant:
+            await by_mall.send(key=key, value=encode(record))
+        message = event.message
+        source = f"{message.topic}:{message.partition}"
+        self._read_to[TP(message.topic, message.partition)] = message.offset
+        marked = self._marked.get((source, mall_id), float("-inf"))
+        if moment >= marked + MARK_EVERY_S:
+            self._marked[(source, mall_id)] = moment
+            mark = FootfallMark(mall_id=mall_id, ts=record.ts, source=source)  # type: ignore[attr-defined]
+            await by_mall.send(key=key, value=encode(mark))
+
+    async def _mark_caught_up(self) -> None:
+        """Tell every mall which of this worker's input partitions have nothing more to read."""
+        assigned = [tp for tp in self.hub.app.consumer.assignment()
+                    if tp.topic in {spec.name for spec in CLOCK_SOURCES}]
+        if not assigned:
+            return
+        ends = await self.hub.app.consumer.highwaters(*assigned)
+        by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
+        for tp in assigned:
+            if ends.get(tp) is None or self._read_to.get(tp, -1) + 1 < ends[tp]:
+                continue
+            source = f"{tp.topic}:{tp.partition}"
+            for mall_id in self.layouts:
+                # the next event read here marks its time again, whatever was marked before
+                moment = self._marked.pop((source, mall_id), float("-inf"))
+                mark = FootfallMark(mall_id=mall_id, ts=_utc(max(moment, 0.0)), source=source, caught_up=True)
+                await by_mall.send(key=mall_id.encode(), value=encode(mark))
+
+    async def _route_ticks(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall routing"):
+                tick = decode(FootfallTick, event.value)
+                mall_id = tick.mall_id or self.mall_of_counter.get(tick.counter_id)
+                await self._forward(event, mall_id, tick, tick.ts.timestamp(), relevant=True)
+
+    async def _route_badges(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall badge routing"):
+                read = decode(RfidRead, event.value)
+                mall_id = read.mall_id or self.mall_of_reader.get(read.reader_id)
+                staff = (not read.duplicate and mall_id in self.staff_prefixes
+                         and bool(self.staff_prefixes[mall_id]) and read.epc.upper().startswith(self.staff_prefixes[mall_id]))
+                await self._forward(event, mall_id, read, read.ts.timestamp(), relevant=staff)
+
+    async def _route_sales(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall sales routing"):
+                txn = decode(PosTransaction, event.value)
+                mall_id = txn.mall_id or self.mall_of_store.get(txn.store_id)
+                if txn.kind != "return" and mall_id in self.layouts:
+                    await self.hub.topic(topics.FOOTFALL_BY_MALL).send(key=mall_id.encode(), value=event.value)
+
+    # -- the footfall state of each mall ---------------------------------------------------
+
+    def _state(self, mall_id: str) -> FootfallState:
+        state = self.states.get(mall_id)
+        if state is None:
+            stored = self.footfall_table.get(mall_id.encode())
+            state = self.states[mall_id] = footfall_from_bytes(stored) if stored else FootfallState()
+            self._saved_at[mall_id] = time.monotonic()
+        return state
+
+    def _clock(self, mall_id: str) -> SourceClock:
+        clock = self.clocks.get(mall_id)
+        if clock is None:
+            clock = self.clocks[mall_id] = SourceClock(self.sources, time.monotonic())
+        return clock
+
+    async def _footfall(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall"):
+                message = decode(ByMall, event.value)  # type: ignore[arg-type]
+                mall_id = event.key.decode()
+                layout = self.layouts.get(mall_id)
+                if layout is None:
+                    continue
+                state, clock, at = self._state(mall_id), self._clock(mall_id), time.monotonic()
+                if isinstance(message, FootfallMark):
+                    if message.source:
+                        clock.saw(message, at)
+                        outputs = advance(state, clock.now(at), layout)
+                    else:
+                        outputs = advance(state, message.ts.timestamp(), layout)
+                    cause = ""
+                else:
+                    state, outputs = apply_event(state, message, clock.now(at), layout)
+                    cause = _cause(message)
+                    self.hub.counters["footfall_events"] += 1
+                await self._emit(outputs, cause)
+                if any(isinstance(output, AreaDay) for output in outputs) or (
+                        at - self._saved_at[mall_id] >= self.hub.settings.worker.footfall_checkpoint_seconds):
+                    self.footfall_table[event.key] = footfall_to_bytes(state)
+                    self._saved_at[mall_id] = at
+
+    async def _emit(self, outputs: list[FootfallOutput], cause: str) -> None:
+        for output in outputs:
+            if isinstance(output, RollupRow) and output.late:
+                output = msgspec.structs.replace(output, cause=cause)
+                self.hub.counters["footfall_late_rows"] += 1
+            await self.hub.topic(OUTPUT_TOPICS[type(output)]).send(key=output.mall_id.encode(), value=encode(output))
+
+    async def _tick(self) -> None:
+        """Say which inputs are caught up, and move each quiet mall's clock on through its own stream."""
+        await self._mark_caught_up()
+        at = time.monotonic()
+        for mall_id, clock in list(self.clocks.items()):
+            if clock.idle(at) and clock.now(at) > float("-inf"):
+                mark = FootfallMark(mall_id=mall_id, ts=_utc(clock.now(at)))
+                await self.hub.topic(topics.FOOTFALL_BY_MALL).send(key=mall_id.encode(), value=encode(mark))
+
+    # -- parking ---------------------------------------------------------------------------
+
+    async def _route_parking(self, stream: faust.StreamT) -> None:
+        by_mall = self.hub.topic(topics.PARKING_BY_MALL)
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "parking routing"):
+                gate_event = decode(ParkingEvent, event.value)
+                mall_id = gate_event.mall_id or self.mall_of_car_park.get(gate_event.car_park_id)
+                if mall_id is None:
+                    self.hub.counters["parking_unknown_mall"] += 1
+                    continue
+                # the id travels with the event, so the occupancy row it causes has one id however often it comes
+                stamped = msgspec.structs.replace(gate_event, event_id=identity(gate_event))
+                await by_mall.send(key=mall_id.encode(), value=encode(stamped))
+
+    async def _parking(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "parking"):
+                gate_event = decode(ParkingEvent, event.value)
+                layout = self.parking_layouts.get(event.key.decode())
+                if layout is None:
+                    continue
+                stored = self.parking_table.get(event.key)
+                state = parking_from_bytes(stored) if stored else ParkingState()
+                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout, self.fee_rule)
+                forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
+                self.parking_table[event.key] = parking_to_bytes(state)
+                for output in outputs:
+                    if isinstance(output, ParkingOccupancy):
+                        output = msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event))
+                        await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(output))
+                    elif isinstance(output, ParkingStay):
+                        await self.hub.topic(topics.PARKING_STAYS).send(key=event.key, value=encode(output))
+                    elif isinstance(output, Alert):
+                        self.hub.counters["car_park_full_alerts"] += 1
+                        await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
