@@ -30,7 +30,6 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any
 
-
 from ..records import FootfallTick, PosTransaction, Record, RfidRead
 from .footfall_layout import FootfallLayout, RowKey
 from .occupancy import AreaDay, AreaRow, AreaState, add_flows, close_interval, reconcile
