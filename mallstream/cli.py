@@ -440,6 +440,25 @@ def _live(settings: Settings, play):
     return run
 
 
+@simulate.command("members")
+@click.option("--scenario", type=click.Choice(["weekday", "weekend", "outage"]), default="weekday", show_default=True)
+@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV for members.source in the config")
+@click.pass_context
+def simulate_members(ctx: click.Context, scenario: str, mall_id: str | None, seed: int, out: Path) -> None:
+    """Member master data for the VIP cards a simulated day hands out (tier, name, EPC, liked brands)."""
+    from .simulators import mallday
+    from .simulators.members import vip_members
+    from .streams.master_data import write_master_data
+
+    settings = _settings(ctx)
+    mall = _mall(settings, mall_id)
+    written = write_master_data(out, vip_members(mall, mallday.scenario(scenario, mall, seed=seed), seed=seed))
+    click.echo(f"wrote {written:,} members to {out}; set members.source to it")
+
+
 @simulate.command("pos")
 @click.option("--count", type=int, default=10_000, show_default=True)
 @click.option("--members", type=int, default=1000, show_default=True)

@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if [ ! -x /usr/bin/chromium ]; then  # only the tests need a browser: the alert board's test drives it
+  echo "test: apt-get install chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 status=$?
