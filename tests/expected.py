@@ -62,6 +62,8 @@ def expected_ledger(path: Path) -> dict:
     sales: dict[str, _Sale] = {}
     points: Counter = Counter()
     vouchers: Counter = Counter()
+    issued_by_campaign: Counter = Counter()
+    triggering_spend: Counter = Counter()
     issued_today: Counter = Counter()
     earned_by_store: Counter = Counter()
     reversed_by_store: Counter = Counter()
@@ -89,6 +91,8 @@ def expected_ledger(path: Path) -> dict:
                 issued_today[(member, campaign)] += 1
                 sale.vouchers[campaign] = [reward, _cents(spend), 0, 0]
                 vouchers[member] += reward
+                issued_by_campaign[campaign] += 1
+                triggering_spend[campaign] += sale.total
         else:
             sale = sales.get(event["original_txn_id"])
             if sale is None:
@@ -109,6 +113,8 @@ def expected_ledger(path: Path) -> dict:
         "receipts": receipts,
         "points_by_member": {m: p for m, p in points.items()},
         "vouchers_by_member": {m: c for m, c in vouchers.items() if c},
+        "vouchers_issued_by_campaign": dict(issued_by_campaign),
+        "triggering_spend_by_campaign": dict(triggering_spend),
         "earned_by_store": {s: p for s, p in earned_by_store.items() if p},
         "reversed_by_store": {s: p for s, p in reversed_by_store.items() if p},
     }

@@ -70,6 +70,11 @@ def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config
     assert f"sent {count + 2} events" in result.stdout and "2 malformed lines" in result.stdout
     first = ledger_figures(hub_config)
     assert_matches(first, expected)
+    campaigns = cli(hub_config, "sql", "SELECT campaign_id, sum(vouchers_issued), sum(triggering_spend_cents) "
+                                       "FROM {db}.campaign_participation GROUP BY campaign_id").stdout
+    by_campaign = {c: (int(n), int(spend)) for c, n, spend in (line.split("\t") for line in campaigns.splitlines()[1:])}
+    assert by_campaign == {c: (n, expected["triggering_spend_by_campaign"][c])
+                           for c, n in expected["vouchers_issued_by_campaign"].items()}
     dead = cli(hub_config, "sql", "SELECT reason FROM {db}.dead_letters ORDER BY reason").stdout
     assert len(dead.splitlines()) == 1 + len(MALFORMED)
     assert "at most 2 decimals" in dead and "missing required field" in dead and "teleport" in dead
