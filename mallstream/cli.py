@@ -63,7 +63,7 @@ def _run(function, *args, **kwargs) -> None:
 
 
 @main.command()
-@click.option("--demo/--no-demo", default=False, help="feed simulated receipts and print live figures")
+@click.option("--demo/--no-demo", default=False, help="feed a simulated mall day and print live figures")
 @click.pass_context
 def up(ctx: click.Context, demo: bool) -> None:
     """Start the embedded parts (broker, Mosquitto, ClickHouse engine) and the worker; Ctrl-C stops all."""
@@ -73,9 +73,9 @@ def up(ctx: click.Context, demo: bool) -> None:
     settings = _settings(ctx)
     extend = None
     if demo:
-        from .demo import attach_demo
+        from .demo import attach_demo, with_demo_members
 
-        extend = attach_demo
+        settings, extend = with_demo_members(settings), attach_demo
     def serve() -> None:
         with embedded_services(settings):
             click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "

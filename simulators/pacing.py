@@ -12,13 +12,17 @@ class Pacer:
         self.speed = speed
         self._first: tuple[float, float] | None = None  # (event time, wall clock) of the first event
 
-    def wait_for(self, event_time: float | None) -> None:
-        """Sleep until the event (POSIX seconds) is due; events without a time go at once."""
+    def delay_for(self, event_time: float | None) -> float:
+        """Seconds until the event (POSIX seconds) is due; events without a time are due at once."""
         if self.speed <= 0 or event_time is None:
-            return
+            return 0.0
         if self._first is None:
             self._first = (event_time, time.monotonic())
         first_event, first_wall = self._first
-        delay = (event_time - first_event) / self.speed - (time.monotonic() - first_wall)
+        return max((event_time - first_event) / self.speed - (time.monotonic() - first_wall), 0.0)
+
+    def wait_for(self, event_time: float | None) -> None:
+        """Sleep until the event is due (for threads; an event loop awaits :meth:`delay_for`)."""
+        delay = self.delay_for(event_time)
         if delay > 0:
             time.sleep(delay)

@@ -45,6 +45,6 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path):
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
-    assert "ledger rows in ClickHouse" in output  # the live figures
+    assert "ledger rows in ClickHouse" in output and "VIP alerts" in output  # the live figures
     assert not port_open("127.0.0.1", broker_port) and not port_open("127.0.0.1", mqtt_port)
     assert not port_open("127.0.0.1", web_port)
