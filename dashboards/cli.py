@@ -9,19 +9,14 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from mallstream.settings import ConfigError, Mall, Settings, load
+from mallstream.cli_common import LOCAL_TIMES, load_settings, pick_mall
+from mallstream.settings import Mall, Settings
 
 from .grafana import PROVISIONING
 
-LOCAL_TIMES = ["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
-
 
 def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load(ctx.find_root().obj)
-    except ConfigError as exc:
-        click.echo(f"mallstream: bad config: {exc}", err=True)
-        sys.exit(2)
+    return load_settings(ctx.find_root().obj)
 
 
 def _range(mall: Mall, start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
@@ -30,13 +25,6 @@ def _range(mall: Mall, start: dt.datetime | None, end: dt.datetime | None) -> tu
     now = dt.datetime.now(zone)
     return ((start.replace(tzinfo=zone) if start else now.replace(hour=0, minute=0, second=0, microsecond=0)),
             (end.replace(tzinfo=zone) if end else now))
-
-
-def _mall(settings: Settings, mall_id: str | None) -> Mall:
-    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
-    if mall is None:
-        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
-    return mall
 
 
 provisioning_option = click.option(
@@ -85,7 +73,7 @@ def check(ctx: click.Context, root: Path, start, end, mall_id: str | None, requi
     from .schema import SchemaCheckMissing
 
     settings = _settings(ctx)
-    mall = _mall(settings, mall_id)
+    mall = pick_mall(settings, mall_id)
     boards = read_boards(root)
     if not boards:
         click.echo(f"mallstream: no dashboards in {root}; run `mallstream dashboards export`", err=True)
@@ -138,7 +126,7 @@ def preview(ctx: click.Context, out: Path, root: Path, start, end, mall_id: str 
     from .preview import render
 
     settings = _settings(ctx)
-    mall = _mall(settings, mall_id)
+    mall = pick_mall(settings, mall_id)
     out.mkdir(parents=True, exist_ok=True)
     for board in read_boards(root):
         path = out / f"{board['uid']}.png"

@@ -34,9 +34,15 @@ def _threshold_colour(panel: dict, value: float) -> str:
     return COLOURS.get(colour, colour)
 
 
-def _unit(panel: dict) -> str:
+#: Grafana units the boards use: (factor, prefix, suffix) to write a value as Grafana shows it.
+UNITS = {"percent": (1, "", " %"), "percentunit": (100, "", " %"), "ms": (1, "", " ms"), "s": (1, "", " s"),
+         "m": (1, "", " min"), "currencyCNY": (1, "¥", "")}
+
+
+def _formatted(panel: dict, value: float) -> str:
     unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
-    return {"percent": " %", "ms": " ms", "m": " min"}.get(unit, "")
+    factor, prefix, suffix = UNITS.get(unit, (1, "", ""))
+    return f"{prefix}{value * factor:,.0f}{suffix}"
 
 
 def _stat(axes: Axes, panel: dict, rows: list[dict]) -> None:
@@ -46,7 +52,7 @@ def _stat(axes: Axes, panel: dict, rows: list[dict]) -> None:
         return
     label, value = values[0]
     axes.set_facecolor(_threshold_colour(panel, value))
-    axes.text(0.5, 0.5, f"{value:,.0f}{_unit(panel)}", ha="center", va="center", fontsize=34, fontweight="bold",
+    axes.text(0.5, 0.5, _formatted(panel, value), ha="center", va="center", fontsize=34, fontweight="bold",
               color="white", transform=axes.transAxes)
     if len(values) == 1 and label != panel["title"]:
         axes.text(0.5, 0.12, label, ha="center", color="white", fontsize=10, transform=axes.transAxes)
@@ -83,7 +89,23 @@ def _bars(axes: Axes, panel: dict, rows: list[dict]) -> None:
     values = [next(iter(_numbers(row).values()), 0.0) for row in rows]
     axes.barh(names[::-1], values[::-1], color=COLOURS["green"])
     for y, value in enumerate(values[::-1]):
-        axes.text(value, y, f" {value:,.0f}", va="center", color=TEXT, fontsize=8)
+        axes.text(value, y, " " + _formatted(panel, value), va="center", color=TEXT, fontsize=8)
+
+
+def _bar_chart(axes: Axes, panel: dict, rows: list[dict]) -> None:
+    """Vertical bars, one group per row and one bar per numeric column, as Grafana's bar chart."""
+    names = [str(row[panel["options"]["xField"]]) for row in rows]
+    columns = list(_numbers(rows[0]))
+    width = 0.8 / len(columns)
+    for number, column in enumerate(columns):
+        values = [_numbers(row)[column] for row in rows]
+        positions = [index + (number - (len(columns) - 1) / 2) * width for index in range(len(rows))]
+        axes.bar(positions, values, width, label=column)
+        for x, value in zip(positions, values):
+            axes.text(x, value, _formatted(panel, value), ha="center", va="bottom", color=TEXT, fontsize=7)
+    axes.set_xticks(range(len(rows)), names)
+    if len(columns) > 1:
+        axes.legend(fontsize=7, loc="upper right", facecolor=PANEL, labelcolor=TEXT, framealpha=0.6)
 
 
 def _table(axes: Axes, panel: dict, rows: list[dict]) -> None:
@@ -100,7 +122,7 @@ def _table(axes: Axes, panel: dict, rows: list[dict]) -> None:
         cell.get_text().set_color(TEXT)
 
 
-DRAW = {"stat": _stat, "timeseries": _series, "bargauge": _bars, "barchart": _bars, "table": _table}
+DRAW = {"stat": _stat, "timeseries": _series, "bargauge": _bars, "barchart": _bar_chart, "table": _table}
 
 
 def render(board: dict, results: list[PanelResult], path: Path) -> None:

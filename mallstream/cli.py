@@ -12,21 +12,11 @@ from pathlib import Path
 
 import click
 
-from . import settings as config
+from .cli_common import LOCAL_TIMES, load_settings, pick_mall
 from .reports import FORMATS, GROUPINGS, INTERVALS
 from .settings import ConfigError, Settings
 
 DEFAULT_CONFIG = "config/mall.example.yaml"
-#: How `--from` / `--to` may be written.
-LOCAL_TIMES = ["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
-
-
-def _load(path: str) -> Settings:
-    try:
-        return config.load(path)
-    except ConfigError as exc:
-        click.echo(f"mallstream: bad config: {exc}", err=True)
-        sys.exit(2)
 
 
 @click.group()
@@ -44,7 +34,7 @@ def main(ctx: click.Context, config_path: str, verbose: bool) -> None:
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return _load(ctx.obj)
+    return load_settings(ctx.obj)
 
 
 def _run(function, *args, **kwargs) -> None:
@@ -159,9 +149,7 @@ def import_poslog(ctx: click.Context, files: tuple[Path, ...], mall_id: str | No
     from .devices.poslog import PosLogState, decode_poslog
 
     settings = _settings(ctx)
-    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
-    if mall is None:
-        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
+    mall = pick_mall(settings, mall_id)
     state, sent, rejected = PosLogState(), 0, 0
     with PosProducer(settings.kafka.bootstrap_servers) as hub:
         for path in tqdm(files, unit="file", disable=len(files) < 10):
@@ -227,13 +215,6 @@ def report() -> None:
     """Tables (and plots) from ClickHouse for a time range."""
 
 
-def _mall(settings: Settings, mall_id: str | None):
-    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
-    if mall is None:
-        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
-    return mall
-
-
 @report.command("footfall")
 @click.option("--from", "start", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall")
 @click.option("--to", "end", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall (exclusive)")
@@ -252,7 +233,7 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
     from .reports import FootfallQuery, plot, render
 
     settings = _settings(ctx)
-    mall = _mall(settings, mall_id)
+    mall = pick_mall(settings, mall_id)
     zone = ZoneInfo(mall.timezone)
     query = FootfallQuery(mall.id, mall.timezone, start.replace(tzinfo=zone), end.replace(tzinfo=zone),
                           INTERVALS[interval], by)
@@ -386,9 +367,7 @@ def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: i
     if record_to is not None and raw_dir is not None:
         raise click.UsageError("--record-raw keeps what devices send live; it cannot go with --record")
     settings = _settings(ctx)
-    mall = next((m for m in settings.malls if m.id == (mall_id or settings.malls[0].id)), None)
-    if mall is None:
-        raise click.BadParameter(f"no mall {mall_id!r} in {settings.source}", param_hint="--mall")
+    mall = pick_mall(settings, mall_id)
     day = mallday.scenario(scenario, mall, seed=seed, duration=dt.timedelta(hours=duration) if duration else None)
     if visitors is not None:
         day = dataclasses.replace(day, visitors=visitors)

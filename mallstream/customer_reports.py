@@ -40,9 +40,10 @@ def render_customers(pyramid: Sequence[dict], lifecycle: Sequence[dict]) -> str:
     from tabulate import tabulate
 
     classes = [{"class": row["value_class"], "members": row["members"], "member share": f"{row['member_share']:.1%}",
-                "spend": f"{row['spend_cents'] / 100:,.2f}", "spend share": f"{row['spend_share']:.1%}"}
+                "spend": row["spend_cents"] / 100, "spend share": f"{row['spend_share']:.1%}"}
                for row in pyramid]
-    return (tabulate(classes, headers="keys", intfmt=",", tablefmt="simple") + "\n\n"
+    # spend as a number with its format: tabulate re-reads a formatted string ("1,038,076.84" -> 1.03808e+06)
+    return (tabulate(classes, headers="keys", intfmt=",", floatfmt=",.2f", tablefmt="simple") + "\n\n"
             + tabulate(lifecycle, headers="keys", intfmt=",", tablefmt="simple"))
 
 

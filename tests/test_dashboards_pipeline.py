@@ -6,31 +6,105 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import time
+import urllib.request
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
+from mallstream.churn_fit import FittedParams, fit_from_histories, save_params
 from mallstream.dashboards.check import panel_results
 from mallstream.dashboards.grafana import DASHBOARDS_DIR, PROVISIONING, read_boards
+from mallstream.replay import wait_until_processed
 from mallstream.services import wait_for_port
-from mallstream.settings import load
+from mallstream.settings import Mall, load
 from mallstream.simulators import mallday
 from mallstream.simulators.members import vip_members
+from mallstream.simulators.purchases import CHINA, PurchaseSimulation, receipts, simulate
+from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.master_data import write_master_data
-from mallstream.streams.records import encode
-from tests.conftest import NOIDA, WorkerProcess, cli, free_port, write_config
+from mallstream.streams.records import PosLine, PosTransaction, Record, Tender, encode
+from tests.conftest import NOIDA, REPO, WorkerProcess, cli, free_port, write_config
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(240)]
 
 DAY = ("--from", "2026-11-23 00:00", "--to", "2026-11-23 12:30")  # mid-day: some VIPs are still inside
+#: The last week up to mid-day: churn signals of the purchase history's last days, and the simulated day.
+WEEK = ("--from", "2026-11-16 00:00", "--to", "2026-11-23 12:30")
+#: Members' purchases on the 206 days before the simulated day, so customers have histories and classes.
+HISTORY = PurchaseSimulation(members=120, days=206, start=dt.date(2026, 5, 1), seed=3)
+RULES = REPO / "config" / "rules.example.yaml"  # vouchers, rebates, stored value: every kind of effect
+COMES_BACK = dt.datetime(2026, 11, 23, 11, 30, tzinfo=CHINA)
+
+
+def sql_rows(config: Path, query: str) -> list[dict]:
+    return [json.loads(line) for line in cli(config, "sql", query, "--format", "json").stdout.splitlines()]
+
+
+def write_events(path: Path, events: Iterable[Record]) -> Path:
+    path.write_bytes(b"".join(encode(event) + b"\n" for event in events))
+    return path
+
+
+def purchase_history(mall: Mall) -> Iterator[PosTransaction]:
+    """The simulated months of receipts, spread over the mall's stores (the food court's till pays rebates)."""
+    stores = [store.id for store in mall.stores]
+    for txn in receipts(simulate(HISTORY)):
+        yield msgspec.structs.replace(txn, store_id=stores[txn.seq % len(stores)], mall_id=mall.id)
+
+
+def members_come_back(config: Path, mall: Mall) -> Iterator[PosTransaction]:
+    """Members spend a voucher they were given, and stored value a rebate paid them, on the simulated day."""
+    campaigns = {campaign.id: campaign for campaign in parse_rules(RULES.read_text(), RULES, 1).voucher_campaigns}
+    vouchers = sql_rows(config, f"""
+        SELECT member_id, voucher_id, rule_id, delta FROM {{db}}.ledger_entries
+        WHERE cause = 'voucher_issued' AND ts > toDateTime('{COMES_BACK:%Y-%m-%d %H:%M:%S}', 'Asia/Shanghai') - INTERVAL 25 DAY
+        ORDER BY entry_id LIMIT 10""")
+    balances = sql_rows(config, """
+        SELECT member_id, argMax(balance_after, (ts, entry_id)) AS cents FROM {db}.ledger_entries
+        WHERE account = 'stored_value' GROUP BY member_id HAVING cents > 0 ORDER BY member_id LIMIT 10""")
+    store = mall.stores[0].id
+
+    def receipt(number: int, member: str, category: str, paid: list[Tender]) -> PosTransaction:
+        total = sum((tender.amount for tender in paid), Decimal(0))
+        line = PosLine(sku=f"BACK-{number}", qty=Decimal(1), unit_price=total, amount=total, category=category,
+                       brand="Lancome")
+        return PosTransaction(txn_id=f"back-{number}", store_id=store, workstation_id="T9", seq=number,
+                              ts=COMES_BACK + dt.timedelta(minutes=number), business_day=COMES_BACK.date(),
+                              kind="sale", total=total, lines=[line], tenders=paid, member_id=member, mall_id=mall.id)
+
+    for number, voucher in enumerate(vouchers):
+        [category] = campaigns[voucher["rule_id"]].usage_scope.categories
+        yield receipt(number, voucher["member_id"], category, [
+            Tender("voucher", Decimal(int(voucher["delta"])) / 100, voucher["voucher_id"]), Tender("alipay", Decimal(50))])
+    for number, balance in enumerate(balances, start=len(vouchers)):
+        yield receipt(number, balance["member_id"], "shoes", [Tender("stored_value", Decimal(int(balance["cents"]) // 2) / 100)])
+
+
+def acknowledge(port: int, alert_id: str, body: dict) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts/{alert_id}/ack", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+
+def churn_params(path: Path) -> Path:
+    """BG/NBD parameters fitted on other members, so the worker scores P(alive) and raises churn signals."""
+    calibration = simulate(PurchaseSimulation(members=5000, days=180, seed=99))
+    save_params(path, FittedParams(fit_from_histories(calibration.purchase_days, 180), None, 5000, dt.datetime.now(dt.UTC)))
+    return path
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Path:
-    """A config whose ClickHouse holds a replayed 4-hour weekday with VIP members; the worker is stopped again."""
+    """A config whose ClickHouse holds months of member purchases, then a replayed 4-hour weekday with VIPs,
+    members coming back with vouchers and stored value, and a VIP arrival acknowledged; the worker is stopped again."""
     tmp = tmp_path_factory.mktemp("dashboards")
     kafka, mqtt = free_port(), free_port()
     subprocess.run([NOIDA, "up", "--only", "kafka", "--kafka-port", str(kafka), "--data-dir", str(tmp / "broker")],
@@ -41,15 +115,25 @@ def hub(tmp_path_factory) -> Path:
         assert wait_for_port("127.0.0.1", kafka) and wait_for_port("127.0.0.1", mqtt)
         members = tmp / "members.csv"
         config = write_config(tmp, f"127.0.0.1:{kafka}", mqtt={"mode": "external", "port": mqtt},
-                              members={"source": str(members)})
-        mall = load(config).malls[0]
+                              members={"source": str(members)}, rules={"file": str(RULES)},
+                              customers={"params_file": str(churn_params(tmp / "bgnbd.json")), "tick_every_days": 7,
+                                         "timer_seconds": 0.2, "pyramid_seconds": 1.0})
+        settings = load(config)
+        mall = settings.malls[0]
         day = replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=4)), visitors=3000,
                       vip_share=0.03, vip_pool=500)
         write_master_data(members, vip_members(mall, day))
-        recording = tmp / "day.jsonl"
-        recording.write_bytes(b"".join(encode(event) + b"\n" for event in mallday.simulate(mall, day).events))
-        with WorkerProcess(config, tmp / "worker.log"):
+        history = write_events(tmp / "history.jsonl", purchase_history(mall))
+        recording = write_events(tmp / "day.jsonl", mallday.simulate(mall, day).events)
+        with WorkerProcess(config, tmp / "worker.log") as worker:
+            cli(config, "replay", str(history), "--wait")
             cli(config, "replay", str(recording), "--wait")
+            cli(config, "replay", str(write_events(tmp / "back.jsonl", members_come_back(config, mall))), "--wait")
+            [arrival] = sql_rows(config, "SELECT alert_id FROM {db}.alerts WHERE kind = 'vip_arrival' ORDER BY ts LIMIT 1")
+            acknowledge(worker.port, arrival["alert_id"], {"staff_id": "S-17", "note_kind": "request",
+                                                           "note": "a table at the tea room"})
+            time.sleep(2)  # the last ticks and a pyramid recompute after the last receipt
+            assert wait_until_processed(settings, timeout=60, progress=False)
         yield config
     finally:
         mosquitto.terminate()
@@ -58,8 +142,35 @@ def hub(tmp_path_factory) -> Path:
 
 
 def test_every_panel_of_every_dashboard_runs_and_returns_rows(hub):
-    result = cli(hub, "dashboards", "check", *DAY, "--require-data")
-    assert "4 dashboards" in result.stdout and "returned rows" in result.stdout
+    result = cli(hub, "dashboards", "check", *WEEK, "--require-data")
+    assert "5 dashboards" in result.stdout and "returned rows" in result.stdout
+
+
+def test_loyalty_vip_and_customer_panels_show_what_the_members_and_staff_did(hub):
+    settings = load(hub)
+    zone = ZoneInfo(settings.malls[0].timezone)
+    start, end = (dt.datetime.fromisoformat(moment).replace(tzinfo=zone) for moment in WEEK[1::2])
+    panels = {result.panel: result.rows for board in read_boards(PROVISIONING)
+              for result in panel_results(settings, board, settings.malls[0].id, start, end)}
+    vouchers = {row["campaign"]: row for row in panels["Vouchers issued and redeemed by campaign"]}
+    assert set(vouchers) == {"cosmetics-300-100", "clothing-500-200"}
+    assert sum(row["redeemed"] for row in vouchers.values()) == 10  # every voucher a member came back with
+    given = {row["cause"] for row in panels["What members were given, by rule: vouchers spent, tier discounts, "
+                                            "rebates, free parking"]}
+    assert {"voucher_redeemed", "rebate"} <= given
+    assert panels["Alerts acknowledged"] == [{"acknowledged": 1}]
+    [notes] = panels["Reception notes"]
+    assert (notes["staff"], notes["kind"], notes["note"]) == ("S-17", "request", "a table at the tea room")
+    assert {row["kind"] for row in panels["Churn signals"]} >= {"churn_risk", "churned"}
+
+    printed = " ".join(cli(hub, "report", "customers").stdout.split())
+    for row in panels["Value classes"]:  # the report's table: class, members, member share, spend, spend share
+        assert f"{row['class']} {row['members']:,} {row['member share']:.1%} {row['spend ¥']:,.2f} " \
+               f"{row['spend share']:.1%}" in printed
+    stages = {row["stage"]: row["members"] for row in panels["Members per lifecycle stage"]}
+    assert sum(stages.values()) == panels["Members"][0]["members"] > 100
+    for stage, members in stages.items():
+        assert f"{stage} {members:,}" in printed
 
 
 def test_a_broken_query_and_a_schema_error_fail_check_naming_dashboard_and_panel(hub, tmp_path):
