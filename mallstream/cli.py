@@ -433,7 +433,7 @@ def simulate_members(ctx: click.Context, scenario: str, mall_id: str | None, see
     from .streams.master_data import write_master_data
 
     settings = _settings(ctx)
-    mall = _mall(settings, mall_id)
+    mall = pick_mall(settings, mall_id)
     written = write_master_data(out, vip_members(mall, mallday.scenario(scenario, mall, seed=seed), seed=seed))
     click.echo(f"wrote {written:,} members to {out}; set members.source to it")
 
