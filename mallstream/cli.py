@@ -302,7 +302,7 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
         return
     if by == "mall" and not visitors:
         raise click.BadParameter("people counts are per counter; use --visitors for the mall", param_hint="--by")
-    query = FootfallQuery(mall.id, mall.timezone, window.start, window.end, window.interval_minutes, by, visitors)
+    query = FootfallQuery(window, by, visitors)
     found = _query(settings, query.sql())
     click.echo(render(found, fmt))
     what = "visitors" if visitors else "footfall"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .querying import quote
-from .reports import ReportWindow, _interval_start, _pyplot, _series
+from .reports import ReportWindow, agg_pyplot, interval_start_sql, series_by
 
 PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "exits",
                    "mean_stay_min", "median_stay_min", "fees", "full_alerts")
@@ -27,7 +27,7 @@ def parking_sql(window: ReportWindow) -> str:
     interval = window.interval_minutes
 
     def per_interval(column: str) -> str:
-        return _interval_start(column, window.timezone, interval)
+        return interval_start_sql(column, window.timezone, interval)
 
     # WITH FILL carries the occupancy on through intervals without a gate event; their peak is what they kept
     return f"""
@@ -76,12 +76,12 @@ def _car_park_of_alert() -> str:
 
 def plot_parking(rows: Sequence[dict], alerts: Sequence[dict], title: str, path: Path) -> None:
     """Occupancy against capacity per car park, alerts marked, and below it the mean stay of cars leaving."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
     figure, (occupied, stays) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, height_ratios=(2, 1),
                                              layout="constrained")
-    for car_park, (times, values) in sorted(_series(rows, "car_park", "interval_start", "occupancy_peak").items()):
+    for car_park, (times, values) in sorted(series_by(rows, "car_park", "interval_start", "occupancy_peak").items()):
         line, = occupied.step(times, values, where="post", label=f"{car_park} peak", linewidth=1.8)
         capacity = max(row["capacity"] for row in rows if row["car_park"] == car_park)
         occupied.axhline(capacity, color=line.get_color(), linestyle="--", linewidth=1, label=f"{car_park} capacity")
@@ -89,7 +89,7 @@ def plot_parking(rows: Sequence[dict], alerts: Sequence[dict], title: str, path:
         if raised:
             occupied.plot(raised, [capacity] * len(raised), "v", color="crimson", markersize=9,
                           label=f"{car_park} full alert")
-    for car_park, (times, values) in sorted(_series(rows, "car_park", "interval_start", "mean_stay_min").items()):
+    for car_park, (times, values) in sorted(series_by(rows, "car_park", "interval_start", "mean_stay_min").items()):
         stays.plot(times, values, marker=".", label=car_park)
     occupied.set_title(title)
     occupied.set_ylabel("cars parked")

@@ -66,11 +66,9 @@ class ReportWindow:
 
 @dataclass(frozen=True)
 class FootfallQuery:
-    mall_id: str
-    timezone: str
-    start: dt.datetime
-    end: dt.datetime
-    interval_minutes: int
+    """People (or visitors) in and out per interval, summed by ``by``."""
+
+    window: ReportWindow
     by: str
     #: staff deducted, from the footfall agent's roll-ups, rather than what counters counted
     visitors: bool = False
@@ -78,8 +76,8 @@ class FootfallQuery:
     def sql(self) -> str:
         """One row per interval and place: interval start (local), place, in, out, total, net."""
         make = visitors_sql if self.visitors else footfall_sql
-        return make(quote(self.mall_id), self.timezone, _utc(self.start), _utc(self.end), self.interval_minutes,
-                    self.by)
+        mall, start, end = self.window.bounds()
+        return make(mall, self.window.timezone, start, end, self.window.interval_minutes, self.by)
 
 
 def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, by: str,
@@ -97,7 +95,7 @@ def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minute
     else:
         place, only = "p.place_id", f"AND p.place_kind = {quote(by)}"
     return f"""
-        SELECT {_interval_start(f"f.{moment}", timezone, interval_minutes)} AS interval_start,
+        SELECT {interval_start_sql(f"f.{moment}", timezone, interval_minutes)} AS interval_start,
                {place} AS place,
                sum(f.count_in) AS in, sum(f.count_out) AS out,
                in + out AS total, toInt64(in) - toInt64(out) AS net
@@ -116,7 +114,7 @@ def _grain(interval_minutes: int) -> tuple[str, str]:
     return ("hourly", "hour") if interval_minutes % 60 == 0 else ("minute", "minute")
 
 
-def _interval_start(column: str, timezone: str, interval_minutes: int) -> str:
+def interval_start_sql(column: str, timezone: str, interval_minutes: int) -> str:
     """The local start of the interval ``column`` falls in; whole days start at local midnight, not UTC's."""
     local = f"toTimeZone({column}, {quote(timezone)})"
     if interval_minutes % 1440 == 0:
@@ -128,7 +126,7 @@ def visitors_sql(mall: str, timezone: str, start: str, end: str, interval_minute
     """Visitors (staff deducted) per interval and place at one level, in the footfall report's columns."""
     grain, moment = _grain(interval_minutes)
     return f"""
-        SELECT {_interval_start(moment, timezone, interval_minutes)} AS interval_start, key AS place,
+        SELECT {interval_start_sql(moment, timezone, interval_minutes)} AS interval_start, key AS place,
                sum(visitors_in) AS in, sum(visitors_out) AS out, in + out AS total, in - out AS net
         FROM {{db}}.visitors_{grain}
         WHERE mall_id = {mall} AND level = {quote(level)} AND {moment} >= {start} AND {moment} < {end}
@@ -161,7 +159,7 @@ def period_sql(window: ReportWindow, period: str, level: str) -> str:
         LEFT JOIN (
             SELECT {_PERIOD_OF[period].format("toDate(interval_start)")} AS period, place,
                    argMax(interval_start, people) AS peak_start, max(people) AS peak_in
-            FROM (SELECT {_interval_start(moment, window.timezone, window.interval_minutes)} AS interval_start,
+            FROM (SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start,
                          key AS place, sum(visitors_in) AS people
                   FROM {{db}}.visitors_{grain} WHERE {where} AND {moment} >= {start} AND {moment} < {end}
                   GROUP BY interval_start, place)
@@ -179,7 +177,7 @@ def conversion_sql(window: ReportWindow) -> str:
     mall, start, end = window.bounds()
     grain, moment = _grain(window.interval_minutes)
     return f"""
-        SELECT {_interval_start(moment, window.timezone, window.interval_minutes)} AS interval_start, level,
+        SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start, level,
                key AS place, sum(visitors_in) AS visitors, sum(transactions) AS transactions,
                if(visitors > 0, round(transactions / visitors, 4), NULL) AS conversion
         FROM {{db}}.visitors_{grain}
@@ -210,7 +208,7 @@ def occupancy_sql(window: ReportWindow, level: str) -> str:
         SELECT interval_start, level, area, occupancy_mean, occupancy_peak,
                round(occupancy_peak / s.area_m2, 4) AS density_peak, round(departed) AS departures,
                if(departed > 0, round(dwelt / departed / 60, 1), NULL) AS dwell_min
-        FROM (SELECT {_interval_start(moment, window.timezone, window.interval_minutes)} AS interval_start,
+        FROM (SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start,
                      level, key AS area, {figures}
               FROM {{db}}.{table}
               WHERE mall_id = {mall} AND level = {quote(level)} AND {moment} >= {start} AND {moment} < {end}
@@ -241,7 +239,8 @@ def render(rows: Sequence[dict], fmt: str, columns: Sequence[str] = COLUMNS) -> 
     return tabulate(records, headers="keys", intfmt=",", tablefmt="simple", missingval="-")
 
 
-def _pyplot():
+def agg_pyplot():
+    """pyplot drawing to files only (no display), imported when a plot is asked for: it is slow to import."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,7 +249,7 @@ def _pyplot():
     return plt
 
 
-def _series(rows: Sequence[dict], group: str, x: str, y: str) -> dict[str, tuple[list, list]]:
+def series_by(rows: Sequence[dict], group: str, x: str, y: str) -> dict[str, tuple[list, list]]:
     """Points per ``group`` value, in row order, skipping nulls."""
     series: dict[str, tuple[list, list]] = {}
     for row in rows:
@@ -265,12 +264,12 @@ def _series(rows: Sequence[dict], group: str, x: str, y: str) -> dict[str, tuple
 def plot_lines(rows: Sequence[dict], title: str, path: Path, y: str, ylabel: str, group: str = "place",
                x: str = "interval_start", percent: bool = False) -> None:
     """One line per ``group`` value over time, to a PNG."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.ticker import PercentFormatter
 
     figure, axes = plt.subplots(figsize=(11, 5), layout="constrained")
-    for name, (times, values) in sorted(_series(rows, group, x, y).items()):
+    for name, (times, values) in sorted(series_by(rows, group, x, y).items()):
         axes.plot(times, values, label=name, linewidth=1.8, marker="o" if len(times) < 15 else None)
     locator = AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
@@ -293,7 +292,7 @@ def plot(rows: Sequence[dict], title: str, path: Path) -> None:
 
 def plot_periods(rows: Sequence[dict], title: str, path: Path) -> None:
     """Visitors per period as bars, one colour per place, each bar labelled with its share."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     import numpy as np
 
     periods = sorted({row["period"] for row in rows})
