@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .parking_report import parking_sql
 from .reports import ReportWindow, conversion_sql, footfall_sql, occupancy_sql, period_sql, visitors_sql
 from .settings import ClickHouse, Device, FootfallConfig, Mall, Place, Store, load
 from .sinks.schema import (
@@ -167,7 +166,6 @@ def report_queries(mall: Mall, first_day: dt.date, days: int) -> dict[str, str]:
         "conversion per store, hourly, month": conversion_sql(month),
         "occupancy per store, 15 min, one day": occupancy_sql(day, "store"),
         "occupancy per store, hourly, month": occupancy_sql(month, "store"),
-        "car parks, 15 min, one day": parking_sql(day),
     }
 
 
