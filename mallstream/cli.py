@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .cli_common import LOCAL_TIMES, load_settings, pick_mall
-from .reports import FORMATS, GROUPINGS, INTERVALS
+from .reports import AREA_LEVELS, FORMATS, INTERVALS, PERIODS, VISITOR_LEVELS
 from .settings import ConfigError, Settings
 
 DEFAULT_CONFIG = "config/mall.example.yaml"
@@ -215,37 +215,130 @@ def report() -> None:
     """Tables (and plots) from ClickHouse for a time range."""
 
 
-@report.command("footfall")
-@click.option("--from", "start", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall")
-@click.option("--to", "end", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall (exclusive)")
-@click.option("--interval", type=click.Choice(list(INTERVALS)), default="60m", show_default=True)
-@click.option("--by", type=click.Choice(GROUPINGS), default="entrance", show_default=True)
-@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG")
-@click.pass_context
-def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall_id: str | None, fmt: str,
-                    plot_to: Path | None) -> None:
-    """People in, out, total and net per interval, by entrance, floor, zone, store or counter."""
+def _window_options(function):
+    """--from, --to, --interval, --mall, --format and --plot, as every interval report takes them."""
+    options = [
+        click.option("--from", "start", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall"),
+        click.option("--to", "end", type=click.DateTime(LOCAL_TIMES), required=True,
+                     help="local time of the mall (exclusive)"),
+        click.option("--interval", type=click.Choice(list(INTERVALS)), default="60m", show_default=True),
+        click.option("--mall", "mall_id", help="mall id from the config (default: the first)"),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True),
+        click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _report(ctx: click.Context, mall_id: str | None, start, end, interval: str):
+    """The settings, the mall and the report window the options describe."""
     from zoneinfo import ZoneInfo
 
-    from .querying import QueryError, rows
-    from .reports import FootfallQuery, plot, render
+    from .reports import ReportWindow
 
     settings = _settings(ctx)
     mall = pick_mall(settings, mall_id)
     zone = ZoneInfo(mall.timezone)
-    query = FootfallQuery(mall.id, mall.timezone, start.replace(tzinfo=zone), end.replace(tzinfo=zone),
-                          INTERVALS[interval], by)
+    window = ReportWindow(mall.id, mall.timezone, start.replace(tzinfo=zone), end.replace(tzinfo=zone),
+                          INTERVALS[interval])
+    return settings, mall, window
+
+
+def _query(settings: Settings, query: str) -> list[dict]:
+    from .querying import QueryError, rows
+
     try:
-        found = rows(settings, query.sql())
+        return rows(settings, query)
     except QueryError as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(1)
-    click.echo(render(found, fmt))
+
+
+def _plotted(plot_to: Path | None, draw) -> None:
     if plot_to is not None:
-        plot(found, f"{mall.name or mall.id}: footfall by {by}, {interval} intervals", plot_to)
+        draw(plot_to)
         click.echo(f"plot written to {plot_to}", err=True)
+
+
+@report.command("footfall")
+@_window_options
+@click.option("--by", type=click.Choice(VISITOR_LEVELS), default="entrance", show_default=True,
+              help="mall: with --visitors or --period")
+@click.option("--visitors", is_flag=True, help="visitors (staff deducted) instead of people counted")
+@click.option("--period", type=click.Choice(PERIODS),
+              help="visitors per day, week or month: totals, per day, share, busiest --interval")
+@click.pass_context
+def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall_id: str | None, fmt: str,
+                    plot_to: Path | None, visitors: bool, period: str | None) -> None:
+    """People (or visitors) in, out, total and net per interval, by entrance, floor, zone, store or counter."""
+    from .reports import PERIOD_COLUMNS, FootfallQuery, period_sql, plot, plot_periods, render
+
+    settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    name = mall.name or mall.id
+    if period:
+        found = _query(settings, period_sql(window, period, by))
+        click.echo(render(found, fmt, PERIOD_COLUMNS))
+        _plotted(plot_to, lambda path: plot_periods(found, f"{name}: visitors per {period} by {by}", path))
+        return
+    if by == "mall" and not visitors:
+        raise click.BadParameter("people counts are per counter; use --visitors for the mall", param_hint="--by")
+    query = FootfallQuery(window, by, visitors)
+    found = _query(settings, query.sql())
+    click.echo(render(found, fmt))
+    what = "visitors" if visitors else "footfall"
+    _plotted(plot_to, lambda path: plot(found, f"{name}: {what} by {by}, {interval} intervals", path))
+
+
+@report.command("conversion")
+@_window_options
+@click.pass_context
+def report_conversion(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
+                      plot_to: Path | None) -> None:
+    """Bag rate: transactions ÷ visitors per store and for the mall, per interval."""
+    from .reports import CONVERSION_COLUMNS, conversion_sql, plot_lines, render
+
+    settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    found = _query(settings, conversion_sql(window))
+    click.echo(render(found, fmt, CONVERSION_COLUMNS))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: conversion, {interval} intervals",
+                                              path, y="conversion", ylabel="transactions per visitor", percent=True))
+
+
+@report.command("occupancy")
+@_window_options
+@click.option("--by", type=click.Choice(AREA_LEVELS), default="mall", show_default=True)
+@click.pass_context
+def report_occupancy(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
+                     plot_to: Path | None, by: str) -> None:
+    """Corrected occupancy per area (mean, peak, density at peak), departures and mean dwell, per interval."""
+    from .reports import OCCUPANCY_COLUMNS, occupancy_sql, plot_lines, render
+
+    settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    found = _query(settings, occupancy_sql(window, by))
+    click.echo(render(found, fmt, OCCUPANCY_COLUMNS))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: occupancy by {by}, {interval} "
+                                              "intervals (mean)", path, y="occupancy_mean", group="area",
+                                              ylabel="people inside"))
+
+
+@report.command("parking")
+@_window_options
+@click.pass_context
+def report_parking(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
+                   plot_to: Path | None) -> None:
+    """Occupancy per car park over time, stays of the cars leaving, and full-park alerts."""
+    from .parking_report import ALERT_COLUMNS, PARKING_COLUMNS, alerts_sql, parking_sql, plot_parking
+    from .reports import render
+
+    settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    found = _query(settings, parking_sql(window))
+    alerts = _query(settings, alerts_sql(window))
+    click.echo(render(found, fmt, PARKING_COLUMNS))
+    if fmt == "table" and alerts:
+        click.echo(f"\nfull-park alerts:\n{render(alerts, fmt, ALERT_COLUMNS)}")
+    _plotted(plot_to, lambda path: plot_parking(found, alerts, f"{mall.name or mall.id}: car parks, {interval} "
+                                                "intervals", path))
 
 
 @report.command("customers")

@@ -1,14 +1,21 @@
-"""Footfall reports: in, out, total and net per interval and place, from the ClickHouse roll-ups.
+"""Footfall, visitor, conversion and occupancy reports per interval and place, from the ClickHouse roll-ups.
 
-The same SQL serves `mallstream report footfall` and the dashboards, so a panel and a
-report never disagree. Intervals of an hour or more read the hourly roll-up, which outlives
-the minute data; shorter ones read the minute roll-up. Times are the mall's local time.
+The same SQL serves `mallstream report ...` and the dashboards, so a panel and a
+report never disagree. Intervals of an hour or more read the hourly roll-ups, which
+outlive the minute data; shorter ones read the minute roll-ups. Times are the mall's local time.
+
+Two counts of people:
+
+* people (``footfall_sql``): what the counters counted, staff included, from the raw ticks;
+* visitors (``visitors_sql``): the footfall agent's roll-ups, staff deducted, at every level
+  (counter, entrance, floor, zone, store and the mall).
 
 ``--by`` picks the counters and what they are summed by:
 
 * ``entrance``, ``zone``, ``store``: counters placed at such a place, by place;
 * ``floor``: counters at floor transitions (escalators, lifts, stairs: their place is a floor), by floor;
-* ``counter``: every counter on its own.
+  for visitors, also the entrances opening onto the floor;
+* ``counter``: every counter on its own; ``mall`` (visitors only): the mall's entrances together.
 """
 
 from __future__ import annotations
@@ -25,23 +32,52 @@ from .querying import quote
 
 INTERVALS = {"5m": 5, "10m": 10, "15m": 15, "30m": 30, "60m": 60, "1h": 60, "1d": 1440}
 GROUPINGS = ("entrance", "floor", "zone", "store", "counter")
+#: Levels of the visitor roll-ups (staff deducted).
+VISITOR_LEVELS = (*GROUPINGS, "mall")
+#: Areas with an occupancy.
+AREA_LEVELS = ("mall", "floor", "zone", "store")
+PERIODS = ("day", "week", "month")
 FORMATS = ("table", "json", "csv")
 COLUMNS = ("interval_start", "place", "in", "out", "total", "net")
+PERIOD_COLUMNS = ("period", "place", "days", "in", "out", "per_day", "share", "peak_start", "peak_in")
+CONVERSION_COLUMNS = ("interval_start", "level", "place", "visitors", "transactions", "conversion")
+OCCUPANCY_COLUMNS = ("interval_start", "level", "area", "occupancy_mean", "occupancy_peak", "density_peak",
+                     "departures", "dwell_min")
+#: What a period's rows are grouped by (on a local date), and what a row's ``share`` is a share of.
+_PERIOD_OF = {"day": "toDate({})", "week": "toMonday({})", "month": "toStartOfMonth({})"}
+_SHARE_OF = {"day": "toMonday(period)", "week": "0", "month": "0"}
+_NUMBERS = "SETTINGS output_format_json_quote_64bit_integers = 0"
 
 
 @dataclass(frozen=True)
-class FootfallQuery:
+class ReportWindow:
+    """Which mall, from when to when (local, end exclusive), in intervals of how many minutes."""
+
     mall_id: str
     timezone: str
     start: dt.datetime
     end: dt.datetime
-    interval_minutes: int
+    interval_minutes: int = 60
+
+    def bounds(self) -> tuple[str, str, str]:
+        """The mall, start and end as SQL expressions."""
+        return quote(self.mall_id), _utc(self.start), _utc(self.end)
+
+
+@dataclass(frozen=True)
+class FootfallQuery:
+    """People (or visitors) in and out per interval, summed by ``by``."""
+
+    window: ReportWindow
     by: str
+    #: staff deducted, from the footfall agent's roll-ups, rather than what counters counted
+    visitors: bool = False
 
     def sql(self) -> str:
         """One row per interval and place: interval start (local), place, in, out, total, net."""
-        return footfall_sql(quote(self.mall_id), self.timezone, _utc(self.start), _utc(self.end),
-                            self.interval_minutes, self.by)
+        make = visitors_sql if self.visitors else footfall_sql
+        mall, start, end = self.window.bounds()
+        return make(mall, self.window.timezone, start, end, self.window.interval_minutes, self.by)
 
 
 def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, by: str,
@@ -59,8 +95,7 @@ def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minute
     else:
         place, only = "p.place_id", f"AND p.place_kind = {quote(by)}"
     return f"""
-        SELECT toStartOfInterval(toTimeZone(f.{moment}, {quote(timezone)}),
-                                 INTERVAL {interval_minutes} MINUTE) AS interval_start,
+        SELECT {interval_start_sql(f"f.{moment}", timezone, interval_minutes)} AS interval_start,
                {place} AS place,
                sum(f.count_in) AS in, sum(f.count_out) AS out,
                in + out AS total, toInt64(in) - toInt64(out) AS net
@@ -74,45 +109,207 @@ def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minute
         SETTINGS output_format_json_quote_64bit_integers = 0"""
 
 
+def _grain(interval_minutes: int) -> tuple[str, str]:
+    """(table suffix, time column) of the roll-up an interval reads: hourly for whole hours, else by minute."""
+    return ("hourly", "hour") if interval_minutes % 60 == 0 else ("minute", "minute")
+
+
+def interval_start_sql(column: str, timezone: str, interval_minutes: int) -> str:
+    """The local start of the interval ``column`` falls in; whole days start at local midnight, not UTC's."""
+    local = f"toTimeZone({column}, {quote(timezone)})"
+    if interval_minutes % 1440 == 0:
+        return f"toStartOfInterval({local}, INTERVAL {interval_minutes // 1440} DAY)"
+    return f"toStartOfInterval({local}, INTERVAL {interval_minutes} MINUTE)"
+
+
+def visitors_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, level: str) -> str:
+    """Visitors (staff deducted) per interval and place at one level, in the footfall report's columns."""
+    grain, moment = _grain(interval_minutes)
+    return f"""
+        SELECT {interval_start_sql(moment, timezone, interval_minutes)} AS interval_start, key AS place,
+               sum(visitors_in) AS in, sum(visitors_out) AS out, in + out AS total, in - out AS net
+        FROM {{db}}.visitors_{grain}
+        WHERE mall_id = {mall} AND level = {quote(level)} AND {moment} >= {start} AND {moment} < {end}
+        GROUP BY interval_start, place
+        ORDER BY interval_start, place
+        {_NUMBERS}"""
+
+
+def period_sql(window: ReportWindow, period: str, level: str) -> str:
+    """Visitors per day, week or month and place: totals, average per day, share, and the busiest interval.
+
+    Totals come from the daily roll-up and peaks from the hourly one (or the minute one for
+    intervals under an hour), so months and years stay reportable after minute data expires.
+    A day's ``share`` is of its week (day-of-week share); a week's or month's, of the whole range.
+    """
+    mall, start, end = window.bounds()
+    grain, moment = _grain(window.interval_minutes)
+    local = f"toDate(toTimeZone({{}}, {quote(window.timezone)}))"
+    where = f"mall_id = {mall} AND level = {quote(level)}"
+    return f"""
+        SELECT d.period AS period, d.place AS place, d.days AS days, d.in AS in, d.out AS out,
+               d.per_day AS per_day, d.share AS share, p.peak_start AS peak_start, p.peak_in AS peak_in
+        FROM (
+            SELECT {_PERIOD_OF[period].format("day")} AS period, key AS place, uniqExact(day) AS days,
+                   sum(visitors_in) AS in, sum(visitors_out) AS out, round(in / days, 1) AS per_day,
+                   round(in / sum(sum(visitors_in)) OVER (PARTITION BY place, {_SHARE_OF[period]}), 4) AS share
+            FROM {{db}}.visitors_daily
+            WHERE {where} AND day >= {local.format(start)} AND day < {local.format(end)}
+            GROUP BY period, place) AS d
+        LEFT JOIN (
+            SELECT {_PERIOD_OF[period].format("toDate(interval_start)")} AS period, place,
+                   argMax(interval_start, people) AS peak_start, max(people) AS peak_in
+            FROM (SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start,
+                         key AS place, sum(visitors_in) AS people
+                  FROM {{db}}.visitors_{grain} WHERE {where} AND {moment} >= {start} AND {moment} < {end}
+                  GROUP BY interval_start, place)
+            GROUP BY period, place) AS p
+        ON p.period = d.period AND p.place = d.place
+        ORDER BY period, place
+        {_NUMBERS}"""
+
+
+def conversion_sql(window: ReportWindow) -> str:
+    """Bag rate per interval: transactions ÷ visitors who came in, for each store and the mall.
+
+    A store without a counter has transactions but no visitors: its conversion is null, not infinite.
+    """
+    mall, start, end = window.bounds()
+    grain, moment = _grain(window.interval_minutes)
+    return f"""
+        SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start, level,
+               key AS place, sum(visitors_in) AS visitors, sum(transactions) AS transactions,
+               if(visitors > 0, round(transactions / visitors, 4), NULL) AS conversion
+        FROM {{db}}.visitors_{grain}
+        WHERE mall_id = {mall} AND level IN ('store', 'mall') AND {moment} >= {start} AND {moment} < {end}
+        GROUP BY interval_start, level, place
+        HAVING visitors != 0 OR transactions != 0
+        ORDER BY interval_start, level = 'mall', place
+        {_NUMBERS}"""
+
+
+def occupancy_sql(window: ReportWindow, level: str) -> str:
+    """Corrected occupancy per interval and area: mean and peak, peak density (people/m²), departures, mean dwell.
+
+    Density divides by the area's floor space in the ``places`` table (null where the config gives none).
+    Dwell is the mean length, in minutes, of the visits that ended in the interval.
+    """
+    mall, start, end = window.bounds()
+    if window.interval_minutes % 60 == 0:
+        moment, table = "hour", "area_occupancy_hourly"
+        figures = """round(sum(occupancy_sum) / sum(samples), 1) AS occupancy_mean,
+                     max(occupancy_peak) AS occupancy_peak, sum(departures) AS departed,
+                     sum(dwell_seconds) AS dwelt"""
+    else:
+        moment, table = "start", "area_occupancy"
+        figures = """round(avg(occupancy), 1) AS occupancy_mean, max(occupancy) AS occupancy_peak,
+                     sum(departures) AS departed, sum(departures * ifNull(dwell_s, 0)) AS dwelt"""
+    return f"""
+        SELECT interval_start, level, area, occupancy_mean, occupancy_peak,
+               round(occupancy_peak / s.area_m2, 4) AS density_peak, round(departed) AS departures,
+               if(departed > 0, round(dwelt / departed / 60, 1), NULL) AS dwell_min
+        FROM (SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start,
+                     level, key AS area, {figures}
+              FROM {{db}}.{table}
+              WHERE mall_id = {mall} AND level = {quote(level)} AND {moment} >= {start} AND {moment} < {end}
+              GROUP BY interval_start, level, area) AS o
+        LEFT JOIN (SELECT place_id, max(area_m2) AS area_m2 FROM {{db}}.places FINAL
+                   WHERE mall_id = {mall} GROUP BY place_id) AS s ON s.place_id = o.area
+        ORDER BY interval_start, area
+        {_NUMBERS}"""
+
+
 def _utc(moment: dt.datetime) -> str:
     return f"toDateTime({quote(moment.astimezone(dt.UTC).strftime('%Y-%m-%d %H:%M:%S'))}, 'UTC')"
 
 
-def render(rows: Sequence[dict], fmt: str) -> str:
+def render(rows: Sequence[dict], fmt: str, columns: Sequence[str] = COLUMNS) -> str:
     """The report as a table for people, or JSON / CSV for programs."""
-    records = [{column: row[column] for column in COLUMNS} for row in rows]
+    records = [{column: row[column] for column in columns} for row in rows]
     if fmt == "json":
         return json.dumps(records, ensure_ascii=False, indent=1)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, COLUMNS)
+        writer = csv.DictWriter(out, columns)
         writer.writeheader()
         writer.writerows(records)
         return out.getvalue()
     from tabulate import tabulate
 
-    return tabulate(records, headers="keys", intfmt=",", tablefmt="simple")
+    return tabulate(records, headers="keys", intfmt=",", tablefmt="simple", missingval="-")
 
 
-def plot(rows: Sequence[dict], title: str, path: Path) -> None:
-    """People in per interval, one line per place, to a PNG."""
+def agg_pyplot():
+    """pyplot drawing to files only (no display), imported when a plot is asked for: it is slow to import."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.dates import DateFormatter
 
-    by_place: dict[str, list[tuple[dt.datetime, int]]] = {}
+    return plt
+
+
+def series_by(rows: Sequence[dict], group: str, x: str, y: str) -> dict[str, tuple[list, list]]:
+    """Points per ``group`` value, in row order, skipping nulls."""
+    series: dict[str, tuple[list, list]] = {}
     for row in rows:
-        by_place.setdefault(row["place"], []).append((dt.datetime.fromisoformat(row["interval_start"]), int(row["in"])))
+        if row[y] is None:
+            continue
+        times, values = series.setdefault(row[group], ([], []))
+        times.append(dt.datetime.fromisoformat(row[x]))
+        values.append(float(row[y]))
+    return series
+
+
+def plot_lines(rows: Sequence[dict], title: str, path: Path, y: str, ylabel: str, group: str = "place",
+               x: str = "interval_start", percent: bool = False) -> None:
+    """One line per ``group`` value over time, to a PNG."""
+    plt = agg_pyplot()
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.ticker import PercentFormatter
+
     figure, axes = plt.subplots(figsize=(11, 5), layout="constrained")
-    for place, points in sorted(by_place.items()):
-        times, counts = zip(*points)
-        axes.plot(times, counts, label=place, linewidth=1.8)
-    axes.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
+    for name, (times, values) in sorted(series_by(rows, group, x, y).items()):
+        axes.plot(times, values, label=name, linewidth=1.8, marker="o" if len(times) < 15 else None)
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    if percent:
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_title(title)
-    axes.set_ylabel("people in per interval")
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize="small")
+    axes.legend(loc="upper left", fontsize="small", ncols=2)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot(rows: Sequence[dict], title: str, path: Path) -> None:
+    """People in per interval, one line per place, to a PNG."""
+    plot_lines(rows, title, path, y="in", ylabel="people in per interval")
+
+
+def plot_periods(rows: Sequence[dict], title: str, path: Path) -> None:
+    """Visitors per period as bars, one colour per place, each bar labelled with its share."""
+    plt = agg_pyplot()
+    import numpy as np
+
+    periods = sorted({row["period"] for row in rows})
+    places = sorted({row["place"] for row in rows})
+    figures = {(row["period"], row["place"]): row for row in rows}
+    width = 0.8 / max(len(places), 1)
+    figure, axes = plt.subplots(figsize=(11, 5), layout="constrained")
+    for number, place in enumerate(places):
+        found = [figures.get((period, place)) for period in periods]
+        bars = axes.bar(np.arange(len(periods)) + number * width, [row["in"] if row else 0 for row in found],
+                        width, label=place)
+        axes.bar_label(bars, labels=[f"{row['share']:.0%}" if row else "" for row in found], fontsize="x-small")
+    axes.set_xticks(np.arange(len(periods)) + width * (len(places) - 1) / 2,
+                    [dt.date.fromisoformat(period).strftime("%a %d %b") for period in periods])
+    axes.set_title(title)
+    axes.set_ylabel("visitors in (label: share)")
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(loc="upper left", fontsize="small", ncols=2)
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mallstream.settings import Settings
-from mallstream.streams.core.footfall import RollupRow
+from mallstream.streams.core.footfall import AreaBatch, RollupBatch, RollupRow
 from mallstream.streams.core.occupancy import AreaDay, AreaRow
 from mallstream.streams.core.parking import ParkingOccupancy, ParkingStay
 from mallstream.streams.records import (
@@ -35,13 +35,25 @@ from mallstream.streams.records import (
 )
 
 
+def _alone(record: Any) -> tuple[Any]:
+    return (record,)
+
+
 @dataclass(frozen=True)
 class SinkTable:
-    """A table fed by a sink: its name, its columns (the first is the row's key), and the record mapping."""
+    """A table fed by a sink: its name, its columns (the first is the row's key), and the record mapping.
+
+    ``unpack`` gives the records one message carries, for topics whose messages are batches of rows.
+    """
 
     name: str
     columns: Sequence[str]
     row: Callable[[Any], tuple]
+    unpack: Callable[[Any], Sequence[Any]] = _alone
+
+    def rows(self, message: Any) -> list[tuple]:
+        """The table rows of one message."""
+        return [self.row(record) for record in self.unpack(message)]
 
 
 def _ledger_row(entry: LedgerEntry) -> tuple:
@@ -229,6 +241,10 @@ def _stay_row(stay: ParkingStay) -> tuple:
             stay.plate, stay.entry, stay.exit, stay.exit_gate, stay.duration_s, stay.fee)
 
 
+def _batch_rows(batch: RollupBatch | AreaBatch) -> list:
+    return batch.rows
+
+
 def _parking_occupancy_row(row: ParkingOccupancy) -> tuple:
     return (row.cause, row.mall_id, row.car_park_id, row.ts, row.occupancy, row.capacity)
 
@@ -238,12 +254,14 @@ FOOTFALL_ROLLUPS_TABLE = SinkTable(
     ("row_id", "mall_id", "level", "key", "start", "local_day", "interval_s", "visitors_in", "visitors_out",
      "staff_in", "staff_out", "transactions", "passers_by", "late"),
     _rollup_row,
+    _batch_rows,
 )
 AREA_OCCUPANCY_TABLE = SinkTable(
     "area_occupancy",
     ("row_id", "mall_id", "level", "key", "start", "interval_s", "occupancy", "occupancy_uncorrected", "density",
      "departures", "dwell_s"),
     _area_row,
+    _batch_rows,
 )
 AREA_DAYS_TABLE = SinkTable(
     "area_days",

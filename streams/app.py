@@ -86,6 +86,10 @@ def _source(event: EventT) -> SourcePosition:
     return SourcePosition(message.topic, message.partition, message.offset)
 
 
+def _stored_with_the_last() -> None:
+    """A row before its message's last: the last row's acknowledgement covers it."""
+
+
 def _origin(event: EventT) -> str:
     message = event.message
     return f"{message.topic}:{message.partition}:{message.offset}"
@@ -201,7 +205,12 @@ class Hub:
         async def sink_agent(stream: faust.StreamT) -> None:
             async for event in stream.noack().events():
                 try:
-                    sink.add(table.row(decode(spec.record, event.value)), _source(event), event.ack)
+                    rows = table.rows(decode(spec.record, event.value))
+                    # a message's rows are flushed together: its last row acknowledges it
+                    for number, row in enumerate(rows, 1):
+                        sink.add(row, _source(event), event.ack if number == len(rows) else _stored_with_the_last)
+                    if not rows:
+                        event.ack()
                 except InvalidEvent as exc:
                     event.ack()
                     await self.dead_letter(_origin(event), str(exc), event.value)

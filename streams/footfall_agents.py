@@ -31,9 +31,9 @@ import msgspec
 from faust.types import TP
 
 from . import topics
-from .core.footfall import FootfallOutput, FootfallState, RollupRow, advance, apply_event
+from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch, RollupRow, advance, apply_event
 from .core.footfall_layout import FootfallLayout
-from .core.occupancy import AreaDay, AreaRow
+from .core.occupancy import AreaDay
 from .core.parking import (
     FeeRule,
     ParkingLayout,
@@ -70,7 +70,6 @@ MARK_EVERY_S = 60.0
 #: sale after its interval closed is a late row adding to that interval's transactions, which never hold back
 #: the visitor counts, occupancy or dwell.
 CLOCK_SOURCES = (topics.FOOTFALL_TICKS, topics.RFID_READS)
-OUTPUT_TOPICS = {RollupRow: topics.FOOTFALL_ROLLUPS, AreaRow: topics.FOOTFALL_AREAS, AreaDay: topics.FOOTFALL_DAYS}
 
 
 class SourceClock:
@@ -261,11 +260,27 @@ class FootfallAgents:
                     self._saved_at[mall_id] = at
 
     async def _emit(self, outputs: list[FootfallOutput], cause: str) -> None:
+        """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
+
+        One message per interval, not per step: a clock catching up closes many intervals at once.
+        """
+        batches: dict[tuple[type, dt.datetime], list] = {}
         for output in outputs:
+            if isinstance(output, AreaDay):
+                await self._send(topics.FOOTFALL_DAYS, output.mall_id, output)
+                continue
             if isinstance(output, RollupRow) and output.late:
                 output = msgspec.structs.replace(output, cause=cause)
                 self.hub.counters["footfall_late_rows"] += 1
-            await self.hub.topic(OUTPUT_TOPICS[type(output)]).send(key=output.mall_id.encode(), value=encode(output))
+            batches.setdefault((type(output), output.start), []).append(output)
+        for (kind, _), rows in batches.items():
+            if kind is RollupRow:
+                await self._send(topics.FOOTFALL_ROLLUPS, rows[0].mall_id, RollupBatch(rows))
+            else:
+                await self._send(topics.FOOTFALL_AREAS, rows[0].mall_id, AreaBatch(rows))
+
+    async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> None:
+        await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
 
     async def _tick(self) -> None:
         """Say which inputs are caught up, and move each quiet mall's clock on through its own stream."""

@@ -43,8 +43,8 @@ from .records import (
     RfidRead,
     VipVisit,
 )
-from .core.footfall import RollupRow
-from .core.occupancy import AreaDay, AreaRow
+from .core.footfall import AreaBatch, RollupBatch
+from .core.occupancy import AreaDay
 from .core.parking import ParkingOccupancy, ParkingStay
 
 
@@ -75,8 +75,8 @@ CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_
 
 FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallMark,
                              "mall_id (its ticks, staff badge reads, sales and voids, and clock marks)")
-FOOTFALL_ROLLUPS = TopicSpec("footfall.rollups", RollupRow, "mall_id")
-FOOTFALL_AREAS = TopicSpec("footfall.areas", AreaRow, "mall_id")
+FOOTFALL_ROLLUPS = TopicSpec("footfall.rollups", RollupBatch, "mall_id (the rows of a closed interval, or late rows)")
+FOOTFALL_AREAS = TopicSpec("footfall.areas", AreaBatch, "mall_id (the areas at the end of closed intervals)")
 FOOTFALL_DAYS = TopicSpec("footfall.days", AreaDay, "mall_id")
 PARKING_BY_MALL = TopicSpec("parking.by_mall", ParkingEvent, "mall_id")
 PARKING_STAYS = TopicSpec("parking.stays", ParkingStay, "mall_id")

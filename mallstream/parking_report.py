@@ -1,0 +1,106 @@
+"""The car-park report: occupancy per car park over time, stay lengths and full-park alerts.
+
+Occupancy is what the parking agent stored after each gate event; an interval shows the
+last value (the occupancy at its end) and the peak. An interval without a gate event
+keeps the occupancy of the one before (``WITH FILL ... INTERPOLATE``), so the series is
+continuous. Stays are counted in the interval their car left; a stay whose entry was
+never read has no length and is left out of the means.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from .querying import quote
+from .reports import ReportWindow, agg_pyplot, interval_start_sql, series_by
+
+PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "exits",
+                   "mean_stay_min", "median_stay_min", "fees", "full_alerts")
+ALERT_COLUMNS = ("at", "car_park", "message")
+
+
+def parking_sql(window: ReportWindow) -> str:
+    """One row per interval and car park, from its first gate event in the window to the window's end."""
+    mall, start, end = window.bounds()
+    interval = window.interval_minutes
+
+    def per_interval(column: str) -> str:
+        return interval_start_sql(column, window.timezone, interval)
+
+    # WITH FILL carries the occupancy on through intervals without a gate event; their peak is what they kept
+    return f"""
+        SELECT interval_start, car_park, capacity, occupancy_end, greatest(peak_seen, occupancy_end) AS occupancy_peak,
+               exits, mean_stay_min, median_stay_min, fees, full_alerts
+        FROM (
+            SELECT * FROM (
+                SELECT {per_interval("ts")} AS interval_start, car_park_id AS car_park, max(capacity) AS capacity,
+                       argMax(occupancy, (ts, event_id)) AS occupancy_end, max(occupancy) AS peak_seen
+                FROM {{db}}.parking_occupancy WHERE mall_id = {mall} AND ts >= {start} AND ts < {end}
+                GROUP BY interval_start, car_park) AS o
+            LEFT JOIN (
+                SELECT {per_interval("exit")} AS interval_start, car_park_id AS car_park, count() AS exits,
+                       round(avg(duration_s) / 60, 1) AS mean_stay_min,
+                       round(quantileExact(0.5)(duration_s) / 60, 1) AS median_stay_min, sum(fee) AS fees
+                FROM {{db}}.parking_stays WHERE mall_id = {mall} AND exit >= {start} AND exit < {end}
+                GROUP BY interval_start, car_park) AS s USING (interval_start, car_park)
+            LEFT JOIN (
+                SELECT {per_interval("ts")} AS interval_start, {_car_park_of_alert()} AS car_park,
+                       count() AS full_alerts
+                FROM {{db}}.alerts WHERE {_full_alerts(mall, start, end)}
+                GROUP BY interval_start, car_park) AS a USING (interval_start, car_park)
+            ORDER BY car_park, interval_start
+                WITH FILL TO {end} STEP INTERVAL {interval} MINUTE INTERPOLATE (capacity, occupancy_end))
+        ORDER BY car_park, interval_start
+        SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_decimals = 0"""
+
+
+def alerts_sql(window: ReportWindow) -> str:
+    """The full-park alerts raised in the window, oldest first."""
+    mall, start, end = window.bounds()
+    return f"""
+        SELECT toTimeZone(ts, {quote(window.timezone)}) AS at, {_car_park_of_alert()} AS car_park, message
+        FROM {{db}}.alerts WHERE {_full_alerts(mall, start, end)}
+        ORDER BY at, car_park"""
+
+
+def _full_alerts(mall: str, start: str, end: str) -> str:
+    return f"kind = 'car_park_full' AND mall_id = {mall} AND ts >= {start} AND ts < {end}"
+
+
+def _car_park_of_alert() -> str:
+    """The car park a full-park alert is about: its id is ``car_park_full:<car park>:<time>``."""
+    return "splitByChar(':', alert_id)[2]"
+
+
+def plot_parking(rows: Sequence[dict], alerts: Sequence[dict], title: str, path: Path) -> None:
+    """Occupancy against capacity per car park, alerts marked, and below it the mean stay of cars leaving."""
+    plt = agg_pyplot()
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    figure, (occupied, stays) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, height_ratios=(2, 1),
+                                             layout="constrained")
+    for car_park, (times, values) in sorted(series_by(rows, "car_park", "interval_start", "occupancy_peak").items()):
+        line, = occupied.step(times, values, where="post", label=f"{car_park} peak", linewidth=1.8)
+        capacity = max(row["capacity"] for row in rows if row["car_park"] == car_park)
+        occupied.axhline(capacity, color=line.get_color(), linestyle="--", linewidth=1, label=f"{car_park} capacity")
+        raised = [dt.datetime.fromisoformat(alert["at"]) for alert in alerts if alert["car_park"] == car_park]
+        if raised:
+            occupied.plot(raised, [capacity] * len(raised), "v", color="crimson", markersize=9,
+                          label=f"{car_park} full alert")
+    for car_park, (times, values) in sorted(series_by(rows, "car_park", "interval_start", "mean_stay_min").items()):
+        stays.plot(times, values, marker=".", label=car_park)
+    occupied.set_title(title)
+    occupied.set_ylabel("cars parked")
+    occupied.set_ylim(bottom=0)
+    occupied.legend(loc="upper left", fontsize="small")
+    stays.set_ylabel("mean stay of cars leaving (min)")
+    stays.set_ylim(bottom=0)
+    locator = AutoDateLocator()
+    stays.xaxis.set_major_locator(locator)
+    stays.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    for axes in (occupied, stays):
+        axes.grid(alpha=0.3)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
