@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from ..records import ManualOperation
 from .accounts import POINTS, CardStatus, Cause, Effect, MemberCard, Voucher, record, replay, voucher_account
 from .earning import in_birthday_week
 from .engine import enrol
@@ -52,6 +53,18 @@ def expire_vouchers(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Resu
     ]
     for effect in effects:
         card, _ = _once(card, Cause(effect.cause, rules.tag), now.date(), [effect])
+    return card, effects
+
+
+def scheduled_run(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Result:
+    """Everything due on a card when event time reaches ``now``: automatic rebates, voucher expiry, birthday gift.
+
+    Effects of runs already done come back ``replayed``.
+    """
+    effects: list[Effect] = []
+    for step in (run_rebates, expire_vouchers, birthday_gift):
+        card, done = step(card, rules, now)
+        effects += done
     return card, effects
 
 
@@ -128,3 +141,13 @@ def change_status(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: st
     """Issue control: a card reported lost, frozen, recalled, or made active again."""
     plan = [Cause(op_id, rules.tag, by, why).effect("status_changed", "manual", status=status)]
     return _manual(card, rules, now, op_id, by, why, plan)
+
+
+def manual(card: MemberCard, operation: ManualOperation, rules: RuleBook, now: dt.datetime) -> Result:
+    """A service-desk operation as it came off ``loyalty.requests``."""
+    op = operation
+    if op.action == "adjust":
+        return adjust_points(card, rules, now, op.op_id, op.points, op.by, op.why)
+    if op.action == "rebate":
+        return manual_rebate(card, rules, now, op.op_id, op.strategy_id, op.points, op.by, op.why)
+    return change_status(card, rules, now, op.op_id, op.status, op.by, op.why)
