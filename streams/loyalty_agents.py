@@ -164,7 +164,7 @@ class LoyaltyAgent:
         self.answers: dict[str, asyncio.Future] = {}
         #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
         self._seen: dict[int, tuple[float, float]] = {}
-        self._scheduled: dict[int, int] = {}
+        self._scheduled_day: dict[int, int] = {}
         self.cards = hub.app.Table("cards", partitions=self.partitions, key_type=bytes, value_type=bytes)
         app = hub.app
         inputs = app.topic(topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name, topics.CUSTOMER_SIGNALS.name,
@@ -283,7 +283,7 @@ class LoyaltyAgent:
             cards, effects = group_grant({member_id: card}, [member_id], book, signal.ts,
                                          f"{grant.id}:{int(signal.ts.timestamp())}", grant.points,
                                          grant.voucher_campaign, by="customers.signals",
-                                         why=f"{signal.kind}: {signal.message}")
+                                         why=f"{signal.kind}: {signal.message}", rule_id=grant.id)
             day = signal.ts.astimezone(self.zone).date()
             await self._commit(key, cards[member_id], effects, Context(signal.mall_id, "", signal.ts, day),
                                resend_replayed=False)
@@ -362,7 +362,7 @@ class LoyaltyAgent:
         requests = self.hub.topic(topics.LOYALTY_REQUESTS)
         for partition in sorted(held & self._seen.keys()):
             today = self.clock(partition).date().toordinal()
-            for day in range(self._scheduled.get(partition, today - 1) + 1, today + 1):
+            for day in range(self._scheduled_day.get(partition, today - 1) + 1, today + 1):
                 start = dt.datetime.combine(dt.date.fromordinal(day), dt.time(0), self.zone)
                 await requests.send(value=encode(ScheduleTick(now=start)), partition=partition)
-            self._scheduled[partition] = today
+            self._scheduled_day[partition] = today

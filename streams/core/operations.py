@@ -94,15 +94,18 @@ def _gift(rules: RuleBook, cause: Cause, now: dt.datetime, points: int, campaign
 
 def group_grant(
     cards: Mapping[str, MemberCard | None], member_ids: Iterable[str], rules: RuleBook, now: dt.datetime,
-    op_id: str, points: int = 0, campaign_id: str | None = None, by: str = "", why: str = "",
+    op_id: str, points: int = 0, campaign_id: str | None = None, by: str = "", why: str = "", rule_id: str = "",
 ) -> tuple[dict[str, MemberCard], list[Effect]]:
-    """Points and/or a voucher to each member of a group (e.g. a churn segment); unknown members are enrolled."""
+    """Points and/or a voucher to each member of a group (e.g. a churn segment); unknown members are enrolled.
+
+    Effects name ``rule_id`` (a group grant of the rule file), or the operation id when the grant is ad hoc.
+    """
     updated: dict[str, MemberCard] = {}
     effects: list[Effect] = []
     for member_id in dict.fromkeys(member_ids):
         card = cards.get(member_id) or enrol(member_id, rules)
         cause = Cause(f"{op_id}:{member_id}", rules.tag, by, why)
-        updated[member_id], done = _once(card, cause, now.date(), _gift(rules, cause, now, points, campaign_id, op_id))
+        updated[member_id], done = _once(card, cause, now.date(), _gift(rules, cause, now, points, campaign_id, rule_id or op_id))
         effects += done
     return updated, effects
 
