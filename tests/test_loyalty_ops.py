@@ -220,3 +220,57 @@ def test_schedule_gives_birthday_gift_and_expiry_reminders_and_churn_signals_gra
     webhook.wait_for(lambda n: n["kind"] == "voucher_issued" and n["amount_cents"] == 5000)
     by_kind = [n["kind"] for n in webhook.received]
     assert by_kind.count("birthday") == 1 == by_kind.count("voucher_expiring") == len(kinds)
+
+
+def test_rule_edit_mid_replay_versions_the_entries_and_a_broken_edit_keeps_the_old_rules(tmp_path, broker):
+    from tests.test_pipeline import make_day
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text((REPO / "tests" / "rules" / "day.yaml").read_text())
+    hub_config = write_config(tmp_path, broker, rules={"file": str(rules)})
+    day = make_day(hub_config, tmp_path, 300)
+    lines = day.read_text().splitlines(keepends=True)
+    parts = [tmp_path / f"part-{i}.jsonl" for i in range(3)]
+    for i, part in enumerate(parts):
+        part.write_text("".join(lines[i * 100:(i + 1) * 100]))
+    with WorkerProcess(hub_config, tmp_path / "worker.log"):
+        cli(hub_config, "replay", str(parts[0]), "--wait")
+        rules.write_text(rules.read_text().replace("rate: 1\n", "rate: 2\n"))
+        cli(hub_config, "replay", str(parts[1]), "--wait")
+        rules.write_text(rules.read_text() + "\nearning: {rate: -3}\n")  # refused: a negative rate
+        cli(hub_config, "replay", str(parts[2]), "--wait")
+        found = cli(hub_config, "sql", "SELECT txn_id, rule_version, delta FROM {db}.ledger_entries "
+                                       "WHERE cause = 'points_earned' AND rule_id = 'earn-base'").stdout
+    version_of = {}
+    for txn_id, version, delta in (line.split("\t") for line in found.splitlines()[1:]):
+        version_of[txn_id] = version.split("-")[0]
+    sales = [json.loads(line) for line in lines]
+    for i, expected in enumerate(("1", "2", "2")):
+        part_sales = [s["txn_id"] for s in sales[i * 100:(i + 1) * 100] if s["txn_id"] in version_of]
+        assert part_sales and {version_of[t] for t in part_sales} == {expected}, f"part {i}"
+    assert "rule file edit refused, version 2-" in (tmp_path / "worker.log").read_text()
+
+
+def test_member_360_from_the_worker_that_does_not_own_the_member(tmp_path, broker):
+    from tests.test_pipeline import make_day
+
+    first = write_config(tmp_path, broker)
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    second = write_config(second_dir, broker)  # its own web port, state and ClickHouse directory
+    day = make_day(first, tmp_path, 400)
+    members = sorted({json.loads(line)["member_id"] for line in day.read_text().splitlines()} - {None})[:12]
+    with WorkerProcess(first, tmp_path / "w1.log") as one, WorkerProcess(second, second_dir / "w2.log") as two:
+        wait_until_serving(one.port)
+        wait_until_serving(two.port)
+        cli(first, "replay", str(day), "--wait")
+        answers = {}
+        for port in (one.port, two.port):
+            for member_id in members:
+                url = f"http://127.0.0.1:{port}/member/{member_id}/"
+                answers.setdefault(member_id, []).append(json.loads(urllib.request.urlopen(url, timeout=30).read()))
+        owned = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{one.port}/stats/").read())["counters"]
+    assert 0 < owned.get("receipts_applied", 0) < 400  # each worker applied some of the receipts
+    for member_id, (from_one, from_two) in answers.items():
+        assert from_one["member_id"] == member_id and from_one["balances"] == from_two["balances"]
+        assert from_one["balances"]["points"] > 0
