@@ -164,7 +164,7 @@ class LoyaltyAgent:
         self.answers: dict[str, asyncio.Future] = {}
         #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
         self._seen: dict[int, tuple[float, float]] = {}
-        self._scheduled_day: dict[int, int] = {}
+        self._scheduled_day: dict[int, dt.date] = {}
         self.cards = hub.app.Table("cards", partitions=self.partitions, key_type=bytes, value_type=bytes)
         app = hub.app
         inputs = app.topic(topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name, topics.CUSTOMER_SIGNALS.name,
@@ -224,7 +224,7 @@ class LoyaltyAgent:
                 elif isinstance(message, ManualOperation):
                     await self._manual(event.key, message)
                 elif isinstance(message, ScheduleTick):
-                    await self._scheduled(partition, message.now)
+                    await self._scheduled(partition, message.now, message.since)
                 else:
                     await self._signal(event.key, message)
 
@@ -289,8 +289,8 @@ class LoyaltyAgent:
                                resend_replayed=False)
             self.hub.counters["group_grants"] += 1
 
-    async def _scheduled(self, partition: int, now: dt.datetime) -> None:
-        """Rebate runs, expiry, birthday gifts and reminders due at ``now`` for every card of the partition."""
+    async def _scheduled(self, partition: int, now: dt.datetime, since: dt.datetime | None) -> None:
+        """Rebate runs, expiry, birthday gifts and reminders due at ``now`` (since ``since``) for every card of the partition."""
         book = self._rule_book()
         now = now.astimezone(self.zone)
         context = Context(self.default_mall, "", now, now.date())
@@ -298,7 +298,7 @@ class LoyaltyAgent:
             if member_partition(key, self.partitions) != partition:
                 continue
             card = decode_card(stored)
-            ran, effects = scheduled_run(card, book, now)
+            ran, effects = scheduled_run(card, book, now, since)
             reminded, due = reminders(ran, now, self.expiring_within)
             if reminded is not card:  # runs already done come back replayed and leave the card as it was
                 fresh = [effect for effect in effects if not effect.replayed]
@@ -356,13 +356,19 @@ class LoyaltyAgent:
         return dt.datetime.fromtimestamp(moment + asyncio.get_running_loop().time() - at, self.zone)
 
     async def _schedule_due_days(self) -> None:
-        """A tick at the start of every day a held partition's event time reached since the last, oldest first."""
+        """A tick at the start of the day a held partition's event time reached, catching up on the days since the last.
+
+        One tick per partition and timer call, however many days a fast replay went through meanwhile.
+        """
         held = {tp.partition for tp in self.hub.app.assignor.assigned_actives()
                 if tp.topic == topics.LOYALTY_REQUESTS.name}
         requests = self.hub.topic(topics.LOYALTY_REQUESTS)
         for partition in sorted(held & self._seen.keys()):
-            today = self.clock(partition).date().toordinal()
-            for day in range(self._scheduled_day.get(partition, today - 1) + 1, today + 1):
-                start = dt.datetime.combine(dt.date.fromordinal(day), dt.time(0), self.zone)
-                await requests.send(value=encode(ScheduleTick(now=start)), partition=partition)
+            today = self.clock(partition).date()
+            last = self._scheduled_day.get(partition)
+            if last is not None and today <= last:
+                continue
+            since = last and dt.datetime.combine(last, dt.time(0), self.zone)
+            start = dt.datetime.combine(today, dt.time(0), self.zone)
+            await requests.send(value=encode(ScheduleTick(now=start, since=since)), partition=partition)
             self._scheduled_day[partition] = today

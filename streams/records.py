@@ -484,9 +484,13 @@ class ManualOperation(Record, tag="manual_operation"):
 
 
 class ScheduleTick(Record, tag="schedule_tick"):
-    """Event time reaching ``now`` for every card of the partition it is sent to: rebates, expiry, birthdays."""
+    """Event time reaching ``now`` for every card of the partition it is sent to: rebates, expiry, birthdays.
+
+    Dated runs are caught up for the days after ``since`` (the previous tick); without it, ``now``'s day only.
+    """
 
     now: dt.datetime
+    since: dt.datetime | None = None
 
 
 #: What travels on ``loyalty.requests``.

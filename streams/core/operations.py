@@ -56,16 +56,27 @@ def expire_vouchers(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Resu
     return card, effects
 
 
-def scheduled_run(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Result:
+#: How many days back one scheduled run catches up at most.
+CATCH_UP_DAYS = 366
+
+
+def scheduled_run(card: MemberCard, rules: RuleBook, now: dt.datetime, since: dt.datetime | None = None) -> Result:
     """Everything due on a card when event time reaches ``now``: automatic rebates, voucher expiry, birthday gift.
 
-    Effects of runs already done come back ``replayed``.
+    Dated runs (rebates, birthday gift) are done for every day from the one after ``since``
+    to ``now``'s, as of that day's time of ``now``, so one run catches up on days a fast
+    replay went through at once. Effects of runs already done come back ``replayed``.
     """
+    first = now - dt.timedelta(days=CATCH_UP_DAYS - 1)
+    if since is not None:
+        first = max(first, now - dt.timedelta(days=(now.date() - since.date()).days - 1))
     effects: list[Effect] = []
-    for step in (run_rebates, expire_vouchers, birthday_gift):
-        card, done = step(card, rules, now)
-        effects += done
-    return card, effects
+    for offset in range((now.date() - first.date()).days + 1):
+        for step in (run_rebates, birthday_gift):
+            card, done = step(card, rules, first + dt.timedelta(days=offset))
+            effects += done
+    card, expired = expire_vouchers(card, rules, now)
+    return card, effects + expired
 
 
 def expiring(card: MemberCard, now: dt.datetime, within: dt.timedelta) -> list[Voucher]:
