@@ -6,11 +6,12 @@ import datetime as dt
 import subprocess
 import sys
 
+import msgspec
 import pytest
 
 from mallstream.settings import ConfigError
 from mallstream.streams.core.notices import notices, reminders
-from mallstream.streams.core.operations import adjust_points, group_grant
+from mallstream.streams.core.operations import adjust_points, group_grant, scheduled_run
 from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.master_data import load_master_data
 from tests.conftest import EXAMPLE_CONFIG, REPO
@@ -32,8 +33,7 @@ def test_points_and_vouchers_notify_once_and_replays_notify_nobody():
 
 def test_expiry_reminder_and_birthday_greeting_are_sent_once():
     cards, _ = group_grant({}, ["M1"], RULES, NOON, "g", campaign_id="welcome-back-50")
-    card = cards["M1"].__class__(**{**{f: getattr(cards["M1"], f) for f in cards["M1"].__struct_fields__},
-                                    "birthday": dt.date(1990, 12, 2)})
+    card = msgspec.structs.replace(cards["M1"], birthday=dt.date(1990, 12, 2))
     week = dt.timedelta(days=7)
     early, none = reminders(card, NOON, week)  # the voucher runs to 4 Dec: not yet within a week
     assert none == [] and early is card
@@ -80,3 +80,18 @@ def test_backtest_prints_per_rule_outcomes_for_current_and_proposed_rules_and_pl
     base = {line.split()[1]: int(line.split()[2]) for line in out.splitlines() if line.startswith("earn-base ")}
     assert 2 * base["current"] >= base["proposed"] > 1.9 * base["current"] > 0  # doubled, less caps and rounding
     assert "change: +" in out and plot.stat().st_size > 10_000
+
+
+def test_one_scheduled_run_catches_up_on_the_days_since_the_last_and_never_runs_a_day_twice():
+    rules = parse_rules((REPO / "config" / "rules.example.yaml").read_text(), "rules.example.yaml", 1)
+    card, _ = adjust_points(group_grant({}, ["M1"], rules, NOON, "g")[0]["M1"], rules, NOON, "T", 5000, "c", "w")
+    card = msgspec.structs.replace(card, birthday=dt.date(1990, 12, 2))
+    january = dt.datetime(2027, 1, 2, tzinfo=dt.UTC)
+    caught_up, effects = scheduled_run(card, rules, january, since=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
+    fresh = sorted({(e.kind, e.cause) for e in effects if not e.replayed})
+    assert fresh == [("points_earned", "birthday:birthday-gift:2026"), ("points_spent", "rebate:year-end:2026-12-31"),
+                     ("rebate", "rebate:year-end:2026-12-31"), ("voucher_expired", "expiry:birthday:birthday-gift:2026:welcome-back-50:0"),
+                     ("voucher_issued", "birthday:birthday-gift:2026")]
+    _, again = scheduled_run(caught_up, rules, january, since=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
+    assert all(e.replayed for e in again)
+    assert scheduled_run(card, rules, january)[1] == []  # without since: 2 January only, nothing due

@@ -64,12 +64,12 @@ def scheduled_run(card: MemberCard, rules: RuleBook, now: dt.datetime, since: dt
     """Everything due on a card when event time reaches ``now``: automatic rebates, voucher expiry, birthday gift.
 
     Dated runs (rebates, birthday gift) are done for every day from the one after ``since``
-    to ``now``'s, as of that day's time of ``now``, so one run catches up on days a fast
-    replay went through at once. Effects of runs already done come back ``replayed``.
+    (at most a year back; without it, ``now``'s day only) to ``now``'s, at ``now``'s time of
+    day, so one run catches up on days a fast replay went through at once. Effects of runs
+    already done come back ``replayed``.
     """
-    first = now - dt.timedelta(days=CATCH_UP_DAYS - 1)
-    if since is not None:
-        first = max(first, now - dt.timedelta(days=(now.date() - since.date()).days - 1))
+    behind = 1 if since is None else min(max((now.date() - since.date()).days, 1), CATCH_UP_DAYS)
+    first = now - dt.timedelta(days=behind - 1)
     effects: list[Effect] = []
     for offset in range((now.date() - first.date()).days + 1):
         for step in (run_rebates, birthday_gift):
