@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import msgspec
-
+from .backtesting import with_members
 from .simulators.pos import PosDay, receipts
 from .streams.core.accounts import MemberCard
 from .streams.core.engine import evaluate
@@ -24,14 +23,7 @@ def bench_engine(count: int, rules_path: Path = EXAMPLE_RULES) -> float:
     """Receipts evaluated per second, member ids stamped on anonymous returns as the router does."""
     rules = RuleFile(rules_path).current()
     day = PosDay(stores=("S101", "S201", "SB01"), members=5000)
-    owner: dict[str, str] = {}
-    txns = []
-    for txn in receipts(day, count):
-        member = txn.member_id or owner.get(txn.original_txn_id or "")
-        if member is None:
-            continue
-        owner[txn.txn_id] = member
-        txns.append(msgspec.structs.replace(txn, member_id=member))
+    txns = list(with_members(receipts(day, count)))
     cards: dict[str, MemberCard] = {}
     started = time.perf_counter()
     for txn in txns:

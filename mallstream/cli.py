@@ -200,6 +200,117 @@ def member(ctx: click.Context, member_id: str, as_of: str | None) -> None:
         sys.exit(1)
 
 
+def _post_to_worker(settings: Settings, path: str, params: dict[str, object]) -> dict:
+    """POST to the local worker (which forwards to the member's owner); prints errors and exits 1."""
+    import json
+
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    request = urllib.request.Request(_worker_url(settings, f"{path}?{query}"), data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=settings.rules.answer_timeout_s + 10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        click.echo(exc.read().decode(), err=True)
+    except urllib.error.URLError:
+        click.echo(f"mallstream: no worker answers on port {settings.worker.web_port}; start `mallstream up`", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def loyalty() -> None:
+    """Service-desk operations on a member card, with who and why on the ledger; once per --op-id."""
+
+
+def _desk_operation(function):
+    """The options every service-desk command shares; a retry with the same --op-id changes nothing."""
+    for option in reversed([
+        click.argument("member_id"),
+        click.option("--op-id", required=True, help="the desk's ticket or operation id: a retry with it is safe"),
+        click.option("--by", "by", required=True, help="who does it (staff id)"),
+        click.option("--why", "why", required=True, help="why, as it will stand on the ledger"),
+    ]):
+        function = option(function)
+    return function
+
+
+def _operate(ctx: click.Context, **params: object) -> None:
+    import json
+
+    answer = _post_to_worker(_settings(ctx), "/operations/", params)
+    click.echo(json.dumps(answer, indent=2))
+    if answer.get("rejected"):
+        sys.exit(1)
+
+
+@loyalty.command("adjust")
+@_desk_operation
+@click.option("--points", type=int, required=True, help="points to add (negative: take away)")
+@click.pass_context
+def loyalty_adjust(ctx: click.Context, member_id: str, op_id: str, by: str, why: str, points: int) -> None:
+    """Correct a member's points balance."""
+    _operate(ctx, member_id=member_id, op_id=op_id, by=by, why=why, action="adjust", points=points)
+
+
+@loyalty.command("rebate")
+@_desk_operation
+@click.option("--strategy", "strategy_id", required=True, help="a rebate strategy of the rule file with mode: manual")
+@click.option("--points", type=int, required=True, help="points to convert (at most the balance)")
+@click.pass_context
+def loyalty_rebate(ctx: click.Context, member_id: str, op_id: str, by: str, why: str, strategy_id: str, points: int) -> None:
+    """Convert points into stored value at the service desk."""
+    _operate(ctx, member_id=member_id, op_id=op_id, by=by, why=why, action="rebate", strategy_id=strategy_id,
+             points=points)
+
+
+@loyalty.command("status")
+@_desk_operation
+@click.argument("status", type=click.Choice(["active", "lost", "frozen", "recalled"]))
+@click.pass_context
+def loyalty_status(ctx: click.Context, member_id: str, op_id: str, by: str, why: str, status: str) -> None:
+    """Report a card lost, freeze, recall or reactivate it."""
+    _operate(ctx, member_id=member_id, op_id=op_id, by=by, why=why, action="status", status=status)
+
+
+@loyalty.command("run-schedule")
+@click.option("--at", "at", required=True, help="the moment, with UTC offset: 2026-12-31T00:00:00+08:00")
+@click.pass_context
+def loyalty_run_schedule(ctx: click.Context, at: str) -> None:
+    """Run the scheduled operations (rebate runs, expiry, birthdays, reminders) as of an explicit moment."""
+    answer = _post_to_worker(_settings(ctx), "/schedule/", {"at": at})
+    click.echo(f"schedule ticks at {answer['at']} sent to {answer['partitions']} partitions")
+
+
+@main.command()
+@click.option("--rules", "rules_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="the proposed rule file")
+@click.option("--input", "input_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON-lines receipts (as `replay` takes); other event types are skipped")
+@click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw the costs to a PNG")
+@click.pass_context
+def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Path | None) -> None:
+    """Replay history through the current and a proposed rule file: per-rule outcomes and cost, live state untouched."""
+    from .backtesting import plot_backtest, read_receipts, render_backtest
+    from .streams.core.backtest import backtest as run
+    from .streams.core.rules import RuleFile
+
+    settings = _settings(ctx)
+    try:
+        current = RuleFile(settings.resolve(settings.rules.file)).current()
+        proposed = RuleFile(rules_path).current()
+    except ConfigError as exc:
+        click.echo(f"mallstream: bad rules: {exc}", err=True)
+        sys.exit(2)
+    point_value = settings.rules.point_value_cents
+    if point_value != int(point_value):
+        click.echo("mallstream: backtests need a whole number of cents in rules.point_value_cents", err=True)
+        sys.exit(2)
+    report = run(read_receipts(input_file), current, proposed, int(point_value))
+    click.echo(render_backtest(report))
+    if plot_to is not None:
+        plot_backtest(report, plot_to)
+        click.echo(f"plot written to {plot_to}", err=True)
+
+
 @main.command()
 @click.option("--count", type=int, default=200_000, show_default=True, help="receipts / rows per figure")
 def bench(count: int) -> None:

@@ -176,10 +176,23 @@ class VipPolicy(Strict):
 
 
 class Rules(Strict):
-    """Where the loyalty rules are; the file itself is validated and re-read by ``streams/core/rules.py``."""
+    """Loyalty in the worker: where the rules are (validated and re-read by ``streams/core/rules.py``) and its timings."""
 
     file: Path = Field(default=Path("config/rules.example.yaml"), description="loyalty rule file (YAML)")
     point_value_cents: Decimal = Field(default=Decimal(1), ge=0, description="what a point costs the mall, for backtests")
+    schedule_seconds: float = Field(
+        default=5.0, gt=0, description="how often the worker checks whether event time reached a new day "
+                                       "(automatic rebates, voucher expiry, birthday gifts and reminders run then)")
+    answer_timeout_s: float = Field(default=5.0, gt=0, description="how long a till or service-desk call waits")
+
+
+class MemberNotifications(Strict):
+    """Messages to members (``members.notifications``), and the webhook of the SMS/email platform that sends them."""
+
+    webhook_url: str | None = Field(default=None, description="POSTed every notification as JSON; none: topic only")
+    webhook_timeout: float = Field(default=5.0, gt=0)
+    webhook_attempts: int = Field(default=5, ge=1, description="tries with exponential backoff before giving up")
+    expiring_within_days: int = Field(default=7, ge=1, description="vouchers expiring this soon get a reminder, once")
 
 
 class Members(Strict):
@@ -399,6 +412,7 @@ class Settings(Strict):
     members: Members = Members()
     vip: VipPolicy = VipPolicy()
     alerts: AlertDelivery = AlertDelivery()
+    notifications: MemberNotifications = MemberNotifications()
     kafka: Kafka = Kafka()
     clickhouse: ClickHouse = ClickHouse()
     mqtt: Mqtt = Mqtt()

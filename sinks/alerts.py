@@ -27,6 +27,23 @@ def zone_topic(prefix: str, alert: Alert) -> str:
     return f"{prefix}/{alert.mall_id}/{alert.zone_id or 'mall'}"
 
 
+def post_json(url: str, body: bytes, timeout: float, attempts: int, what: str) -> bool:
+    """POST ``body`` as JSON, retried with exponential backoff; False when every attempt failed (logged). Blocking."""
+
+    @retry(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=0.2, max=10), reraise=True)
+    def post() -> None:
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+
+    try:
+        post()
+        return True
+    except Exception as exc:  # the webhook's outage must not stop the stream
+        log.error("webhook %s refused %s: %s", url, what, exc)
+        return False
+
+
 class AlertPublisher:
     """One MQTT connection for the worker's alerts, and the webhook."""
 
@@ -51,21 +68,8 @@ class AlertPublisher:
         url = self.delivery.webhook_url
         if not url:
             return True
-
-        @retry(stop=stop_after_attempt(self.delivery.webhook_attempts), wait=wait_exponential(multiplier=0.2, max=10),
-               reraise=True)
-        def post() -> None:
-            request = urllib.request.Request(url, data=encode(alert), method="POST",
-                                             headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=self.delivery.webhook_timeout) as response:
-                response.read()
-
-        try:
-            post()
-            return True
-        except Exception as exc:  # the webhook's outage must not stop the alerts
-            log.error("webhook %s refused alert %s: %s", url, alert.alert_id, exc)
-            return False
+        return post_json(url, encode(alert), self.delivery.webhook_timeout, self.delivery.webhook_attempts,
+                         f"alert {alert.alert_id}")
 
     def close(self) -> None:
         if self.client is not None:

@@ -141,8 +141,8 @@ class Hub:
         }
         self._flush_lock = asyncio.Lock()
         self._register_agents()
-        self.loyalty = LoyaltyAgent(self)
         master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
+        self.loyalty = LoyaltyAgent(self, master)
         self.vip = VipAgents(self, master)
         self.customers = CustomerAgents(self, master)
         self.footfall = FootfallAgents(self)

@@ -1,35 +1,69 @@
-"""The loyalty agent: each receipt against the member's card, by the rule engine.
+"""The loyalty agent: receipts, till authorisations, service-desk work, schedules and signals against each card.
 
-    pos.by_member --apply_loyalty (cards table)--> ledger --sink--> ClickHouse ledger_entries
-                                                \\-> loyalty.rejects (refused receipts, with reasons)
+    pos.by_member -------+                         --> ledger --sink--> ClickHouse ledger_entries
+    loyalty.requests ----+--apply_loyalty (cards)--> loyalty.rejects (refused inputs, with reasons)
+    customers.signals ---+                         --> members.notifications --notify_members--> webhook
+        ^ timer: a ScheduleTick per held partition when its event time reaches a new day
 
-The card lives in a faust table keyed by member; the engine (``streams/core/engine.py``)
-is pure and returns the new card and its effects. Every effect becomes a ledger entry
-naming its cause, rule and rule version; refused receipts also go to ``loyalty.rejects``.
-The rule file is re-read when it changes: entries carry the version that made them, and
-a broken edit leaves the previous rules in force (logged once).
+The card lives in a faust table keyed by member and is written only from this one
+stream: a till's authorisation or a service-desk operation arriving over HTTP becomes
+a request on ``loyalty.requests`` (keyed by member, co-partitioned with ``pos.by_member``),
+and the HTTP view awaits the answer the agent gives to a future keyed by request id in
+the same worker. The engine (``streams/core/``) is pure: it returns the new card and its
+effects; every effect becomes a ledger entry naming its cause, rule and rule version
+(and, for manual work, who and why). The rule file is re-read when it changes: entries
+carry the version that made them, and a broken edit leaves the previous rules in force.
+
+Scheduled operations run in event time: per partition, the latest receipt time seen plus
+the wall time passed since. When that reaches a new day, a :class:`ScheduleTick` at the
+day's start is sent to the partition, and the agent runs automatic rebates, voucher
+expiry, birthday gifts and reminders for every card there. ``POST /schedule/?at=`` sends
+the same ticks for an explicit moment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
+from aiokafka.partitioner import murmur2
+
+from mallstream.sinks.alerts import post_json
 
 from . import topics
 from .core.accounts import Effect, MemberCard
-from .core.engine import REFUSALS, evaluate
-from .core.rules import RuleFile
-from .records import LedgerEntry, PosTransaction, decode, encode
+from .core.engine import REFUSALS, enrol, evaluate
+from .core.holds import AuthRequest, authorise
+from .core.notices import notices, reminders
+from .core.operations import group_grant, manual, scheduled_run
+from .core.rules import RuleBook, RuleFile
+from .master_data import MasterData
+from .records import (
+    Alert,
+    HoldRequest,
+    LedgerEntry,
+    LoyaltyRequest,
+    ManualOperation,
+    MemberNotification,
+    PosTransaction,
+    ScheduleTick,
+    decode,
+    encode,
+)
 
 if TYPE_CHECKING:
     from .app import Hub
 
 log = logging.getLogger(__name__)
+
+#: What the loyalty agent reads, from pos.by_member, loyalty.requests and customers.signals.
+LoyaltyInput = PosTransaction | LoyaltyRequest | Alert
 
 _card_encoder = msgspec.msgpack.Encoder()
 _card_decoder = msgspec.msgpack.Decoder(MemberCard)
@@ -51,16 +85,29 @@ def _entry_id(effect: Effect) -> str:
     return f"{effect.cause[:64]}:{hashlib.blake2b(full.encode(), digest_size=16).hexdigest()}"
 
 
-def ledger_entries(card: MemberCard, txn: PosTransaction, effects: list[Effect]) -> list[LedgerEntry]:
-    """The effects of one receipt as ledger entries; ids derive from cause, kind, account and rule."""
+class Context(NamedTuple):
+    """Where and when an input happened, as its ledger entries say."""
+
+    mall_id: str
+    store_id: str
+    ts: dt.datetime
+    business_day: dt.date
+
+    @classmethod
+    def of_receipt(cls, txn: PosTransaction) -> Context:
+        return cls(txn.mall_id or "", txn.store_id, txn.ts, txn.business_day)
+
+
+def ledger_entries(card: MemberCard, effects: list[Effect], context: Context) -> list[LedgerEntry]:
+    """The effects of one input as ledger entries; ids derive from cause, kind, account and rule."""
     balances = {"points": card.points, "stored_value": card.stored_value}
     balances |= {f"voucher:{vid}": voucher.remaining for vid, voucher in card.vouchers.items()}
     return [
         LedgerEntry(
             entry_id=_entry_id(effect),
-            mall_id=txn.mall_id or "", member_id=card.member_id, account=effect.account, delta=effect.delta,
+            mall_id=context.mall_id, member_id=card.member_id, account=effect.account, delta=effect.delta,
             balance_after=balances.get(effect.account, 0), cause=effect.kind, txn_id=effect.cause,
-            store_id=txn.store_id, ts=txn.ts, business_day=txn.business_day, replayed=effect.replayed,
+            store_id=context.store_id, ts=context.ts, business_day=context.business_day, replayed=effect.replayed,
             rule_id=effect.rule_id, rule_version=effect.rule_version, amount=effect.amount,
             voucher_id=effect.voucher_id, reason=effect.reason, by=effect.by,
         )
@@ -94,23 +141,44 @@ def member_view(card: MemberCard, now: dt.datetime) -> dict:
     }
 
 
-class LoyaltyAgent:
-    """Cards in a table, the rule file, and the agent applying receipts."""
+def member_partition(key: bytes, partitions: int) -> int:
+    """The partition a member key is produced to (the Kafka default partitioner)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
-    def __init__(self, hub: Hub) -> None:
+
+class LoyaltyAgent:
+    """Cards in a table, the rule file, the agent applying every input to a card, and the schedule."""
+
+    def __init__(self, hub: Hub, master: MasterData) -> None:
         self.hub = hub
         conf = hub.settings
         self.rules = RuleFile(conf.resolve(conf.rules.file))
         self.rules.current()  # a rule file that was never good stops the worker at start
         self._reported_error: str | None = None
-        self.cards = hub.app.Table("cards", partitions=conf.kafka.partitions, key_type=bytes, value_type=bytes)
-        hub.app.agent(hub.topic(topics.POS_BY_MEMBER), name="apply_loyalty")(self._apply)
+        self.birthdays = master.birthdays
+        self.zone = ZoneInfo(conf.malls[0].timezone)
+        self.default_mall = conf.malls[0].id
+        self.partitions = conf.kafka.partitions
+        self.expiring_within = dt.timedelta(days=conf.notifications.expiring_within_days)
+        #: request id -> the HTTP view waiting for the agent's answer, in this worker
+        self.answers: dict[str, asyncio.Future] = {}
+        #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
+        self._seen: dict[int, tuple[float, float]] = {}
+        self._scheduled_day: dict[int, dt.date] = {}
+        self.cards = hub.app.Table("cards", partitions=self.partitions, key_type=bytes, value_type=bytes)
+        app = hub.app
+        inputs = app.topic(topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name, topics.CUSTOMER_SIGNALS.name,
+                           partitions=self.partitions)
+        app.agent(inputs, name="apply_loyalty")(self._apply)
+        app.timer(conf.rules.schedule_seconds, name="loyalty_schedule")(self._schedule_due_days)
+        if conf.notifications.webhook_url:
+            app.agent(hub.topic(topics.MEMBER_NOTIFICATIONS), name="notify_members")(self._deliver)
 
     def card(self, member_id: str) -> MemberCard | None:
         stored = self.cards.get(member_id.encode())
         return decode_card(stored) if stored else None
 
-    def _rule_book(self):
+    def _rule_book(self) -> RuleBook:
         book = self.rules.current()
         error = str(self.rules.error) if self.rules.error else None
         if error and error != self._reported_error:
@@ -118,23 +186,189 @@ class LoyaltyAgent:
         self._reported_error = error
         return book
 
+    # -- asking the agent (HTTP views) ----------------------------------------------------
+
+    async def ask(self, request: HoldRequest | ManualOperation) -> dict:
+        """Send a request through the member's partition and wait for the agent's answer; TimeoutError if none."""
+        future = asyncio.get_running_loop().create_future()
+        self.answers[request.request_id] = future
+        try:
+            await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=request.member_id.encode(), value=encode(request))
+            return await asyncio.wait_for(future, self.hub.settings.rules.answer_timeout_s)
+        finally:
+            self.answers.pop(request.request_id, None)
+
+    def _answer(self, request_id: str, answer: dict) -> None:
+        future = self.answers.get(request_id)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    async def run_schedule(self, now: dt.datetime) -> int:
+        """Schedule ticks at ``now`` to every partition (an explicit clock); returns how many were sent."""
+        requests = self.hub.topic(topics.LOYALTY_REQUESTS)
+        for partition in range(self.partitions):
+            await requests.send(value=encode(ScheduleTick(now=now)), partition=partition)
+        return self.partitions
+
+    # -- the agent ------------------------------------------------------------------------
+
     async def _apply(self, stream: faust.StreamT) -> None:
-        ledger, rejects = self.hub.topic(topics.LEDGER), self.hub.topic(topics.LOYALTY_REJECTS)
-        counters = self.hub.counters
         async for event in stream.events():
             async with self.hub.dead_letter_on_failure(event, "loyalty"):
-                txn = decode(PosTransaction, event.value)
-                if txn.member_id is None:
-                    counters["receipts_anonymous"] += 1
-                    continue
-                key = event.key
-                stored = self.cards.get(key)
-                card, effects = evaluate(decode_card(stored) if stored else None, txn, self._rule_book(),
-                                         dt.datetime.now(dt.UTC))
-                if not effects or not all(effect.replayed for effect in effects):
-                    self.cards[key] = encode_card(card)
-                for entry in ledger_entries(card, txn, effects):
-                    await ledger.send(key=key, value=encode(entry))
-                    if entry.cause in REFUSALS:
-                        await rejects.send(key=key, value=encode(entry))
-                counters["receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"] += 1
+                message = decode(LoyaltyInput, event.value)  # type: ignore[arg-type]
+                partition = event.message.partition
+                if isinstance(message, PosTransaction):
+                    await self._receipt(event.key, message, partition)
+                elif isinstance(message, HoldRequest):
+                    self._hold(event.key, message)
+                elif isinstance(message, ManualOperation):
+                    await self._manual(event.key, message)
+                elif isinstance(message, ScheduleTick):
+                    await self._scheduled(partition, message.now, message.since)
+                else:
+                    await self._signal(event.key, message)
+
+    def _stored(self, key: bytes, member_id: str) -> MemberCard | None:
+        """The card, with the master data's birthday if the card has none yet."""
+        stored = self.cards.get(key)
+        card = decode_card(stored) if stored else None
+        birthday = self.birthdays.get(member_id)
+        if card is not None and card.birthday is None and birthday is not None:
+            card = msgspec.structs.replace(card, birthday=birthday)
+        return card
+
+    async def _receipt(self, key: bytes, txn: PosTransaction, partition: int) -> None:
+        if txn.member_id is None:
+            self.hub.counters["receipts_anonymous"] += 1
+            return
+        self._saw(partition, txn.ts)
+        card, effects = evaluate(self._stored(key, txn.member_id), txn, self._rule_book(), dt.datetime.now(dt.UTC),
+                                 self.birthdays.get(txn.member_id))
+        await self._commit(key, card, effects, Context.of_receipt(txn), resend_replayed=True)
+        self.hub.counters["receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"] += 1
+
+    def _hold(self, key: bytes, request: HoldRequest) -> None:
+        """A till authorisation: a hold placed (written to the card) or refused; no ledger entry, nothing moved yet."""
+        book = self._rule_book()
+        card = self._stored(key, request.member_id) or enrol(request.member_id, book)
+        ask = AuthRequest(request.hold_id, request.txn_id, request.amount_cents, request.voucher_id)
+        held, decision = authorise(card, ask, book, dt.datetime.now(dt.UTC))
+        if held is not card:
+            self.cards[key] = encode_card(held)
+        self.hub.counters["holds_placed" if decision.approved else "holds_refused"] += 1
+        self._answer(request.request_id, {"member_id": request.member_id, **msgspec.to_builtins(decision)})
+
+    async def _manual(self, key: bytes, operation: ManualOperation) -> None:
+        book = self._rule_book()
+        card = self._stored(key, operation.member_id) or enrol(operation.member_id, book,
+                                                               self.birthdays.get(operation.member_id))
+        card, effects = manual(card, operation, book, operation.ts)
+        day = operation.ts.astimezone(self.zone).date()
+        entries = await self._commit(key, card, effects, Context(self.default_mall, "", operation.ts, day),
+                                     resend_replayed=True)
+        self.hub.counters["manual_operations"] += 1
+        self._answer(operation.request_id, {
+            "op_id": operation.op_id, "member_id": operation.member_id,
+            "replayed": bool(effects) and all(effect.replayed for effect in effects),
+            "rejected": [effect.reason for effect in effects if effect.kind in REFUSALS],
+            "entries": msgspec.to_builtins(entries),
+        })
+
+    async def _signal(self, key: bytes, signal: Alert) -> None:
+        """A customer signal (churn_risk...): the rule file's group grants for that signal, once per signal."""
+        book = self._rule_book()
+        member_id = signal.member_id or key.decode()
+        for grant in (g for g in book.group_grants if g.signal == signal.kind):
+            card = self._stored(key, member_id) or enrol(member_id, book, self.birthdays.get(member_id))
+            cards, effects = group_grant({member_id: card}, [member_id], book, signal.ts,
+                                         f"{grant.id}:{int(signal.ts.timestamp())}", grant.points,
+                                         grant.voucher_campaign, by="customers.signals",
+                                         why=f"{signal.kind}: {signal.message}", rule_id=grant.id)
+            day = signal.ts.astimezone(self.zone).date()
+            await self._commit(key, cards[member_id], effects, Context(signal.mall_id, "", signal.ts, day),
+                               resend_replayed=False)
+            self.hub.counters["group_grants"] += 1
+
+    async def _scheduled(self, partition: int, now: dt.datetime, since: dt.datetime | None) -> None:
+        """Rebate runs, expiry, birthday gifts and reminders due at ``now`` (since ``since``) for every card of the partition."""
+        book = self._rule_book()
+        now = now.astimezone(self.zone)
+        context = Context(self.default_mall, "", now, now.date())
+        for key, stored in list(self.cards.items()):
+            if member_partition(key, self.partitions) != partition:
+                continue
+            card = decode_card(stored)
+            ran, effects = scheduled_run(card, book, now, since)
+            reminded, due = reminders(ran, now, self.expiring_within)
+            if reminded is not card:  # runs already done come back replayed and leave the card as it was
+                fresh = [effect for effect in effects if not effect.replayed]
+                await self._commit(key, reminded, fresh, context, resend_replayed=False)
+            for notification in due:
+                await self._notify(notification)
+        self.hub.counters["schedule_runs"] += 1
+
+    async def _commit(
+        self, key: bytes, card: MemberCard, effects: list[Effect], context: Context, resend_replayed: bool
+    ) -> list[LedgerEntry]:
+        """Write the card, then send its ledger entries, rejects and notifications.
+
+        Replayed effects (an input seen again) change nothing; for receipts and operations
+        their entries are sent again (the sink drops what it holds), so a crash between
+        the table write and the sends heals on redelivery.
+        """
+        fresh = [effect for effect in effects if not effect.replayed]
+        if fresh or not effects:
+            self.cards[key] = encode_card(card)
+        entries = ledger_entries(card, effects if resend_replayed else fresh, context)
+        for entry in entries:
+            await self.hub.topic(topics.LEDGER).send(key=key, value=encode(entry))
+            if entry.cause in REFUSALS:
+                await self.hub.topic(topics.LOYALTY_REJECTS).send(key=key, value=encode(entry))
+        for notification in notices(card, fresh, context.ts):
+            await self._notify(notification)
+        return entries
+
+    async def _notify(self, notification: MemberNotification) -> None:
+        self.hub.counters[f"notify_{notification.kind}"] += 1
+        await self.hub.topic(topics.MEMBER_NOTIFICATIONS).send(key=notification.member_id.encode(),
+                                                                value=encode(notification))
+
+    async def _deliver(self, stream: faust.StreamT) -> None:
+        """Each notification to the platform's webhook, retried; one that still fails is logged and counted."""
+        conf = self.hub.settings.notifications
+        assert conf.webhook_url is not None
+        async for event in stream.events():
+            delivered = await asyncio.to_thread(post_json, conf.webhook_url, event.value, conf.webhook_timeout,
+                                                conf.webhook_attempts, f"notification {event.key!r}")
+            self.hub.counters["notifications_delivered" if delivered else "notifications_failed"] += 1
+
+    # -- event time -----------------------------------------------------------------------
+
+    def _saw(self, partition: int, moment: dt.datetime) -> None:
+        seen = self._seen.get(partition)
+        now = asyncio.get_running_loop().time()
+        if seen is None or moment.timestamp() > seen[0] + now - seen[1]:
+            self._seen[partition] = (moment.timestamp(), now)
+
+    def clock(self, partition: int) -> dt.datetime:
+        """Event time of a partition: its latest receipt time plus the time passed since."""
+        moment, at = self._seen[partition]
+        return dt.datetime.fromtimestamp(moment + asyncio.get_running_loop().time() - at, self.zone)
+
+    async def _schedule_due_days(self) -> None:
+        """A tick at the start of the day a held partition's event time reached, catching up on the days since the last.
+
+        One tick per partition and timer call, however many days a fast replay went through meanwhile.
+        """
+        held = {tp.partition for tp in self.hub.app.assignor.assigned_actives()
+                if tp.topic == topics.LOYALTY_REQUESTS.name}
+        requests = self.hub.topic(topics.LOYALTY_REQUESTS)
+        for partition in sorted(held & self._seen.keys()):
+            today = self.clock(partition).date()
+            last = self._scheduled_day.get(partition)
+            if last is not None and today <= last:
+                continue
+            since = last and dt.datetime.combine(last, dt.time(0), self.zone)
+            start = dt.datetime.combine(today, dt.time(0), self.zone)
+            await requests.send(value=encode(ScheduleTick(now=start, since=since)), partition=partition)
+            self._scheduled_day[partition] = today

@@ -2,7 +2,8 @@
 
 The card system exports it as CSV with a header row; every worker loads it at start.
 Columns: ``member_id``, ``tier``, ``name``, ``epc`` (hex, may be empty), ``top_brands`` and
-``top_categories`` (``|``-separated); optionally the static attributes customer composition
+``top_categories`` (``|``-separated); optionally ``birthday`` (ISO date, for birthday-week points,
+gifts and greetings) and the static attributes customer composition
 is cut by: ``age_band``, ``gender``, ``region``, ``occupation``, ``education`` (free text, empty
 when unknown). Unknown columns are ignored, so an export may carry more. A bad row stops the worker with file, line, column and problem, like a bad config.
 """
@@ -10,6 +11,7 @@ when unknown). Unknown columns are ignored, so an export may carry more. A bad r
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class MasterData:
     by_id: dict[str, Member] = field(default_factory=dict)
     by_epc: dict[str, Member] = field(default_factory=dict)
     profiles: dict[str, Profile] = field(default_factory=dict)
+    birthdays: dict[str, dt.date] = field(default_factory=dict)
 
     def member_of_tag(self, epc: str) -> Member | None:
         return self.by_epc.get(epc.upper())
@@ -86,6 +89,12 @@ def _parse(path: Path, rows: csv.DictReader) -> MasterData:
         data.profiles[member_id] = Profile(tier, *((row.get(column) or "").strip() for column in PROFILE_COLUMNS))
         if epc:
             data.by_epc[epc] = member
+        birthday = (row.get("birthday") or "").strip()
+        if birthday:
+            try:
+                data.birthdays[member_id] = dt.date.fromisoformat(birthday)
+            except ValueError:
+                raise ConfigError(path, f"{where}: birthday", f"{birthday!r} is not a date like 1990-05-17") from None
     return data
 
 

@@ -446,3 +446,67 @@ def decode(record_type: type[R], payload: bytes | str) -> R:
 def decode_input(payload: bytes | str) -> InputEvent:
     """Parse one input event of any of the four input types, chosen by its ``type`` field."""
     return decode(InputEvent, payload)  # type: ignore[arg-type]
+
+
+# -- loyalty requests and member notifications ------------------------------------------
+
+CardStatusName = Literal["active", "lost", "frozen", "recalled"]
+
+
+class HoldRequest(Record, tag="hold_request"):
+    """A till asking to reserve ``amount_cents`` of stored value (or of ``voucher_id``) for a receipt not yet posted.
+
+    It travels on ``loyalty.requests`` keyed by member, so the card is written only from
+    its own stream; ``request_id`` lets the worker that took the HTTP call find its answer.
+    """
+
+    request_id: Id
+    member_id: Id
+    hold_id: Id
+    txn_id: Id
+    amount_cents: int
+    voucher_id: str = ""
+
+
+class ManualOperation(Record, tag="manual_operation"):
+    """Service-desk work on one card; ``op_id`` makes it idempotent, ``by`` and ``why`` go on the ledger."""
+
+    request_id: Id
+    op_id: Id
+    member_id: Id
+    action: Literal["adjust", "rebate", "status"]
+    by: str
+    why: str
+    ts: dt.datetime
+    points: int = 0
+    strategy_id: str = ""
+    status: CardStatusName = "active"
+
+
+class ScheduleTick(Record, tag="schedule_tick"):
+    """Event time reaching ``now`` for every card of the partition it is sent to: rebates, expiry, birthdays.
+
+    Dated runs are caught up for the days after ``since`` (the previous tick); without it, ``now``'s day only.
+    """
+
+    now: dt.datetime
+    since: dt.datetime | None = None
+
+
+#: What travels on ``loyalty.requests``.
+LoyaltyRequest = HoldRequest | ManualOperation | ScheduleTick
+
+
+class MemberNotification(Record, tag="member_notification"):
+    """A message for the member's SMS/email platform; ``notification_id`` is stable, so resends can be deduplicated."""
+
+    notification_id: Id
+    member_id: Id
+    kind: Literal["points_changed", "voucher_issued", "voucher_expiring", "birthday"]
+    ts: dt.datetime
+    cause: str = ""
+    points_delta: int = 0
+    points_balance: int = 0
+    voucher_id: str = ""
+    amount_cents: int = 0
+    valid_to: dt.datetime | None = None

@@ -36,6 +36,8 @@ from .records import (
     FootfallMark,
     FootfallTick,
     LedgerEntry,
+    LoyaltyRequest,
+    MemberNotification,
     ParkingEvent,
     PosTransaction,
     ReceptionRecord,
@@ -63,6 +65,10 @@ PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "car_park_id (a car's
 RFID_BY_MEMBER = TopicSpec("rfid.by_member", RfidRead, "member_id (reads of known members' cards, and ticks)")
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 LOYALTY_REJECTS = TopicSpec("loyalty.rejects", LedgerEntry, "member_id (refused receipts and tenders, with reasons)")
+LOYALTY_REQUESTS = TopicSpec("loyalty.requests", LoyaltyRequest,  # type: ignore[arg-type]
+                             "member_id (till authorisations, service-desk operations; schedule ticks by partition)")
+MEMBER_NOTIFICATIONS = TopicSpec("members.notifications", MemberNotification,
+                                 "member_id (points changed, voucher issued or expiring, birthday)")
 ALERTS = TopicSpec("alerts", Alert, "mall_id")
 ALERTS_DELIVERED = TopicSpec("alerts.delivered", Alert, "alert_id (with the time it was published)")
 VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
@@ -85,7 +91,7 @@ FOOTFALL_OUTPUTS = (FOOTFALL_ROLLUPS, FOOTFALL_AREAS, FOOTFALL_DAYS, PARKING_STA
 
 ALL_TOPICS = (
     POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
-    LOYALTY_REJECTS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, CUSTOMER_TICKS,
+    LOYALTY_REJECTS, LOYALTY_REQUESTS, MEMBER_NOTIFICATIONS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, CUSTOMER_TICKS,
     CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS,
 )
 
@@ -101,7 +107,7 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
-PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
+PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
             PARKING_EVENTS, DEVICE_HEALTH, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS, ALERTS, ALERTS_DELIVERED,
             VIP_VISITS, RECEPTION, CUSTOMER_TICKS, CUSTOMER_SNAPSHOTS)
 

@@ -15,12 +15,14 @@ from .app import Hub
 from .core.customers import AsOfError
 from .customer_agents import parse_as_of
 from .loyalty_agents import member_view
+from .loyalty_web import register_loyalty_views
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
 
 
 def register_views(hub: Hub) -> None:
     app = hub.app
+    register_loyalty_views(hub)
 
     @app.page("/member/{member_id}/")
     @app.table_route(table=hub.loyalty.cards, match_info="member_id")

@@ -67,14 +67,18 @@ def enrol(member_id: str, rules: RuleBook, birthday: dt.date | None = None) -> M
     return MemberCard(member_id=member_id, tier=rules.base_tier, birthday=birthday)
 
 
-def evaluate(card: MemberCard | None, txn: PosTransaction, rules: RuleBook, now: dt.datetime) -> tuple[MemberCard, list[Effect]]:
-    """Apply one receipt to a member card (``None``: enrol the member first); the input card is not changed."""
+def evaluate(
+    card: MemberCard | None, txn: PosTransaction, rules: RuleBook, now: dt.datetime, birthday: dt.date | None = None
+) -> tuple[MemberCard, list[Effect]]:
+    """Apply one receipt to a member card (``None``: enrol the member first, with ``birthday`` from master data).
+
+    The input card is not changed."""
     cause = Cause(txn.txn_id, rules.tag)
     enrolled: list[Effect] = []
     if card is None:
         if not txn.member_id:
             raise ValueError(f"receipt {txn.txn_id} names no member: there is no card to enrol")
-        card = enrol(txn.member_id, rules)
+        card = enrol(txn.member_id, rules, birthday)
         enrolled.append(cause.effect("enrolled", "", reason=f"tier {card.tier}"))
     replayed = replay(card, txn.txn_id)
     if replayed is not None:

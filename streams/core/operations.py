@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from ..records import ManualOperation
 from .accounts import POINTS, CardStatus, Cause, Effect, MemberCard, Voucher, record, replay, voucher_account
 from .earning import in_birthday_week
 from .engine import enrol
@@ -55,6 +56,29 @@ def expire_vouchers(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Resu
     return card, effects
 
 
+#: How many days back one scheduled run catches up at most.
+CATCH_UP_DAYS = 366
+
+
+def scheduled_run(card: MemberCard, rules: RuleBook, now: dt.datetime, since: dt.datetime | None = None) -> Result:
+    """Everything due on a card when event time reaches ``now``: automatic rebates, voucher expiry, birthday gift.
+
+    Dated runs (rebates, birthday gift) are done for every day from the one after ``since``
+    (at most a year back; without it, ``now``'s day only) to ``now``'s, at ``now``'s time of
+    day, so one run catches up on days a fast replay went through at once. Effects of runs
+    already done come back ``replayed``.
+    """
+    behind = 1 if since is None else min(max((now.date() - since.date()).days, 1), CATCH_UP_DAYS)
+    first = now - dt.timedelta(days=behind - 1)
+    effects: list[Effect] = []
+    for offset in range((now.date() - first.date()).days + 1):
+        for step in (run_rebates, birthday_gift):
+            card, done = step(card, rules, first + dt.timedelta(days=offset))
+            effects += done
+    card, expired = expire_vouchers(card, rules, now)
+    return card, effects + expired
+
+
 def expiring(card: MemberCard, now: dt.datetime, within: dt.timedelta) -> list[Voucher]:
     """Vouchers with value left that expire within ``within``: what the 'about to expire' message lists."""
     return [v for v in card.vouchers.values() if v.remaining > 0 and now < v.valid_to <= now + within]
@@ -81,15 +105,18 @@ def _gift(rules: RuleBook, cause: Cause, now: dt.datetime, points: int, campaign
 
 def group_grant(
     cards: Mapping[str, MemberCard | None], member_ids: Iterable[str], rules: RuleBook, now: dt.datetime,
-    op_id: str, points: int = 0, campaign_id: str | None = None, by: str = "", why: str = "",
+    op_id: str, points: int = 0, campaign_id: str | None = None, by: str = "", why: str = "", rule_id: str = "",
 ) -> tuple[dict[str, MemberCard], list[Effect]]:
-    """Points and/or a voucher to each member of a group (e.g. a churn segment); unknown members are enrolled."""
+    """Points and/or a voucher to each member of a group (e.g. a churn segment); unknown members are enrolled.
+
+    Effects name ``rule_id`` (a group grant of the rule file), or the operation id when the grant is ad hoc.
+    """
     updated: dict[str, MemberCard] = {}
     effects: list[Effect] = []
     for member_id in dict.fromkeys(member_ids):
         card = cards.get(member_id) or enrol(member_id, rules)
         cause = Cause(f"{op_id}:{member_id}", rules.tag, by, why)
-        updated[member_id], done = _once(card, cause, now.date(), _gift(rules, cause, now, points, campaign_id, op_id))
+        updated[member_id], done = _once(card, cause, now.date(), _gift(rules, cause, now, points, campaign_id, rule_id or op_id))
         effects += done
     return updated, effects
 
@@ -128,3 +155,13 @@ def change_status(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: st
     """Issue control: a card reported lost, frozen, recalled, or made active again."""
     plan = [Cause(op_id, rules.tag, by, why).effect("status_changed", "manual", status=status)]
     return _manual(card, rules, now, op_id, by, why, plan)
+
+
+def manual(card: MemberCard, operation: ManualOperation, rules: RuleBook, now: dt.datetime) -> Result:
+    """A service-desk operation as it came off ``loyalty.requests``."""
+    op = operation
+    if op.action == "adjust":
+        return adjust_points(card, rules, now, op.op_id, op.points, op.by, op.why)
+    if op.action == "rebate":
+        return manual_rebate(card, rules, now, op.op_id, op.strategy_id, op.points, op.by, op.why)
+    return change_status(card, rules, now, op.op_id, op.status, op.by, op.why)

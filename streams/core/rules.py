@@ -227,6 +227,21 @@ class BirthdayGift(Strict):
     points: int = Field(default=0, ge=0)
     voucher_campaign: str | None = None
 
+class GroupGrant(Strict):
+    """Points and/or a voucher to every member a customer signal names (e.g. ``churn_risk``: a retention offer)."""
+
+    id: RuleId
+    signal: str = Field(min_length=1, description="kind on customers.signals: churn_risk, churned, recovered")
+    points: int = Field(default=0, ge=0)
+    voucher_campaign: str | None = None
+
+    @model_validator(mode="after")
+    def _grants_something(self) -> GroupGrant:
+        if not self.points and not self.voucher_campaign:
+            raise ValueError("give points, a voucher_campaign, or both")
+        return self
+
+
 class Rules(Strict):
     """Everything a rule file holds."""
 
@@ -238,6 +253,7 @@ class Rules(Strict):
     parking: Parking | None = None
     card_statuses: dict[CardStatus, StatusPolicy] = DEFAULT_STATUSES
     birthday_gift: BirthdayGift | None = None
+    group_grants: list[GroupGrant] = []
     hold_seconds: int = Field(default=120, ge=1, description="an unsettled till authorisation expires after this")
     retention_days: int = Field(default=400, ge=1, description="older receipts are refused as too old")
 
@@ -290,7 +306,7 @@ def _references(rules: Rules) -> list[tuple[str, str]]:
         problems.append(("tiers", "a tier appears twice"))
     named = [("earning", rules.earning.id)]
     named += [(f"earning.multipliers.{i}", m.id) for i, m in enumerate(rules.earning.multipliers)]
-    for section in ("voucher_campaigns", "rebates", "tier_discounts"):
+    for section in ("voucher_campaigns", "rebates", "tier_discounts", "group_grants"):
         named += [(f"{section}.{i}", rule.id) for i, rule in enumerate(getattr(rules, section))]
     seen: set[str] = set()
     for key, rule_id in named:
@@ -307,6 +323,9 @@ def _references(rules: Rules) -> list[tuple[str, str]]:
     gift = rules.birthday_gift
     if gift and gift.voucher_campaign and rules.campaign(gift.voucher_campaign) is None:
         problems.append(("birthday_gift.voucher_campaign", f"no voucher campaign {gift.voucher_campaign!r}"))
+    for i, grant in enumerate(rules.group_grants):
+        if grant.voucher_campaign and rules.campaign(grant.voucher_campaign) is None:
+            problems.append((f"group_grants.{i}.voucher_campaign", f"no voucher campaign {grant.voucher_campaign!r}"))
     return problems
 
 def parse_rules(text: str, source: Path | str, number: int) -> RuleBook:

@@ -1,0 +1,72 @@
+"""HTTP for tills and the service desk: authorisations and manual operations, answered by the card's worker.
+
+Parameters travel in the query string (faust forwards a request to the worker owning
+the member without its body): a till may call any worker.
+
+    POST /authorise/?member_id=&txn_id=&amount_cents=[&hold_id=][&voucher_id=]
+    POST /operations/?member_id=&op_id=&action=adjust|rebate|status&by=&why=[&points=][&strategy_id=][&status=]
+    POST /schedule/?at=2026-12-31T00:00:00+08:00     (scheduled operations at an explicit moment)
+
+Answers are JSON. A request the card's worker did not answer within
+``rules.answer_timeout_s`` is 504; asking again with the same hold or operation id is safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+from faust.web import Request, Response, View
+
+from .app import Hub
+from .records import HoldRequest, ManualOperation
+
+
+def _request(kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object):
+    """The query string as a request record, validated as if it came off the topic."""
+    values = {**request.query, "request_id": uuid.uuid4().hex, **fields}
+    return msgspec.convert(values, kind, strict=False)
+
+
+def register_loyalty_views(hub: Hub) -> None:
+    app = hub.app
+    cards = hub.loyalty.cards
+
+    async def ask(view: View, kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object) -> Response:
+        try:
+            message = _request(kind, request, **fields)
+        except msgspec.ValidationError as exc:
+            return view.json({"error": str(exc)}, status=400)
+        try:
+            return view.json(await hub.loyalty.ask(message))
+        except TimeoutError:
+            return view.json({"error": "the card's worker did not answer in time; ask again with the same id"},
+                             status=504)
+
+    @app.page("/authorise/")
+    class Authorise(View):
+        @app.table_route(table=cards, query_param="member_id")
+        async def post(self, request: Request) -> Response:
+            """Place a hold on stored value or a voucher for a receipt the till has not posted yet."""
+            hold_id = request.query.get("hold_id") or request.query.get("txn_id", "")
+            return await ask(self, HoldRequest, request, hold_id=hold_id)
+
+    @app.page("/operations/")
+    class Operations(View):
+        @app.table_route(table=cards, query_param="member_id")
+        async def post(self, request: Request) -> Response:
+            """A service-desk operation (points adjustment, manual rebate, card status), once per op_id."""
+            return await ask(self, ManualOperation, request, ts=dt.datetime.now(dt.UTC).isoformat())
+
+    @app.page("/schedule/")
+    class Schedule(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                at = dt.datetime.fromisoformat(request.query["at"])
+            except (KeyError, ValueError):
+                return self.json({"error": "at must be a time with a UTC offset, e.g. 2026-12-31T00:00:00+08:00"},
+                                 status=400)
+            if at.tzinfo is None:
+                return self.json({"error": "at needs a UTC offset"}, status=400)
+            return self.json({"at": at.isoformat(), "partitions": await hub.loyalty.run_schedule(at)})
