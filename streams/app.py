@@ -50,7 +50,7 @@ from mallstream.sinks.schema import (
 )
 from mallstream.sinks.warehouse import Warehouse
 
-from . import topics
+from . import producer_drain, topics
 from .core.routing import route_receipt
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
@@ -105,6 +105,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         conf = self.settings
+        producer_drain.install()
         self.app = faust.App(
             conf.worker.app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",
