@@ -154,11 +154,21 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def mosquitto() -> Iterator[int]:
-    """A Mosquitto broker of its own on a free port (installed by scripts/setup.sh)."""
-    port = free_port()
-    process = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    assert wait_for_port("127.0.0.1", port)
+    """A Mosquitto broker of its own on a free port (installed by scripts/setup.sh).
+
+    A port found free can be taken by another process before Mosquitto binds it; then
+    Mosquitto exits while the port still answers, so a dead broker means another try.
+    """
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        assert wait_for_port("127.0.0.1", port)
+        time.sleep(0.2)
+        if process.poll() is None:
+            break
+    else:
+        pytest.fail("Mosquitto did not start on any of 5 free ports")
     yield port
     process.terminate()
     process.wait()

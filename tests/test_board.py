@@ -82,7 +82,7 @@ def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summaris
     pda.connect("127.0.0.1", mosquitto)
     pda.loop_start()
     try:
-        assert screen.subscribed.wait(10)
+        assert screen.subscribed.wait(30)
         with WorkerProcess(config, tmp_path / "worker.log") as worker:
             card_read(settings, tmp_path, MEMBERS[0][1])
             [alert] = wait_for(lambda: [m for m in screen.received if m.get("type") == "alert"], what="the arrival alert")

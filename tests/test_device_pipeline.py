@@ -51,7 +51,7 @@ def gateway_with_devices(settings: Settings) -> Iterator[DeviceEmulators]:
         bridges = start_bridges(emulators.settings, gateway, http_address=(conf.http_host, conf.http_port))
         try:
             [mqtt_bridge] = [bridge for bridge in bridges if isinstance(bridge, MqttBridge)]
-            assert mqtt_bridge.subscribed.wait(10) and emulators.wait_for_serial_readers()
+            assert mqtt_bridge.subscribed.wait(30) and emulators.wait_for_serial_readers()
             yield emulators
             assert gateway.drained(timeout=120), "the gateway did not deliver its spool"
         finally:

@@ -199,7 +199,7 @@ def test_serial_mqtt_and_http_devices_arrive_on_their_topics_keyed_by_device(bro
             time.sleep(0.02)
 
         [mqtt_bridge] = [bridge for bridge in bridges if isinstance(bridge, MqttBridge)]
-        assert mqtt_bridge.subscribed.wait(10)
+        assert mqtt_bridge.subscribed.wait(30)
         publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         publisher.connect("127.0.0.1", mosquitto)
         publisher.loop_start()

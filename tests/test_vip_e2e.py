@@ -41,7 +41,7 @@ def test_serial_and_mqtt_reader_reads_become_alerts_on_mqtt_and_on_the_board_wit
     (alice, alice_card), (bo, bo_card) = MEMBERS
     screen = AlertScreen(mosquitto, settings.alerts.mqtt_prefix)
     try:
-        assert screen.subscribed.wait(10)
+        assert screen.subscribed.wait(30)
         with WorkerProcess(config, tmp_path / "worker.log") as worker, gateway_with_devices(settings) as emulators:
             page = browser.new_page(viewport={"width": 900, "height": 520})
             page.goto(f"http://127.0.0.1:{worker.port}/board/")

@@ -88,7 +88,7 @@ def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqt
 
     screen = AlertScreen(mosquitto, settings.alerts.mqtt_prefix)
     try:
-        assert screen.subscribed.wait(10)
+        assert screen.subscribed.wait(30)
         with WorkerProcess(config, tmp_path / "worker.log"):
             cli(config, "replay", str(recording), "--wait")
             assert until_nobody_present(worker_port), "the VIPs never left"
