@@ -33,7 +33,10 @@ class Replay:
 def replay(
     histories: PurchaseHistories, rules: CustomerRules, params: BgNbdParams | None, tick_every_days: int = 7
 ) -> Replay:
-    """Feed the receipts in time order, ticking every member at the end of every ``tick_every_days``-th day."""
+    """Feed the receipts in time order, ticking every member at the end of every ``tick_every_days``-th day.
+
+    Ticked days are those whose ordinal is ``tick_every_days - 1`` modulo ``tick_every_days``, as in the worker.
+    """
     start = histories.simulation.start
     states: dict[str, CustomerState] = {}
     signals: list[ChurnSignal] = []
@@ -45,8 +48,9 @@ def replay(
             member = txn.member_id or ""
             states[member], emitted = observe(states.get(member) or CustomerState(member), txn, txn.ts, rules, params)
             signals += emitted
-        if day % tick_every_days == tick_every_days - 1:
-            end_of_day = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(23, 59, 59), CHINA)
+        date = start + dt.timedelta(days=day)
+        if date.toordinal() % tick_every_days == tick_every_days - 1:
+            end_of_day = dt.datetime.combine(date, dt.time(23, 59, 59), CHINA)
             for member, state in states.items():
                 states[member], emitted = tick(state, end_of_day, rules, params)
                 signals += emitted

@@ -400,6 +400,10 @@ class Customers(CustomerRules):
     tick_every_days: int = Field(
         default=1, ge=1, description="members without a purchase are re-evaluated at the end of every n-th day"
     )
+    tick_lateness_hours: float = Field(
+        default=1.0, ge=0,
+        description="a day's tick waits this long after the day's end for receipts that arrive late",
+    )
     timer_seconds: float = Field(default=5.0, gt=0, description="how often the worker checks for due ticks")
     pyramid_seconds: float = Field(default=60.0, gt=0, description="how often value-class cut-offs are recomputed")
 

@@ -8,10 +8,14 @@
 
 "Now" is event time: per partition of ``pos.by_member``, the latest receipt time seen plus
 the wall time passed since (as the VIP clock), and never before the receipt or the member's
-last event. A member who stops buying has no event of their own, so a timer sends a
-:class:`CustomerTick` to each held partition of ``customers.ticks`` (co-partitioned with
-``pos.by_member``) and the agent ticks that partition's members there: the table is only
-written from its own stream, into the changelog partition its keys belong to.
+last event. A member who stops buying has no event of their own, so the partition's
+members are evaluated at the end of every n-th day, once the partition's event time is
+``tick_lateness_hours`` past it (receipts arriving that late are folded in first; members
+who bought after the day's end were evaluated then and are skipped). The tick runs in
+band, before the first receipt past that point, or, when a partition goes quiet, on a
+:class:`CustomerTick` a timer sends to the partition of ``customers.ticks``
+(co-partitioned with ``pos.by_member``). Either way a day is ticked once, and the table
+is only written from its own stream, into the changelog partition its keys belong to.
 
 Value classes: the pyramid's cut-offs are recomputed every ``pyramid_seconds`` over the
 members this worker holds. With one worker that is every member, exactly; with several,
@@ -74,6 +78,7 @@ class CustomerAgents:
         self.rules = hub.settings.customers
         self.profiles = master.profiles
         self.zone = ZoneInfo(hub.settings.malls[0].timezone)
+        self.lateness = dt.timedelta(hours=self.rules.tick_lateness_hours)
         self.default_mall = hub.settings.malls[0].id
         self.partitions = hub.settings.kafka.partitions
         self.params_path: Path = hub.settings.resolve(self.rules.params_file)
@@ -82,7 +87,7 @@ class CustomerAgents:
         self.cutoffs: PyramidCutoffs = pyramid_cutoffs([])
         #: per partition of pos.by_member: latest receipt time seen and when (monotonic)
         self._seen: dict[int, tuple[float, float]] = {}
-        #: per partition: the last day (ordinal, mall's local date) whose end it was ticked at
+        #: per partition: the last day (ordinal, mall's local date) whose end its members were ticked at
         self._ticked: dict[int, int] = {}
         #: per member key: hash of what their last snapshot said, so ticks send only changes
         self._shown: dict[bytes, int] = {}
@@ -137,7 +142,10 @@ class CustomerAgents:
         held = [(key, _state_decoder.decode(stored)) for key, stored in list(self.states.items())]
         self.cutoffs = pyramid_cutoffs([state.spend_cents for _, state in held])
         self.hub.counters["customers_held"] = len(held)
-        for key, state in held:  # a snapshot only for members whose shown class (or stage...) changed
+        for key, _ in held:  # a snapshot only for members whose shown class (or stage...) changed
+            # read again: the agent may have folded in a receipt while earlier snapshots were sent, and a
+            # stale state published at a later "now" would replace the newer snapshot in ClickHouse
+            state = _state_decoder.decode(self.states[key])
             await self._publish(key, state, self._now_for(state, self._partition(key)), [], always=False)
 
     # -- the agent ------------------------------------------------------------------------
@@ -148,8 +156,9 @@ class CustomerAgents:
                 message = decode(Tracked, event.value)  # type: ignore[arg-type]
                 partition = event.message.partition
                 if isinstance(message, CustomerTick):
-                    await self._tick_partition(partition, message.now.astimezone(self.zone))
+                    await self._tick_days_before(partition, message.now)
                 elif message.member_id is not None:
+                    await self._tick_days_before(partition, message.ts)
                     await self._observe(event.key, message, partition)
 
     async def _observe(self, key: bytes, txn: PosTransaction, partition: int) -> None:
@@ -163,6 +172,23 @@ class CustomerAgents:
         self.states[key] = _state_encoder.encode(updated)
         self.hub.counters["customer_receipts"] += 1
         await self._publish(key, updated, now, signals, always=True)
+
+    def _day_end(self, day: int) -> dt.datetime:
+        return dt.datetime.combine(dt.date.fromordinal(day), END_OF_DAY, self.zone)
+
+    async def _tick_days_before(self, partition: int, moment: dt.datetime) -> None:
+        """Tick the partition at the end of every due day that ended a lateness before ``moment``, once."""
+        if partition not in self._ticked:
+            return  # nothing seen yet: ticks start at the end of the first day seen
+        every = self.rules.tick_every_days
+        settled = moment - self.lateness
+        last = settled.astimezone(self.zone).date().toordinal() - 1
+        if self._day_end(last) >= settled:
+            last -= 1
+        for day in range(self._ticked[partition] + 1, last + 1):
+            if day % every == every - 1:
+                await self._tick_partition(partition, self._day_end(day))
+        self._ticked[partition] = max(self._ticked[partition], last)
 
     async def _tick_partition(self, partition: int, now: dt.datetime) -> None:
         """Re-evaluate every member of the partition at ``now``; members who bought since are skipped."""
@@ -179,19 +205,15 @@ class CustomerAgents:
         self.hub.counters["customer_ticks"] += 1
 
     async def _send_ticks(self) -> None:
-        """Tick each held partition at the end of every due day its clock has passed, oldest first."""
+        """Ask each quiet held partition to tick up to the last day end its clock has passed."""
         self.reload_params()
         held = {tp.partition for tp in self.hub.app.assignor.assigned_actives()
                 if tp.topic == topics.POS_BY_MEMBER.name}
         ticks = self.hub.topic(topics.CUSTOMER_TICKS)
-        every = self.rules.tick_every_days
         for partition in sorted(held & self._seen.keys()):
-            finished = self.clock(partition).date().toordinal() - 1
-            for day in range(self._ticked[partition] + 1, finished + 1):
-                if day % every == every - 1:
-                    end = dt.datetime.combine(dt.date.fromordinal(day), END_OF_DAY, self.zone)
-                    await ticks.send(value=encode(CustomerTick(now=end)), partition=partition)
-            self._ticked[partition] = max(self._ticked[partition], finished)
+            now = self.clock(partition)
+            if (now - self.lateness).date().toordinal() - 1 > self._ticked[partition]:
+                await ticks.send(value=encode(CustomerTick(now=now)), partition=partition)
 
     # -- what goes out --------------------------------------------------------------------
 

@@ -279,7 +279,7 @@ class VipTick(Record, tag="vip_tick"):
 
 
 class CustomerTick(Record, tag="customer_tick"):
-    """Time passing for every member of one partition: P(alive) falls with no purchase to say so."""
+    """The event time a quiet partition has reached: its members are evaluated at the day ends passed since."""
 
     now: dt.datetime
 
