@@ -21,12 +21,22 @@ its answer is carried on the stay.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
 from ...settings import Mall, ParkingConfig
 from ..records import Alert, ParkingEvent, Record
+
+
+#: What a plate is compared by: no spaces, dashes or dots (``沪A·12345``, ``沪A 12345``, ``沪A-12345``).
+_PLATE_NOISE = re.compile(r"[\s\-.·•_]+")
+
+
+def normalise_plate(plate: str) -> str:
+    """A plate as member data and gate cameras are matched on: upper case, without separators."""
+    return _PLATE_NOISE.sub("", plate).upper()
 
 
 class ParkingStay(Record, tag="parking_stay"):
