@@ -237,8 +237,8 @@ def _area_day_row(day: AreaDay) -> tuple:
 
 
 def _stay_row(stay: ParkingStay) -> tuple:
-    return (f"{stay.car_park_id}:{stay.plate}:{int(stay.exit.timestamp() * 1000)}", stay.mall_id, stay.car_park_id,
-            stay.plate, stay.entry, stay.exit, stay.exit_gate, stay.duration_s, stay.fee)
+    return (stay.stay_id, stay.mall_id, stay.car_park_id, stay.plate, stay.entry, stay.exit, stay.exit_gate,
+            stay.duration_s, stay.fee)
 
 
 def _batch_rows(batch: RollupBatch | AreaBatch) -> list:

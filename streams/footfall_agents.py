@@ -35,7 +35,6 @@ from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch
 from .core.footfall_layout import FootfallLayout
 from .core.occupancy import AreaDay
 from .core.parking import (
-    FeeRule,
     ParkingLayout,
     ParkingOccupancy,
     ParkingState,
@@ -142,9 +141,6 @@ class FootfallAgents:
         raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
         self.footfall_table = hub.app.Table("footfall_states", **raw)
         self.parking_table = hub.app.Table("parking_states", **raw)
-        #: The hook for the loyalty work: its parking rule prices each finished stay at the exit gate, linking
-        #: the plate to a member through member data for free parking by spend. Unset, stays carry no fee.
-        self.fee_rule: FeeRule | None = None
         app = hub.app
         app.agent(hub.topic(topics.FOOTFALL_TICKS), name="footfall_route_ticks")(self._route_ticks)
         app.agent(hub.topic(topics.RFID_READS), name="footfall_route_badges")(self._route_badges)
@@ -315,7 +311,7 @@ class FootfallAgents:
                     continue
                 stored = self.parking_table.get(event.key)
                 state = parking_from_bytes(stored) if stored else ParkingState()
-                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout, self.fee_rule)
+                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
                 forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
                 self.parking_table[event.key] = parking_to_bytes(state)
                 for output in outputs:
