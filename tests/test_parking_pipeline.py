@@ -104,6 +104,8 @@ def test_members_park_free_on_the_days_spend_or_pay_from_the_card_and_others_pay
             SELECT plate, fee_cents, waived_cents, charged_cents, free_reason, paid_with, points_spent, note
             FROM {db}.parking_charges SETTINGS output_format_json_quote_64bit_integers = 0""")}
         saver = json.loads(cli(config, "member", "M-saver").stdout)["balances"]
+        report = json.loads(cli(config, "report", "parking", "--from", DAY, "--to", "2026-11-24",
+                                "--format", "json").stdout)
 
         sent = settlements(settings.kafka.bootstrap_servers)
         assert len(sent) == 3, "one settlement per member's car, none for the others"
@@ -136,6 +138,9 @@ def test_members_park_free_on_the_days_spend_or_pay_from_the_card_and_others_pay
         "沪B12345": (1000, 0, 1000, "cash"), "沪C55555": (0, 0, 0, "")}
     assert charges["沪AD00001"]["free_reason"] == "same-day spend 25000 >= 20000 cents"
     assert charges["沪AF00002"]["points_spent"] == 1000 and charges["沪A D00003"]["note"].startswith("paid cash")
+
+    [eleven] = [row for row in report if row["interval_start"].startswith(f"{DAY} 11:00") and row["car_park"] == "P-B2"]
+    assert (eleven["exits"], eleven["fees"], eleven["free_exits"], eleven["waived"]) == (5, 30, 1, 10)
 
     assert again == entries, "a settlement delivered again is settled once"
     assert saver_again == saver
