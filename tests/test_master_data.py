@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mallstream.settings import ConfigError, load
-from mallstream.simulators.mallday import epc_of, member_id_of
+from mallstream.simulators.mallday import epc_of, member_id_of, plates_of
 from mallstream.streams.core.vip import Member
 from mallstream.streams.master_data import load_master_data, write_master_data
 from tests.conftest import EXAMPLE_CONFIG, cli
@@ -19,6 +19,8 @@ def test_simulated_vips_master_data_maps_each_card_to_its_member(tmp_path):
     assert len(data.by_id) == 5000
     member = data.member_of_tag(epc_of(42).lower())  # readers may report the EPC in either case
     assert member is not None and member.member_id == member_id_of(42)
+    assert data.member_of_plate(plates_of(43)[0]) == member_id_of(43) and not plates_of(42)
+    assert 0.6 < len({data.by_plate[plate] for plate in data.by_plate}) / 5000 < 0.7  # two in three have a car
     assert member.tier in {"vip", "platinum"} and 1 <= len(member.top_brands) <= 3
     assert set(load(EXAMPLE_CONFIG).vip.tiers) >= {m.tier for m in data.by_id.values()}
 

@@ -11,6 +11,7 @@ import pytest
 
 from mallstream.settings import Mall, load
 from mallstream.simulators.mallday import MallDay, simulate
+from mallstream.simulators.members import vip_members
 from mallstream.streams.core.parking import (
     ParkingConfig,
     ParkingLayout,
@@ -23,6 +24,7 @@ from mallstream.streams.core.parking import (
 from mallstream.streams.core.parking_fees import at_exit
 from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.core.snapshots import parking_from_bytes, parking_to_bytes
+from mallstream.streams.master_data import load_master_data, write_master_data
 from mallstream.streams.records import Alert, ParkingEvent, ParkingSettlement
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -108,6 +110,17 @@ def test_the_business_day_of_a_settlement_is_the_exits_local_date(mall: Mall) ->
     late = [gate("沪AD1", "entry", 4 * 60), gate("沪AD1", "exit", 8 * 60 + 30)]  # 22:00 to 02:30 in Shanghai
     (stay,) = [o for o in run(late, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
     assert at_exit(stay, "M1", PARKING_RULES, SHANGHAI)[1].business_day == dt.date(2026, 11, 24)
+
+
+def test_the_simulated_vips_cars_are_sent_to_their_cards(day, mall: Mall, tmp_path) -> None:
+    path = tmp_path / "members.csv"
+    write_master_data(path, vip_members(mall, DAY))
+    master = load_master_data(path)
+    stays = [o for o in run(day.events, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
+    exits = [at_exit(stay, master.member_of_plate(stay.plate), PARKING_RULES, SHANGHAI) for stay in stays]
+    assert {request.member_id for _, request in exits if request} == {
+        stay["member_id"] for stay in day.truth.parking_stays if stay["member_id"]} != set()
+    assert all(stay.fee is not None for stay, request in exits if request is None)
 
 
 def test_plates_are_matched_upper_case_without_separators() -> None:
