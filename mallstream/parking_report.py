@@ -5,6 +5,11 @@ last value (the occupancy at its end) and the peak. An interval without a gate e
 keeps the occupancy of the one before (``WITH FILL ... INTERPOLATE``), so the series is
 continuous. Stays are counted in the interval their car left; a stay whose entry was
 never read has no length and is left out of the means.
+
+Fees come from ``parking_charges``: the fee table's price of a stay, or for a member's
+car what its card settlement charged. ``fees`` is what was due after free parking
+(paid in cash, points or stored value), ``free_exits`` the members' cars that left free
+because their spend, points or tier earned it, and ``waived`` the fees those would have paid.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from .querying import quote
 from .reports import ReportWindow, agg_pyplot, interval_start_sql, series_by
 
 PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "exits",
-                   "mean_stay_min", "median_stay_min", "fees", "full_alerts")
+                   "mean_stay_min", "median_stay_min", "fees", "free_exits", "waived", "full_alerts")
 ALERT_COLUMNS = ("at", "car_park", "message")
 
 
@@ -32,7 +37,7 @@ def parking_sql(window: ReportWindow) -> str:
     # WITH FILL carries the occupancy on through intervals without a gate event; their peak is what they kept
     return f"""
         SELECT interval_start, car_park, capacity, occupancy_end, greatest(peak_seen, occupancy_end) AS occupancy_peak,
-               exits, mean_stay_min, median_stay_min, fees, full_alerts
+               exits, mean_stay_min, median_stay_min, fees, free_exits, waived, full_alerts
         FROM (
             SELECT * FROM (
                 SELECT {per_interval("ts")} AS interval_start, car_park_id AS car_park, max(capacity) AS capacity,
@@ -42,8 +47,10 @@ def parking_sql(window: ReportWindow) -> str:
             LEFT JOIN (
                 SELECT {per_interval("exit")} AS interval_start, car_park_id AS car_park, count() AS exits,
                        round(avg(duration_s) / 60, 1) AS mean_stay_min,
-                       round(quantileExact(0.5)(duration_s) / 60, 1) AS median_stay_min, sum(fee) AS fees
-                FROM {{db}}.parking_stays WHERE mall_id = {mall} AND exit >= {start} AND exit < {end}
+                       round(quantileExact(0.5)(duration_s) / 60, 1) AS median_stay_min,
+                       {_cents("charged_cents")} AS fees, countIf(waived_cents > 0) AS free_exits,
+                       {_cents("waived_cents")} AS waived
+                FROM {{db}}.parking_charges WHERE mall_id = {mall} AND exit >= {start} AND exit < {end}
                 GROUP BY interval_start, car_park) AS s USING (interval_start, car_park)
             LEFT JOIN (
                 SELECT {per_interval("ts")} AS interval_start, {_car_park_of_alert()} AS car_park,
@@ -54,6 +61,11 @@ def parking_sql(window: ReportWindow) -> str:
                 WITH FILL TO {end} STEP INTERVAL {interval} MINUTE INTERPOLATE (capacity, occupancy_end))
         ORDER BY car_park, interval_start
         SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_decimals = 0"""
+
+
+def _cents(column: str) -> str:
+    """The sum of a cents column in currency units, exactly (a Decimal, not a float)."""
+    return f"toDecimal64(sum(ifNull({column}, 0)), 2) / 100"
 
 
 def alerts_sql(window: ReportWindow) -> str:

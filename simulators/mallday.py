@@ -480,6 +480,18 @@ def member_id_of(member_number: int) -> str:
     return f"M{member_number:06d}"
 
 
+def plates_of(member_number: int) -> tuple[str, ...]:
+    """The cars a VIP registered on the card (member data ``plates``): none for every third, two for every tenth.
+
+    Green new-energy plates (a letter and five digits after the city letter, eight characters)
+    never equal a drawn plate (seven), and one number gives one car, so the hub can map them back.
+    """
+    if member_number % 3 == 0:
+        return ()
+    first = f"{PLATE_PROVINCES[0]}AD{member_number:05d}"
+    return (first, f"{PLATE_PROVINCES[0]}AF{member_number:05d}") if member_number % 10 == 1 else (first,)
+
+
 def _rfid(layout: _Layout, visitors: _Visitors, crossings: _Crossings, clock: _Clock,
           rng: np.random.Generator) -> list[Timed]:
     """Readers see a VIP's tag several times around each pass through the place they watch."""
@@ -607,7 +619,10 @@ def _gates_by_direction(car_park: CarPark) -> tuple[list[str], list[str]]:
 
 def _parking(layout: _Layout, visitors: _Visitors, clock: _Clock,
              rng: np.random.Generator) -> tuple[list[Timed], list[dict]]:
-    """Each driver parks a few minutes before entering the mall and drives off a few minutes after leaving it."""
+    """Each driver parks a few minutes before entering the mall and drives off a few minutes after leaving it.
+
+    A VIP with a car on the card (:func:`plates_of`) comes in it; everyone else in a car of their own.
+    """
     car_parks = [park for park in layout.mall.car_parks if park.gates]
     drivers = np.nonzero(visitors.drives)[0] if car_parks else np.empty(0, dtype=np.int64)
     capacity = np.array([park.capacity for park in car_parks], dtype=float)
@@ -616,10 +631,13 @@ def _parking(layout: _Layout, visitors: _Visitors, clock: _Clock,
     left = np.round(visitors.departure[drivers] + rng.uniform(60, 420, len(drivers)))
     gate_picks = rng.random((len(drivers), 2))
     plates = _plates(len(drivers), rng)
+    owners = [int(number) if vip and plates_of(int(number)) else 0
+              for number, vip in zip(visitors.member_number[drivers].tolist(), visitors.vip[drivers].tolist())]
+    plates = [plates_of(owner)[0] if owner else plate for plate, owner in zip(plates, owners)]
     events: list[Timed] = []
     stays = []
-    for plate, park_index, entry_t, exit_t, (entry_pick, exit_pick) in zip(
-            plates, park_of.tolist(), entered.tolist(), left.tolist(), gate_picks.tolist()):
+    for plate, owner, park_index, entry_t, exit_t, (entry_pick, exit_pick) in zip(
+            plates, owners, park_of.tolist(), entered.tolist(), left.tolist(), gate_picks.tolist()):
         park = car_parks[park_index]
         entries, exits = _gates_by_direction(park)
         entry_gate, exit_gate = entries[int(entry_pick * len(entries))], exits[int(exit_pick * len(exits))]
@@ -627,7 +645,8 @@ def _parking(layout: _Layout, visitors: _Visitors, clock: _Clock,
             events.append((when, gate, ParkingEvent(gate_id=gate, car_park_id=park.id, plate=plate,
                                                     direction=direction, ts=clock(when), mall_id=layout.mall.id)))
         stays.append({"plate": plate, "car_park": park.id, "entry_gate": entry_gate, "exit_gate": exit_gate,
-                      "entry": clock(entry_t).isoformat(), "exit": clock(exit_t).isoformat()})
+                      "entry": clock(entry_t).isoformat(), "exit": clock(exit_t).isoformat(),
+                      "member_id": member_id_of(owner) if owner else ""})
     stays.sort(key=lambda stay: (stay["entry"], stay["plate"]))
     return events, stays
 

@@ -146,7 +146,7 @@ class Hub:
         self.loyalty = LoyaltyAgent(self, master)
         self.vip = VipAgents(self, master)
         self.customers = CustomerAgents(self, master)
-        self.footfall = FootfallAgents(self)
+        self.footfall = FootfallAgents(self, master)
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]

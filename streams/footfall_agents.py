@@ -5,6 +5,7 @@
     pos.by_member (sales) --+     (+ clock marks)  (footfall_states)
     parking.events --route--> parking.by_mall --parking--> parking.stays, parking.occupancy --sink--> ClickHouse
                                                 (parking_states)  alerts (car_park_full)
+                                                                  loyalty.requests (a member's car left: settle it)
 
 A mall's footfall state depends on all its counters, readers and tills, so their events
 are re-keyed by mall onto one topic and one worker holds the state. The core needs an
@@ -17,6 +18,12 @@ State lives in memory and is written to its faust table every few seconds and wh
 a day is reconciled: the footfall state is too big to write at every tick. A redelivered
 tick is counted once (the core remembers ticks for a day) and every output row has an id
 derived from what it is, so the sinks store it once.
+
+At an exit the parking agent prices the stay (:func:`~.core.parking_fees.at_exit`): a car
+whose plate the member master data links to a member is settled on the member's card by
+the loyalty agent (a :class:`~.records.ParkingSettlement` on ``loyalty.requests``, so
+free parking by same-day spend, points or tier applies); any other car pays the rule
+file's fee table, carried on the stay.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
@@ -35,7 +43,6 @@ from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch
 from .core.footfall_layout import FootfallLayout
 from .core.occupancy import AreaDay
 from .core.parking import (
-    FeeRule,
     ParkingLayout,
     ParkingOccupancy,
     ParkingState,
@@ -43,6 +50,7 @@ from .core.parking import (
     apply_parking_event,
     forget_exits,
 )
+from .core.parking_fees import at_exit
 from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
 from .records import (
     Alert,
@@ -59,6 +67,7 @@ from .records import (
 
 if TYPE_CHECKING:
     from .app import Hub
+    from .master_data import MasterData
 
 #: What travels on footfall.by_mall.
 ByMall = FootfallTick | RfidRead | PosTransaction | FootfallMark
@@ -121,12 +130,14 @@ def _cause(event: FootfallTick | RfidRead | PosTransaction) -> str:
 class FootfallAgents:
     """The footfall and parking agents of one hub, with the malls' layouts compiled from the config."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, master: MasterData) -> None:
         self.hub = hub
+        self.master = master
         settings = hub.settings
         malls = settings.malls
         self.layouts = {mall.id: FootfallLayout.of(mall) for mall in malls}
         self.parking_layouts = {mall.id: ParkingLayout.of(mall) for mall in malls}
+        self.zones = {mall.id: ZoneInfo(mall.timezone) for mall in malls}
         self.mall_of_counter = {c.id: mall.id for mall in malls for c in mall.people_counters}
         self.mall_of_reader = {r.id: mall.id for mall in malls for r in mall.rfid_readers}
         self.mall_of_car_park = {park.id: mall.id for mall in malls for park in mall.car_parks}
@@ -142,9 +153,6 @@ class FootfallAgents:
         raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
         self.footfall_table = hub.app.Table("footfall_states", **raw)
         self.parking_table = hub.app.Table("parking_states", **raw)
-        #: The hook for the loyalty work: its parking rule prices each finished stay at the exit gate, linking
-        #: the plate to a member through member data for free parking by spend. Unset, stays carry no fee.
-        self.fee_rule: FeeRule | None = None
         app = hub.app
         app.agent(hub.topic(topics.FOOTFALL_TICKS), name="footfall_route_ticks")(self._route_ticks)
         app.agent(hub.topic(topics.RFID_READS), name="footfall_route_badges")(self._route_badges)
@@ -315,7 +323,7 @@ class FootfallAgents:
                     continue
                 stored = self.parking_table.get(event.key)
                 state = parking_from_bytes(stored) if stored else ParkingState()
-                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout, self.fee_rule)
+                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
                 forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
                 self.parking_table[event.key] = parking_to_bytes(state)
                 for output in outputs:
@@ -323,7 +331,17 @@ class FootfallAgents:
                         output = msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event))
                         await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(output))
                     elif isinstance(output, ParkingStay):
-                        await self.hub.topic(topics.PARKING_STAYS).send(key=event.key, value=encode(output))
+                        await self._exit(event.key, output)
                     elif isinstance(output, Alert):
                         self.hub.counters["car_park_full_alerts"] += 1
                         await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
+
+    async def _exit(self, key: bytes, stay: ParkingStay) -> None:
+        """A finished stay: a member's car to the card's worker for settling, anyone else's priced here."""
+        member_id = self.master.member_of_plate(stay.plate)
+        stay, settlement = at_exit(stay, member_id, self.hub.loyalty.rule_book().parking, self.zones[stay.mall_id])
+        if settlement is not None:
+            await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=settlement.member_id.encode(),
+                                                                value=encode(settlement))
+            self.hub.counters["parking_settlements"] += 1
+        await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay))

@@ -9,9 +9,13 @@ The card lives in a faust table keyed by member and is written only from this on
 stream: a till's authorisation or a service-desk operation arriving over HTTP becomes
 a request on ``loyalty.requests`` (keyed by member, co-partitioned with ``pos.by_member``),
 and the HTTP view awaits the answer the agent gives to a future keyed by request id in
-the same worker. The engine (``streams/core/``) is pure: it returns the new card and its
-effects; every effect becomes a ledger entry naming its cause, rule and rule version
-(and, for manual work, who and why). The rule file is re-read when it changes: entries
+the same worker. A member's car leaving a car park comes the same way, from the parking
+agent: the stay is settled on the card (free parking by same-day spend, points or tier,
+else the fee, from the card or cash) and its ledger entries name the parking rule.
+
+The engine (``streams/core/``) is pure: it returns the new card and its effects; every
+effect becomes a ledger entry naming its cause, rule and rule version (and, for manual
+work, who and why). The rule file is re-read when it changes: entries
 carry the version that made them, and a broken edit leaves the previous rules in force.
 
 Scheduled operations run in event time: per partition, the latest receipt time seen plus
@@ -42,6 +46,7 @@ from .core.engine import REFUSALS, enrol, evaluate
 from .core.holds import AuthRequest, authorise
 from .core.notices import notices, reminders
 from .core.operations import group_grant, manual, scheduled_run
+from .core.parking_fees import ParkingStay, settle_at_exit
 from .core.rules import RuleBook, RuleFile
 from .master_data import MasterData
 from .records import (
@@ -51,6 +56,7 @@ from .records import (
     LoyaltyRequest,
     ManualOperation,
     MemberNotification,
+    ParkingSettlement,
     PosTransaction,
     ScheduleTick,
     decode,
@@ -178,7 +184,8 @@ class LoyaltyAgent:
         stored = self.cards.get(member_id.encode())
         return decode_card(stored) if stored else None
 
-    def _rule_book(self) -> RuleBook:
+    def rule_book(self) -> RuleBook:
+        """The rules in force now (re-read if the file changed; a broken edit is logged once and ignored)."""
         book = self.rules.current()
         error = str(self.rules.error) if self.rules.error else None
         if error and error != self._reported_error:
@@ -225,6 +232,8 @@ class LoyaltyAgent:
                     await self._manual(event.key, message)
                 elif isinstance(message, ScheduleTick):
                     await self._scheduled(partition, message.now, message.since)
+                elif isinstance(message, ParkingSettlement):
+                    await self._parking(event.key, message)
                 else:
                     await self._signal(event.key, message)
 
@@ -242,14 +251,14 @@ class LoyaltyAgent:
             self.hub.counters["receipts_anonymous"] += 1
             return
         self._saw(partition, txn.ts)
-        card, effects = evaluate(self._stored(key, txn.member_id), txn, self._rule_book(), dt.datetime.now(dt.UTC),
+        card, effects = evaluate(self._stored(key, txn.member_id), txn, self.rule_book(), dt.datetime.now(dt.UTC),
                                  self.birthdays.get(txn.member_id))
         await self._commit(key, card, effects, Context.of_receipt(txn), resend_replayed=True)
         self.hub.counters["receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"] += 1
 
     def _hold(self, key: bytes, request: HoldRequest) -> None:
         """A till authorisation: a hold placed (written to the card) or refused; no ledger entry, nothing moved yet."""
-        book = self._rule_book()
+        book = self.rule_book()
         card = self._stored(key, request.member_id) or enrol(request.member_id, book)
         ask = AuthRequest(request.hold_id, request.txn_id, request.amount_cents, request.voucher_id)
         held, decision = authorise(card, ask, book, dt.datetime.now(dt.UTC))
@@ -259,7 +268,7 @@ class LoyaltyAgent:
         self._answer(request.request_id, {"member_id": request.member_id, **msgspec.to_builtins(decision)})
 
     async def _manual(self, key: bytes, operation: ManualOperation) -> None:
-        book = self._rule_book()
+        book = self.rule_book()
         card = self._stored(key, operation.member_id) or enrol(operation.member_id, book,
                                                                self.birthdays.get(operation.member_id))
         card, effects = manual(card, operation, book, operation.ts)
@@ -274,9 +283,21 @@ class LoyaltyAgent:
             "entries": msgspec.to_builtins(entries),
         })
 
+    async def _parking(self, key: bytes, request: ParkingSettlement) -> None:
+        """A member's car left a car park: free parking or the fee on the card, once per stay."""
+        book = self.rule_book()
+        card = self._stored(key, request.member_id) or enrol(request.member_id, book,
+                                                             self.birthdays.get(request.member_id))
+        stay = ParkingStay(request.stay_id, request.entry, request.exit, request.business_day)
+        card, effects = settle_at_exit(card, stay, book, request.exit)
+        await self._commit(key, card, effects, Context(request.mall_id, request.car_park_id, request.exit,
+                                                       request.business_day), resend_replayed=True)
+        free = any(effect.kind == "parking_discount" for effect in effects)
+        self.hub.counters["parking_free" if free else "parking_charged"] += 1
+
     async def _signal(self, key: bytes, signal: Alert) -> None:
         """A customer signal (churn_risk...): the rule file's group grants for that signal, once per signal."""
-        book = self._rule_book()
+        book = self.rule_book()
         member_id = signal.member_id or key.decode()
         for grant in (g for g in book.group_grants if g.signal == signal.kind):
             card = self._stored(key, member_id) or enrol(member_id, book, self.birthdays.get(member_id))
@@ -291,7 +312,7 @@ class LoyaltyAgent:
 
     async def _scheduled(self, partition: int, now: dt.datetime, since: dt.datetime | None) -> None:
         """Rebate runs, expiry, birthday gifts and reminders due at ``now`` (since ``since``) for every card of the partition."""
-        book = self._rule_book()
+        book = self.rule_book()
         now = now.astimezone(self.zone)
         context = Context(self.default_mall, "", now, now.date())
         for key, stored in list(self.cards.items()):

@@ -493,8 +493,31 @@ class ScheduleTick(Record, tag="schedule_tick"):
     since: dt.datetime | None = None
 
 
+class ParkingSettlement(Record, tag="parking_settlement"):
+    """A member's car leaving a car park (its plate is on the member's card): the stay to settle on the card.
+
+    The parking agent sends it, keyed by member; the loyalty agent decides free parking or the
+    fee and how it is paid, and writes the ledger. ``stay_id`` names the stay (car park, plate,
+    exit time), so a stay sent again is settled once. ``business_day`` is the exit's local date:
+    the day whose spend earns free parking.
+    """
+
+    stay_id: Id
+    member_id: Id
+    mall_id: str
+    car_park_id: Id
+    plate: str
+    entry: dt.datetime
+    exit: dt.datetime
+    business_day: dt.date
+
+    def validate(self) -> None:
+        _require_aware("entry", self.entry)
+        _require_aware("exit", self.exit)
+
+
 #: What travels on ``loyalty.requests``.
-LoyaltyRequest = HoldRequest | ManualOperation | ScheduleTick
+LoyaltyRequest = HoldRequest | ManualOperation | ScheduleTick | ParkingSettlement
 
 
 class MemberNotification(Record, tag="member_notification"):

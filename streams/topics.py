@@ -66,7 +66,8 @@ RFID_BY_MEMBER = TopicSpec("rfid.by_member", RfidRead, "member_id (reads of know
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 LOYALTY_REJECTS = TopicSpec("loyalty.rejects", LedgerEntry, "member_id (refused receipts and tenders, with reasons)")
 LOYALTY_REQUESTS = TopicSpec("loyalty.requests", LoyaltyRequest,  # type: ignore[arg-type]
-                             "member_id (till authorisations, service-desk operations; schedule ticks by partition)")
+                             "member_id (till authorisations, service-desk operations, members' cars leaving car parks; "
+                             "schedule ticks by partition)")
 MEMBER_NOTIFICATIONS = TopicSpec("members.notifications", MemberNotification,
                                  "member_id (points changed, voucher issued or expiring, birthday)")
 ALERTS = TopicSpec("alerts", Alert, "mall_id")

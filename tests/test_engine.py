@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mallstream.settings import ConfigError
 from mallstream.streams.core.accounts import MemberCard
 from mallstream.streams.core.engine import enrol, evaluate
 from mallstream.streams.core.holds import AuthRequest, authorise
 from mallstream.streams.core.operations import (
     adjust_points, birthday_gift, change_status, expire_vouchers, expiring, group_grant, manual_rebate, run_rebates,
 )
-from mallstream.streams.core.parking_fees import ParkingStay, fee_for, settle_parking
+from mallstream.streams.core.parking_fees import ParkingStay, fee_for, settle_at_exit, settle_parking
 from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.records import PosLine, PosTransaction, Tender
 
@@ -338,6 +339,47 @@ def test_parking_paid_with_points_or_stored_value_once_per_session():
     assert [(e.kind, e.delta, e.amount) for e in paid] == [("parking_fee", 0, 1500), ("stored_value_debit", -1500, 0)]
     again, replayed = settle_parking(card, stay("p2", 121, "stored_value"), book, NOON)
     assert again is card and card.stored_value == 0 and all(e.replayed for e in replayed)
+
+
+def test_at_the_exit_gate_a_member_parks_free_once_earned_else_pays_from_the_card_or_cash():
+    book = rules(PARKING + "  gate_pays_from: [points, stored_value]\n")
+    spender, _ = run(book, sale("t1", line("250.00")))
+    card, free = settle_at_exit(spender, stay("s1", 60), book, NOON)
+    assert [(e.kind, e.amount, e.rule_id) for e in free] == [("parking_fee", 1000, "parking"), ("parking_discount", 1000, "parking")]
+    assert free[1].reason == "same-day spend 25000 >= 20000 cents" and card.points == spender.points
+    again, replayed = settle_at_exit(card, stay("s1", 60), book, NOON)
+    assert again is card and all(e.replayed for e in replayed) and [e.kind for e in replayed] == ["parking_fee", "parking_discount"]
+
+    saver = msgspec.structs.replace(enrol("M2", book), points=1200, stored_value=500)
+    card, by_points = settle_at_exit(saver, stay("s2", 60), book, NOON)  # 10.00 = 1000 points
+    assert [(e.kind, e.account, e.delta) for e in by_points] == [("parking_fee", "", 0), ("points_spent", "points", -1000)]
+    card, by_money = settle_at_exit(card, stay("s3", 60), book, NOON)  # 200 points left; 5.00 stored value is short
+    assert [(e.kind, e.amount, e.reason) for e in by_money] == [
+        ("parking_fee", 1000, "paid cash: stored value cannot pay 1000 cents (500 available)")]
+    assert (card.points, card.stored_value) == (200, 500)
+    card, short = settle_at_exit(card, stay("s4", 20), book, NOON)
+    assert [(e.kind, e.amount) for e in short] == [("parking_fee", 0)], "nothing due, nothing taken"
+
+
+def test_at_the_exit_gate_cash_is_the_default_and_a_frozen_card_still_leaves():
+    book = rules(PARKING)
+    card = msgspec.structs.replace(enrol("M1", book), points=9000, status="frozen")
+    assert of(settle_at_exit(card, stay("s1", 60), book, NOON)[1], "parking_discount")[0].reason == "points 9000 >= 5000"
+    book = rules(PARKING + "  gate_pays_from: [points]\n")
+    _, paid = settle_at_exit(msgspec.structs.replace(card, points=1000), stay("s2", 60), book, NOON)
+    assert [(e.kind, e.reason) for e in paid] == [("parking_fee", "paid cash: card is frozen")]
+    _, none = settle_at_exit(card, stay("s3", 60), rules(), NOON)
+    assert [(e.kind, e.reason) for e in none] == [("rejected", "no parking rules")]
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ("  gate_pays_from: [points]\n  points_per_yuan: null\n", "points_per_yuan is not set"),
+    ("  gate_pays_from: [stored_value]\n  stored_value: false\n", "stored_value is false"),
+    ("  gate_pays_from: [vouchers]\n", "points"),
+])
+def test_the_gate_pays_only_from_accounts_the_parking_rules_allow(extra, problem):
+    with pytest.raises(ConfigError, match=problem):
+        rules(PARKING + extra)
 
 
 # --- holds ---------------------------------------------------------------------------------------

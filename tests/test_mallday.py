@@ -22,6 +22,7 @@ from mallstream.simulators.mallday import (
     GroundTruth,
     MallDay,
     Outage,
+    plates_of,
     record,
     scenario,
     simulate,
@@ -219,6 +220,14 @@ def test_parking_entries_and_exits_pair_up_as_the_true_stays(clean, mall: Mall) 
     stays = {(s["plate"], s["entry"], s["exit"]) for s in clean.truth.parking_stays}
     assert stays == {(plate, e[0].ts.isoformat(), e[1].ts.isoformat()) for plate, e in seen.items()}
     assert 0.15 * DAY.visitors < len(stays) < 0.25 * DAY.visitors
+
+
+def test_vips_with_a_car_on_the_card_drive_it_to_the_mall(clean) -> None:
+    theirs = [stay for stay in clean.truth.parking_stays if stay["member_id"]]
+    vips = {visit["member_id"] for visit in clean.truth.vip_visits}
+    assert 0 < len(theirs) < 0.1 * len(clean.truth.parking_stays)
+    for stay in theirs:
+        assert stay["member_id"] in vips and stay["plate"] == plates_of(int(stay["member_id"][1:]))[0]
 
 
 def test_a_clean_day_is_delivered_in_time_order(clean) -> None:

@@ -1,14 +1,17 @@
-"""The parking core against a simulated day: occupancy and stays as they really were, full-park alerts once."""
+"""The parking core against a simulated day: occupancy and stays as they really were, full-park alerts once;
+what the exit gate charges."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from mallstream.settings import Mall, load
 from mallstream.simulators.mallday import MallDay, simulate
+from mallstream.simulators.members import vip_members
 from mallstream.streams.core.parking import (
     ParkingConfig,
     ParkingLayout,
@@ -16,9 +19,13 @@ from mallstream.streams.core.parking import (
     ParkingState,
     ParkingStay,
     apply_parking_event,
+    normalise_plate,
 )
+from mallstream.streams.core.parking_fees import at_exit
+from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.core.snapshots import parking_from_bytes, parking_to_bytes
-from mallstream.streams.records import Alert, ParkingEvent
+from mallstream.streams.master_data import load_master_data, write_master_data
+from mallstream.streams.records import Alert, ParkingEvent, ParkingSettlement
 from tests.conftest import EXAMPLE_CONFIG
 
 DAY = MallDay(visitors=6000, seed=5)
@@ -35,10 +42,10 @@ def day(mall: Mall):
     return simulate(mall, DAY)
 
 
-def run(events, layout: ParkingLayout, fee=None) -> list:
+def run(events, layout: ParkingLayout) -> list:
     state, outputs = ParkingState(), []
     for event in (e for e in events if isinstance(e, ParkingEvent)):
-        state, emitted = apply_parking_event(state, event, event.ts, layout, fee)
+        state, emitted = apply_parking_event(state, event, event.ts, layout)
         outputs += emitted
     return outputs
 
@@ -70,14 +77,56 @@ def test_occupancy_after_each_gate_event_is_the_cars_truly_inside(day, mall: Mal
     assert {row.capacity for row in rows} == {450}
 
 
-def test_the_fee_rule_prices_each_finished_stay(mall: Mall) -> None:
-    def two_per_started_hour(stay: ParkingStay) -> Decimal:
-        return Decimal(2) * -(-int(stay.duration_s) // 3600)
+PARKING_RULES = parse_rules("""
+parking:
+  fee_table: [{up_to_minutes: 30, fee: 0}, {up_to_minutes: 120, fee: 10}]
+  beyond_every_minutes: 60
+  beyond_fee: 5
+  free_when_day_spend: 200
+""", "rules.yaml", 1).parking
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-    outputs = run([gate("沪A12345", "entry", 0), gate("沪A12345", "exit", 150)], ParkingLayout.of(mall),
-                  fee=two_per_started_hour)
-    (stay,) = [o for o in outputs if isinstance(o, ParkingStay)]
-    assert stay.duration_s == 150 * 60 and stay.fee == Decimal(6)
+
+def test_at_the_exit_anyone_pays_the_fee_table_and_a_members_car_is_sent_to_the_card(mall: Mall) -> None:
+    events = [gate("沪A12345", "entry", 0), gate("沪A12345", "exit", 150), gate("沪A·D00042", "entry", 10),
+              gate("沪A·D00042", "exit", 100), gate("沪B99999", "exit", 120)]
+    stranger, member, unknown_entry = [o for o in run(events, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
+
+    priced, request = at_exit(stranger, None, PARKING_RULES, SHANGHAI)
+    assert request is None and priced.fee == Decimal("15.00") and priced.member_id == ""  # 10 + one started hour
+    named, request = at_exit(member, "M000042", PARKING_RULES, SHANGHAI)
+    assert named.fee is None and named.member_id == "M000042", "the card decides what a member pays"
+    assert request == ParkingSettlement(
+        stay_id=member.stay_id, member_id="M000042", mall_id=member.mall_id, car_park_id="P-B2",
+        plate="沪A·D00042", entry=member.entry, exit=member.exit, business_day=dt.date(2026, 11, 23))
+    assert at_exit(member, "M000042", PARKING_RULES, SHANGHAI) == (named, request), "the same stay, the same request"
+    assert at_exit(unknown_entry, None, PARKING_RULES, SHANGHAI) == (unknown_entry, None), "no length, no fee"
+    assert at_exit(unknown_entry, "M1", PARKING_RULES, SHANGHAI)[1] is None
+    assert at_exit(stranger, None, None, SHANGHAI) == (stranger, None), "no parking rules, no fee"
+    assert at_exit(member, "M000042", None, SHANGHAI)[1] is None
+
+
+def test_the_business_day_of_a_settlement_is_the_exits_local_date(mall: Mall) -> None:
+    late = [gate("沪AD1", "entry", 4 * 60), gate("沪AD1", "exit", 8 * 60 + 30)]  # 22:00 to 02:30 in Shanghai
+    (stay,) = [o for o in run(late, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
+    assert at_exit(stay, "M1", PARKING_RULES, SHANGHAI)[1].business_day == dt.date(2026, 11, 24)
+
+
+def test_the_simulated_vips_cars_are_sent_to_their_cards(day, mall: Mall, tmp_path) -> None:
+    path = tmp_path / "members.csv"
+    write_master_data(path, vip_members(mall, DAY))
+    master = load_master_data(path)
+    stays = [o for o in run(day.events, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
+    exits = [at_exit(stay, master.member_of_plate(stay.plate), PARKING_RULES, SHANGHAI) for stay in stays]
+    assert {request.member_id for _, request in exits if request} == {
+        stay["member_id"] for stay in day.truth.parking_stays if stay["member_id"]} != set()
+    assert all(stay.fee is not None for stay, request in exits if request is None)
+
+
+def test_plates_are_matched_upper_case_without_separators() -> None:
+    assert {normalise_plate(p) for p in ("沪A·D00042", "沪ad-00042", " 沪A D00042 ", "沪A.D00042")} == {"沪AD00042"}
+    assert ParkingStay("m", "P", "x" * 200, None, T0, "G", None).stay_id.startswith("P:")
+    assert len(ParkingStay("m", "P", "x" * 200, None, T0, "G", None).stay_id) <= 100
 
 
 def test_repeat_reads_are_one_pass_and_an_unknown_exit_keeps_occupancy(mall: Mall) -> None:

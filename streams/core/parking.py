@@ -1,10 +1,10 @@
 """Car parks from gate plate reads: occupancy, stays matched entry to exit, and a full-park alert.
 
-``apply_parking_event(state, event, now, layout, fee)`` returns the state (updated in
-place) and what to emit: the park's occupancy after the event, a finished stay on
-exit, an alert when the park fills. The fee is not decided here: ``fee`` is the
-loyalty engine's parking rule (stay -> amount, free parking by spend included), and
-its answer is carried on the stay.
+``apply_parking_event(state, event, now, layout)`` returns the state (updated in place)
+and what to emit: the park's occupancy after the event, a finished stay on exit, an
+alert when the park fills. What the driver pays is not decided here: see
+:func:`~.parking_fees.at_exit` (a member's car is settled on the card, anyone else pays
+the fee table).
 
 * A plate is matched from its entry to its next exit at the same car park.
 * A camera reading one car twice (same plate, same direction, within
@@ -21,16 +21,31 @@ its answer is carried on the stay.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import hashlib
+import re
 from decimal import Decimal
 
 import msgspec
+
 from ...settings import Mall, ParkingConfig
 from ..records import Alert, ParkingEvent, Record
 
 
+#: What a plate is compared by: no spaces, dashes or dots (``沪A·12345``, ``沪A 12345``, ``沪A-12345``).
+_PLATE_NOISE = re.compile(r"[\s\-.·•_]+")
+
+
+def normalise_plate(plate: str) -> str:
+    """A plate as member data and gate cameras are matched on: upper case, without separators."""
+    return _PLATE_NOISE.sub("", plate).upper()
+
+
 class ParkingStay(Record, tag="parking_stay"):
-    """A car that left: when it came and went, for how long, and the fee the parking rule charged."""
+    """A car that left: when it came and went, for how long, and what the exit gate made of it.
+
+    ``fee`` (currency units) is the fee table's price for a car that is not a member's; a
+    member's car (``member_id``) is settled on the card, and the ledger says what it cost.
+    """
 
     mall_id: str
     car_park_id: str
@@ -40,6 +55,15 @@ class ParkingStay(Record, tag="parking_stay"):
     exit_gate: str
     duration_s: float | None
     fee: Decimal | None = None
+    member_id: str = ""
+
+    @property
+    def stay_id(self) -> str:
+        """Car park, plate and exit time (ms): the same stay always has the same id, at most 100 characters."""
+        full = f"{self.car_park_id}:{self.plate}:{int(self.exit.timestamp() * 1000)}"
+        if len(full) <= 100:
+            return full
+        return f"{self.car_park_id[:32]}:{hashlib.blake2b(full.encode(), digest_size=16).hexdigest()}"
 
 
 class ParkingOccupancy(Record, tag="parking_occupancy"):
@@ -54,8 +78,6 @@ class ParkingOccupancy(Record, tag="parking_occupancy"):
     cause: str = ""
 
 
-#: The loyalty engine's parking rule: a finished stay -> what the driver pays (None: not decided here).
-FeeRule = Callable[[ParkingStay], Decimal | None]
 ParkingOutput = ParkingOccupancy | ParkingStay | Alert
 
 
@@ -92,9 +114,9 @@ class ParkingLayout(msgspec.Struct, frozen=True):
         return cls(mall.id, {park.id: park.capacity for park in mall.car_parks}, config or mall.parking)
 
 
-def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.datetime, layout: ParkingLayout,
-                        fee: FeeRule | None = None) -> tuple[ParkingState, list[ParkingOutput]]:
-    """Apply one gate read; ``now`` stamps an alert, ``fee`` prices a finished stay."""
+def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.datetime,
+                        layout: ParkingLayout) -> tuple[ParkingState, list[ParkingOutput]]:
+    """Apply one gate read; ``now`` stamps an alert."""
     park = state.car_parks.get(event.car_park_id)
     if park is None:
         park = state.car_parks[event.car_park_id] = CarParkState()
@@ -111,10 +133,9 @@ def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.dateti
             return state, []
         park.last_exit[event.plate] = event.ts
         entered = park.parked.pop(event.plate, None)
-        stay = ParkingStay(mall_id=layout.mall_id, car_park_id=event.car_park_id, plate=event.plate,
-                           entry=entered, exit=event.ts, exit_gate=event.gate_id,
-                           duration_s=(event.ts - entered).total_seconds() if entered else None)
-        outputs.append(msgspec.structs.replace(stay, fee=fee(stay)) if fee else stay)
+        outputs.append(ParkingStay(mall_id=layout.mall_id, car_park_id=event.car_park_id, plate=event.plate,
+                                   entry=entered, exit=event.ts, exit_gate=event.gate_id,
+                                   duration_s=(event.ts - entered).total_seconds() if entered else None))
     capacity = layout.capacity.get(event.car_park_id, 0)
     occupancy = len(park.parked)
     outputs.insert(0, ParkingOccupancy(mall_id=layout.mall_id, car_park_id=event.car_park_id, ts=event.ts,

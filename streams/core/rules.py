@@ -203,12 +203,19 @@ class Parking(Strict):
     free_tiers: frozenset[str] = frozenset()
     points_per_yuan: int | None = Field(default=None, ge=1, description="paying the fee with points")
     stored_value: bool = True
+    gate_pays_from: tuple[Literal["points", "stored_value"], ...] = Field(
+        default=(), description="a member's car at the exit: the fee comes from the first of these the card covers, "
+                                "else the driver pays cash")
 
     @model_validator(mode="after")
     def _increasing(self) -> Parking:
         minutes = [step.up_to_minutes for step in self.fee_table]
         if minutes != sorted(set(minutes)):
             raise ValueError("fee_table up_to_minutes must strictly increase")
+        if "points" in self.gate_pays_from and self.points_per_yuan is None:
+            raise ValueError("gate_pays_from names points, but points_per_yuan is not set")
+        if "stored_value" in self.gate_pays_from and not self.stored_value:
+            raise ValueError("gate_pays_from names stored_value, but stored_value is false")
         return self
 
 class StatusPolicy(Strict):
