@@ -51,13 +51,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config(directory: Path, members: Path) -> Path:
+def scratch_config(directory: Path, members: Path) -> Path:
     """The example mall with this run's own broker, Mosquitto, members and state, on free ports."""
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["kafka"].update(bootstrap_servers=f"127.0.0.1:{_free_port()}", data_dir=str(directory / "broker"))
     data["mqtt"].update(port=_free_port())
     data["clickhouse"].update(path=str(directory / "clickhouse"))
     data["members"]["source"] = str(members)
+    data["rules"]["file"] = str(EXAMPLE_CONFIG.parent / "rules.example.yaml")
+    data["customers"]["params_file"] = str(directory / "bgnbd.json")
     data["worker"].update(state_dir=str(directory / "worker"), web_port=_free_port())
     data["gateway"].update(http_host="127.0.0.1", http_port=_free_port(), spool_path=str(directory / "spool.sqlite3"))
     path = directory / "mall.yaml"
@@ -123,7 +125,7 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
         members = directory / "members.csv"
         cards = [f"E28011600000{number:012X}" for number in range(1, vips + 1)]
         write_master_data(members, [(Member(f"B{number:06d}", "vip"), card) for number, card in enumerate(cards)])
-        config = _config(directory, members)
+        config = scratch_config(directory, members)
         settings = load(config)
         with embedded_services(settings), (directory / "worker.log").open("wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
