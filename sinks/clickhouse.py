@@ -81,6 +81,8 @@ class TableSink:
     _rows: list[tuple] = field(default_factory=list)
     _acks: list[Callable[[], Any]] = field(default_factory=list)
     _oldest: float | None = None
+    #: whether this sink's staging table is known to exist: created once, not before every batch
+    _staging_ready: bool = False
 
     @property
     def key_column(self) -> str:
@@ -122,7 +124,11 @@ class TableSink:
     @retry(stop=_give_up, wait=wait_exponential(multiplier=0.2, max=10), reraise=True)
     def _write_fresh(self, rows: list[tuple]) -> list[tuple]:
         """One attempt at the check-then-insert; retried as a whole, so a retry re-checks what landed."""
-        fresh = self._drop_known(rows)
+        try:
+            fresh = self._drop_known(rows)
+        except Exception:
+            self._staging_ready = False  # a server that lost it (or a new one) gets it again at the retry
+            raise
         if fresh:
             batch = f"{self.worker_tag}-{uuid.uuid4().hex}"
             now = dt.datetime.now(dt.UTC)
@@ -150,7 +156,9 @@ class TableSink:
         made the query text huge and, on chdb, the first such query took seconds.
         """
         staging = f"{self.table}__incoming_{_identifier(self.worker_tag)}"
-        self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
+        if not self._staging_ready:
+            self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
+            self._staging_ready = True
         self.warehouse.command(f"TRUNCATE TABLE {{db}}.{staging}")
         self.warehouse.insert_plain(staging, [(row[0],) for row in rows], ("key",))
         _, stored = self.warehouse.query(
