@@ -1,5 +1,5 @@
 # Convenience targets; the README's two commands work without make.
-.PHONY: setup up test scenario
+.PHONY: setup up test scenario bench soak
 
 setup:
 	bash scripts/setup.sh
@@ -13,3 +13,11 @@ test:
 # crash/replay scenarios at full size (CI runs them at MALLSTREAM_SCALE=1)
 scenario: setup
 	MALLSTREAM_SCALE=$${MALLSTREAM_SCALE:-5} .venv/bin/python -m pytest -q -m heavy
+
+# every figure of issue 9, the end-to-end ones through throwaway brokers and worker processes
+bench: setup
+	.venv/bin/mallstream bench --e2e
+
+# not in CI: ten minutes at 5,000 events/s through gateway, broker and worker; RSS sampled each minute should stay flat
+soak: setup
+	.venv/bin/python -m mallstream.bench_vip_latency --vips 6000 --every 0.1 --background 5000

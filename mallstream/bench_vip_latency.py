@@ -51,13 +51,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config(directory: Path, members: Path) -> Path:
+def scratch_config(directory: Path, members: Path) -> Path:
     """The example mall with this run's own broker, Mosquitto, members and state, on free ports."""
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["kafka"].update(bootstrap_servers=f"127.0.0.1:{_free_port()}", data_dir=str(directory / "broker"))
     data["mqtt"].update(port=_free_port())
     data["clickhouse"].update(path=str(directory / "clickhouse"))
     data["members"]["source"] = str(members)
+    data["rules"]["file"] = str(EXAMPLE_CONFIG.parent / "rules.example.yaml")
+    data["customers"]["params_file"] = str(directory / "bgnbd.json")
     data["worker"].update(state_dir=str(directory / "worker"), web_port=_free_port())
     data["gateway"].update(http_host="127.0.0.1", http_port=_free_port(), spool_path=str(directory / "spool.sqlite3"))
     path = directory / "mall.yaml"
@@ -115,15 +117,25 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "max_ms": round(float(ms.max()), 1)}
 
 
+def _resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: float = 5000.0,
                       warmup: float = 5.0) -> dict:
-    """Latency of ``vips`` arrival alerts, one every ``every`` s, under ``background_rate`` other events/s."""
+    """Latency of ``vips`` arrival alerts, one every ``every`` s, under ``background_rate`` other events/s.
+
+    The worker's resident memory is sampled once a minute (a soak runs this for ten minutes: it should stay flat).
+    """
     with tempfile.TemporaryDirectory(prefix="bench-vip-latency-") as scratch:
         directory = Path(scratch)
         members = directory / "members.csv"
         cards = [f"E28011600000{number:012X}" for number in range(1, vips + 1)]
         write_master_data(members, [(Member(f"B{number:06d}", "vip"), card) for number, card in enumerate(cards)])
-        config = _config(directory, members)
+        config = scratch_config(directory, members)
         settings = load(config)
         with embedded_services(settings), (directory / "worker.log").open("wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
@@ -143,11 +155,15 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                         loader.start()
                     time.sleep(warmup)  # the worker's consumers settle in under load
                     started, sent_before = time.monotonic(), sent[0]
-                    for card in cards:
+                    resident = [_resident_mb(worker.pid)]
+                    for number, card in enumerate(cards, 1):
+                        if number % max(1, round(60 / every)) == 0:
+                            resident.append(_resident_mb(worker.pid))
                         emulators.play([RfidRead(reader_id="R-north", antenna=1, epc=card, rssi_dbm=-50.0,
                                                  ts=dt.datetime.now(dt.UTC))])
                         time.sleep(every)
                     seconds = time.monotonic() - started
+                    resident.append(_resident_mb(worker.pid))
                     background = (sent[0] - sent_before) / seconds
                     deadline = time.monotonic() + 30
                     while len(clock.arrivals) < vips and time.monotonic() < deadline:
@@ -187,3 +203,5 @@ if __name__ == "__main__":
     latency = figures["gateway_to_mqtt"]
     print(f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
           f"({figures['alerts']} alerts, {figures['background_events_per_s']} other events/s)")
+    resident = figures["worker_rss_mb_per_minute"]
+    print(f"worker RSS, MiB: {resident[0]} after warm-up, {resident[-1]} at the end, peak {max(resident)}")

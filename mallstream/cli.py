@@ -313,12 +313,20 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
 
 @main.command()
 @click.option("--count", type=int, default=200_000, show_default=True, help="receipts / rows per figure")
-def bench(count: int) -> None:
-    """Print throughput figures of the rule core and the ClickHouse sink (no broker needed)."""
+@click.option("--e2e", is_flag=True, help="also the figures through a broker and worker processes (b, c, e, f, g)")
+@click.option("--visitors", type=int, default=100_000, show_default=True, help="--e2e: visitors of the replayed day")
+@click.option("--naive/--no-naive", default=True, show_default=True, help="--e2e: the naive faust app for comparison")
+def bench(count: int, e2e: bool, visitors: int, naive: bool) -> None:
+    """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end."""
     from .bench import run
 
-    for name, figure in run(count):
-        click.echo(f"{name:<48} {figure:>12}")
+    figures = run(count)
+    if e2e:
+        from .bench_e2e import run as run_e2e
+
+        figures += run_e2e(visitors, naive)
+    for name, figure in figures:
+        click.echo(f"{name:<56} {figure:>12}")
 
 
 @main.group()

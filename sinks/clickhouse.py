@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import retry, stop_after_attempt, wait_exponential
+from clickhouse_connect.driver.exceptions import OperationalError
+from tenacity import RetryCallState, retry, wait_exponential
 
 from mallstream.failpoints import failpoint
 
@@ -44,6 +45,18 @@ class SourcePosition:
     topic: str
     partition: int
     offset: int
+
+
+def _give_up(attempt: RetryCallState) -> bool:
+    """Wait out an unreachable server however long it takes (the batch's offsets are held meanwhile);
+    give up on any other error after a few attempts, so a bad batch stops the worker loudly."""
+    unreachable = isinstance(attempt.outcome.exception(), OperationalError) if attempt.outcome else False
+    return attempt.attempt_number >= 6 and not unreachable
+
+
+def sourced(row: Sequence[Any], source: SourcePosition) -> tuple:
+    """A row as the sink writes it: its values, then where in Kafka it came from."""
+    return (*row, source.topic, source.partition, source.offset)
 
 
 @dataclass
@@ -68,6 +81,8 @@ class TableSink:
     _rows: list[tuple] = field(default_factory=list)
     _acks: list[Callable[[], Any]] = field(default_factory=list)
     _oldest: float | None = None
+    #: whether this sink's staging table is known to exist: created once, not before every batch
+    _staging_ready: bool = False
 
     @property
     def key_column(self) -> str:
@@ -75,7 +90,7 @@ class TableSink:
 
     def add(self, row: Sequence[Any], source: SourcePosition, ack: Callable[[], Any]) -> None:
         """Buffer one row; ``ack`` runs once the row is stored (or known to be stored already)."""
-        self._rows.append((*row, source.topic, source.partition, source.offset))
+        self._rows.append(sourced(row, source))
         self._acks.append(ack)
         if self._oldest is None:
             self._oldest = time.monotonic()
@@ -106,10 +121,14 @@ class TableSink:
         self.stats.seconds_inserting += time.perf_counter() - started
         return len(fresh)
 
-    @retry(stop=stop_after_attempt(6), wait=wait_exponential(multiplier=0.2, max=10), reraise=True)
+    @retry(stop=_give_up, wait=wait_exponential(multiplier=0.2, max=10), reraise=True)
     def _write_fresh(self, rows: list[tuple]) -> list[tuple]:
         """One attempt at the check-then-insert; retried as a whole, so a retry re-checks what landed."""
-        fresh = self._drop_known(rows)
+        try:
+            fresh = self._drop_known(rows)
+        except Exception:
+            self._staging_ready = False  # a server that lost it (or a new one) gets it again at the retry
+            raise
         if fresh:
             batch = f"{self.worker_tag}-{uuid.uuid4().hex}"
             now = dt.datetime.now(dt.UTC)
@@ -137,7 +156,9 @@ class TableSink:
         made the query text huge and, on chdb, the first such query took seconds.
         """
         staging = f"{self.table}__incoming_{_identifier(self.worker_tag)}"
-        self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
+        if not self._staging_ready:
+            self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
+            self._staging_ready = True
         self.warehouse.command(f"TRUNCATE TABLE {{db}}.{staging}")
         self.warehouse.insert_plain(staging, [(row[0],) for row in rows], ("key",))
         _, stored = self.warehouse.query(

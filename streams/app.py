@@ -28,7 +28,7 @@ import faust
 from faust.types import EventT
 
 from mallstream.settings import Settings
-from mallstream.sinks.clickhouse import SourcePosition, TableSink
+from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
 from mallstream.sinks.schema import (
     ALERTS_TABLE,
     CUSTOMER_SNAPSHOTS_TABLE,
@@ -86,10 +86,6 @@ def _source(event: EventT) -> SourcePosition:
     return SourcePosition(message.topic, message.partition, message.offset)
 
 
-def _stored_with_the_last() -> None:
-    """A row before its message's last: the last row's acknowledgement covers it."""
-
-
 def _origin(event: EventT) -> str:
     message = event.message
     return f"{message.topic}:{message.partition}:{message.offset}"
@@ -140,7 +136,6 @@ class Hub:
                                          sink_conf.flush_seconds, tag))
             for spec, table in SUNK_TOPICS
         }
-        self._flush_lock = asyncio.Lock()
         self._register_agents()
         master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
         self.loyalty = LoyaltyAgent(self, master)
@@ -178,7 +173,6 @@ class Hub:
         app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         for spec, _ in SUNK_TOPICS:
             app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec))
-        app.timer(self.settings.worker.sink.flush_seconds / 2, name="flush_sinks")(self._flush_due_sinks)
 
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)
@@ -200,37 +194,24 @@ class Hub:
                 self.counters["receipts_routed"] += 1
 
     def _sink_stream(self, spec: topics.TopicSpec) -> Callable[[faust.StreamT], Awaitable[None]]:
-        """An agent that feeds one sink; offsets are acknowledged only after the row is stored."""
+        """An agent that feeds one sink a batch at a time (by size or age), as one insert.
+
+        ``take_events`` acknowledges a batch's offsets only once the body has run, so
+        after the insert returned: an offset is never committed for a row not stored.
+        """
         table, sink = self.sinks[spec.name]
 
         async def sink_agent(stream: faust.StreamT) -> None:
-            async for event in stream.noack().events():
-                try:
-                    rows = table.rows(decode(spec.record, event.value))
-                    # a message's rows are flushed together: its last row acknowledges it
-                    for number, row in enumerate(rows, 1):
-                        sink.add(row, _source(event), event.ack if number == len(rows) else _stored_with_the_last)
-                    if not rows:
-                        event.ack()
-                except InvalidEvent as exc:
-                    event.ack()
-                    await self.dead_letter(_origin(event), str(exc), event.value)
-                if sink.due:
-                    await self._flush(sink)
+            async for events in stream.take_events(sink.batch_rows, within=sink.flush_seconds):
+                rows = []
+                for event in events:
+                    try:
+                        rows += [sourced(row, _source(event)) for row in table.rows(decode(spec.record, event.value))]
+                    except InvalidEvent as exc:
+                        await self.dead_letter(_origin(event), str(exc), event.value)
+                await asyncio.to_thread(sink.write, rows)
 
         return sink_agent
-
-    async def _flush(self, sink: TableSink) -> None:
-        async with self._flush_lock:
-            rows, acks = sink.take()
-            await asyncio.to_thread(sink.write, rows)
-        for ack in acks:
-            ack()
-
-    async def _flush_due_sinks(self) -> None:
-        for _, sink in self.sinks.values():
-            if sink.due:
-                await self._flush(sink)
 
     def repair_sinks(self) -> None:
         """Before consuming: let views catch up with any batch a crash cut short."""

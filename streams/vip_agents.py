@@ -1,6 +1,6 @@
 """VIP agents: RFID reads of members' cards become alerts for staff and visit rows.
 
-    rfid.reads --vip_route (master data)--> rfid.by_member --vip_track--> alerts --vip_deliver--> MQTT, webhook
+    rfid.reads --vip_route (master data)--> rfid.by_member --vip_track--> MQTT, alerts --vip_deliver--> webhook
                   unknown tags: counted                 (vip_states)  vip.visits --sink--> ClickHouse
     pos.by_member --vip_spend (vip_states)--> spend joins the visit   alerts.delivered --sink--> ClickHouse
 
@@ -95,7 +95,9 @@ class VipAgents:
         self.states[key] = _state_encoder.encode(state)
         for alert in step.alerts:
             self.hub.counters["vip_alerts"] += 1
-            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(alert))
+            # on MQTT at once, so staff do not wait behind the alerts partition; the topic keeps the record
+            published = self.publisher.publish(alert)
+            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published))
         for visit in step.visits:
             await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit))
 
@@ -147,7 +149,9 @@ class VipAgents:
         delivered = self.hub.topic(topics.ALERTS_DELIVERED)
         async for event in stream.events():
             async with self.hub.dead_letter_on_failure(event, "alert delivery"):
-                alert = self.publisher.publish(decode(topics.ALERTS.record, event.value))
+                alert = decode(topics.ALERTS.record, event.value)
+                if alert.published_at is None:  # VIP alerts were published where they were decided
+                    alert = self.publisher.publish(alert)
                 await delivered.send(key=alert.alert_id.encode(), value=encode(alert))
                 if self.publisher.delivery.webhook_url:
                     await asyncio.to_thread(self.publisher.post_webhook, alert)

@@ -41,6 +41,9 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         if extend is not None:
             extend(hub)
         worker = faust.Worker(hub.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        # faust's terminal spinner sets the root logger to DEBUG so it can spin on every record:
+        # every debug line of aiokafka's fetch loop was then formatted and dropped (a profile's top item)
+        worker.spinner = None
         try:
             worker.execute_from_commandline()
         except SystemExit:

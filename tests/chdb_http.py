@@ -210,3 +210,13 @@ def serve_chdb(path: Path, port: int) -> Iterator[None]:
         server.server_close()
         thread.join()
         engine.close()
+
+
+if __name__ == "__main__":
+    # python -m tests.chdb_http DIRECTORY PORT: serve until killed, so a test can take the server away
+    import sys
+    import time
+
+    with serve_chdb(Path(sys.argv[1]), int(sys.argv[2])):
+        while True:
+            time.sleep(3600)
