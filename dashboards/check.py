@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mallstream.querying import QueryError, rows
+from mallstream.querying import QueryError, json_rows, session
 from mallstream.settings import Settings
 
 from .clickhouse import ALL, Expansion
@@ -37,15 +37,16 @@ def panel_results(settings: Settings, board: dict, mall_id: str, start: dt.datet
     expand = expansion(board, mall_id, start, end)
     queries = [(f"variable ${item['name']}", [item["query"]]) for item in board["templating"]["list"]]
     queries += [(panel["title"], [target["rawSql"] for target in panel.get("targets", [])]) for panel in board["panels"]]
-    for title, sqls in queries:
-        found: list[dict] = []
-        try:
-            for sql in sqls:
-                found += rows(settings, expand.sql(sql))
-        except (QueryError, KeyError, ValueError) as exc:
-            yield PanelResult(board["title"], title, [], str(exc).strip().splitlines()[0][:500])
-            continue
-        yield PanelResult(board["title"], title, found)
+    with session(settings) as ask:
+        for title, sqls in queries:
+            found: list[dict] = []
+            try:
+                for sql in sqls:
+                    found += json_rows(ask(expand.sql(sql), "json"))
+            except (QueryError, KeyError, ValueError) as exc:
+                yield PanelResult(board["title"], title, [], str(exc).strip().splitlines()[0][:500])
+                continue
+            yield PanelResult(board["title"], title, found)
 
 
 def problems(settings: Settings, boards: list[dict], mall_id: str, start: dt.datetime, end: dt.datetime,

@@ -6,9 +6,11 @@ runs, it answers queries over its HTTP port; otherwise the command opens the eng
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 
 from .services import port_open
 from .settings import Settings
@@ -22,33 +24,63 @@ def worker_answers(settings: Settings) -> bool:
     return settings.clickhouse.mode == "embedded" and port_open("127.0.0.1", settings.worker.web_port)
 
 
-def raw(settings: Settings, query: str, fmt: str) -> bytes:
-    """The result of ``query`` as the engine writes ``fmt`` (``tsv`` or ``json``: one JSON object per row)."""
+#: Runs a query and returns what the engine wrote in a format (``tsv`` or ``json``).
+RawQuery = Callable[[str, str], bytes]
+
+
+@contextlib.contextmanager
+def session(settings: Settings) -> Iterator[RawQuery]:
+    """Many queries through one connection: the worker's HTTP port, or the engine opened once.
+
+    Opening chdb costs file descriptors it does not all give back, so a command running
+    many queries (``dashboards check``) must not open it per query.
+    """
     if worker_answers(settings):
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{settings.worker.web_port}/sql/",
-            data=json.dumps({"query": query, "format": fmt}).encode(), method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            raise QueryError(json.loads(exc.read()).get("error")) from None
+        yield lambda query, fmt: _ask_worker(settings, query, fmt)
+        return
     from .sinks.warehouse import open_warehouse
     from .streams.web import SQL_FORMATS
 
     warehouse = open_warehouse(settings.clickhouse)
+
+    def ask_engine(query: str, fmt: str) -> bytes:
+        try:
+            return warehouse.raw(query, SQL_FORMATS[fmt])
+        except Exception as exc:  # the engine's own message is the useful answer
+            raise QueryError(str(exc)) from None
+
     try:
-        return warehouse.raw(query, SQL_FORMATS[fmt])
-    except Exception as exc:  # the engine's own message is the useful answer
-        raise QueryError(str(exc)) from None
+        yield ask_engine
     finally:
         warehouse.close()
 
 
+def _ask_worker(settings: Settings, query: str, fmt: str) -> bytes:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.worker.web_port}/sql/",
+        data=json.dumps({"query": query, "format": fmt}).encode(), method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise QueryError(json.loads(exc.read()).get("error")) from None
+
+
+def raw(settings: Settings, query: str, fmt: str) -> bytes:
+    """The result of ``query`` as the engine writes ``fmt`` (``tsv`` or ``json``: one JSON object per row)."""
+    with session(settings) as ask:
+        return ask(query, fmt)
+
+
+def json_rows(answer: bytes) -> list[dict]:
+    """An answer in the ``json`` format as one dict per row."""
+    return [json.loads(line) for line in answer.splitlines() if line]
+
+
 def rows(settings: Settings, query: str) -> list[dict]:
     """The result of ``query`` as one dict per row."""
-    return [json.loads(line) for line in raw(settings, query, "json").splitlines() if line]
+    return json_rows(raw(settings, query, "json"))
 
 
 def quote(text: str) -> str:

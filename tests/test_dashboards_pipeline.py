@@ -106,7 +106,10 @@ def churn_params(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Path:
     """A config whose ClickHouse holds months of member purchases, then a replayed 4-hour weekday with VIPs,
-    members coming back with vouchers and stored value, and a VIP arrival acknowledged; the worker is stopped again."""
+    members coming back with vouchers and stored value, and a VIP arrival acknowledged.
+
+    The worker keeps running and answers the tests' queries: opening chdb again and again in the test
+    process leaks file descriptors until select() (paho, pyserial) fails in the tests that follow."""
     tmp = tmp_path_factory.mktemp("dashboards")
     kafka, mqtt = free_port(), free_port()
     subprocess.run([NOIDA, "up", "--only", "kafka", "--kafka-port", str(kafka), "--data-dir", str(tmp / "broker")],
@@ -136,7 +139,7 @@ def hub(tmp_path_factory) -> Path:
                                                            "note": "a table at the tea room"})
             time.sleep(2)  # the last ticks and a pyramid recompute after the last receipt
             assert wait_until_processed(settings, timeout=60, progress=False)
-        yield config
+            yield config
     finally:
         mosquitto.terminate()
         mosquitto.wait()
