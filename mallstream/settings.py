@@ -2,7 +2,8 @@
 
 A mistake is reported as ``file: key: problem`` and the CLI exits 2. Secrets are
 never written in the file: a key ending in ``_env`` names the environment
-variable that holds the value.
+variable that holds the value, or, when that variable is unset, ``<NAME>_FILE``
+names a file holding it (Docker and Kubernetes secrets): see :func:`read_secret`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,24 @@ class ConfigError(Exception):
     def __init__(self, file: Path | str, key: str, problem: str) -> None:
         self.file, self.key, self.problem = str(file), key, problem
         super().__init__(f"{file}: {key}: {problem}")
+
+
+def read_secret(env: str) -> str | None:
+    """The secret in environment variable ``env``, else in the file ``$<env>_FILE`` names; None if neither is set.
+
+    A trailing newline in the file is not part of the secret. An unreadable file raises
+    :class:`ConfigError` naming the variable, never the secret.
+    """
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    file = os.environ.get(f"{env}_FILE")
+    if not file:
+        return None
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"${env}_FILE", file, exc.strerror or str(exc)) from None
 
 
 class Strict(BaseModel):
@@ -200,11 +219,38 @@ class Members(Strict):
 
 
 class Kafka(Strict):
+    """The broker, and how to reach it: SASL and TLS settings go to faust (aiokafka) and kafka-python alike."""
+
     mode: Literal["embedded", "external"] = "embedded"
     bootstrap_servers: str = "127.0.0.1:9092"
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
     data_dir: Path = Path(".state/broker")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password_env: str = Field(default="MALLSTREAM_KAFKA_PASSWORD", description="env var holding the SASL password")
+    ssl_ca_file: Path | None = Field(default=None, description="CA bundle the brokers' certificates are checked "
+                                                                "against (default: the system's)")
+    ssl_cert_file: Path | None = Field(default=None, description="client certificate, for brokers that ask for one")
+    ssl_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_user(self) -> Kafka:
+        if self.security_protocol.startswith("SASL") and not self.sasl_username:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username "
+                             f"(the password comes from ${self.sasl_password_env})")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("ssl_cert_file and ssl_key_file go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl_password(self) -> str:
+        return read_secret(self.sasl_password_env) or ""
 
 
 class ClickHouse(Strict):
@@ -212,20 +258,44 @@ class ClickHouse(Strict):
     path: Path = Field(default=Path(".state/clickhouse"), description="chdb data directory (embedded)")
     host: str = "127.0.0.1"
     port: int = 8123
-    secure: bool = False
+    secure: bool = Field(default=False, description="HTTPS (port 8443 on a stock server)")
+    verify: bool = Field(default=True, description="check the server's certificate (never turn off in production)")
+    ca_file: Path | None = Field(default=None, description="CA the server's certificate is checked against "
+                                                           "(default: the system's)")
     database: str = "mallstream"
     username: str = "default"
     password_env: str = Field(default="MALLSTREAM_CLICKHOUSE_PASSWORD")
 
     @property
     def password(self) -> str:
-        return os.environ.get(self.password_env, "")
+        return read_secret(self.password_env) or ""
 
 
 class Mqtt(Strict):
+    """The MQTT broker of gateways, alert delivery and the board; username/password and TLS when it asks for them."""
+
     mode: Literal["embedded", "external", "off"] = "embedded"
     host: str = "127.0.0.1"
     port: int = 1883
+    username: str | None = Field(default=None, description="none: connect anonymously")
+    password_env: str = Field(default="MALLSTREAM_MQTT_PASSWORD", description="env var holding the password")
+    tls: bool = Field(default=False, description="MQTT over TLS (port 8883 by convention)")
+    ca_file: Path | None = Field(default=None, description="CA the broker's certificate is checked against "
+                                                           "(default: the system's)")
+    cert_file: Path | None = Field(default=None, description="client certificate, for brokers that ask for one")
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Mqtt:
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError("ca_file, cert_file and key_file need tls: true")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @property
+    def password(self) -> str | None:
+        return read_secret(self.password_env)
 
 
 class Sink(Strict):
@@ -240,6 +310,7 @@ class Worker(Strict):
     )
     state_dir: Path = Path(".state/worker")
     web_port: int = 6066
+    max_body_kb: int = Field(default=1024, ge=1, description="larger request bodies are refused (413)")
     store: Literal["rocksdb", "memory"] = "rocksdb"
     session_timeout: float = Field(default=10.0, ge=3, description="seconds before a dead worker's partitions move")
     vip_tick_seconds: float = Field(default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving")
@@ -269,7 +340,44 @@ class Gateway(Strict):
     spool_max_mb: int = Field(default=1024, ge=1)
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    max_body_mb: int = Field(default=4, ge=1, description="larger pushes are refused (413); ANPR pushes carry pictures")
     health_interval: float = Field(default=10.0, gt=0)
+
+
+Role = Literal["kiosk", "call_centre", "counter_staff", "supervisor", "till", "analyst", "device", "admin"]
+
+#: The environment variable that, when set, names the keys file instead of ``auth.keys_file``.
+KEYS_FILE_ENV = "MALLSTREAM_KEYS_FILE"
+
+
+class Auth(Strict):
+    """Who may call the worker's and the gateway's HTTP endpoints (``mallstream keys`` manages the keys)."""
+
+    keys_file: Path = Field(
+        default=Path(".state/auth/keys.json"),
+        description=f"API keys, stored hashed; ${KEYS_FILE_ENV} overrides. Every worker and gateway reads it",
+    )
+    local_key: bool = Field(
+        default=True, description="keep an admin key for the mallstream command on this machine in local.key "
+                                  "beside the keys file (mode 0600)")
+    anonymous_role: Role | None = Field(
+        default=None, description="a request without credentials acts in this role; none: refused (401)")
+    secret_header: str = Field(default="X-Api-Key", description="header a device or client may send its key in")
+
+    def keys_path(self) -> Path:
+        return Path(os.environ.get(KEYS_FILE_ENV) or self.keys_file)
+
+
+class Privacy(Strict):
+    """What personal data may go where; docs/data-map.md lists every field."""
+
+    hash_key_env: str = Field(
+        default="MALLSTREAM_HASH_KEY",
+        description="env var holding the key of the keyed hash that stands in for EPCs and plates in ClickHouse")
+    hash_key_file: Path = Field(
+        default=Path(".state/auth/hash.key"),
+        description="used when the env var is unset; created with a random key at first use. Workers on several "
+                    "machines must share one key, or the same tag hashes differently")
 
 
 # -- customer intelligence (issue 7): read by streams/core/segments.py and customers.py ----------------
@@ -423,6 +531,8 @@ class Settings(Strict):
     worker: Worker = Worker()
     gateway: Gateway = Gateway()
     customers: Customers = Customers()
+    auth: Auth = Auth()
+    privacy: Privacy = Privacy()
     source: Path = Field(default=Path("<defaults>"), exclude=True)
 
     @field_validator("malls")
