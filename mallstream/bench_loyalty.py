@@ -27,20 +27,21 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(cuts[49], 2), "p99_ms": round(cuts[98], 2), "count": len(samples_ms)}
 
 
-def authorise(port: int, **params: object) -> dict:
-    """One till authorisation against the worker on ``port``; the JSON answer."""
+def authorise(port: int, headers: dict[str, str] | None = None, **params: object) -> dict:
+    """One till authorisation against the worker on ``port`` (``headers``: a till's or admin key); the JSON answer."""
     url = f"http://127.0.0.1:{port}/authorise/?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30) as response:
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
-def bench_authorisation(port: int, member_id: str, count: int) -> dict[str, float]:
+def bench_authorisation(port: int, member_id: str, count: int, headers: dict[str, str] | None = None) -> dict[str, float]:
     """p50/p99 in ms of ``count`` authorisations of 1 cent each, one after the other."""
     samples = []
     run = time.time_ns()
     for i in range(count):
         started = time.perf_counter()
-        answer = authorise(port, member_id=member_id, txn_id=f"bench-{run}-{i}", amount_cents=1)
+        answer = authorise(port, headers, member_id=member_id, txn_id=f"bench-{run}-{i}", amount_cents=1)
         samples.append((time.perf_counter() - started) * 1000)
         if not answer.get("approved"):
             raise RuntimeError(f"authorisation refused during the bench: {answer}")

@@ -187,10 +187,14 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 def member(ctx: click.Context, member_id: str, as_of: str | None) -> None:
     """Everything the running worker knows about a member, as JSON: balances, P(alive), stage, segment, class."""
 
+    from .auth import command_headers
+
     settings = _settings(ctx)
     query = f"?{urllib.parse.urlencode({'as_of': as_of})}" if as_of else ""
+    request = urllib.request.Request(_worker_url(settings, f"/member/{urllib.parse.quote(member_id, safe='')}/{query}"),
+                                     headers=command_headers(settings))
     try:
-        with urllib.request.urlopen(_worker_url(settings, f"/member/{member_id}/{query}"), timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             click.echo(response.read().decode())
     except urllib.error.HTTPError as exc:
         click.echo(exc.read().decode(), err=True)
@@ -204,8 +208,11 @@ def _post_to_worker(settings: Settings, path: str, params: dict[str, object]) ->
     """POST to the local worker (which forwards to the member's owner); prints errors and exits 1."""
     import json
 
+    from .auth import command_headers
+
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    request = urllib.request.Request(_worker_url(settings, f"{path}?{query}"), data=b"", method="POST")
+    request = urllib.request.Request(_worker_url(settings, f"{path}?{query}"), data=b"", method="POST",
+                                     headers=command_headers(settings))
     try:
         with urllib.request.urlopen(request, timeout=settings.rules.answer_timeout_s + 10) as response:
             return json.loads(response.read())

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 
+from .auth import command_headers
 from .services import port_open
 from .settings import Settings
 
@@ -56,15 +58,40 @@ def session(settings: Settings) -> Iterator[RawQuery]:
 
 
 def _ask_worker(settings: Settings, query: str, fmt: str) -> bytes:
+    """The worker runs it read-only; a trailing SETTINGS clause travels beside the query, for it to add back."""
+    statement, output = split_settings(query)
     request = urllib.request.Request(
         f"http://127.0.0.1:{settings.worker.web_port}/sql/",
-        data=json.dumps({"query": query, "format": fmt}).encode(), method="POST",
+        data=json.dumps({"query": statement, "format": fmt, "settings": output}).encode(), method="POST",
+        headers=command_headers(settings),
     )
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
-        raise QueryError(json.loads(exc.read()).get("error")) from None
+        raise QueryError(_error(exc)) from None
+
+
+def _error(exc: urllib.error.HTTPError) -> str:
+    body = exc.read()
+    try:
+        return json.loads(body).get("error") or body.decode()
+    except ValueError:
+        return f"{exc.code} {exc.reason}"
+
+
+#: A trailing ``SETTINGS a = 1, b = 0`` clause, which the worker takes as a field of its own.
+_SETTINGS_CLAUSE = re.compile(r"(?is)\A(?P<statement>.*\S)\s+SETTINGS\s+(?P<clause>\w+\s*=\s*[\w.]+"
+                              r"(?:\s*,\s*\w+\s*=\s*[\w.]+)*)\s*;?\s*\Z")
+
+
+def split_settings(query: str) -> tuple[str, dict[str, str]]:
+    """The query without a trailing SETTINGS clause, and that clause's settings (the worker adds them back, read-only)."""
+    found = _SETTINGS_CLAUSE.match(query)
+    if not found:
+        return query, {}
+    pairs = (item.split("=", 1) for item in found["clause"].split(","))
+    return found["statement"], {name.strip(): value.strip() for name, value in pairs}
 
 
 def raw(settings: Settings, query: str, fmt: str) -> bytes:

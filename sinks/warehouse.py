@@ -33,8 +33,17 @@ class Warehouse:
             result = self._client.query(sql.replace("{db}", self.database), parameters=parameters)
         return list(result.column_names), result.result_rows
 
-    def raw(self, sql: str, fmt: str) -> bytes:
-        """The query's result in a ClickHouse output format (TSV, JSON...), as the engine wrote it."""
+    def raw(self, sql: str, fmt: str, read_only: dict[str, str] | None = None) -> bytes:
+        """The query's result in a ClickHouse output format (TSV, JSON...), as the engine wrote it.
+
+        ``read_only`` (output settings, may be empty), for queries that come from outside the hub: the engine
+        refuses writes, other setting changes and table functions (``file()``, ``url()``). The settings are the
+        query's own ``SETTINGS`` clause, on a line of its own after any trailing comment, ``readonly`` last, so
+        they cannot leak into the engine's session; a query that has a clause of its own is a syntax error.
+        """
+        if read_only is not None:
+            clause = [f"{name} = {value}" for name, value in read_only.items()] + ["readonly = 1"]
+            sql = sql.rstrip().rstrip(";") + "\nSETTINGS " + ", ".join(clause)
         with self._lock:
             return self._client.raw_query(sql.replace("{db}", self.database), fmt=fmt)
 

@@ -109,6 +109,8 @@ class Hub:
             datadir=str(conf.worker.state_dir),
             web_port=conf.worker.web_port,
             web_host="127.0.0.1",
+            # larger bodies are refused (413); streams/access.py refuses an announced one before reading it
+            web_application_options={"client_max_size": conf.worker.max_body_kb * 1024},
             topic_partitions=conf.kafka.partitions,
             topic_replication_factor=conf.kafka.replication_factor,
             topic_disable_leader=True,
@@ -137,7 +139,7 @@ class Hub:
             for spec, table in SUNK_TOPICS
         }
         self._register_agents()
-        master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
+        self.master = master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
         self.loyalty = LoyaltyAgent(self, master)
         self.vip = VipAgents(self, master)
         self.customers = CustomerAgents(self, master)

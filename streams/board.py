@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -32,6 +32,7 @@ from mallstream.settings import Mqtt, Settings
 from mallstream.sinks.alerts import zone_topic
 
 from . import topics
+from .access import principal_of
 from .records import Acknowledgement, Alert, InvalidEvent, ReceptionRecord, decode, encode, reception_id
 
 if TYPE_CHECKING:
@@ -198,9 +199,13 @@ class Reception:
             except UnknownAlert as exc:
                 await self.hub.dead_letter(source, f"acknowledges an unknown alert {exc}", payload)
 
-    async def record(self, alert_id: str, ack: Acknowledgement, channel: Channel) -> ReceptionRecord:
-        """Record an acknowledgement of ``alert_id``; raises :class:`UnknownAlert` for an alert never published."""
+    async def record(self, alert_id: str, ack: Acknowledgement, channel: Channel,
+                     may_take: Callable[[Alert], bool] | None = None) -> ReceptionRecord:
+        """Record an acknowledgement of ``alert_id``; raises :class:`UnknownAlert` for an alert never published,
+        and PermissionError for one ``may_take`` refuses (another counter's alert)."""
         alert = await self._alert(alert_id)
+        if may_take is not None and not may_take(alert):
+            raise PermissionError(f"alert {alert_id} is for {alert.zone_id}, not one of your counters")
         now = dt.datetime.now(dt.UTC)
         record = ReceptionRecord(
             reception_id=reception_id(alert_id, ack), alert_id=alert_id, mall_id=alert.mall_id, zone_id=alert.zone_id,
@@ -260,10 +265,18 @@ def register_board(hub: Hub) -> None:
     async def page(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(PAGE_DIR / "index.html")
 
-    async def places(_request: web.Request) -> web.Response:
-        return web.json_response({"places": board_places(settings), "live": feed is not None})
+    async def places(request: web.Request) -> web.Response:
+        """The places of the key's counters (all, for a key not limited to zones)."""
+        mine = [place for place in board_places(settings) if principal_of(request).sees_zone(place["id"])]
+        return web.json_response({"places": mine, "live": feed is not None})
 
     async def events(request: web.Request) -> web.StreamResponse:
+        """Alerts and acknowledgements as server-sent events: those of the key's counters only."""
+        principal = principal_of(request)
+
+        def shown(payload: bytes) -> bool:
+            return not principal.zones or principal.sees_zone(json.loads(payload).get("zone_id"))
+
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         if feed is None:
@@ -271,7 +284,8 @@ def register_board(hub: Hub) -> None:
             return response
         with feed.listening() as queue:
             for event, payload in feed.snapshot():
-                await response.write(_sse(event, payload))
+                if shown(payload):
+                    await response.write(_sse(event, payload))
             while True:
                 try:
                     message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
@@ -280,19 +294,24 @@ def register_board(hub: Hub) -> None:
                     continue
                 if message is None:
                     return response
-                await response.write(_sse(*message))
+                if shown(message[1]):
+                    await response.write(_sse(*message))
 
     async def acknowledge(request: web.Request) -> web.Response:
         alert_id = request.match_info["alert_id"]
+        principal = principal_of(request)
         try:
             ack = decode(Acknowledgement, await request.read())
             if ack.alert_id not in (None, alert_id):
                 raise InvalidEvent(f"the body acknowledges {ack.alert_id}, the URL {alert_id}")
-            record = await reception.record(alert_id, ack, "http")
+            record = await reception.record(alert_id, ack, "http", lambda alert: principal.sees_zone(alert.zone_id))
         except InvalidEvent as exc:
             return web.json_response({"error": str(exc)}, status=400)
         except UnknownAlert:
             return web.json_response({"error": f"no alert {alert_id}"}, status=404)
+        except PermissionError as exc:
+            hub.counters["auth_refused_403"] += 1
+            return web.json_response({"error": str(exc)}, status=403)
         return web.Response(body=encode(record), status=201, content_type="application/json")
 
     router = hub.app.web.web_app.router

@@ -19,6 +19,7 @@ import uuid
 import msgspec
 from faust.web import Request, Response, View
 
+from .access import principal_of
 from .app import Hub
 from .records import HoldRequest, ManualOperation
 
@@ -56,8 +57,12 @@ def register_loyalty_views(hub: Hub) -> None:
     class Operations(View):
         @app.table_route(table=cards, query_param="member_id")
         async def post(self, request: Request) -> Response:
-            """A service-desk operation (points adjustment, manual rebate, card status), once per op_id."""
-            return await ask(self, ManualOperation, request, ts=dt.datetime.now(dt.UTC).isoformat())
+            """A service-desk operation (points adjustment, manual rebate, card status), once per op_id.
+
+            ``by`` is who the desk says did it; ``actor``, the key that sent it, is recorded beside it in the audit.
+            """
+            return await ask(self, ManualOperation, request, ts=dt.datetime.now(dt.UTC).isoformat(),
+                             actor=principal_of(request).name)
 
     @app.page("/schedule/")
     class Schedule(View):

@@ -481,6 +481,8 @@ class ManualOperation(Record, tag="manual_operation"):
     points: int = 0
     strategy_id: str = ""
     status: CardStatusName = "active"
+    #: the API key that sent it (``by`` is who the desk names); empty for operations from before keys
+    actor: str = ""
 
 
 class ScheduleTick(Record, tag="schedule_tick"):

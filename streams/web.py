@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import re
 
 from faust.web import Request, Response, View
 
@@ -18,6 +20,19 @@ from .loyalty_agents import member_view
 from .loyalty_web import register_loyalty_views
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
+#: What a query over HTTP may set: how the result is written, nothing else.
+OUTPUT_SETTING = re.compile(r"output_format_\w+|date_time_output_format")
+SETTING_VALUE = re.compile(r"[\w.]+")
+
+
+def output_settings(settings: object) -> dict[str, str]:
+    """The output settings a /sql/ request asks for; raises ValueError for anything else."""
+    if not isinstance(settings, dict):
+        raise ValueError("settings must be an object")
+    for name, value in settings.items():
+        if not OUTPUT_SETTING.fullmatch(name) or not SETTING_VALUE.fullmatch(str(value)):
+            raise ValueError(f"only output_format_* settings with plain values may be set, not {name}")
+    return {name: str(value) for name, value in settings.items()}
 
 
 def register_views(hub: Hub) -> None:
@@ -41,12 +56,20 @@ def register_views(hub: Hub) -> None:
     @app.page("/sql/")
     class Sql(View):
         async def post(self, request: Request) -> Response:
-            body = await request.json()
-            fmt = SQL_FORMATS.get(body.get("format", "tsv"))
+            """A read-only query: nothing is written, and no file or URL is read through the engine."""
+            try:
+                body = json.loads(await request.read())
+                query, fmt = body["query"], SQL_FORMATS.get(body.get("format", "tsv"))
+                settings = output_settings(body.get("settings", {}))
+                if not isinstance(query, str):
+                    raise TypeError("query must be a string")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                return self.json({"error": f'the body must be JSON {{"query": "...", "format": "tsv|json", '
+                                           f'"settings": {{"output_format_...": "..."}}}}: {exc}'}, status=400)
             if fmt is None:
                 return self.json({"error": f"format must be one of {sorted(SQL_FORMATS)}"}, status=400)
             try:
-                output = await asyncio.to_thread(hub.warehouse.raw, body["query"], fmt)
+                output = await asyncio.to_thread(hub.warehouse.raw, query, fmt, read_only=settings)
             except Exception as exc:  # the engine's own message is the useful answer
                 return self.json({"error": str(exc)}, status=400)
             return self.bytes(output, content_type="text/plain")

@@ -12,6 +12,7 @@ from mallstream.settings import Settings
 from mallstream.sinks.schema import PLACES_COLUMNS, place_rows
 from mallstream.sinks.warehouse import open_warehouse
 
+from .access import register_access
 from .app import Hub
 from .board import register_board
 from .topics import ensure_topics
@@ -36,6 +37,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         warehouse.insert_plain("places", place_rows(settings, time.time_ns()), PLACES_COLUMNS)
         hub = Hub(settings, warehouse)
         hub.repair_sinks()
+        register_access(hub)
         register_views(hub)
         register_board(hub)
         if extend is not None:

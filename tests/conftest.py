@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mallstream.auth import command_headers
 from mallstream.services import wait_for_port
-from mallstream.settings import ClickHouse
+from mallstream.settings import ClickHouse, load
 from mallstream.sinks.clickhouse import TableSink
 from mallstream.sinks.schema import LEDGER_TABLE
 from tests.chdb_http import serve_chdb
@@ -68,11 +69,19 @@ def write_config(tmp_path: Path, bootstrap: str, **sections: dict) -> Path:
     data["mqtt"]["mode"] = "off"
     data["worker"].update(state_dir=str(tmp_path / "worker"), web_port=free_port())
     data["worker"]["sink"].update(flush_seconds=0.5)
+    # workers of one hub share the keys (a second worker's config passes the first's auth and privacy)
+    data.setdefault("auth", {}).update(keys_file=str(tmp_path / "auth" / "keys.json"))
+    data.setdefault("privacy", {}).update(hash_key_file=str(tmp_path / "auth" / "hash.key"))
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     path = tmp_path / "mall.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def api_headers(config: Path) -> dict[str, str]:
+    """What the `mallstream` command sends a worker of this config: the local admin key the worker made."""
+    return command_headers(load(config))
 
 
 class WorkerProcess:
@@ -100,6 +109,11 @@ class WorkerProcess:
             if wait_for_port("127.0.0.1", self.port):
                 return self
         raise RuntimeError("worker did not open its web port")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The local admin key, as the `mallstream` command on the worker's machine sends it."""
+        return api_headers(self.config)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -59,9 +59,12 @@ def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def post_ack(port: int, alert_id: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts/{alert_id}/ack", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+def post_ack(worker: WorkerProcess, alert_id: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """POST an acknowledgement with ``headers`` (default: the worker's local admin key)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/alerts/{alert_id}/ack",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **(worker.headers if headers is None else headers)})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -89,13 +92,13 @@ def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summaris
             alert_id = alert["alert_id"]
 
             plain = {"staff_id": "S-17"}
-            assert post_ack(worker.port, alert_id, plain)[0] == 201
-            assert post_ack(worker.port, alert_id, plain)[0] == 201  # a double click: recorded once
-            status, record = post_ack(worker.port, alert_id, {"staff_id": "S-18", "note_kind": "complaint",
+            assert post_ack(worker, alert_id, plain)[0] == 201
+            assert post_ack(worker, alert_id, plain)[0] == 201  # a double click: recorded once
+            status, record = post_ack(worker, alert_id, {"staff_id": "S-18", "note_kind": "complaint",
                                                               "note": "waited too long for parking"})
             assert status == 201 and (record["zone_id"], record["member_id"]) == ("E-north", "M000001")
-            assert post_ack(worker.port, alert_id, {"staff_id": "S-18", "note_kind": "complaint"})[0] == 400
-            assert post_ack(worker.port, "no-such-alert", plain)[0] == 404
+            assert post_ack(worker, alert_id, {"staff_id": "S-18", "note_kind": "complaint"})[0] == 400
+            assert post_ack(worker, "no-such-alert", plain)[0] == 404
             request = {"alert_id": alert_id, "staff_id": "S-20", "note_kind": "request", "note": "VIP room at 3pm"}
             for _ in range(2):  # a PDA retrying
                 pda.publish(f"{prefix}/ack", json.dumps(request), qos=1).wait_for_publish(5)
@@ -125,7 +128,10 @@ def test_the_board_shows_an_arrival_as_it_happens_and_an_acknowledge_click_recor
         broker, mosquitto, tmp_path, browser):
     config, settings = board_hub(tmp_path, broker, mosquitto)
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
-        page = browser.new_page(viewport={"width": 900, "height": 420})
+        # staff log in with a key as the password of basic auth: the browser asks once, then sends it along
+        key = worker.headers["Authorization"].removeprefix("Bearer ")
+        page = browser.new_page(viewport={"width": 900, "height": 420},
+                                http_credentials={"username": "local", "password": key})
         page.goto(f"http://127.0.0.1:{worker.port}/board/")
         page.wait_for_selector("#status[data-state=live]")
         assert page.locator("#alerts > li").count() == 0

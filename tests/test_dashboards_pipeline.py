@@ -89,9 +89,10 @@ def members_come_back(config: Path, mall: Mall) -> Iterator[PosTransaction]:
         yield receipt(number, balance["member_id"], "shoes", [Tender("stored_value", Decimal(int(balance["cents"]) // 2) / 100)])
 
 
-def acknowledge(port: int, alert_id: str, body: dict) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts/{alert_id}/ack", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+def acknowledge(worker: WorkerProcess, alert_id: str, body: dict) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/alerts/{alert_id}/ack",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **worker.headers})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 201
 
@@ -135,7 +136,7 @@ def hub(tmp_path_factory) -> Path:
             cli(config, "replay", str(recording), "--wait")
             cli(config, "replay", str(write_events(tmp / "back.jsonl", members_come_back(config, mall))), "--wait")
             [arrival] = sql_rows(config, "SELECT alert_id FROM {db}.alerts WHERE kind = 'vip_arrival' ORDER BY ts LIMIT 1")
-            acknowledge(worker.port, arrival["alert_id"], {"staff_id": "S-17", "note_kind": "request",
+            acknowledge(worker, arrival["alert_id"], {"staff_id": "S-17", "note_kind": "request",
                                                            "note": "a table at the tea room"})
             time.sleep(2)  # the last ticks and a pyramid recompute after the last receipt
             assert wait_until_processed(settings, timeout=60, progress=False)

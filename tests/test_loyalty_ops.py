@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mallstream import settings as config
 from mallstream.bench_loyalty import authorise, bench_authorisation
@@ -79,17 +80,17 @@ def desk(tmp_path: Path, broker: str, webhook: Webhook) -> Iterator[tuple[Path, 
     hub_config = write_config(tmp_path, broker, rules={"file": str(OPS_RULES)}, members={"source": str(members)},
                               notifications={"webhook_url": webhook.url})
     worker = WorkerProcess(hub_config, tmp_path / "worker.log").start()
-    wait_until_serving(worker.port)
+    wait_until_serving(worker)
     yield hub_config, worker
     worker.stop()
 
 
-def wait_until_serving(port: int, timeout: float = 40) -> None:
+def wait_until_serving(worker: WorkerProcess, timeout: float = 40) -> None:
     """Until the worker holds its partitions, card requests are 503 (try again)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            authorise(port, member_id="nobody", txn_id="probe", amount_cents=1)
+            authorise(worker.port, worker.headers, member_id="nobody", txn_id="probe", amount_cents=1)
             return
         except urllib.error.HTTPError as exc:
             if exc.code not in (503, 504) or time.monotonic() > deadline:
@@ -107,10 +108,10 @@ def member(hub_config: Path, member_id: str) -> dict:
     return json.loads(cli(hub_config, "member", member_id).stdout)
 
 
-def run_schedule(port: int, at: str) -> None:
+def run_schedule(worker: WorkerProcess, at: str) -> None:
     """What `mallstream loyalty run-schedule --at` does, without starting a process."""
-    url = f"http://127.0.0.1:{port}/schedule/?{urllib.parse.urlencode({'at': at})}"
-    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=30).read()
+    url = f"http://127.0.0.1:{worker.port}/schedule/?{urllib.parse.urlencode({'at': at})}"
+    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST", headers=worker.headers), timeout=30).read()
 
 
 def send_receipts(hub_config: Path, tmp_path: Path, *receipts: dict) -> None:
@@ -158,7 +159,7 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
 
     def till(number: int) -> dict:
         barrier.wait()
-        return authorise(worker.port, member_id="M-till", txn_id=f"till-{number}-sale", amount_cents=6000)
+        return authorise(worker.port, worker.headers, member_id="M-till", txn_id=f"till-{number}-sale", amount_cents=6000)
 
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(till, (1, 2)))
@@ -166,7 +167,7 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
     refused = next(a for a in answers if not a["approved"])
     assert refused["reason"] == "insufficient balance: 4000 cents available"
     winner = next(a for a in answers if a["approved"])["hold_id"]
-    assert authorise(worker.port, member_id="M-till", txn_id=winner, amount_cents=6000)["approved"]  # asked again
+    assert authorise(worker.port, worker.headers, member_id="M-till", txn_id=winner, amount_cents=6000)["approved"]  # asked again
 
     send_receipts(hub_config, tmp_path, {
         "txn_id": winner, "store_id": "S101", "workstation_id": "T1", "seq": 1, "ts": "2026-11-21T10:00:00+08:00",
@@ -174,9 +175,9 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
         "tenders": [{"type": "stored_value", "amount": "60.00"}]})
     card = member(hub_config, "M-till")
     assert card["balances"]["stored_value_cents"] == 4000 and card["holds"] == []  # settled
-    assert not authorise(worker.port, member_id="M-till", txn_id="till-3", amount_cents=4001)["approved"]
+    assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-3", amount_cents=4001)["approved"]
 
-    figures = bench_authorisation(worker.port, "M-till", 300)
+    figures = bench_authorisation(worker.port, "M-till", 300, worker.headers)
     print(f"\nauthorisation through the worker: {figures}")
     assert figures["p99_ms"] < 250  # target 50 ms; generous here, as the machine is shared
 
@@ -197,14 +198,14 @@ def test_schedule_gives_birthday_gift_and_expiry_reminders_and_churn_signals_gra
 
     # Monday of the birthday week (2 Dec), twice: one gift, one greeting
     cli(hub_config, "loyalty", "run-schedule", "--at", "2026-11-30T00:00:00+08:00")
-    run_schedule(worker.port, "2026-11-30T00:00:00+08:00")
+    run_schedule(worker, "2026-11-30T00:00:00+08:00")
     assert wait_until_processed(settings, timeout=60, progress=False)
     card = member(hub_config, "M-desk")
     assert card["balances"]["points"] == 10 + 100 + 200
     [voucher] = card["vouchers"]
     assert (voucher["campaign_id"], voucher["remaining_cents"]) == ("welcome-back-50", 5000)
 
-    run_schedule(worker.port, "2026-12-05T00:00:00+08:00")  # after the voucher ended
+    run_schedule(worker, "2026-12-05T00:00:00+08:00")  # after the voucher ended
     assert wait_until_processed(settings, timeout=60, progress=False)
     assert member(hub_config, "M-desk")["vouchers"][0]["remaining_cents"] == 0
     rows = cli(hub_config, "sql", "SELECT cause, rule_id, delta, by FROM {db}.ledger_entries "
@@ -257,19 +258,22 @@ def test_member_360_from_the_worker_that_does_not_own_the_member(tmp_path, broke
     first = write_config(tmp_path, broker)
     second_dir = tmp_path / "second"
     second_dir.mkdir()
-    second = write_config(second_dir, broker)  # its own web port, state and ClickHouse directory
+    # its own web port, state and ClickHouse directory; the hub's keys
+    shared = yaml.safe_load(first.read_text())
+    second = write_config(second_dir, broker, auth=shared["auth"], privacy=shared["privacy"])
     day = make_day(first, tmp_path, 400)
     members = sorted({json.loads(line)["member_id"] for line in day.read_text().splitlines()} - {None})[:12]
     with WorkerProcess(first, tmp_path / "w1.log") as one, WorkerProcess(second, second_dir / "w2.log") as two:
-        wait_until_serving(one.port)
-        wait_until_serving(two.port)
+        wait_until_serving(one)
+        wait_until_serving(two)
         cli(first, "replay", str(day), "--wait")
         answers = {}
         for port in (one.port, two.port):
             for member_id in members:
-                url = f"http://127.0.0.1:{port}/member/{member_id}/"
+                url = urllib.request.Request(f"http://127.0.0.1:{port}/member/{member_id}/", headers=one.headers)
                 answers.setdefault(member_id, []).append(json.loads(urllib.request.urlopen(url, timeout=30).read()))
-        owned = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{one.port}/stats/").read())["counters"]
+        stats = urllib.request.Request(f"http://127.0.0.1:{one.port}/stats/", headers=one.headers)
+        owned = json.loads(urllib.request.urlopen(stats).read())["counters"]
     assert 0 < owned.get("receipts_applied", 0) < 400  # each worker applied some of the receipts
     for member_id, (from_one, from_two) in answers.items():
         assert from_one["member_id"] == member_id and from_one["balances"] == from_two["balances"]

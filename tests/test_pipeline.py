@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 
@@ -94,7 +95,8 @@ def test_anonymous_sales_earn_nothing_and_returns_without_card_find_their_member
     worker.start()
     cli(hub_config, "replay", str(day), "--wait")
     assert_matches(ledger_figures(hub_config), expected)
-    stats = json.loads(__import__("urllib.request").request.urlopen(f"http://127.0.0.1:{worker.port}/stats/").read())
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/stats/", headers=worker.headers)
+    stats = json.loads(urllib.request.urlopen(request).read())
     assert stats["counters"]["receipts_anonymous"] > 0
 
 

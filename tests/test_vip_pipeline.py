@@ -48,11 +48,12 @@ class AlertScreen:
         self.client.disconnect()
 
 
-def until_nobody_present(port: int, timeout: float = 60.0) -> bool:
+def until_nobody_present(worker: WorkerProcess, timeout: float = 60.0) -> bool:
     """Wait until the worker's VIP agents see nobody in the mall (every visit summarised)."""
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/stats/", headers=worker.headers)
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             counters = json.loads(response.read())["counters"]
         if counters.get("vip_present", 1) == 0:
             return True
@@ -74,7 +75,6 @@ def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqt
     config = write_config(tmp_path, broker, mqtt={"mode": "external", "port": mosquitto},
                           members={"source": str(members)}, worker={"vip_tick_seconds": 0.5})
     settings = load(config)
-    worker_port = settings.worker.web_port
     mall = settings.malls[0]
     day = replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=5)),
                           visitors=3000, vip_share=0.03, vip_pool=500)
@@ -89,9 +89,9 @@ def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqt
     screen = AlertScreen(mosquitto, settings.alerts.mqtt_prefix)
     try:
         assert screen.subscribed.wait(30)
-        with WorkerProcess(config, tmp_path / "worker.log"):
+        with WorkerProcess(config, tmp_path / "worker.log") as worker:
             cli(config, "replay", str(recording), "--wait")
-            assert until_nobody_present(worker_port), "the VIPs never left"
+            assert until_nobody_present(worker), "the VIPs never left"
             assert wait_until_processed(settings, timeout=60, progress=False)
             visits = json.loads("[" + ",".join(cli(config, "sql", """
                 SELECT member_id, visit_id, path_places, spend_cents FROM {db}.vip_visits FINAL ORDER BY arrived""",
