@@ -96,15 +96,21 @@ def check(ctx: click.Context, root: Path, start, end, mall_id: str | None, requi
 
 @dashboards.command()
 @click.option("--url", required=True, help="Grafana's address, e.g. http://127.0.0.1:3000")
-@click.option("--token", required=True, envvar="GRAFANA_TOKEN", help="service account token (env GRAFANA_TOKEN)")
+@click.option("--token", help="service account token; better in the environment, where the process list does not "
+                               "show it: GRAFANA_TOKEN, or GRAFANA_TOKEN_FILE naming a file that holds it")
 @provisioning_option
 @click.pass_context
-def push(ctx: click.Context, url: str, token: str, root: Path) -> None:
+def push(ctx: click.Context, url: str, token: str | None, root: Path) -> None:
     """Create or update the folder, the ClickHouse datasource and the dashboards in a running Grafana."""
+    from mallstream.settings import read_secret
+
     from .grafana import PushError, datasource, read_boards
     from .grafana import push as push_to
 
     settings = _settings(ctx)
+    token = token or read_secret("GRAFANA_TOKEN")
+    if not token:
+        raise click.UsageError("no Grafana token: set GRAFANA_TOKEN (or GRAFANA_TOKEN_FILE), or pass --token")
     try:
         done = push_to(url, token, datasource(settings, settings.clickhouse.password), read_boards(root))
     except PushError as exc:

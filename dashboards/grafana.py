@@ -29,12 +29,18 @@ class PushError(RuntimeError):
 def datasource(settings: Settings, password: str) -> dict:
     """The ClickHouse datasource as Grafana's API and provisioning both take it (Grafana needs a ClickHouse server)."""
     clickhouse = settings.clickhouse
-    return {
+    source = {
         "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": PLUGIN, "access": "proxy", "isDefault": True,
         "jsonData": {"host": clickhouse.host, "port": clickhouse.port, "protocol": "http", "secure": clickhouse.secure,
                      "username": clickhouse.username, "defaultDatabase": clickhouse.database},
         "secureJsonData": {"password": password},
     }
+    if clickhouse.secure and not clickhouse.verify:
+        source["jsonData"]["tlsSkipVerify"] = True
+    if clickhouse.secure and clickhouse.ca_file:  # a CA certificate is public: it may stand in the file
+        source["jsonData"]["tlsAuthWithCACert"] = True
+        source["secureJsonData"]["tlsCACert"] = settings.resolve(clickhouse.ca_file).read_text()
+    return source
 
 
 def write_provisioning(settings: Settings, boards: list[dict], root: Path) -> list[Path]:

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -33,7 +34,9 @@ import paho.mqtt.client as mqtt
 import serial
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
-from mallstream.settings import Device, Settings
+from mallstream.auth import CHALLENGE, Gatekeeper, KeyLookup, KeyStore, Refused
+from mallstream.settings import Device, Mqtt, Settings
+from mallstream.transports import mqtt_client
 
 from .anpr import Gate, PlateState, decode_hikvision, decode_plate_recognizer
 from .counters import CounterState, decode_axis, decode_milesight, decode_xovis
@@ -263,9 +266,9 @@ class SerialBridge:
 class MqttBridge:
     """One MQTT connection for every MQTT device; each device's address is its topic filter."""
 
-    def __init__(self, host: str, port: int, inputs: Mapping[str, PayloadInput], client_id: str = "mallstream-gateway"):
+    def __init__(self, broker: Mqtt, inputs: Mapping[str, PayloadInput], client_id: str = "mallstream-gateway"):
         self.inputs = inputs
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client = mqtt_client(broker, client_id=client_id, clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
@@ -273,7 +276,7 @@ class MqttBridge:
         #: Set once the broker confirmed the subscriptions: from then on no device message is missed.
         self.subscribed = threading.Event()
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.host, self.port = host, port
+        self.host, self.port = broker.host, broker.port
 
     def start(self) -> MqttBridge:
         self.client.connect_async(self.host, self.port)
@@ -309,12 +312,17 @@ class MqttBridge:
 class HttpPushBridge:
     """A threaded HTTP server; each push device POSTs to its own path.
 
-    413 for a body over ``max_body`` bytes, 400 with the reasons when nothing in the body could
-    be used (it is dead-lettered all the same), 503 when the spool is full (the device retries
-    later), 200 otherwise.
+    Every push needs a key the ``gate`` admits to ``push`` (role device or admin): as bearer token,
+    basic-auth password or the secret header, whichever the device can send. 401 without one or
+    with a wrong one, 403 for a key of another role; both counted in :attr:`refused` and, for a
+    device's path, in that device's health (``errors``, ``last_error``), and the body is not read.
+    Then 404 for a path no device pushes to, 413 for a body over ``max_body`` bytes, 400 with the
+    reasons when nothing in the body could be used (it is dead-lettered all the same), 503 when
+    the spool is full (the device retries later), 200 otherwise.
     """
 
-    def __init__(self, address: tuple[str, int], inputs: Mapping[str, PayloadInput], max_body: int = 4 << 20):
+    def __init__(self, address: tuple[str, int], inputs: Mapping[str, PayloadInput], gate: Gatekeeper,
+                 max_body: int = 4 << 20):
         bridge = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -324,7 +332,7 @@ class HttpPushBridge:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug(format, *args)
 
-        self.inputs, self.max_body = inputs, max_body
+        self.inputs, self.gate, self.max_body = inputs, gate, max_body
         self.server = ThreadingHTTPServer(address, Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="http-push", daemon=True)
@@ -341,8 +349,23 @@ class HttpPushBridge:
         self.server.shutdown()
         self.server.server_close()
 
+    @property
+    def refused(self) -> Counter:
+        """auth_refused_401 and auth_refused_403 since start."""
+        return self.gate.refused
+
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         device = self.inputs.get(request.path.split("?", 1)[0])
+        try:
+            self.gate.admit(request.headers, ("push",))
+        except Refused as refused:
+            request.close_connection = True  # the body stays unread
+            if device is not None:
+                device.gateway.record_error(device.device_id, f"push refused ({refused.status}): {refused.reason}")
+            log.warning("push to %s from %s refused: %s", request.path.split("?", 1)[0], request.client_address[0],
+                        refused.reason)
+            return _reply(request, HTTPStatus(refused.status), {"error": refused.reason},
+                          CHALLENGE if refused.status == 401 else {})
         if device is None:
             return _reply(request, HTTPStatus.NOT_FOUND, {"error": f"no device pushes to {request.path}"})
         length = request.headers.get("Content-Length")
@@ -361,9 +384,12 @@ class HttpPushBridge:
         _reply(request, HTTPStatus.OK, {"events": len(decoded.events), "rejected": [r.reason for r in decoded.rejects]})
 
 
-def _reply(request: BaseHTTPRequestHandler, status: HTTPStatus, body: dict[str, Any]) -> None:
+def _reply(request: BaseHTTPRequestHandler, status: HTTPStatus, body: dict[str, Any],
+           headers: Mapping[str, str] = {}) -> None:
     data = json.dumps(body).encode()
     request.send_response(status)
+    for name, value in headers.items():
+        request.send_header(name, value)
     request.send_header("Content-Type", "application/json")
     request.send_header("Content-Length", str(len(data)))
     request.end_headers()
@@ -397,8 +423,12 @@ def start_bridges(
     gateway: Gateway,
     *,
     http_address: tuple[str, int],
+    keys: KeyLookup | None = None,
 ) -> list[Bridge]:
-    """Build a bridge for every device (raising BridgeConfigError before anything starts), then start them."""
+    """Build a bridge for every device (raising BridgeConfigError before anything starts), then start them.
+
+    HTTP pushes are checked against ``keys`` (default: the keys file of ``settings.auth``).
+    """
     serial_bridges: list[SerialBridge] = []
     http_inputs: dict[str, PayloadInput] = {}
     mqtt_inputs: dict[str, PayloadInput] = {}
@@ -419,7 +449,14 @@ def start_bridges(
         raise BridgeConfigError(f"MQTT devices {sorted(mqtt_inputs)} configured but mqtt.mode is off")
     bridges: list[SerialBridge | MqttBridge | HttpPushBridge] = list(serial_bridges)
     if mqtt_inputs:
-        bridges.append(MqttBridge(settings.mqtt.host, settings.mqtt.port, mqtt_inputs))
+        bridges.append(MqttBridge(settings.mqtt, mqtt_inputs))
     if http_inputs:
-        bridges.append(HttpPushBridge(http_address, http_inputs))  # binds now: a taken port fails before any start
+        if keys is None:
+            keys = KeyStore.of(settings)
+            if not any(record.role in ("device", "admin") and record.revoked_at is None for record in keys.records()):
+                log.warning("no device keys in %s: every HTTP push will be refused (401) until one is made with "
+                            "`mallstream keys create --role device --name <device>`", keys.path)
+        gate = Gatekeeper(keys, settings.auth)
+        # binds now: a taken port fails before any start
+        bridges.append(HttpPushBridge(http_address, http_inputs, gate, settings.gateway.max_body_mb << 20))
     return [bridge.start() for bridge in bridges]

@@ -38,6 +38,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_ev
 
 from mallstream.settings import Kafka, Settings
 from mallstream.streams.records import DeviceEvent, DeviceHealth, Record, RfidRead, dead_letter, encode
+from mallstream.transports import kafka_options
 from mallstream.streams.topics import DEAD_LETTERS, DEVICE_HEALTH, INPUT_KEYS, INPUT_TOPICS, ensure_topics
 
 from .bridges import start_bridges
@@ -217,9 +218,12 @@ class Gateway:
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
-            ensure_topics(self.kafka.bootstrap_servers, self.kafka.partitions, self.kafka.replication_factor, self.app_id)
+            security = kafka_options(self.kafka)
+            ensure_topics(self.kafka.bootstrap_servers, self.kafka.partitions, self.kafka.replication_factor, self.app_id,
+                          security)
             self._producer = KafkaProducer(
                 bootstrap_servers=self.kafka.bootstrap_servers,
+                **security,
                 client_id="mallstream-gateway",
                 acks="all",
                 enable_idempotence=True,

@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import os
 import secrets
 import socket
@@ -33,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import Protocol, get_args
 
 import msgspec
 
@@ -58,6 +59,8 @@ assert set(ROLES) == set(PERMISSIONS)
 API_KEY_ENV = "MALLSTREAM_API_KEY"
 LOCAL_KEY_FILE = "local.key"
 _PREFIX = "msk_"
+#: Sent with a 401, so a browser asks for a user name and a key (the board's staff log in that way).
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="mallstream", charset="UTF-8"'}
 
 
 class KeyRecord(msgspec.Struct, frozen=True):
@@ -240,10 +243,25 @@ def _revoked(records: list[KeyRecord], name_or_id: str) -> list[KeyRecord]:
     return revoked
 
 
+class KeyLookup(Protocol):
+    def verify(self, key: str) -> Principal | None: ...
+
+
+class OneKey:
+    """A single key that lives only in memory: an in-process gateway and the emulated devices pushing to it."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.key = new_key()
+        self.principal = principal
+
+    def verify(self, key: str) -> Principal | None:
+        return self.principal if hmac.compare_digest(digest(key), digest(self.key)) else None
+
+
 class Gatekeeper:
     """Checks a request's credentials against the keys and a permission, counting what it refuses."""
 
-    def __init__(self, keys: KeyStore, auth: Auth, counters: Counter | None = None) -> None:
+    def __init__(self, keys: KeyLookup, auth: Auth, counters: Counter | None = None) -> None:
         self.keys = keys
         self.anonymous_role = auth.anonymous_role
         self.secret_header = auth.secret_header

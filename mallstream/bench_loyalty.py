@@ -19,6 +19,7 @@ import urllib.request
 from kafka import KafkaConsumer, KafkaProducer
 
 from .settings import Settings
+from .transports import kafka_options
 from .streams import topics
 
 
@@ -51,7 +52,8 @@ def bench_authorisation(port: int, member_id: str, count: int, headers: dict[str
 def bench_receipt_latency(settings: Settings, count: int, per_second: float, members: int = 200) -> dict[str, float]:
     """p50/p99 in ms from sending a receipt to the first ledger entry of it, at a steady rate."""
     consumer = KafkaConsumer(topics.LEDGER.name, bootstrap_servers=settings.kafka.bootstrap_servers,
-                             auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=5)
+                             auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=5,
+                             **kafka_options(settings.kafka))
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
     consumer.seek_to_end()
@@ -68,7 +70,8 @@ def bench_receipt_latency(settings: Settings, count: int, per_second: float, mem
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=0)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=0,
+                             **kafka_options(settings.kafka))
     run = time.time_ns()
     store = settings.malls[0].stores[0].id
     now = dt.datetime.now(dt.UTC).astimezone()

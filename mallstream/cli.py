@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .auth import ROLES
 from .cli_common import LOCAL_TIMES, load_settings, pick_mall
 from .reports import AREA_LEVELS, FORMATS, INTERVALS, PERIODS, VISITOR_LEVELS
 from .settings import ConfigError, Settings
@@ -147,11 +148,12 @@ def import_poslog(ctx: click.Context, files: tuple[Path, ...], mall_id: str | No
 
     from .devices.pos_producer import PosProducer
     from .devices.poslog import PosLogState, decode_poslog
+    from .transports import kafka_options
 
     settings = _settings(ctx)
     mall = pick_mall(settings, mall_id)
     state, sent, rejected = PosLogState(), 0, 0
-    with PosProducer(settings.kafka.bootstrap_servers) as hub:
+    with PosProducer(settings.kafka.bootstrap_servers, **kafka_options(settings.kafka)) as hub:
         for path in tqdm(files, unit="file", disable=len(files) < 10):
             state, decoded, gaps = decode_poslog(state, path.read_bytes(), ZoneInfo(mall.timezone))
             hub.publish(decoded, source=f"poslog:{path.resolve()}", mall_id=mall.id)
@@ -285,6 +287,61 @@ def loyalty_run_schedule(ctx: click.Context, at: str) -> None:
     """Run the scheduled operations (rebate runs, expiry, birthdays, reminders) as of an explicit moment."""
     answer = _post_to_worker(_settings(ctx), "/schedule/", {"at": at})
     click.echo(f"schedule ticks at {answer['at']} sent to {answer['partitions']} partitions")
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the worker's and the gateway's HTTP endpoints; stored hashed in auth.keys_file."""
+
+
+def _key_store(ctx: click.Context):
+    from .auth import KeyStore
+
+    return KeyStore.of(_settings(ctx))
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="what the key may do (README: Security)")
+@click.option("--name", required=True, help="who or what holds it: a person, a till, a camera (unique among active keys)")
+@click.option("--zone", "zones", multiple=True, help="counter_staff: a place whose alerts they handle (repeatable)")
+@click.pass_context
+def keys_create(ctx: click.Context, role: str, name: str, zones: tuple[str, ...]) -> None:
+    """Make a key and print it once: only its hash is kept."""
+    store = _key_store(ctx)
+    try:
+        record, key = store.create(name, role, zones)
+    except ValueError as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(2)
+    click.echo(key)
+    scope = f" for {', '.join(record.zones)}" if record.zones else ""
+    click.echo(f"created key {record.key_id} '{record.name}' ({record.role}{scope}) in {store.path}; the key above is "
+               "shown only now: send it as 'Authorization: Bearer <key>' or as the basic-auth password", err=True)
+
+
+@keys.command("list")
+@click.option("--all", "show_all", is_flag=True, help="revoked keys too")
+@click.pass_context
+def keys_list(ctx: click.Context, show_all: bool) -> None:
+    """The keys: id, name, role, zones, created and revoked; never the keys themselves."""
+    from tabulate import tabulate
+
+    records = [r for r in _key_store(ctx).records() if show_all or r.revoked_at is None]
+    click.echo(tabulate([(r.key_id, r.name, r.role, ",".join(r.zones), r.created_at, r.revoked_at or "")
+                         for r in records], headers=["id", "name", "role", "zones", "created", "revoked"]))
+
+
+@keys.command("revoke")
+@click.argument("name_or_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, name_or_id: str) -> None:
+    """Revoke the active key with this name or id; running workers and gateways refuse it at once."""
+    revoked = _key_store(ctx).revoke(name_or_id)
+    if not revoked:
+        click.echo(f"mallstream: no active key named or numbered {name_or_id!r}", err=True)
+        sys.exit(1)
+    for record in revoked:
+        click.echo(f"revoked key {record.key_id} '{record.name}' ({record.role})")
 
 
 @main.command()

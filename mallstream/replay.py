@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from .settings import Settings
 from .simulators.pacing import Pacer
+from .transports import kafka_options
 from .streams import topics
 from .streams.records import DEVICE_TYPES, dead_letter, encode
 
@@ -53,7 +54,8 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
     """
     report = ReplayReport()
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=10, batch_size=1 << 18, acks="all"
+        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=10, batch_size=1 << 18, acks="all",
+        **kafka_options(settings.kafka),
     )
     started = time.monotonic()
     pacer = Pacer(speed)
@@ -97,8 +99,8 @@ def pipeline_lag(settings: Settings) -> int:
     Sinks acknowledge only what is stored, so zero lag means processed and stored.
     """
     servers = settings.kafka.bootstrap_servers
-    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="mallstream-replay")
-    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="mallstream-replay", **kafka_options(settings.kafka))
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **kafka_options(settings.kafka))
     try:
         partitions = [
             TopicPartition(spec.name, p)

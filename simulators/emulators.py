@@ -38,6 +38,7 @@ model's (:class:`~mallstream.simulators.mallday.FaultKnobs`) and play through as
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import fcntl
 import os
@@ -56,15 +57,16 @@ from typing import Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 import msgspec
-import paho.mqtt.client as mqtt
 
+from mallstream.auth import OneKey, Principal
 from mallstream.devices.bridges import PAYLOAD_PROTOCOLS, SERIAL_PROTOCOLS, Placed, placed_devices, transport_of
 from mallstream.devices.counters import UINT16_MODULUS, Direction
 from mallstream.devices.normalise import Decoded
 from mallstream.devices.pos_producer import PosProducer
 from mallstream.devices.rfid_serial import Tag
-from mallstream.settings import Device, Settings
+from mallstream.settings import Device, Kafka, Mqtt, Settings
 from mallstream.simulators.pacing import Pacer
+from mallstream.transports import kafka_options, mqtt_client
 from mallstream.streams.records import FootfallTick, InputEvent, ParkingEvent, PosTransaction, RfidRead, encode
 
 from .rfid_frames import (
@@ -460,10 +462,10 @@ class PseudoTerminal:
 class MqttPublisher:
     """One paho-mqtt connection shared by every MQTT device; messages go out with QoS 1."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+    def __init__(self, broker: Mqtt, timeout: float = 10.0) -> None:
         self.timeout = timeout
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.connect(host, port)
+        self.client = mqtt_client(broker)
+        self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 
     def topic(self, name: str) -> Transport:
@@ -490,14 +492,18 @@ class _MqttTopic(NamedTuple):
 
 
 class HttpPush(NamedTuple):
-    """POSTs to one push path of the gateway; an answer other than 2xx (400 for a corrupt unit) is an EmulatorError."""
+    """POSTs to one push path of the gateway, logging in with HTTP basic auth as the devices do (user: the device,
+    password: its key); an answer other than 2xx (400 for a corrupt unit) is an EmulatorError."""
 
     url: str
+    device_id: str
+    key: str
     timeout: float = 10.0
 
     def send(self, payload: Payload) -> None:
+        login = base64.b64encode(f"{self.device_id}:{self.key}".encode()).decode()
         request = urllib.request.Request(self.url, data=payload.body, method="POST",
-                                         headers={"Content-Type": payload.content_type})
+                                         headers={"Content-Type": payload.content_type, "Authorization": f"Basic {login}"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
@@ -509,13 +515,13 @@ class HttpPush(NamedTuple):
 class Tills:
     """Every till of the mall, publishing as a POS integrator does: one PosProducer, connected at the first receipt."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: Kafka) -> None:
+        self.kafka = kafka
         self._producer: PosProducer | None = None
 
     def send(self, payload: Payload) -> None:
         if self._producer is None:
-            self._producer = PosProducer(self.bootstrap_servers)
+            self._producer = PosProducer(self.kafka.bootstrap_servers, **kafka_options(self.kafka))
         self._producer.send(payload.body)
 
     def flush(self) -> None:
@@ -563,7 +569,8 @@ class DeviceEmulators:
     Serial readers get a pseudo-terminal each; :attr:`settings` is the configuration with their
     addresses replaced by the terminals' paths, the one the gateway must run with. MQTT devices
     publish to ``settings.mqtt``; HTTP devices push to the gateway at ``settings.gateway``; tills
-    publish to ``settings.kafka``. ``multipart_anpr`` makes Hikvision gates send the multipart
+    publish to ``settings.kafka``. HTTP devices log in with :attr:`push_key`, a key that exists only in this
+    process: the gateway driving them must take it (:class:`~.live.LiveGateway` does). ``multipart_anpr`` makes Hikvision gates send the multipart
     push with a picture; ``faults`` damage the wire (:attr:`injected` says how); ``on_send``
     sees every unit sent, e.g. to record it (:mod:`.raw`).
     """
@@ -580,8 +587,9 @@ class DeviceEmulators:
         self.sent: Counter[str] = Counter()
         self.on_send = on_send
         needs_mqtt = any(transport_of(p.device) == "mqtt" for p in placed)
-        self._mqtt = MqttPublisher(settings.mqtt.host, settings.mqtt.port) if needs_mqtt else None
-        self.tills = Tills(settings.kafka.bootstrap_servers)
+        self._mqtt = MqttPublisher(settings.mqtt) if needs_mqtt else None
+        self.tills = Tills(settings.kafka)
+        self.push_key = OneKey(Principal("simulated devices", "device"))
         gateway = settings.gateway
         host = "127.0.0.1" if gateway.http_host in ("0.0.0.0", "") else gateway.http_host
         self._emulators: dict[str, _Emulator] = {}
@@ -591,7 +599,8 @@ class DeviceEmulators:
             if kind == "serial":
                 transport = self.terminals[device.device.id]
             elif kind == "http":
-                transport = HttpPush(f"http://{host}:{gateway.http_port}{device.device.address}")
+                transport = HttpPush(f"http://{host}:{gateway.http_port}{device.device.address}", device.device.id,
+                                     self.push_key.key)
             else:
                 assert self._mqtt is not None
                 transport = self._mqtt.topic(device.device.address)

@@ -66,7 +66,7 @@ class LiveGateway:
         spool = Spool(settings.resolve(conf.spool_path), max_bytes=conf.spool_max_mb * 1024 * 1024)
         self.gateway = Gateway(spool, settings.kafka, settings.worker.app_id, health_interval=conf.health_interval)
         try:
-            self.bridges: list[Bridge] = start_bridges(settings, self.gateway,
+            self.bridges: list[Bridge] = start_bridges(settings, self.gateway, keys=emulators.push_key,
                                                        http_address=(conf.http_host, conf.http_port))
         except BaseException:
             spool.close()

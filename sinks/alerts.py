@@ -18,6 +18,7 @@ from tenacity import retry, stop_after_attempt, wait_exponential
 
 from mallstream.settings import AlertDelivery, Mqtt
 from mallstream.streams.records import Alert, encode
+from mallstream.transports import mqtt_client
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class AlertPublisher:
         self.delivery = delivery
         self.client: mqtt.Client | None = None
         if broker.mode != "off":
-            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="")
+            self.client = mqtt_client(broker)
             self.client.reconnect_delay_set(min_delay=1, max_delay=10)
             self.client.connect_async(broker.host, broker.port)
             self.client.loop_start()

@@ -99,5 +99,7 @@ def open_warehouse(config: ClickHouse) -> Warehouse:
             username=config.username,
             password=config.password,
             secure=config.secure,
+            verify=config.verify,
+            ca_cert=str(config.ca_file) if config.ca_file else None,
         )
     return Warehouse(client, config.database)

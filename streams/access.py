@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from mallstream.auth import Gatekeeper, KeyStore, Principal, Refused
+from mallstream.auth import CHALLENGE, Gatekeeper, KeyStore, Principal, Refused
 
 if TYPE_CHECKING:
     from .app import Hub
@@ -47,7 +47,6 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], tuple[str, ...]], ...] = tu
     )
 )
 ADMIN_ONLY = ("admin",)
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="mallstream", charset="UTF-8"'}
 
 
 def required(method: str, path: str) -> tuple[tuple[str, ...], re.Match[str] | None]:

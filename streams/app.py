@@ -49,6 +49,7 @@ from mallstream.sinks.schema import (
     SinkTable,
 )
 from mallstream.sinks.warehouse import Warehouse
+from mallstream.transports import faust_credentials
 
 from . import producer_drain, topics
 from .core.routing import route_receipt
@@ -105,6 +106,7 @@ class Hub:
         self.app = faust.App(
             conf.worker.app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",
+            broker_credentials=faust_credentials(conf.kafka),
             store="rocksdb://" if conf.worker.store == "rocksdb" else "memory://",
             datadir=str(conf.worker.state_dir),
             web_port=conf.worker.web_port,

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from mallstream.settings import Mqtt, Settings
 from mallstream.sinks.alerts import zone_topic
+from mallstream.transports import mqtt_client
 
 from . import topics
 from .access import principal_of
@@ -60,7 +61,7 @@ def ack_topic(prefix: str) -> str:
 
 
 def _mqtt_client(broker: Mqtt, on_connect, on_message) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="")
+    client = mqtt_client(broker)
     client.on_connect = on_connect
     client.on_message = on_message
     client.reconnect_delay_set(min_delay=1, max_delay=10)

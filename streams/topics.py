@@ -21,8 +21,9 @@ topics (Kafka cannot shrink a topic).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -121,14 +122,16 @@ def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
 
-def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: int, app_id: str) -> list[str]:
+def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: int, app_id: str,
+                  security: Mapping[str, Any] | None = None) -> list[str]:
     """Create every topic (and table changelog) that does not exist yet; return the ones created.
 
     Brokers that auto-create topics give them one partition, which breaks
-    co-partitioning, so the hub never relies on auto-creation.
+    co-partitioning, so the hub never relies on auto-creation. ``security``: kafka-python's
+    SASL/TLS keywords (:func:`mallstream.transports.kafka_options`).
     """
     names = [spec.name for spec in ALL_TOPICS] + [changelog_topic(app_id, t) for t in TABLES]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mallstream-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mallstream-admin", **(security or {}))
     try:
         existing = set(admin.list_topics())
         present = [n for n in names if n in existing]

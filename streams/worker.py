@@ -11,6 +11,7 @@ import faust
 from mallstream.settings import Settings
 from mallstream.sinks.schema import PLACES_COLUMNS, place_rows
 from mallstream.sinks.warehouse import open_warehouse
+from mallstream.transports import kafka_options
 
 from .access import register_access
 from .app import Hub
@@ -28,6 +29,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         settings.kafka.partitions,
         settings.kafka.replication_factor,
         settings.worker.app_id,
+        kafka_options(settings.kafka),
     )
     if created:
         log.info("created topics: %s", ", ".join(created))

@@ -26,6 +26,7 @@ from mallstream.devices.normalise import Decoded
 from mallstream.devices.rfid_serial import Tag
 from mallstream.devices.spool import Message, Spool, SpoolFull
 from mallstream.services import wait_for_port
+from mallstream.auth import KeyStore
 from mallstream.settings import CarPark, Device, Kafka, Mall, Mqtt, Settings
 from mallstream.settings import Gateway as GatewaySettings
 from mallstream.simulators.rfid_frames import chafon_inventory, zebra_payload, zebra_tag_event
@@ -149,8 +150,9 @@ def xovis_push(package_id: int, value: int, time_ms: int) -> bytes:
     }}).encode()
 
 
-def post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -158,11 +160,13 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def announce_body(port: int, path: str, length: int) -> int:
+def announce_body(port: int, path: str, length: int, headers: dict[str, str] | None = None) -> int:
     """The status a POST gets from its headers alone: a server refusing a body too large does not read it."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         connection.putrequest("POST", path)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
         connection.putheader("Content-Length", str(length))
         connection.endheaders()
         return connection.getresponse().status
@@ -189,7 +193,10 @@ def test_serial_mqtt_and_http_devices_arrive_on_their_topics_keyed_by_device(bro
     settings = hub_settings(broker, mosquitto, serial_path)
     http_port = free_port()
     gateway = Gateway(Spool(tmp_path / "spool.db"), settings.kafka, health_interval=0.5).start()
-    bridges = start_bridges(settings, gateway, http_address=("127.0.0.1", http_port))
+    keys = KeyStore(tmp_path / "keys.json")
+    _, key = keys.create("xovis-north", "device")
+    device = {"X-Api-Key": key}  # the shared-secret header, as a people counter is configured to send
+    bridges = start_bridges(settings, gateway, http_address=("127.0.0.1", http_port), keys=keys)
     try:
         # Serial: garbage, a frame cut in two, and a stray length byte that hides the next frame until the line is quiet.
         first, second = chafon_inventory([tag(1), tag(2)]), chafon_inventory([tag(3, antenna=2)])
@@ -212,11 +219,11 @@ def test_serial_mqtt_and_http_devices_arrive_on_their_topics_keyed_by_device(bro
 
         url = f"http://127.0.0.1:{http_port}/push/xovis"
         t0 = int(time.time() * 1000)
-        assert post(url, xovis_push(1, 55, t0 - 60_000))[0] == 200  # baseline only
-        assert post(url, xovis_push(2, 57, t0)) == (200, {"events": 1, "rejected": []})
-        status, body = post(url, b"{not json")
+        assert post(url, xovis_push(1, 55, t0 - 60_000), device)[0] == 200  # baseline only
+        assert post(url, xovis_push(2, 57, t0), device) == (200, {"events": 1, "rejected": []})
+        status, body = post(url, b"{not json", device)
         assert status == 400 and "not a Xovis live-data push" in body["rejected"][0]
-        assert announce_body(http_port, "/push/xovis", 4 << 20 | 1) == 413
+        assert announce_body(http_port, "/push/xovis", 4 << 20 | 1, device) == 413
 
         reads = consume(broker, "rfid.reads", 5)
         by_reader = {}
