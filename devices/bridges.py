@@ -277,6 +277,7 @@ class MqttBridge:
         self.subscribed = threading.Event()
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.host, self.port = broker.host, broker.port
+        self._refused = False
 
     def start(self) -> MqttBridge:
         self.client.connect_async(self.host, self.port)
@@ -288,11 +289,15 @@ class MqttBridge:
         self.client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._refused = reason_code.is_failure
         if not reason_code.is_failure:
             client.subscribe([(topic, 1) for topic in self.inputs])
+            return
+        for device in self.inputs.values():  # a wrong password, say: the devices' health says why nothing comes
+            device.gateway.record_error(device.device_id, f"MQTT broker refused the connection: {reason_code}")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
+        if reason_code.is_failure and not self._refused:  # after a refusal, that is the news, not the hang-up
             for device in self.inputs.values():
                 device.gateway.record_error(device.device_id, f"MQTT connection lost: {reason_code}")
 

@@ -7,6 +7,10 @@ port; what this process started, it stops.
 
 from __future__ import annotations
 
+import base64
+import getpass
+import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -66,9 +70,24 @@ def embedded_broker(settings: Settings) -> Iterator[None]:
         subprocess.run([_noida_db(), "down", "--data-dir", str(data_dir)], capture_output=True)
 
 
+def mosquitto_password_line(username: str, password: str, iterations: int = 101) -> str:
+    """A line of a Mosquitto 2 password file (PBKDF2-SHA512, as ``mosquitto_passwd`` writes it).
+
+    Made here rather than with ``mosquitto_passwd -b``, which would show the password in the process list.
+    """
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"{username}:$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}\n"
+
+
 @contextmanager
 def embedded_mosquitto(settings: Settings) -> Iterator[None]:
-    """Mosquitto on the configured port, bound to loopback."""
+    """Mosquitto on the configured port, bound to the configured (loopback) address.
+
+    With ``mqtt.username`` set, only that user with the password from ``mqtt.password_env`` may connect;
+    otherwise anyone who can reach the address. TLS needs a server certificate: run your own Mosquitto
+    (``mqtt.mode: external``) for that.
+    """
     host, port = settings.mqtt.host, settings.mqtt.port
     if port_open(host, port):
         yield
@@ -76,9 +95,22 @@ def embedded_mosquitto(settings: Settings) -> Iterator[None]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise ServiceError("mosquitto is not installed (apt-get install mosquitto), or set mqtt.mode: off")
+    if settings.mqtt.tls:
+        raise ServiceError("the embedded Mosquitto does not serve TLS: set mqtt.mode: external for a broker with "
+                           "a certificate, or tls: false")
     conf = settings.kafka.data_dir.resolve().parent / "mosquitto.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(f"listener {port} {host}\nallow_anonymous true\npersistence false\n")
+    access = "allow_anonymous true\n"
+    if settings.mqtt.username:
+        password = settings.mqtt.password
+        if not password:
+            raise ServiceError(f"mqtt.username is set but ${settings.mqtt.password_env} holds no password")
+        passwords = conf.with_name("mosquitto.passwd")
+        passwords.touch(mode=0o600)
+        passwords.write_text(mosquitto_password_line(settings.mqtt.username, password))
+        # started as root, Mosquitto would become user mosquitto, who cannot read files in a private state directory
+        access = f"allow_anonymous false\npassword_file {passwords}\nuser {getpass.getuser()}\n"
+    conf.write_text(f"listener {port} {host}\n{access}persistence false\n")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if not wait_for_port(host, port):
