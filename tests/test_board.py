@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import pytest
 
+from mallstream.auth import KeyStore
 from mallstream.replay import replay, wait_until_processed
 from mallstream.settings import Settings, load
 from mallstream.streams.core.vip import Member
@@ -92,6 +93,13 @@ def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summaris
             alert_id = alert["alert_id"]
 
             plain = {"staff_id": "S-17"}
+            # counter staff take their own counters' alerts only
+            keys = KeyStore(settings.resolve(settings.auth.keys_path()))
+            lancome, door = (keys.create(name, "counter_staff", [zone])[1]
+                             for name, zone in (("lancome-counter", "S101"), ("north-door", "E-north")))
+            status, refused = post_ack(worker, alert_id, plain, {"Authorization": f"Bearer {lancome}"})
+            assert status == 403 and "not one of your counters" in refused["error"]
+            assert post_ack(worker, alert_id, plain, {"Authorization": f"Bearer {door}"})[0] == 201
             assert post_ack(worker, alert_id, plain)[0] == 201
             assert post_ack(worker, alert_id, plain)[0] == 201  # a double click: recorded once
             status, record = post_ack(worker, alert_id, {"staff_id": "S-18", "note_kind": "complaint",
