@@ -48,7 +48,8 @@ def gateway_with_devices(settings: Settings) -> Iterator[DeviceEmulators]:
     with DeviceEmulators(settings, multipart_anpr=True) as emulators:
         gateway = Gateway(Spool(conf.spool_path), settings.kafka, settings.worker.app_id,
                           health_interval=conf.health_interval).start()
-        bridges = start_bridges(emulators.settings, gateway, http_address=(conf.http_host, conf.http_port))
+        bridges = start_bridges(emulators.settings, gateway, http_address=(conf.http_host, conf.http_port),
+                                keys=emulators.push_key)  # the devices log in with basic auth
         try:
             [mqtt_bridge] = [bridge for bridge in bridges if isinstance(bridge, MqttBridge)]
             assert mqtt_bridge.subscribed.wait(30) and emulators.wait_for_serial_readers()
