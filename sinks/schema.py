@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mallstream.privacy import mask_card_numbers, mask_phone_numbers
 from mallstream.settings import Settings
 from mallstream.streams.core.footfall import AreaBatch, RollupBatch, RollupRow
 from mallstream.streams.core.occupancy import AreaDay, AreaRow
 from mallstream.streams.core.parking import ParkingOccupancy, ParkingStay
 from mallstream.streams.records import (
     Alert,
+    AuditRecord,
     CustomerSnapshot,
     DeadLetter,
     DeviceHealth,
@@ -44,16 +46,29 @@ class SinkTable:
     """A table fed by a sink: its name, its columns (the first is the row's key), and the record mapping.
 
     ``unpack`` gives the records one message carries, for topics whose messages are batches of rows.
+    ``pseudonymised`` columns get the row's identifier (an EPC, a plate) and store its keyed hash
+    (:class:`mallstream.privacy.Pseudonym`): personal identifiers never reach ClickHouse as they are.
     """
 
     name: str
     columns: Sequence[str]
     row: Callable[[Any], tuple]
     unpack: Callable[[Any], Sequence[Any]] = _alone
+    pseudonymised: tuple[str, ...] = ()
+    #: for identifiers inside other values: (row, pseudonym) -> the row as stored
+    pseudonymise: Callable[[tuple, Callable[[str], str]], tuple] | None = None
 
-    def rows(self, message: Any) -> list[tuple]:
-        """The table rows of one message."""
-        return [self.row(record) for record in self.unpack(message)]
+    def rows(self, message: Any, pseudonym: Callable[[str], str] | None = None) -> list[tuple]:
+        """The table rows of one message, pseudonymised columns hashed with ``pseudonym``."""
+        rows = [self.row(record) for record in self.unpack(message)]
+        if not self.pseudonymised and self.pseudonymise is None:
+            return rows
+        if pseudonym is None:
+            raise ValueError(f"{self.name} stores personal identifiers: a pseudonym is needed")
+        hashed = [self.columns.index(column) for column in self.pseudonymised]
+        rows = [tuple(pseudonym(value) if index in hashed else value for index, value in enumerate(row))
+                for row in rows]
+        return [self.pseudonymise(row, pseudonym) for row in rows] if self.pseudonymise else rows
 
 
 def _ledger_row(entry: LedgerEntry) -> tuple:
@@ -65,7 +80,8 @@ def _ledger_row(entry: LedgerEntry) -> tuple:
 
 
 def _dead_letter_row(letter: DeadLetter) -> tuple:
-    return (letter.dead_letter_id, letter.source, letter.reason, letter.payload, letter.ts)
+    # a refused receipt may carry a bank card number in a tender's reference
+    return (letter.dead_letter_id, letter.source, letter.reason, mask_card_numbers(letter.payload), letter.ts)
 
 
 def _rfid_row(read: RfidRead) -> tuple:
@@ -93,14 +109,17 @@ def _visit_row(visit: VipVisit) -> tuple:
 
 
 def _alert_row(alert: Alert) -> tuple:
+    # a tier that allows names gets them on screens and pagers; the table names the member by id
+    message = alert.message.replace(alert.name, alert.member_id or "member") if alert.name else alert.message
     return (alert.alert_id, alert.mall_id, alert.kind, alert.severity, alert.ts, alert.decided_at,
-            alert.published_at, alert.member_id, alert.tier, alert.zone_id, alert.visit_id, alert.message)
+            alert.published_at, alert.member_id, alert.tier, alert.zone_id, alert.visit_id, message)
 
 
 def _reception_row(record: ReceptionRecord) -> tuple:
+    # a note may hold the number a member asked to be called back on
     return (record.reception_id, record.alert_id, record.mall_id, record.zone_id or "", record.alert_kind,
             record.member_id, record.tier, record.alert_ts, record.staff_id, record.acked_at, record.business_day,
-            record.channel, record.note_kind or "", record.note)
+            record.channel, record.note_kind or "", mask_phone_numbers(record.note))
 
 
 def _health_row(health: DeviceHealth) -> tuple:
@@ -109,12 +128,32 @@ def _health_row(health: DeviceHealth) -> tuple:
             health.last_error)
 
 
+#: The cause of a member's parking entries: ``parking:<stay id>``, and a stay id names the car's plate.
+PARKING_CAUSE = "parking:"
+_LEDGER_TXN = 7
+
+
+def _parking_stays_hashed(row: tuple, pseudonym: Callable[[str], str]) -> tuple:
+    """A member's parking entries with their stay's keyed hash where the stay id (and its plate) stood.
+
+    ``parking:<hash>``: the hash is the stay's row id in parking_stays, so parking_charges still joins them.
+    """
+    entry_id, txn_id = row[0], row[_LEDGER_TXN]
+    if not txn_id.startswith(PARKING_CAUSE):
+        return row
+    stay = PARKING_CAUSE + pseudonym(txn_id.removeprefix(PARKING_CAUSE))
+    # an entry id is its cause and more, unless it was long and cut (then it is hashed whole)
+    entry_id = stay + entry_id[len(txn_id):] if entry_id.startswith(txn_id) else PARKING_CAUSE + pseudonym(entry_id)
+    return (entry_id, *row[1:_LEDGER_TXN], stay, *row[_LEDGER_TXN + 1:])
+
+
 LEDGER_TABLE = SinkTable(
     "ledger_entries",
     ("entry_id", "mall_id", "member_id", "account", "delta", "balance_after",
      "cause", "txn_id", "store_id", "ts", "business_day", "rule_id", "rule_version", "amount", "voucher_id", "reason",
      "by"),
     _ledger_row,
+    pseudonymise=_parking_stays_hashed,
 )
 DEAD_LETTERS_TABLE = SinkTable(
     "dead_letters", ("dead_letter_id", "source", "reason", "payload", "ts"), _dead_letter_row
@@ -122,8 +161,11 @@ DEAD_LETTERS_TABLE = SinkTable(
 
 RFID_READS_TABLE = SinkTable(
     "rfid_reads",
-    ("event_id", "mall_id", "reader_id", "antenna", "epc", "rssi_dbm", "ts", "clock_skew_s", "duplicate"),
+    ("event_id", "mall_id", "reader_id", "antenna", "tag_hash", "rssi_dbm", "ts", "clock_skew_s", "duplicate"),
     _rfid_row,
+    # a member's card is a tag: its EPC is a card number; an event without an id of its own is known by a hash
+    # of its content, which would give a sequential card number away to anyone trying them all
+    pseudonymised=("event_id", "tag_hash"),
 )
 FOOTFALL_TICKS_TABLE = SinkTable(
     "footfall_ticks",
@@ -132,8 +174,9 @@ FOOTFALL_TICKS_TABLE = SinkTable(
 )
 PARKING_EVENTS_TABLE = SinkTable(
     "parking_events",
-    ("event_id", "mall_id", "car_park_id", "gate_id", "plate", "direction", "ts", "clock_skew_s"),
+    ("event_id", "mall_id", "car_park_id", "gate_id", "plate_hash", "direction", "ts", "clock_skew_s"),
     _parking_row,
+    pseudonymised=("event_id", "plate_hash"),  # the same goes for plates, and a city's plates are few
 )
 DEVICE_HEALTH_TABLE = SinkTable(
     "device_health",
@@ -183,6 +226,19 @@ RECEPTION_TABLE = SinkTable(
     ("reception_id", "alert_id", "mall_id", "zone_id", "alert_kind", "member_id", "tier", "alert_ts", "staff_id",
      "acked_at", "business_day", "channel", "note_kind", "note"),
     _reception_row,
+)
+
+
+def _audit_row(record: AuditRecord) -> tuple:
+    return (record.audit_id, record.kind, record.ts, record.who, record.actor, record.what,
+            mask_phone_numbers(record.why), record.outcome, record.mall_id, record.member_id, record.subject,
+            record.detail)
+
+
+AUDIT_TABLE = SinkTable(
+    "audit_log",
+    ("audit_id", "kind", "ts", "who", "actor", "what", "why", "outcome", "mall_id", "member_id", "subject", "detail"),
+    _audit_row,
 )
 SIGNED_KINDS = {"sale": 1, "return": -1, "void": -1}
 
@@ -271,8 +327,9 @@ AREA_DAYS_TABLE = SinkTable(
 )
 PARKING_STAYS_TABLE = SinkTable(
     "parking_stays",
-    ("row_id", "mall_id", "car_park_id", "plate", "entry", "exit", "exit_gate", "duration_s", "fee", "member_id"),
+    ("row_id", "mall_id", "car_park_id", "plate_hash", "entry", "exit", "exit_gate", "duration_s", "fee", "member_id"),
     _stay_row,
+    pseudonymised=("row_id", "plate_hash"),  # the row id names the plate
 )
 PARKING_OCCUPANCY_TABLE = SinkTable(
     "parking_occupancy", ("event_id", "mall_id", "car_park_id", "ts", "occupancy", "capacity"),
@@ -296,6 +353,42 @@ _VISITOR_GRAINS = (
     ("hourly", "hour", "DateTime('UTC')", ""),
     ("daily", "day", "Date", ""),
 )
+
+#: A keyed hash as :class:`mallstream.privacy.Pseudonym` writes it; a mutation waits until it is done.
+_HASHED = "^[0-9a-f]{32}$"
+_AT_ONCE = "SETTINGS mutations_sync = 2"
+
+
+def _parking_charges(plate: str) -> str:
+    """The parking_charges view over parking_stays, whose plate column is ``plate`` (``plate_hash`` since 11)."""
+    return """CREATE VIEW IF NOT EXISTS {{db}}.parking_charges AS
+               SELECT s.row_id AS stay_id, s.mall_id AS mall_id, s.car_park_id AS car_park_id, s.{plate} AS {plate},
+                      s.member_id AS member_id, s.entry AS entry, s.exit AS exit, s.exit_gate AS exit_gate,
+                      s.duration_s AS duration_s,
+                      multiIf(s.member_id = '', toInt64(s.fee * 100), ifNull(c.stay_id, '') = '', NULL,
+                              c.fee_cents) AS fee_cents,
+                      ifNull(c.waived_cents, 0) AS waived_cents,
+                      fee_cents - waived_cents AS charged_cents,
+                      ifNull(c.free_reason, '') AS free_reason,
+                      multiIf(ifNull(charged_cents, 0) = 0, '', c.points_spent > 0, 'points',
+                              c.stored_value_cents > 0, 'stored_value', 'cash') AS paid_with,
+                      ifNull(c.points_spent, 0) AS points_spent,
+                      ifNull(c.stored_value_cents, 0) AS stored_value_cents,
+                      ifNull(c.note, '') AS note,
+                      ifNull(c.rule_version, '') AS rule_version
+               FROM {{db}}.parking_stays AS s
+               LEFT JOIN (
+                   SELECT substring(txn_id, 9) AS stay_id,
+                          sumIf(amount, cause = 'parking_fee') AS fee_cents,
+                          sumIf(amount, cause = 'parking_discount') AS waived_cents,
+                          anyIf(reason, cause = 'parking_discount') AS free_reason,
+                          -sumIf(delta, cause = 'points_spent') AS points_spent,
+                          -sumIf(delta, cause = 'stored_value_debit') AS stored_value_cents,
+                          anyIf(reason, cause IN ('parking_fee', 'rejected') AND reason != '') AS note,
+                          any(rule_version) AS rule_version
+                   FROM {{db}}.ledger_entries WHERE startsWith(entry_id, 'parking:')
+                   GROUP BY stay_id) AS c ON c.stay_id = s.row_id""".format(plate=plate)
+
 
 #: (version, description, statements). ``{db}`` is the configured database. Append only.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -781,33 +874,51 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # waiver and its reason, and the points or stored value that paid it. Anyone else's stay carries the fee
             # table's price. fee_cents is NULL while a member's stay is not settled yet, or when the entry was missed
             # (the length is unknown); paid_with is empty when nothing was due.
-            """CREATE VIEW IF NOT EXISTS {db}.parking_charges AS
-               SELECT s.row_id AS stay_id, s.mall_id AS mall_id, s.car_park_id AS car_park_id, s.plate AS plate,
-                      s.member_id AS member_id, s.entry AS entry, s.exit AS exit, s.exit_gate AS exit_gate,
-                      s.duration_s AS duration_s,
-                      multiIf(s.member_id = '', toInt64(s.fee * 100), ifNull(c.stay_id, '') = '', NULL,
-                              c.fee_cents) AS fee_cents,
-                      ifNull(c.waived_cents, 0) AS waived_cents,
-                      fee_cents - waived_cents AS charged_cents,
-                      ifNull(c.free_reason, '') AS free_reason,
-                      multiIf(ifNull(charged_cents, 0) = 0, '', c.points_spent > 0, 'points',
-                              c.stored_value_cents > 0, 'stored_value', 'cash') AS paid_with,
-                      ifNull(c.points_spent, 0) AS points_spent,
-                      ifNull(c.stored_value_cents, 0) AS stored_value_cents,
-                      ifNull(c.note, '') AS note,
-                      ifNull(c.rule_version, '') AS rule_version
-               FROM {db}.parking_stays AS s
-               LEFT JOIN (
-                   SELECT substring(txn_id, 9) AS stay_id,
-                          sumIf(amount, cause = 'parking_fee') AS fee_cents,
-                          sumIf(amount, cause = 'parking_discount') AS waived_cents,
-                          anyIf(reason, cause = 'parking_discount') AS free_reason,
-                          -sumIf(delta, cause = 'points_spent') AS points_spent,
-                          -sumIf(delta, cause = 'stored_value_debit') AS stored_value_cents,
-                          anyIf(reason, cause IN ('parking_fee', 'rejected') AND reason != '') AS note,
-                          any(rule_version) AS rule_version
-                   FROM {db}.ledger_entries WHERE startsWith(entry_id, 'parking:')
-                   GROUP BY stay_id) AS c ON c.stay_id = s.row_id""",
+            _parking_charges("plate"),
+        ],
+    ),
+    (
+        11,
+        "personal identifiers out of the analytics tables: EPCs and plates stored as keyed hashes",
+        [
+            # new rows carry HMAC-SHA256 values (mallstream/privacy.py; the key never reaches the server)
+            "ALTER TABLE {db}.rfid_reads RENAME COLUMN IF EXISTS epc TO tag_hash",
+            "ALTER TABLE {db}.parking_events RENAME COLUMN IF EXISTS plate TO plate_hash",
+            "DROP VIEW IF EXISTS {db}.parking_charges",  # it reads the plate column
+            "ALTER TABLE {db}.parking_stays RENAME COLUMN IF EXISTS plate TO plate_hash",
+            _parking_charges("plate_hash"),
+            # rows written before hold EPCs and plates as they are (a stay's row id names its plate, an event
+            # without an id of its own is known by a hash of its content): they cannot be hashed here without
+            # the key in SQL, and the server's query log, so they lose them
+            f"""ALTER TABLE {{db}}.rfid_reads UPDATE tag_hash = '', event_id = ''
+                WHERE NOT match(tag_hash, '{_HASHED}') {_AT_ONCE}""",
+            f"""ALTER TABLE {{db}}.parking_events UPDATE plate_hash = '', event_id = ''
+                WHERE NOT match(plate_hash, '{_HASHED}') {_AT_ONCE}""",
+            f"""ALTER TABLE {{db}}.parking_stays UPDATE plate_hash = '', row_id = ''
+                WHERE NOT match(plate_hash, '{_HASHED}') {_AT_ONCE}""",
+            # (ledger entries of members' parking written before name their stay, and so its plate, in txn_id and
+            # in entry_id, the table's key, which a mutation cannot change; new ones carry the stay's keyed hash)
+        ],
+    ),
+    (
+        12,
+        "audit log: manual operations, schedule runs by hand and rule-file changes, with who, what, when and why",
+        [
+            # kept as long as the ledger it explains: no TTL
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.audit_log (
+                audit_id String,
+                kind LowCardinality(String),
+                ts DateTime64(3, 'UTC'),
+                who String,
+                actor String,
+                what String,
+                why String,
+                outcome String,
+                mall_id LowCardinality(String),
+                member_id Nullable(String),
+                subject String,
+                detail String,{SINK_COLUMNS}
+            ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (ts, audit_id) {DEDUP}""",
         ],
     ),
 ]

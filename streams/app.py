@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import EventT
 
+from mallstream.privacy import Pseudonym
 from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
 from mallstream.sinks.schema import (
     ALERTS_TABLE,
+    AUDIT_TABLE,
     CUSTOMER_SNAPSHOTS_TABLE,
     AREA_DAYS_TABLE,
     AREA_OCCUPANCY_TABLE,
@@ -56,7 +58,7 @@ from .core.routing import route_receipt
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
 from .master_data import load_master_data
-from .records import InvalidEvent, PosTransaction, dead_letter, decode, encode
+from .records import AuditRecord, InvalidEvent, PosTransaction, dead_letter, decode, encode
 from .footfall_agents import FootfallAgents
 from .vip_agents import VipAgents
 
@@ -73,6 +75,7 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.VIP_VISITS, VIP_VISITS_TABLE),
     (topics.ALERTS_DELIVERED, ALERTS_TABLE),
     (topics.RECEPTION, RECEPTION_TABLE),
+    (topics.AUDIT, AUDIT_TABLE),
     (topics.POS_BY_MEMBER, RECEIPTS_BY_MEMBER_TABLE),
     (topics.CUSTOMER_SNAPSHOTS, CUSTOMER_SNAPSHOTS_TABLE),
     (topics.FOOTFALL_ROLLUPS, FOOTFALL_ROLLUPS_TABLE),
@@ -134,6 +137,8 @@ class Hub:
         self.mall_of_store = conf.mall_of_store()
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
+        #: EPCs and plates reach ClickHouse only as keyed hashes (mallstream/privacy.py)
+        self.pseudonym = Pseudonym.of(conf)
         #: topic -> (what its records become, the sink writing them)
         self.sinks: dict[str, tuple[SinkTable, TableSink]] = {
             spec.name: (table, TableSink(self.warehouse, table.name, table.columns, sink_conf.batch_rows,
@@ -149,6 +154,12 @@ class Hub:
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
+
+    async def audit(self, record: AuditRecord) -> None:
+        """Record who did what, when and why on the ``audit`` topic (sunk to ClickHouse ``audit_log``)."""
+        self.counters["audit_records"] += 1
+        log.info("audit: %s %s by %s (%s): %s", record.kind, record.what, record.who, record.actor, record.outcome)
+        await self.topic(topics.AUDIT).send(key=record.audit_id.encode(), value=encode(record))
 
     async def dead_letter(self, source: str, reason: str, payload: bytes | str) -> None:
         self.counters["dead_letters"] += 1
@@ -210,7 +221,8 @@ class Hub:
                 rows = []
                 for event in events:
                     try:
-                        rows += [sourced(row, _source(event)) for row in table.rows(decode(spec.record, event.value))]
+                        records = table.rows(decode(spec.record, event.value), self.pseudonym)
+                        rows += [sourced(row, _source(event)) for row in records]
                     except InvalidEvent as exc:
                         await self.dead_letter(_origin(event), str(exc), event.value)
                 await asyncio.to_thread(sink.write, rows)

@@ -30,7 +30,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
+import pwd
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -51,6 +54,7 @@ from .core.rules import RuleBook, RuleFile
 from .master_data import MasterData
 from .records import (
     Alert,
+    AuditRecord,
     HoldRequest,
     LedgerEntry,
     LoyaltyRequest,
@@ -147,6 +151,57 @@ def member_view(card: MemberCard, now: dt.datetime) -> dict:
     }
 
 
+def _describe(operation: ManualOperation) -> str:
+    if operation.action == "adjust":
+        return f"adjust points by {operation.points:+d}"
+    if operation.action == "rebate":
+        return f"manual rebate of {operation.points} points by {operation.strategy_id}"
+    return f"card status to {operation.status}"
+
+
+def operation_audit(operation: ManualOperation, answer: dict, entries: list[LedgerEntry], mall_id: str) -> AuditRecord:
+    """The audit record of a desk operation: once per op_id, however often it is asked again."""
+    outcome = ("rejected: " + "; ".join(answer["rejected"]) if answer["rejected"]
+               else "replayed" if answer["replayed"] else "applied")
+    moved = [{"account": entry.account, "delta": entry.delta, "cause": entry.cause} for entry in entries]
+    return AuditRecord(
+        audit_id=f"operation:{operation.op_id}", kind="manual_operation", ts=operation.ts, who=operation.by,
+        actor=operation.actor, what=_describe(operation), why=operation.why, outcome=outcome, mall_id=mall_id,
+        member_id=operation.member_id, subject=operation.op_id, detail=json.dumps(moved))
+
+
+def _owner(path: Path) -> str:
+    """Who owns the file: the best a file system says about who changed it."""
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return "unknown"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def rules_audit(rules: RuleFile, book: RuleBook, previous: str | None, hub: Hub, refused: bool = False) -> AuditRecord:
+    """A rule file's content coming into force (``previous``: the version it replaces), or an edit refused."""
+    try:
+        changed = dt.datetime.fromtimestamp(rules.path.stat().st_mtime, dt.UTC)
+    except OSError:
+        changed = dt.datetime.now(dt.UTC)
+    actor = hub.settings.worker.group_instance_id
+    if refused:
+        return AuditRecord(
+            audit_id=f"rules-refused:{rules.refused_digest}", kind="rules_refused", ts=changed, who=_owner(rules.path),
+            actor=actor, what=f"edit of {rules.path} refused; version {book.tag} stays in force",
+            outcome=f"refused: {rules.error}", subject=str(rules.path), detail=rules.refused_digest or "")
+    change = book.change
+    return AuditRecord(
+        audit_id=f"rules:{book.version.digest}", kind="rules_changed", ts=changed,
+        who=change.by if change else _owner(rules.path), actor=actor,
+        what=f"rules {rules.path} version {book.tag} in force" + (f", replacing {previous}" if previous else ""),
+        why=change.why if change else "", outcome="applied", subject=str(rules.path), detail=book.version.digest)
+
+
 def member_partition(key: bytes, partitions: int) -> int:
     """The partition a member key is produced to (the Kafka default partitioner)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -177,6 +232,10 @@ class LoyaltyAgent:
                            partitions=self.partitions)
         app.agent(inputs, name="apply_loyalty")(self._apply)
         app.timer(conf.rules.schedule_seconds, name="loyalty_schedule")(self._schedule_due_days)
+        app.timer(conf.rules.schedule_seconds, name="rules_audit")(self._audit_rules)
+        #: the rule file content (and refused edit) this worker has put in the audit log
+        self._audited: tuple[str | None, str | None] = (None, None)
+        self._audited_tag = ""
         if conf.notifications.webhook_url:
             app.agent(hub.topic(topics.MEMBER_NOTIFICATIONS), name="notify_members")(self._deliver)
 
@@ -276,12 +335,14 @@ class LoyaltyAgent:
         entries = await self._commit(key, card, effects, Context(self.default_mall, "", operation.ts, day),
                                      resend_replayed=True)
         self.hub.counters["manual_operations"] += 1
-        self._answer(operation.request_id, {
+        answer = {
             "op_id": operation.op_id, "member_id": operation.member_id,
             "replayed": bool(effects) and all(effect.replayed for effect in effects),
             "rejected": [effect.reason for effect in effects if effect.kind in REFUSALS],
             "entries": msgspec.to_builtins(entries),
-        })
+        }
+        await self.hub.audit(operation_audit(operation, answer, entries, self.default_mall))
+        self._answer(operation.request_id, answer)
 
     async def _parking(self, key: bytes, request: ParkingSettlement) -> None:
         """A member's car left a car park: free parking or the fee on the card, once per stay."""
@@ -362,6 +423,22 @@ class LoyaltyAgent:
             delivered = await asyncio.to_thread(post_json, conf.webhook_url, event.value, conf.webhook_timeout,
                                                 conf.webhook_attempts, f"notification {event.key!r}")
             self.hub.counters["notifications_delivered" if delivered else "notifications_failed"] += 1
+
+    # -- audit ----------------------------------------------------------------------------
+
+    async def _audit_rules(self) -> None:
+        """Put each rule file content this worker sees in force, and each edit it refused, in the audit log.
+
+        Every worker sees the same file: the records are keyed by content, so each is stored once.
+        """
+        book = self._rule_book()
+        audited_digest, audited_refusal = self._audited
+        if book.version.digest != audited_digest:
+            await self.hub.audit(rules_audit(self.rules, book, audited_digest and self._audited_tag, self.hub))
+            self._audited_tag = book.tag
+        if self.rules.refused_digest and self.rules.refused_digest != audited_refusal:
+            await self.hub.audit(rules_audit(self.rules, book, None, self.hub, refused=True))
+        self._audited = (book.version.digest, self.rules.refused_digest)
 
     # -- event time -----------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ the member without its body): a till may call any worker.
 
     POST /authorise/?member_id=&txn_id=&amount_cents=[&hold_id=][&voucher_id=]
     POST /operations/?member_id=&op_id=&action=adjust|rebate|status&by=&why=[&points=][&strategy_id=][&status=]
-    POST /schedule/?at=2026-12-31T00:00:00+08:00     (scheduled operations at an explicit moment)
+    POST /schedule/?at=2026-12-31T00:00:00+08:00[&by=][&why=]     (scheduled operations at an explicit moment)
+
+Operations and schedule runs are recorded in the audit log (``audit`` topic, ClickHouse ``audit_log``) with
+who (``by``), the API key that sent them, what, when and why.
 
 Answers are JSON. A request the card's worker did not answer within
 ``rules.answer_timeout_s`` is 504; asking again with the same hold or operation id is safe.
@@ -21,7 +24,7 @@ from faust.web import Request, Response, View
 
 from .access import principal_of
 from .app import Hub
-from .records import HoldRequest, ManualOperation
+from .records import AuditRecord, HoldRequest, ManualOperation
 
 
 def _request(kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object):
@@ -74,4 +77,11 @@ def register_loyalty_views(hub: Hub) -> None:
                                  status=400)
             if at.tzinfo is None:
                 return self.json({"error": "at needs a UTC offset"}, status=400)
-            return self.json({"at": at.isoformat(), "partitions": await hub.loyalty.run_schedule(at)})
+            partitions = await hub.loyalty.run_schedule(at)
+            principal = principal_of(request)
+            await hub.audit(AuditRecord(
+                audit_id=f"schedule:{uuid.uuid4().hex}", kind="schedule_run", ts=dt.datetime.now(dt.UTC),
+                who=request.query.get("by") or principal.name, actor=principal.name,
+                what=f"scheduled operations run as of {at.isoformat()} on {partitions} partitions",
+                why=request.query.get("why", ""), outcome="sent"))
+            return self.json({"at": at.isoformat(), "partitions": partitions})

@@ -485,6 +485,32 @@ class ManualOperation(Record, tag="manual_operation"):
     actor: str = ""
 
 
+AuditKind = Literal["manual_operation", "schedule_run", "rules_changed", "rules_refused"]
+
+
+class AuditRecord(Record, tag="audit_record"):
+    """Who did what, when and why: an operation on a card by hand, a schedule run by hand, a rule-file change.
+
+    ``who`` is the person as the request or the rule file names them (the desk's ``by``, the rule file's
+    ``change.by`` or, without it, the file's owner); ``actor`` is what was authenticated (the API key's
+    name) or the worker that saw the change. ``audit_id`` is stable (the operation id, the rule file's
+    content digest), so a record sent again, or by every worker, is stored once.
+    """
+
+    audit_id: Id
+    kind: AuditKind
+    ts: dt.datetime
+    who: str
+    actor: str
+    what: str
+    why: str = ""
+    outcome: str = ""
+    mall_id: str = ""
+    member_id: str | None = None
+    subject: str = ""
+    detail: str = ""
+
+
 class ScheduleTick(Record, tag="schedule_tick"):
     """Event time reaching ``now`` for every card of the partition it is sent to: rebates, expiry, birthdays.
 

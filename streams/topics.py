@@ -30,6 +30,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from .records import (
     Alert,
+    AuditRecord,
     CustomerSnapshot,
     CustomerTick,
     DeadLetter,
@@ -77,6 +78,7 @@ VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
 DEAD_LETTERS = TopicSpec("deadletters", DeadLetter, "dead_letter_id")
 DEVICE_HEALTH = TopicSpec("devices.health", DeviceHealth, "device_id")
 RECEPTION = TopicSpec("reception", ReceptionRecord, "alert_id (staff acknowledgements of alerts, with notes)")
+AUDIT = TopicSpec("audit", AuditRecord, "audit_id (manual operations, schedule runs by hand, rule-file changes)")
 CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the partition whose members it ticks")
 CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
 CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
@@ -93,7 +95,7 @@ FOOTFALL_OUTPUTS = (FOOTFALL_ROLLUPS, FOOTFALL_AREAS, FOOTFALL_DAYS, PARKING_STA
 
 ALL_TOPICS = (
     POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
-    LOYALTY_REJECTS, LOYALTY_REQUESTS, MEMBER_NOTIFICATIONS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, CUSTOMER_TICKS,
+    LOYALTY_REJECTS, LOYALTY_REQUESTS, MEMBER_NOTIFICATIONS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, AUDIT, CUSTOMER_TICKS,
     CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS,
 )
 
@@ -111,7 +113,7 @@ TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_sta
 #: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
 PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
             PARKING_EVENTS, DEVICE_HEALTH, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS, ALERTS, ALERTS_DELIVERED,
-            VIP_VISITS, RECEPTION, CUSTOMER_TICKS, CUSTOMER_SNAPSHOTS)
+            VIP_VISITS, RECEPTION, AUDIT, CUSTOMER_TICKS, CUSTOMER_SNAPSHOTS)
 
 
 class TopicLayoutError(RuntimeError):

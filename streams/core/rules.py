@@ -249,6 +249,13 @@ class GroupGrant(Strict):
         return self
 
 
+class RuleChange(Strict):
+    """Who made this version of the rule file and why: what the audit log records for it."""
+
+    by: str = Field(min_length=1)
+    why: str = ""
+
+
 class Rules(Strict):
     """Everything a rule file holds."""
 
@@ -263,6 +270,7 @@ class Rules(Strict):
     group_grants: list[GroupGrant] = []
     hold_seconds: int = Field(default=120, ge=1, description="an unsettled till authorisation expires after this")
     retention_days: int = Field(default=400, ge=1, description="older receipts are refused as too old")
+    change: RuleChange | None = Field(default=None, description="who changed the file and why, for the audit log")
 
     @model_validator(mode="before")
     @classmethod
@@ -369,6 +377,8 @@ class RuleFile:
     def __init__(self, path: Path | str, first_number: int = 1) -> None:
         self.path = Path(path)
         self.error: ConfigError | None = None
+        #: content digest of the edit :attr:`error` refused
+        self.refused_digest: str | None = None
         self._next_number = first_number
         self._seen: tuple[int, int] | None = None
         self._book: RuleBook | None = None
@@ -391,11 +401,12 @@ class RuleFile:
     def _reload(self, text: str) -> None:
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         if self._book is not None and self._book.version.digest == digest:
+            self.error = self.refused_digest = None  # a refused edit taken back
             return
         try:
             self._book = parse_rules(text, self.path, self._next_number)
         except ConfigError as exc:
-            self.error = exc
+            self.error, self.refused_digest = exc, digest
             return
-        self.error = None
+        self.error = self.refused_digest = None
         self._next_number += 1
