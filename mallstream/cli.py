@@ -71,9 +71,25 @@ def up(ctx: click.Context, demo: bool) -> None:
         with embedded_services(settings):
             click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
                        f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
+            click.echo(_login_help(settings, show_key=demo))
             run_worker(settings, extend=extend, loglevel=ctx.meta["loglevel"])
 
     _run(serve)
+
+
+def _login_help(settings: Settings, show_key: bool) -> str:
+    """How to log in to the board and the API; the demo prints the local admin key itself."""
+    from .auth import KeyStore
+
+    store = KeyStore.of(settings)
+    board = f"http://127.0.0.1:{settings.worker.web_port}/board/"
+    if not settings.auth.local_key:
+        return f"log in to {board} and the API with a key: mallstream keys create --role ... --name ..."
+    key = store.ensure_local_key()
+    where = store.path.with_name("local.key")
+    shown = key if show_key else f"the key in {where}"
+    return (f"log in to {board} as user 'local' with password {shown} (API: 'Authorization: Bearer <key>'); "
+            "keys for staff, tills and devices: mallstream keys create --role ROLE --name NAME")
 
 
 @main.command()
@@ -282,10 +298,12 @@ def loyalty_status(ctx: click.Context, member_id: str, op_id: str, by: str, why:
 
 @loyalty.command("run-schedule")
 @click.option("--at", "at", required=True, help="the moment, with UTC offset: 2026-12-31T00:00:00+08:00")
+@click.option("--by", "by", help="who runs it (default: the key's name), for the audit log")
+@click.option("--why", "why", help="why it is run by hand, for the audit log")
 @click.pass_context
-def loyalty_run_schedule(ctx: click.Context, at: str) -> None:
+def loyalty_run_schedule(ctx: click.Context, at: str, by: str | None, why: str | None) -> None:
     """Run the scheduled operations (rebate runs, expiry, birthdays, reminders) as of an explicit moment."""
-    answer = _post_to_worker(_settings(ctx), "/schedule/", {"at": at})
+    answer = _post_to_worker(_settings(ctx), "/schedule/", {"at": at, "by": by, "why": why})
     click.echo(f"schedule ticks at {answer['at']} sent to {answer['partitions']} partitions")
 
 

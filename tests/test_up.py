@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -31,10 +35,20 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path):
     )
     try:
         deadline = time.monotonic() + 90
+        started, login = up.stdout.readline(), up.stdout.readline()
+        assert started.startswith("mallstream up:"), started
+        # the demo says how to log in to the board: anonymous access stays refused
+        assert f"log in to http://127.0.0.1:{web_port}/board/ as user 'local' with password msk_" in login
+        key = re.search(r"password (msk_\S+)", login)[1]
         while not port_open("127.0.0.1", web_port) and time.monotonic() < deadline:
             assert up.poll() is None, up.stdout.read()
             time.sleep(0.2)
         assert port_open("127.0.0.1", broker_port) and port_open("127.0.0.1", mqtt_port)
+        board = f"http://127.0.0.1:{web_port}/board/"
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(board, timeout=10)
+        login_as_local = {"Authorization": "Basic " + base64.b64encode(f"local:{key}".encode()).decode()}
+        assert urllib.request.urlopen(urllib.request.Request(board, headers=login_as_local), timeout=10).status == 200
         rows = 0
         while rows == 0 and time.monotonic() < deadline:  # the demo's simulated tills reach ClickHouse
             time.sleep(1)
