@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -166,16 +166,16 @@ def server(tmp_path_factory):
         yield ClickHouse(mode="server", host="127.0.0.1", port=port)
 
 
-@pytest.fixture
-def mosquitto() -> Iterator[int]:
-    """A Mosquitto broker of its own on a free port (installed by scripts/setup.sh).
+@contextlib.contextmanager
+def running_mosquitto(arguments: Callable[[int], list[str]]) -> Iterator[int]:
+    """Mosquitto (installed by scripts/setup.sh) on a free port, started with ``arguments(port)``; stopped on exit.
 
     A port found free can be taken by another process before Mosquitto binds it; then
     Mosquitto exits while the port still answers, so a dead broker means another try.
     """
     for _ in range(5):
         port = free_port()
-        process = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL,
+        process = subprocess.Popen(["/usr/sbin/mosquitto", *arguments(port)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         assert wait_for_port("127.0.0.1", port)
         time.sleep(0.2)
@@ -183,9 +183,18 @@ def mosquitto() -> Iterator[int]:
             break
     else:
         pytest.fail("Mosquitto did not start on any of 5 free ports")
-    yield port
-    process.terminate()
-    process.wait()
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[int]:
+    """A Mosquitto broker of its own on a free port."""
+    with running_mosquitto(lambda port: ["-p", str(port)]) as port:
+        yield port
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ import pytest
 from mallstream.devices.bridges import MqttBridge, start_bridges
 from mallstream.devices.gateway import Gateway
 from mallstream.devices.spool import Spool
-from mallstream.services import mosquitto_password_line, wait_for_port
+from mallstream.services import mosquitto_password_line
 from mallstream.settings import AlertDelivery, Device, Kafka, Mall, Mqtt, Settings
 from mallstream.simulators.rfid_frames import zebra_payload, zebra_tag_event
 from mallstream.sinks.alerts import AlertPublisher
 from mallstream.streams.records import Alert
 from mallstream.transports import mqtt_client
-from tests.conftest import free_port
+from tests.conftest import free_port, running_mosquitto
 from tests.test_gateway import consume, tag, until
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,19 +65,18 @@ def test_ca(tmp_path_factory) -> Authority:
 @pytest.fixture
 def tls_mosquitto(test_ca: Authority, tmp_path: Path):
     """Mosquitto on a free port: TLS only, with the test CA's server certificate, and one user with a password."""
-    port = free_port()
     passwords = tmp_path / "mosquitto.passwd"
     passwords.write_text(mosquitto_password_line(USER, PASSWORD))
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\ncafile {test_ca.ca}\ncertfile {test_ca.server_cert}\n"
-                    f"keyfile {test_ca.server_key}\nallow_anonymous false\npassword_file {passwords}\n"
-                    f"persistence false\nuser {getpass.getuser()}\n")  # as root it would become user mosquitto
-    process = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    assert wait_for_port("127.0.0.1", port)
-    yield port
-    process.terminate()
-    process.wait()
+
+    def configured(port: int) -> list[str]:
+        conf = tmp_path / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\ncafile {test_ca.ca}\ncertfile {test_ca.server_cert}\n"
+                        f"keyfile {test_ca.server_key}\nallow_anonymous false\npassword_file {passwords}\n"
+                        f"persistence false\nuser {getpass.getuser()}\n")  # as root it would become user mosquitto
+        return ["-c", str(conf)]
+
+    with running_mosquitto(configured) as port:
+        yield port
 
 
 def broker_settings(port: int, ca: Path | None) -> Mqtt:
