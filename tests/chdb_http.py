@@ -16,10 +16,12 @@ multipart bodies (external data, ``form_encode_query_params``) and
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import zlib
@@ -115,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive, as urllib3's pool expects
     engine: ChdbEngine
+    #: (user, password) every query must carry as basic auth; None: anyone
+    login: tuple[str, str] | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -148,6 +152,9 @@ class Handler(BaseHTTPRequestHandler):
         return DECOMPRESS[encoding](body)
 
     def _execute(self, with_body: bool) -> None:
+        if self.login is not None and self.headers.get("Authorization") != _basic(*self.login):
+            body = b"Code: 516. DB::Exception: mallstream: Authentication failed: password is incorrect. (AUTHENTICATION_FAILED)\n"
+            return self._reply(401, body, {"X-ClickHouse-Exception-Code": "516"})
         url = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         params = {k[6:]: v for k, v in url.items() if k.startswith("param_")}
         settings = {k: v for k, v in url.items() if k not in TRANSPORT and not k.startswith("param_")}
@@ -194,12 +201,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 @contextmanager
-def serve_chdb(path: Path, port: int) -> Iterator[None]:
-    """Serve the chdb directory ``path`` as ClickHouse HTTP on 127.0.0.1:``port`` while the block runs."""
+def serve_chdb(path: Path, port: int, tls: ssl.SSLContext | None = None,
+               login: tuple[str, str] | None = None) -> Iterator[None]:
+    """Serve the chdb directory ``path`` as ClickHouse HTTP on 127.0.0.1:``port`` while the block runs.
+
+    ``tls``: a server context, for HTTPS; ``login``: the user and password every query must carry.
+    """
     engine = ChdbEngine(path)
-    handler = type("BoundHandler", (Handler,), {"engine": engine})
+    handler = type("BoundHandler", (Handler,), {"engine": engine, "login": login})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name=f"chdb-http-{port}", daemon=True)
     thread.start()

@@ -226,3 +226,33 @@ def test_a_sasl_protocol_without_a_user_is_a_config_error(tmp_path):
     config.write_text("malls: [{id: m}]\nkafka: {security_protocol: SASL_SSL}\n")
     with pytest.raises(ConfigError, match="kafka: Value error, security_protocol SASL_SSL needs sasl_username"):
         load(config)
+
+
+def test_clickhouse_over_https_with_a_password_from_a_file(test_ca, tmp_path, monkeypatch):
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    from mallstream.settings import ClickHouse
+    from mallstream.sinks.warehouse import open_warehouse
+    from tests.chdb_http import serve_chdb
+
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(test_ca.server_cert, test_ca.server_key)
+    password = tmp_path / "clickhouse-password"
+    password.write_text("ch-secret\n")
+    monkeypatch.delenv("MALLSTREAM_CLICKHOUSE_PASSWORD", raising=False)
+    monkeypatch.setenv("MALLSTREAM_CLICKHOUSE_PASSWORD_FILE", str(password))
+    port = free_port()
+    config = ClickHouse(mode="server", port=port, secure=True, ca_file=test_ca.ca, username="mallstream")
+    with serve_chdb(tmp_path / "db", port, tls=server_side, login=("mallstream", "ch-secret")):
+        warehouse = open_warehouse(config)
+        try:
+            assert 11 in warehouse.migrate()  # the schema, audit log included, over HTTPS
+            assert warehouse.query("SELECT count() FROM {db}.audit_log")[1] == [(0,)]
+        finally:
+            warehouse.close()
+        monkeypatch.setenv("MALLSTREAM_CLICKHOUSE_PASSWORD_FILE", str(tmp_path / "nowhere"))
+        monkeypatch.setenv("MALLSTREAM_CLICKHOUSE_PASSWORD", "wrong")
+        with pytest.raises(DatabaseError, match="Authentication failed"):
+            open_warehouse(config).query("SELECT 1")
+        with pytest.raises(OperationalError, match="CERTIFICATE_VERIFY_FAILED"):
+            open_warehouse(config.model_copy(update={"ca_file": None})).query("SELECT 1")
