@@ -73,6 +73,13 @@ def post_ack(worker: WorkerProcess, alert_id: str, body: dict, headers: dict[str
         return error.code, json.loads(error.read())
 
 
+def logged_in_page(browser, worker: WorkerProcess, **options):
+    """A browser page whose staff logged in with a key as the password of basic auth: the browser asks once,
+    then sends it along (here: the worker's local admin key)."""
+    key = worker.headers["Authorization"].removeprefix("Bearer ")
+    return browser.new_page(http_credentials={"username": "local", "password": key}, **options)
+
+
 def rows(config: Path, query: str) -> list[dict]:
     return [json.loads(line) for line in cli(config, "sql", query, "--format", "json").stdout.splitlines() if line]
 
@@ -136,10 +143,7 @@ def test_the_board_shows_an_arrival_as_it_happens_and_an_acknowledge_click_recor
         broker, mosquitto, tmp_path, browser):
     config, settings = board_hub(tmp_path, broker, mosquitto)
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
-        # staff log in with a key as the password of basic auth: the browser asks once, then sends it along
-        key = worker.headers["Authorization"].removeprefix("Bearer ")
-        page = browser.new_page(viewport={"width": 900, "height": 420},
-                                http_credentials={"username": "local", "password": key})
+        page = logged_in_page(browser, worker, viewport={"width": 900, "height": 420})
         page.goto(f"http://127.0.0.1:{worker.port}/board/")
         page.wait_for_selector("#status[data-state=live]")
         assert page.locator("#alerts > li").count() == 0

@@ -16,7 +16,7 @@ import pytest
 
 from mallstream.streams.records import RfidRead
 from tests.conftest import WorkerProcess, free_port
-from tests.test_board import MEMBERS, board_hub, wait_for
+from tests.test_board import MEMBERS, board_hub, logged_in_page, wait_for
 from tests.test_device_pipeline import gateway_with_devices
 from tests.test_vip_pipeline import AlertScreen
 
@@ -43,7 +43,7 @@ def test_serial_and_mqtt_reader_reads_become_alerts_on_mqtt_and_on_the_board_wit
     try:
         assert screen.subscribed.wait(30)
         with WorkerProcess(config, tmp_path / "worker.log") as worker, gateway_with_devices(settings) as emulators:
-            page = browser.new_page(viewport={"width": 900, "height": 520})
+            page = logged_in_page(browser, worker, viewport={"width": 900, "height": 520})
             page.goto(f"http://127.0.0.1:{worker.port}/board/")
             page.wait_for_selector("#status[data-state=live]")
 
