@@ -27,6 +27,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import socket
@@ -39,6 +40,8 @@ from typing import Protocol, get_args
 import msgspec
 
 from .settings import KEYS_FILE_ENV, Auth, Role, Settings, read_secret
+
+log = logging.getLogger(__name__)
 
 #: Every role and what it may do. Counter staff can be limited to zones (their counters).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -170,7 +173,11 @@ class KeyStore:
         except FileNotFoundError:
             seen = None
         if seen != self._seen:
-            self._by_digest = {record.sha256: record for record in self.records()}
+            try:
+                self._by_digest = {record.sha256: record for record in self.records()}
+            except ValueError as exc:  # a damaged file admits nobody, rather than whoever it admitted before
+                log.error("%s; every key is refused until it is repaired", exc)
+                self._by_digest = {}
             self._seen = seen
 
     # -- changing -----------------------------------------------------------------------------
@@ -318,6 +325,11 @@ def command_key(settings: Settings) -> str | None:
     with contextlib.suppress(OSError):
         return KeyStore.of(settings).path.with_name(LOCAL_KEY_FILE).read_text().strip() or None
     return None
+
+
+#: What the command adds when a worker refuses it for want of a key.
+NO_KEY_HINT = (f"the worker wants an API key: set ${API_KEY_ENV} (mallstream keys create), or run as the user "
+               "whose worker keeps local.key beside the keys file")
 
 
 def command_headers(settings: Settings) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .auth import ROLES
+from .auth import NO_KEY_HINT, ROLES
 from .cli_common import LOCAL_TIMES, load_settings, pick_mall
 from .reports import AREA_LEVELS, FORMATS, INTERVALS, PERIODS, VISITOR_LEVELS
 from .settings import ConfigError, Settings
@@ -116,7 +116,8 @@ def gateway(ctx: click.Context) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     conf = settings.gateway
-    click.echo(f"mallstream gateway: push endpoints on {conf.http_host}:{conf.http_port}, spool {conf.spool_path}")
+    click.echo(f"mallstream gateway: push endpoints on {conf.http_host}:{conf.http_port} (device keys from "
+               f"{settings.auth.keys_path()}), spool {conf.spool_path}")
     try:
         run_gateway(settings, stop)
     except BridgeConfigError as exc:
@@ -216,6 +217,8 @@ def member(ctx: click.Context, member_id: str, as_of: str | None) -> None:
             click.echo(response.read().decode())
     except urllib.error.HTTPError as exc:
         click.echo(exc.read().decode(), err=True)
+        if exc.code == 401:
+            click.echo(NO_KEY_HINT, err=True)
         sys.exit(1)
     except urllib.error.URLError:
         click.echo(f"mallstream: no worker answers on port {settings.worker.web_port}; start `mallstream up`", err=True)
@@ -236,6 +239,8 @@ def _post_to_worker(settings: Settings, path: str, params: dict[str, object]) ->
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         click.echo(exc.read().decode(), err=True)
+        if exc.code == 401:
+            click.echo(NO_KEY_HINT, err=True)
     except urllib.error.URLError:
         click.echo(f"mallstream: no worker answers on port {settings.worker.web_port}; start `mallstream up`", err=True)
     sys.exit(1)

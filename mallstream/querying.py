@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 
-from .auth import command_headers
+from .auth import NO_KEY_HINT, command_headers
 from .services import port_open
 from .settings import Settings
 
@@ -75,9 +75,10 @@ def _ask_worker(settings: Settings, query: str, fmt: str) -> bytes:
 def _error(exc: urllib.error.HTTPError) -> str:
     body = exc.read()
     try:
-        return json.loads(body).get("error") or body.decode()
+        message = json.loads(body).get("error") or body.decode()
     except ValueError:
-        return f"{exc.code} {exc.reason}"
+        message = f"{exc.code} {exc.reason}"
+    return f"{message}; {NO_KEY_HINT}" if exc.code == 401 else message
 
 
 #: A trailing ``SETTINGS a = 1, b = 0`` clause, which the worker takes as a field of its own.

@@ -248,3 +248,15 @@ def test_the_command_quotes_a_member_id_so_it_cannot_reach_another_endpoint(secu
     result = cli(worker.config, "member", "../stats", check=False)
     assert result.returncode == 1 and "counters" not in result.stdout + result.stderr
     assert urllib.parse.quote("../stats", safe="") == "..%2Fstats"
+
+
+def test_the_command_takes_its_key_from_the_environment_and_says_what_to_do_without_one(secured, monkeypatch):
+    worker, _, keys = secured
+    monkeypatch.setenv("MALLSTREAM_API_KEY", keys["analyst"])
+    assert cli(worker.config, "sql", "SELECT 1 AS one").stdout.splitlines() == ["one", "1"]
+    refused = cli(worker.config, "member", "M000001", check=False)  # an analyst may not read members
+    assert refused.returncode == 1 and "role analyst may not" in refused.stderr
+    monkeypatch.setenv("MALLSTREAM_API_KEY", "msk_wrong")
+    refused = cli(worker.config, "sql", "SELECT 1", check=False)
+    assert refused.returncode == 1 and "unknown or revoked API key" in refused.stderr
+    assert "set $MALLSTREAM_API_KEY" in refused.stderr
