@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mallstream.privacy import Pseudonym
 from mallstream.replay import wait_until_processed
 from mallstream.settings import load
 from mallstream.simulators.mallday import STAFF_EPC_PREFIX, FaultKnobs, GroundTruth, MallDay, record
@@ -111,7 +112,7 @@ def test_visitors_dwell_conversion_and_parking_equal_the_truth_with_late_and_re_
         days = sql(config, "SELECT key, dwell_littles_s, dwell_matched_s, residual FROM {db}.area_days")
         late_counts = sql(config, "SELECT count() AS n FROM {db}.footfall_rollups WHERE late AND "
                                   "(visitors_in != 0 OR visitors_out != 0 OR staff_in != 0 OR staff_out != 0)")
-        stays = sql(config, "SELECT plate, car_park_id, toUnixTimestamp64Milli(entry) AS entry, "
+        stays = sql(config, "SELECT plate_hash, car_park_id, toUnixTimestamp64Milli(entry) AS entry, "
                             "toUnixTimestamp64Milli(exit) AS exit FROM {db}.parking_stays")
         occupancy = sql(config, "SELECT toUnixTimestamp64Milli(ts) AS ts, occupancy FROM {db}.parking_occupancy "
                                 "ORDER BY ts, event_id")
@@ -136,8 +137,10 @@ def test_visitors_dwell_conversion_and_parking_equal_the_truth_with_late_and_re_
     def millis(iso: str) -> int:
         return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
 
-    assert sorted((s["plate"], s["car_park_id"], int(s["entry"]), int(s["exit"])) for s in stays) == sorted(
-        (t["plate"], t["car_park"], millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays)
+    # plates are stored as the keyed hash the worker made with the hub's key
+    hashed = Pseudonym.of(settings)
+    assert sorted((s["plate_hash"], s["car_park_id"], int(s["entry"]), int(s["exit"])) for s in stays) == sorted(
+        (hashed(t["plate"]), t["car_park"], millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays)
     true_stays = [(millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays]
     assert len(occupancy) == 2 * len(true_stays)
     # occupancy follows the gate events as they arrive: while a late one is on its way it is one car off,
