@@ -431,7 +431,7 @@ class LoyaltyAgent:
 
         Every worker sees the same file: the records are keyed by content, so each is stored once.
         """
-        book = self._rule_book()
+        book = self.rule_book()
         audited_digest, audited_refusal = self._audited
         if book.version.digest != audited_digest:
             await self.hub.audit(rules_audit(self.rules, book, audited_digest and self._audited_tag, self.hub))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from mallstream.privacy import Pseudonym
 from mallstream.replay import wait_until_processed
 from mallstream.settings import load
 from tests.conftest import TEST_RULES, WorkerProcess, cli, write_config
@@ -98,10 +99,10 @@ def test_members_park_free_on_the_days_spend_or_pay_from_the_card_and_others_pay
                + [gate("沪C55555", "entry", "11:00")]
                + [gate(plate, "exit", "11:30") for plate in cars] + [gate("沪C55555", "exit", "11:20")])
         entries = sql(config, LEDGER)
-        stays = {row["plate"]: row for row in sql(config, "SELECT plate, member_id, toString(fee) AS fee "
-                                                          "FROM {db}.parking_stays")}
-        charges = {row["plate"]: row for row in sql(config, """
-            SELECT plate, fee_cents, waived_cents, charged_cents, free_reason, paid_with, points_spent, note
+        stays = {row["plate_hash"]: row for row in sql(config, "SELECT plate_hash, member_id, toString(fee) AS fee "
+                                                               "FROM {db}.parking_stays")}
+        charges = {row["plate_hash"]: row for row in sql(config, """
+            SELECT plate_hash, fee_cents, waived_cents, charged_cents, free_reason, paid_with, points_spent, note
             FROM {db}.parking_charges SETTINGS output_format_json_quote_64bit_integers = 0""")}
         saver = json.loads(cli(config, "member", "M-saver").stdout)["balances"]
         report = json.loads(cli(config, "report", "parking", "--from", DAY, "--to", "2026-11-24",
@@ -129,15 +130,20 @@ def test_members_park_free_on_the_days_spend_or_pay_from_the_card_and_others_pay
         ("parking-2026", 1, "P-B2", DAY)}
     assert saver == {"points": 1550 - 1000, "stored_value_cents": 0}
 
-    assert {plate: (row["member_id"], row["fee"]) for plate, row in stays.items()} == {
-        "沪AD00001": ("M-spender", None), "沪AF00002": ("M-saver", None), "沪A D00003": ("M-short", None),
-        "沪B12345": ("", "10"), "沪C55555": ("", "0")}
-    assert {plate: (row["fee_cents"], row["waived_cents"], row["charged_cents"], row["paid_with"])
-            for plate, row in charges.items()} == {
-        "沪AD00001": (1000, 1000, 0, ""), "沪AF00002": (1000, 0, 1000, "points"), "沪A D00003": (1000, 0, 1000, "cash"),
-        "沪B12345": (1000, 0, 1000, "cash"), "沪C55555": (0, 0, 0, "")}
-    assert charges["沪AD00001"]["free_reason"] == "same-day spend 25000 >= 20000 cents"
-    assert charges["沪AF00002"]["points_spent"] == 1000 and charges["沪A D00003"]["note"].startswith("paid cash")
+    # ClickHouse knows the cars by the keyed hash of their plates (the hub's key), never by the plates
+    plate = Pseudonym.of(settings)
+    assert {key: (row["member_id"], row["fee"]) for key, row in stays.items()} == {
+        plate("沪AD00001"): ("M-spender", None), plate("沪AF00002"): ("M-saver", None),
+        plate("沪A D00003"): ("M-short", None), plate("沪B12345"): ("", "10"), plate("沪C55555"): ("", "0")}
+    assert {key: (row["fee_cents"], row["waived_cents"], row["charged_cents"], row["paid_with"])
+            for key, row in charges.items()} == {
+        plate("沪AD00001"): (1000, 1000, 0, ""), plate("沪AF00002"): (1000, 0, 1000, "points"),
+        plate("沪A D00003"): (1000, 0, 1000, "cash"), plate("沪B12345"): (1000, 0, 1000, "cash"),
+        plate("沪C55555"): (0, 0, 0, "")}
+    assert charges[plate("沪AD00001")]["free_reason"] == "same-day spend 25000 >= 20000 cents"
+    assert charges[plate("沪AF00002")]["points_spent"] == 1000
+    assert charges[plate("沪A D00003")]["note"].startswith("paid cash")
+    assert not any("沪" in entry["entry_id"] for entry in entries), "a stay id names its plate: stored hashed"
 
     [eleven] = [row for row in report if row["interval_start"].startswith(f"{DAY} 11:00") and row["car_park"] == "P-B2"]
     assert (eleven["exits"], eleven["fees"], eleven["free_exits"], eleven["waived"]) == (5, 30, 1, 10)
