@@ -276,15 +276,18 @@ class Gatekeeper:
         self.refused: Counter = Counter() if counters is None else counters
 
     def presented(self, headers: Mapping[str, str]) -> str | None:
-        """The key a request carries: bearer token, basic-auth password, or the secret header."""
+        """The key a request carries: bearer token, basic-auth password, or the secret header.
+
+        None when it carries none; a malformed one is an empty key, refused as wrong, never taken as none.
+        """
         scheme, _, value = (headers.get("Authorization") or "").strip().partition(" ")
         if scheme.lower() == "bearer":
-            return value.strip() or None
+            return value.strip()
         if scheme.lower() == "basic":
             try:
-                return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2] or None
+                return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
             except (binascii.Error, UnicodeDecodeError):
-                return None
+                return ""
         return (headers.get(self.secret_header) or "").strip() or None
 
     def principal(self, headers: Mapping[str, str]) -> Principal:

@@ -70,8 +70,9 @@ def test_a_key_is_taken_as_bearer_token_basic_auth_password_or_secret_header(tmp
     assert gate.refused == {"auth_refused_401": 3, "auth_refused_403": 1}
     anonymous = Gatekeeper(store, Auth(anonymous_role="kiosk"))
     assert anonymous.admit({}, ("member_by_card",)).role == "kiosk"
-    with pytest.raises(Refused):  # a wrong key is still wrong
-        anonymous.admit({"X-Api-Key": "x"}, ("member_by_card",))
+    for wrong in ({"X-Api-Key": "x"}, {"Authorization": "Basic !!!"}, {"Authorization": "Bearer"}):
+        with pytest.raises(Refused):  # a wrong or malformed key is still wrong, not anonymous
+            anonymous.admit(wrong, ("member_by_card",))
 
 
 def test_the_keys_command_prints_a_key_once_and_lists_and_revokes_without_showing_it(tmp_path):
