@@ -105,8 +105,7 @@ def naive_app(settings: Settings) -> faust.App:
             key = gate_event.car_park_id.encode()
             stored = parking_states.get(key)
             state = parking_from_bytes(stored) if stored else ParkingState()
-            parking_states[key] = parking_to_bytes(
-                apply_parking_event(state, gate_event, gate_event.ts, parking_layout, None)[0])
+            parking_states[key] = parking_to_bytes(apply_parking_event(state, gate_event, gate_event.ts, parking_layout)[0])
 
     return app
 
