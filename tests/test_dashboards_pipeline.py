@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import time
 import urllib.request
 from collections import defaultdict
@@ -22,7 +21,6 @@ from mallstream.churn_fit import FittedParams, fit_from_histories, save_params
 from mallstream.dashboards.check import panel_results
 from mallstream.dashboards.grafana import DASHBOARDS_DIR, PROVISIONING, read_boards
 from mallstream.replay import wait_until_processed
-from mallstream.services import wait_for_port
 from mallstream.settings import Mall, load
 from mallstream.simulators import mallday
 from mallstream.simulators.members import vip_members
@@ -30,7 +28,7 @@ from mallstream.simulators.purchases import CHINA, PurchaseSimulation, receipts,
 from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.master_data import write_master_data
 from mallstream.streams.records import PosLine, PosTransaction, Record, Tender, encode
-from tests.conftest import NOIDA, REPO, WorkerProcess, cli, free_port, write_config
+from tests.conftest import REPO, WorkerProcess, cli, running_broker, running_mosquitto, write_config
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(240)]
 
@@ -112,15 +110,9 @@ def hub(tmp_path_factory) -> Path:
     The worker keeps running and answers the tests' queries: opening chdb again and again in the test
     process leaks file descriptors until select() (paho, pyserial) fails in the tests that follow."""
     tmp = tmp_path_factory.mktemp("dashboards")
-    kafka, mqtt = free_port(), free_port()
-    subprocess.run([NOIDA, "up", "--only", "kafka", "--kafka-port", str(kafka), "--data-dir", str(tmp / "broker")],
-                   check=True, capture_output=True)
-    mosquitto = subprocess.Popen(["/usr/sbin/mosquitto", "-p", str(mqtt)], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-    try:
-        assert wait_for_port("127.0.0.1", kafka) and wait_for_port("127.0.0.1", mqtt)
+    with running_broker(tmp / "broker") as bootstrap, running_mosquitto(lambda port: ["-p", str(port)]) as mqtt:
         members = tmp / "members.csv"
-        config = write_config(tmp, f"127.0.0.1:{kafka}", mqtt={"mode": "external", "port": mqtt},
+        config = write_config(tmp, bootstrap, mqtt={"mode": "external", "port": mqtt},
                               members={"source": str(members)}, rules={"file": str(RULES)},
                               customers={"params_file": str(churn_params(tmp / "bgnbd.json")), "tick_every_days": 7,
                                          "timer_seconds": 0.2, "pyramid_seconds": 1.0})
@@ -137,14 +129,10 @@ def hub(tmp_path_factory) -> Path:
             cli(config, "replay", str(write_events(tmp / "back.jsonl", members_come_back(config, mall))), "--wait")
             [arrival] = sql_rows(config, "SELECT alert_id FROM {db}.alerts WHERE kind = 'vip_arrival' ORDER BY ts LIMIT 1")
             acknowledge(worker, arrival["alert_id"], {"staff_id": "S-17", "note_kind": "request",
-                                                           "note": "a table at the tea room"})
+                                                      "note": "a table at the tea room"})
             time.sleep(2)  # the last ticks and a pyramid recompute after the last receipt
             assert wait_until_processed(settings, timeout=60, progress=False)
             yield config
-    finally:
-        mosquitto.terminate()
-        mosquitto.wait()
-        subprocess.run([NOIDA, "down", "--data-dir", str(tmp / "broker")], capture_output=True)
 
 
 def test_every_panel_of_every_dashboard_runs_and_returns_rows(hub):
