@@ -4,7 +4,8 @@
 every agent, table and sink; (e) the wall time of that replay, from the first event sent to
 every event stored; (f) the worker's peak RSS; (g) the same recorded day through the naive
 faust app of ``mallstream.bench_naive`` and the ratio; (c) VIP alert latency under load
-(``mallstream.bench_vip_latency``). Each part starts a throwaway noida-db broker of its own.
+(``mallstream.bench_vip_latency``); receipt-to-ledger and till authorisation latency
+(``mallstream.bench_loyalty``). Each part starts a throwaway noida-db broker of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import bench_loyalty
 from .bench_vip_latency import bench_vip_latency, scratch_config
 from .replay import replay, wait_until_processed
 from .services import embedded_services, wait_for_port
@@ -126,7 +128,7 @@ def bench_day(visitors: int, naive: bool) -> dict[str, WorkerRun]:
     return runs
 
 
-def run(visitors: int, naive: bool = True, vip_latency: bool = True) -> list[tuple[str, str]]:
+def run(visitors: int, naive: bool = True, vip_latency: bool = True, loyalty: bool = True) -> list[tuple[str, str]]:
     runs = bench_day(visitors, naive)
     hub = runs["hub"]
     figures = [
@@ -149,4 +151,6 @@ def run(visitors: int, naive: bool = True, vip_latency: bool = True) -> list[tup
              f"{latency['gateway_to_mqtt']['p50_ms']}"),
             ("(c) VIP alert p99 ms", f"{latency['gateway_to_mqtt']['p99_ms']}"),
         ]
+    if loyalty:
+        figures += bench_loyalty.run()
     return figures

@@ -3,7 +3,8 @@
 ``bench_authorisation``: sequential ``POST /authorise/`` calls (each placing a 1-cent hold),
 timed at the caller, HTTP included. ``bench_receipt_latency``: receipts produced at a steady
 rate straight to ``pos.transactions``; the time from each send to the first of its entries
-on the ``ledger`` topic.
+on the ``ledger`` topic. ``run`` (``python -m mallstream.bench_loyalty``, and a part of
+``mallstream bench --e2e``) takes both through a fresh broker and worker.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -97,3 +103,70 @@ def bench_receipt_latency(settings: Settings, count: int, per_second: float, mem
     if missing:
         raise RuntimeError(f"{missing} receipts reached no ledger entry within 60 s")
     return percentiles([(seen[txn] - sent[txn]) * 1000 for txn in sent])
+
+
+def _until_serving(port: int, headers: dict[str, str], timeout: float = 60) -> None:
+    """Until the worker holds its partitions, card requests are 503 (try again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            authorise(port, headers, member_id="nobody", txn_id="probe", amount_cents=1)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (503, 504) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def _desk(config: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(config), "loyalty", *args,
+                    "--by", "bench", "--why", "bench float"], check=True, capture_output=True)
+
+
+def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300) -> list[tuple[str, str]]:
+    """Issue 3's latency figures through a fresh broker and worker: receipt to ledger, and till authorisation
+    while those receipts flow (a member given 100.00 of stored value first, through the service desk)."""
+    from .bench_e2e import _start, _stop
+    from .bench_vip_latency import scratch_config
+    from .services import embedded_services
+    from .settings import load
+    from .streams.topics import ensure_topics
+    from .auth import command_headers
+
+    with tempfile.TemporaryDirectory(prefix="bench-loyalty-") as scratch:
+        directory = Path(scratch)
+        members = directory / "members.csv"
+        members.write_text("member_id,tier,name,epc,birthday\nbench-till,standard,Till,,\n")
+        config = scratch_config(directory, members)
+        settings = load(config)
+        with embedded_services(settings):
+            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
+                          settings.kafka.replication_factor, settings.worker.app_id)
+            worker = _start([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
+                            directory / "worker.log", settings)
+            try:
+                headers, port = command_headers(settings), settings.worker.web_port
+                _until_serving(port, headers)
+                _desk(config, "adjust", "bench-till", "--points", "10000", "--op-id", "bench-points")
+                _desk(config, "rebate", "bench-till", "--strategy", "desk-5000", "--points", "10000",
+                      "--op-id", "bench-rebate")
+                answers: dict[str, dict[str, float]] = {}
+                tills = threading.Thread(target=lambda: answers.update(
+                    auth=bench_authorisation(port, "bench-till", authorisations, headers)))
+                tills.start()
+                ledger = bench_receipt_latency(settings, receipts, per_second)
+                tills.join()
+            finally:
+                _stop(worker)
+    auth = answers["auth"]
+    return [
+        (f"(loyalty) receipt to ledger p50 ms, {per_second:,.0f} receipts/s", f"{ledger['p50_ms']}"),
+        ("(loyalty) receipt to ledger p99 ms", f"{ledger['p99_ms']}"),
+        ("(loyalty) till authorisation p50 ms, meanwhile", f"{auth['p50_ms']}"),
+        ("(loyalty) till authorisation p99 ms", f"{auth['p99_ms']}"),
+    ]
+
+
+if __name__ == "__main__":
+    for name, figure in run():
+        print(f"{name:<56} {figure:>12}")

@@ -177,9 +177,11 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
     assert card["balances"]["stored_value_cents"] == 4000 and card["holds"] == []  # settled
     assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-3", amount_cents=4001)["approved"]
 
-    figures = bench_authorisation(worker.port, "M-till", 300, worker.headers)
-    print(f"\nauthorisation through the worker: {figures}")
-    assert figures["p99_ms"] < 250  # target 50 ms; generous here, as the machine is shared
+    # fifty 1-cent holds in a row all count against the balance (latency figures: python -m mallstream.bench_loyalty)
+    bench_authorisation(worker.port, "M-till", 50, worker.headers)
+    assert len(member(hub_config, "M-till")["holds"]) == 50
+    assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-4", amount_cents=3951)["approved"]
+    assert authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-5", amount_cents=3950)["approved"]
 
 
 def test_schedule_gives_birthday_gift_and_expiry_reminders_and_churn_signals_grant_retention_offers(desk, webhook):
