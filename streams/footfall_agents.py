@@ -8,10 +8,7 @@
                                                                   loyalty.requests (a member's car left: settle it)
 
 A mall's footfall state depends on all its counters, readers and tills, so their events
-are re-keyed by mall onto one topic and one worker holds the state. Each router sends
-what it read in one batch as one message per mall (a message per event cost more in faust
-than the core spends on it); the parking agent writes its state and sends its occupancy
-rows once per such message. The core needs an
+are re-keyed by mall onto one topic and one worker holds the state. The core needs an
 event-time clock: each router also sends :class:`FootfallMark` records saying how far its
 input partition has got, and the agent's clock is the least over the busy inputs (see
 :class:`SourceClock`), so an input read faster than another does not make the other's
@@ -33,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -46,7 +43,6 @@ from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch
 from .core.footfall_layout import FootfallLayout
 from .core.occupancy import AreaDay
 from .core.parking import (
-    OccupancyBatch,
     ParkingLayout,
     ParkingOccupancy,
     ParkingState,
@@ -58,10 +54,8 @@ from .core.parking_fees import at_exit
 from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
 from .records import (
     Alert,
-    FootfallBatch,
     FootfallMark,
     FootfallTick,
-    ParkingBatch,
     ParkingEvent,
     PosTransaction,
     Record,
@@ -75,11 +69,8 @@ if TYPE_CHECKING:
     from .app import Hub
     from .master_data import MasterData
 
-#: What travels on footfall.by_mall: the routers' batches, and the timer's marks.
-ByMall = FootfallBatch | FootfallMark
-#: A router sends on what it read as one message per mall per batch of this many events, or this old.
-ROUTE_BATCH = 1000
-ROUTE_WITHIN_S = 0.1
+#: What travels on footfall.by_mall.
+ByMall = FootfallTick | RfidRead | PosTransaction | FootfallMark
 #: An input partition whose router said nothing this long (wall clock) no longer holds a mall's clock back.
 SILENT_SOURCE_S = 60.0
 #: A router marks its progress each time its event time moves on by this much.
@@ -173,40 +164,24 @@ class FootfallAgents:
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
-    async def _route(self, stream: faust.StreamT, stage: str,
-                     pick: Callable[[faust.types.EventT], tuple[str | None, Record, float | None, bool]]) -> None:
-        """Route a batch of events at a time: one :class:`FootfallBatch` per mall, in reading order.
-
-        ``pick`` says of one event its mall, the record, its event time (None: it does not
-        mark how far its input has got) and whether it matters to the mall's counts.
-        """
+    async def _forward(self, event: faust.types.EventT, mall_id: str | None, record: Record, moment: float,
+                       relevant: bool) -> None:
+        """Send ``record`` on to its mall if it matters there, and mark how far this input partition has got."""
+        if mall_id is None or mall_id not in self.layouts:
+            self.hub.counters["footfall_unknown_mall"] += 1
+            return
         by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
-        async for events in stream.take_events(ROUTE_BATCH, within=ROUTE_WITHIN_S):
-            batches: dict[str, list] = {}
-            for event in events:
-                async with self.hub.dead_letter_on_failure(event, stage):
-                    mall_id, record, moment, relevant = pick(event)
-                    if mall_id is None or mall_id not in self.layouts:
-                        self.hub.counters["footfall_unknown_mall"] += 1
-                        continue
-                    items = batches.setdefault(mall_id, [])
-                    if relevant:
-                        items.append(record)
-                    if moment is not None:
-                        items += self._marks(event, mall_id, record, moment)
-            for mall_id, items in batches.items():
-                if items:
-                    await by_mall.send(key=mall_id.encode(), value=encode(FootfallBatch(items)))
-
-    def _marks(self, event: faust.types.EventT, mall_id: str, record: Record, moment: float) -> list[FootfallMark]:
-        """Note how far this input partition has got; a mark for the mall once its time moved on enough."""
+        key = mall_id.encode()
+        if relevant:
+            await by_mall.send(key=key, value=encode(record))
         message = event.message
         source = f"{message.topic}:{message.partition}"
         self._read_to[TP(message.topic, message.partition)] = message.offset
-        if moment < self._marked.get((source, mall_id), float("-inf")) + MARK_EVERY_S:
-            return []
-        self._marked[(source, mall_id)] = moment
-        return [FootfallMark(mall_id=mall_id, ts=record.ts, source=source)]  # type: ignore[attr-defined]
+        marked = self._marked.get((source, mall_id), float("-inf"))
+        if moment >= marked + MARK_EVERY_S:
+            self._marked[(source, mall_id)] = moment
+            mark = FootfallMark(mall_id=mall_id, ts=record.ts, source=source)  # type: ignore[attr-defined]
+            await by_mall.send(key=key, value=encode(mark))
 
     async def _mark_caught_up(self) -> None:
         """Tell every mall which of this worker's input partitions have nothing more to read."""
@@ -226,30 +201,29 @@ class FootfallAgents:
                 mark = FootfallMark(mall_id=mall_id, ts=_utc(max(moment, 0.0)), source=source, caught_up=True)
                 await by_mall.send(key=mall_id.encode(), value=encode(mark))
 
-    def _tick_of(self, event: faust.types.EventT) -> tuple[str | None, Record, float | None, bool]:
-        tick = decode(FootfallTick, event.value)
-        return tick.mall_id or self.mall_of_counter.get(tick.counter_id), tick, tick.ts.timestamp(), True
-
-    def _badge_of(self, event: faust.types.EventT) -> tuple[str | None, Record, float | None, bool]:
-        read = decode(RfidRead, event.value)
-        mall_id = read.mall_id or self.mall_of_reader.get(read.reader_id)
-        prefixes = self.staff_prefixes.get(mall_id or "")
-        staff = not read.duplicate and bool(prefixes) and read.epc.upper().startswith(prefixes)
-        return mall_id, read, read.ts.timestamp(), staff
-
-    def _sale_of(self, event: faust.types.EventT) -> tuple[str | None, Record, float | None, bool]:
-        txn = decode(PosTransaction, event.value)
-        # tills come two hops later than counters: they never hold a mall's clock back (see CLOCK_SOURCES)
-        return txn.mall_id or self.mall_of_store.get(txn.store_id), txn, None, txn.kind != "return"
-
     async def _route_ticks(self, stream: faust.StreamT) -> None:
-        await self._route(stream, "footfall routing", self._tick_of)
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall routing"):
+                tick = decode(FootfallTick, event.value)
+                mall_id = tick.mall_id or self.mall_of_counter.get(tick.counter_id)
+                await self._forward(event, mall_id, tick, tick.ts.timestamp(), relevant=True)
 
     async def _route_badges(self, stream: faust.StreamT) -> None:
-        await self._route(stream, "footfall badge routing", self._badge_of)
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall badge routing"):
+                read = decode(RfidRead, event.value)
+                mall_id = read.mall_id or self.mall_of_reader.get(read.reader_id)
+                staff = (not read.duplicate and mall_id in self.staff_prefixes
+                         and bool(self.staff_prefixes[mall_id]) and read.epc.upper().startswith(self.staff_prefixes[mall_id]))
+                await self._forward(event, mall_id, read, read.ts.timestamp(), relevant=staff)
 
     async def _route_sales(self, stream: faust.StreamT) -> None:
-        await self._route(stream, "footfall sales routing", self._sale_of)
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "footfall sales routing"):
+                txn = decode(PosTransaction, event.value)
+                mall_id = txn.mall_id or self.mall_of_store.get(txn.store_id)
+                if txn.kind != "return" and mall_id in self.layouts:
+                    await self.hub.topic(topics.FOOTFALL_BY_MALL).send(key=mall_id.encode(), value=event.value)
 
     # -- the footfall state of each mall ---------------------------------------------------
 
@@ -275,41 +249,38 @@ class FootfallAgents:
                 layout = self.layouts.get(mall_id)
                 if layout is None:
                     continue
-                state, clock = self._state(mall_id), self._clock(mall_id)
-                outputs: list[tuple[FootfallOutput, str]] = []
-                for item in message.items if isinstance(message, FootfallBatch) else [message]:
-                    at = time.monotonic()
-                    if isinstance(item, FootfallMark):
-                        if item.source:
-                            clock.saw(item, at)
-                        moment = clock.now(at) if item.source else item.ts.timestamp()
-                        outputs += [(output, "") for output in advance(state, moment, layout)]
+                state, clock, at = self._state(mall_id), self._clock(mall_id), time.monotonic()
+                if isinstance(message, FootfallMark):
+                    if message.source:
+                        clock.saw(message, at)
+                        outputs = advance(state, clock.now(at), layout)
                     else:
-                        state, produced = apply_event(state, item, clock.now(at), layout)
-                        outputs += [(output, _cause(item)) for output in produced]
-                        self.hub.counters["footfall_events"] += 1
-                await self._emit(outputs)
-                at = time.monotonic()
-                if any(isinstance(output, AreaDay) for output, _ in outputs) or (
+                        outputs = advance(state, message.ts.timestamp(), layout)
+                    cause = ""
+                else:
+                    state, outputs = apply_event(state, message, clock.now(at), layout)
+                    cause = _cause(message)
+                    self.hub.counters["footfall_events"] += 1
+                await self._emit(outputs, cause)
+                if any(isinstance(output, AreaDay) for output in outputs) or (
                         at - self._saved_at[mall_id] >= self.hub.settings.worker.footfall_checkpoint_seconds):
                     self.footfall_table[event.key] = footfall_to_bytes(state)
                     self._saved_at[mall_id] = at
 
-    async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> None:
-        """The roll-up rows of one step as one message and its area rows as another; a day closing, per area.
+    async def _emit(self, outputs: list[FootfallOutput], cause: str) -> None:
+        """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
 
-        A clock catching up closes many intervals at once, and a batch of late sales adds to
-        many: a message per interval cost more than its rows. A late row names its cause.
+        One message per interval, not per step: a clock catching up closes many intervals at once.
         """
-        batches: dict[tuple[type, str], list] = {}
-        for output, cause in outputs:
+        batches: dict[tuple[type, dt.datetime], list] = {}
+        for output in outputs:
             if isinstance(output, AreaDay):
                 await self._send(topics.FOOTFALL_DAYS, output.mall_id, output)
                 continue
             if isinstance(output, RollupRow) and output.late:
                 output = msgspec.structs.replace(output, cause=cause)
                 self.hub.counters["footfall_late_rows"] += 1
-            batches.setdefault((type(output), output.mall_id), []).append(output)
+            batches.setdefault((type(output), output.start), []).append(output)
         for (kind, _), rows in batches.items():
             if kind is RollupRow:
                 await self._send(topics.FOOTFALL_ROLLUPS, rows[0].mall_id, RollupBatch(rows))
@@ -332,45 +303,38 @@ class FootfallAgents:
 
     async def _route_parking(self, stream: faust.StreamT) -> None:
         by_mall = self.hub.topic(topics.PARKING_BY_MALL)
-        async for events in stream.take_events(ROUTE_BATCH, within=ROUTE_WITHIN_S):
-            batches: dict[str, list[ParkingEvent]] = {}
-            for event in events:
-                async with self.hub.dead_letter_on_failure(event, "parking routing"):
-                    gate_event = decode(ParkingEvent, event.value)
-                    mall_id = gate_event.mall_id or self.mall_of_car_park.get(gate_event.car_park_id)
-                    if mall_id is None:
-                        self.hub.counters["parking_unknown_mall"] += 1
-                        continue
-                    # the id travels with the event, so the occupancy row it causes has one id however often it comes
-                    batches.setdefault(mall_id, []).append(msgspec.structs.replace(gate_event, event_id=identity(gate_event)))
-            for mall_id, gate_events in batches.items():
-                await by_mall.send(key=mall_id.encode(), value=encode(ParkingBatch(gate_events)))
+        async for event in stream.events():
+            async with self.hub.dead_letter_on_failure(event, "parking routing"):
+                gate_event = decode(ParkingEvent, event.value)
+                mall_id = gate_event.mall_id or self.mall_of_car_park.get(gate_event.car_park_id)
+                if mall_id is None:
+                    self.hub.counters["parking_unknown_mall"] += 1
+                    continue
+                # the id travels with the event, so the occupancy row it causes has one id however often it comes
+                stamped = msgspec.structs.replace(gate_event, event_id=identity(gate_event))
+                await by_mall.send(key=mall_id.encode(), value=encode(stamped))
 
     async def _parking(self, stream: faust.StreamT) -> None:
-        """A batch of one mall's gate events: the state written once, the occupancy rows sent as one message."""
         async for event in stream.events():
             async with self.hub.dead_letter_on_failure(event, "parking"):
-                batch = decode(ParkingBatch, event.value)
+                gate_event = decode(ParkingEvent, event.value)
                 layout = self.parking_layouts.get(event.key.decode())
                 if layout is None:
                     continue
                 stored = self.parking_table.get(event.key)
                 state = parking_from_bytes(stored) if stored else ParkingState()
-                occupancy: list[ParkingOccupancy] = []
-                for gate_event in batch.events:
-                    state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
-                    forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
-                    for output in outputs:
-                        if isinstance(output, ParkingOccupancy):
-                            occupancy.append(msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event)))
-                        elif isinstance(output, ParkingStay):
-                            await self._exit(event.key, output)
-                        elif isinstance(output, Alert):
-                            self.hub.counters["car_park_full_alerts"] += 1
-                            await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
+                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
+                forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
                 self.parking_table[event.key] = parking_to_bytes(state)
-                if occupancy:
-                    await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(OccupancyBatch(occupancy)))
+                for output in outputs:
+                    if isinstance(output, ParkingOccupancy):
+                        output = msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event))
+                        await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(output))
+                    elif isinstance(output, ParkingStay):
+                        await self._exit(event.key, output)
+                    elif isinstance(output, Alert):
+                        self.hub.counters["car_park_full_alerts"] += 1
+                        await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
 
     async def _exit(self, key: bytes, stay: ParkingStay) -> None:
         """A finished stay: a member's car to the card's worker for settling, anyone else's priced here."""

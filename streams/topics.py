@@ -35,12 +35,11 @@ from .records import (
     CustomerTick,
     DeadLetter,
     DeviceHealth,
-    FootfallBatch,
+    FootfallMark,
     FootfallTick,
     LedgerEntry,
     LoyaltyRequest,
     MemberNotification,
-    ParkingBatch,
     ParkingEvent,
     PosTransaction,
     ReceptionRecord,
@@ -50,7 +49,7 @@ from .records import (
 )
 from .core.footfall import AreaBatch, RollupBatch
 from .core.occupancy import AreaDay
-from .core.parking import OccupancyBatch, ParkingStay
+from .core.parking import ParkingOccupancy, ParkingStay
 
 
 @dataclass(frozen=True)
@@ -84,14 +83,14 @@ CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the p
 CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
 CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
 
-FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallBatch,
-                             "mall_id (batches of its ticks, staff badge reads, sales and voids, and clock marks)")
+FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallMark,
+                             "mall_id (its ticks, staff badge reads, sales and voids, and clock marks)")
 FOOTFALL_ROLLUPS = TopicSpec("footfall.rollups", RollupBatch, "mall_id (the rows of a closed interval, or late rows)")
 FOOTFALL_AREAS = TopicSpec("footfall.areas", AreaBatch, "mall_id (the areas at the end of closed intervals)")
 FOOTFALL_DAYS = TopicSpec("footfall.days", AreaDay, "mall_id")
-PARKING_BY_MALL = TopicSpec("parking.by_mall", ParkingBatch, "mall_id (batches of its gate events)")
+PARKING_BY_MALL = TopicSpec("parking.by_mall", ParkingEvent, "mall_id")
 PARKING_STAYS = TopicSpec("parking.stays", ParkingStay, "mall_id")
-PARKING_OCCUPANCY = TopicSpec("parking.occupancy", OccupancyBatch, "mall_id (the rows of a batch of gate events)")
+PARKING_OCCUPANCY = TopicSpec("parking.occupancy", ParkingOccupancy, "mall_id")
 FOOTFALL_OUTPUTS = (FOOTFALL_ROLLUPS, FOOTFALL_AREAS, FOOTFALL_DAYS, PARKING_STAYS, PARKING_OCCUPANCY)
 
 ALL_TOPICS = (
