@@ -53,7 +53,7 @@ from mallstream.sinks.schema import (
 from mallstream.sinks.warehouse import Warehouse
 from mallstream.transports import faust_credentials
 
-from . import fetch_wait, producer_drain, topics
+from . import producer_drain, topics
 from .core.routing import route_receipt
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
@@ -106,7 +106,6 @@ class Hub:
     def __post_init__(self) -> None:
         conf = self.settings
         producer_drain.install()
-        fetch_wait.install(conf.kafka.empty_fetch_wait_ms)
         self.app = faust.App(
             conf.worker.app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",
