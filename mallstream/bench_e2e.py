@@ -150,6 +150,7 @@ def run(visitors: int, naive: bool = True, vip_latency: bool = True, loyalty: bo
             (f"(c) VIP alert p50 ms, {latency['background_events_per_s']:,} other events/s",
              f"{latency['gateway_to_mqtt']['p50_ms']}"),
             ("(c) VIP alert p99 ms", f"{latency['gateway_to_mqtt']['p99_ms']}"),
+            ("(c) VIP alerts on MQTT by 30 s after the last read", f"{latency['alerts']} of {latency['of_reads']}"),
         ]
     if loyalty:
         figures += bench_loyalty.run()

@@ -111,7 +111,10 @@ def _background(live: LiveGateway, rate: float, stop: threading.Event, sent: lis
         stop.wait(max(0.0, next_at - time.monotonic()))
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max in ms; None when nothing arrived (a worker that fell behind)."""
+    if not values:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
     ms = np.array(values) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
             "max_ms": round(float(ms.max()), 1)}
