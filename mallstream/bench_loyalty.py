@@ -24,9 +24,13 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from .settings import Settings
-from .transports import kafka_options
+from .auth import command_headers
+from .bench_vip_latency import scratch_config
+from .services import embedded_services
+from .settings import Settings, load
 from .streams import topics
+from .streams.topics import ensure_topics
+from .transports import kafka_options
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -105,7 +109,7 @@ def bench_receipt_latency(settings: Settings, count: int, per_second: float, mem
     return percentiles([(seen[txn] - sent[txn]) * 1000 for txn in sent])
 
 
-def _until_serving(port: int, headers: dict[str, str], timeout: float = 60) -> None:
+def wait_until_serving(port: int, headers: dict[str, str], timeout: float = 60) -> None:
     """Until the worker holds its partitions, card requests are 503 (try again)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -126,12 +130,7 @@ def _desk(config: Path, *args: str) -> None:
 def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300) -> list[tuple[str, str]]:
     """Issue 3's latency figures through a fresh broker and worker: till authorisation on a quiet worker (a
     member given 100.00 of stored value first, through the service desk), then receipt to ledger at a steady rate."""
-    from .bench_e2e import _start, _stop
-    from .bench_vip_latency import scratch_config
-    from .services import embedded_services
-    from .settings import load
-    from .streams.topics import ensure_topics
-    from .auth import command_headers
+    from .bench_e2e import _start, _stop  # bench_e2e imports this module
 
     with tempfile.TemporaryDirectory(prefix="bench-loyalty-") as scratch:
         directory = Path(scratch)
@@ -146,7 +145,7 @@ def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300
                             directory / "worker.log", settings)
             try:
                 headers, port = command_headers(settings), settings.worker.web_port
-                _until_serving(port, headers)
+                wait_until_serving(port, headers)
                 _desk(config, "adjust", "bench-till", "--points", "10000", "--op-id", "bench-points")
                 _desk(config, "rebate", "bench-till", "--strategy", "desk-5000", "--points", "10000",
                       "--op-id", "bench-rebate")

@@ -22,6 +22,7 @@ import yaml
 
 from mallstream import settings as config
 from mallstream.bench_loyalty import authorise, bench_authorisation
+from mallstream.bench_loyalty import wait_until_serving as until_serving
 from mallstream.replay import wait_until_processed
 from tests.conftest import REPO, WorkerProcess, cli, free_port, write_config
 
@@ -85,17 +86,8 @@ def desk(tmp_path: Path, broker: str, webhook: Webhook) -> Iterator[tuple[Path, 
     worker.stop()
 
 
-def wait_until_serving(worker: WorkerProcess, timeout: float = 40) -> None:
-    """Until the worker holds its partitions, card requests are 503 (try again)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            authorise(worker.port, worker.headers, member_id="nobody", txn_id="probe", amount_cents=1)
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code not in (503, 504) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+def wait_until_serving(worker: WorkerProcess) -> None:
+    until_serving(worker.port, worker.headers, timeout=40)
 
 
 def desk_op(hub_config: Path, action: str, member: str, op_id: str, *extra: str, check: bool = True) -> dict:
