@@ -12,7 +12,7 @@ test:
 
 # crash/replay scenarios at full size (CI runs them at MALLSTREAM_SCALE=1)
 scenario: setup
-	MALLSTREAM_SCALE=$${MALLSTREAM_SCALE:-12} .venv/bin/python -m pytest -q -m heavy
+	MALLSTREAM_SCALE=$${MALLSTREAM_SCALE:-20} .venv/bin/python -m pytest -q -m heavy
 
 # every figure of issue 9, the end-to-end ones through throwaway brokers and worker processes
 bench: setup

@@ -43,7 +43,7 @@ def clickhouse_server(directory: Path, port: int) -> Iterator[subprocess.Popen]:
 def test_clickhouse_down_for_30_s_loses_nothing_and_doubles_nothing(tmp_path, broker):
     port = free_port()
     hub_config = write_config(tmp_path, broker, clickhouse={"mode": "server", "host": "127.0.0.1", "port": port})
-    day = make_day(hub_config, tmp_path, int(4_000 * SCALE), member_share="0.8")
+    day = make_day(hub_config, tmp_path, int(2_500 * SCALE), member_share="0.8")
     expected = expected_ledger(day)
     data = tmp_path / "clickhouse-server"
     worker = WorkerProcess(hub_config, tmp_path / "worker.log")

@@ -31,7 +31,7 @@ def test_sigkill_during_replay_loses_nothing_and_double_counts_nothing(tmp_path,
     from tests.conftest import write_config
 
     hub_config = write_config(tmp_path, broker, worker={"store": store})
-    day = make_day(hub_config, tmp_path, int(4_000 * SCALE), member_share="0.8")
+    day = make_day(hub_config, tmp_path, int(2_500 * SCALE), member_share="0.8")
     expected = expected_ledger(day)
     worker = WorkerProcess(hub_config, tmp_path / "worker.log").start()
     replay = subprocess.Popen(

@@ -34,7 +34,7 @@ from tests.conftest import SCALE, WorkerProcess, cli, running_broker, write_conf
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
 
-SPEC = PurchaseSimulation(members=int(800 * SCALE), days=365, dropper_share=0.2, drop_day=180, drop_factor=0.0,
+SPEC = PurchaseSimulation(members=int(600 * SCALE), days=365, dropper_share=0.2, drop_day=180, drop_factor=0.0,
                           seed=5)
 TICK_EVERY_DAYS = 7  # as the core's measured replay
 #: The replay compresses a year into about a minute: re-keying receipts from the four partitions of

@@ -59,7 +59,7 @@ def make_day(config, tmp_path, count: int, member_share: str = "1.0"):
 
 
 def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config, worker, tmp_path):
-    count = int(4_000 * SCALE)
+    count = int(2_500 * SCALE)
     day = make_day(hub_config, tmp_path, count)
     lines = day.read_text().splitlines()
     day.write_text("\n".join(lines[:100] + MALFORMED + lines[100:]) + "\n")
