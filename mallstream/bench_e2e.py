@@ -65,7 +65,8 @@ def _with(settings: Settings, section: str, **values: object) -> Settings:
     return settings.model_copy(update={section: getattr(settings, section).model_copy(update=values)})
 
 
-def _start(command: list[str], log: Path, settings: Settings) -> subprocess.Popen:
+def start_process(command: list[str], log: Path, settings: Settings) -> subprocess.Popen:
+    """Start a worker-like process (output to ``log``) and return once its web port answers."""
     with log.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
@@ -76,7 +77,8 @@ def _start(command: list[str], log: Path, settings: Settings) -> subprocess.Pope
     return process
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not stopped within 30 s."""
     process.terminate()
     try:
         process.wait(30)
@@ -88,7 +90,7 @@ def _stop(process: subprocess.Popen) -> None:
 def _replay_through(command: list[str], settings: Settings, recording: Path, events: int, log: Path,
                     group: str) -> WorkerRun:
     """Start the worker, replay the recording flat out, and time it until the group has stored everything."""
-    process = _start(command, log, settings)
+    process = start_process(command, log, settings)
     try:
         started, cpu_before = time.monotonic(), cpu_seconds(process.pid)
         replay(settings, recording, progress=False)
@@ -97,7 +99,7 @@ def _replay_through(command: list[str], settings: Settings, recording: Path, eve
         seconds = time.monotonic() - started
         return WorkerRun(events, seconds, cpu_seconds(process.pid) - cpu_before, peak_rss_mb(process.pid))
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def bench_day(visitors: int, naive: bool) -> dict[str, WorkerRun]:

@@ -130,7 +130,7 @@ def _desk(config: Path, *args: str) -> None:
 def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300) -> list[tuple[str, str]]:
     """Issue 3's latency figures through a fresh broker and worker: till authorisation on a quiet worker (a
     member given 100.00 of stored value first, through the service desk), then receipt to ledger at a steady rate."""
-    from .bench_e2e import _start, _stop  # bench_e2e imports this module
+    from .bench_e2e import start_process, stop_process  # bench_e2e imports this module
 
     with tempfile.TemporaryDirectory(prefix="bench-loyalty-") as scratch:
         directory = Path(scratch)
@@ -141,7 +141,7 @@ def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300
         with embedded_services(settings):
             ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
                           settings.kafka.replication_factor, settings.worker.app_id)
-            worker = _start([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
+            worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
                             directory / "worker.log", settings)
             try:
                 headers, port = command_headers(settings), settings.worker.web_port
@@ -152,7 +152,7 @@ def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300
                 auth = bench_authorisation(port, "bench-till", authorisations, headers)
                 ledger = bench_receipt_latency(settings, receipts, per_second)
             finally:
-                _stop(worker)
+                stop_process(worker)
     return [
         ("(loyalty) till authorisation p50 ms, one till at a time", f"{auth['p50_ms']}"),
         ("(loyalty) till authorisation p99 ms", f"{auth['p99_ms']}"),
