@@ -21,6 +21,7 @@ from pathlib import Path
 from . import bench_loyalty
 from .bench_vip_latency import bench_vip_latency, scratch_config
 from .replay import replay, wait_until_processed
+from .streams import topics
 from .services import embedded_services, wait_for_port
 from .settings import Settings, load
 from .simulators.mallday import MallDay, record
@@ -45,6 +46,9 @@ class WorkerRun:
         """Throughput per second of the worker's own CPU: what it would do on a core of its own."""
         return self.events / self.cpu_seconds
 
+
+#: What the naive app reads (mallstream/bench_naive.py): the input topics, nothing downstream.
+NAIVE_INPUTS = [spec.name for spec in topics.INPUT_TOPICS.values()]
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far."""
@@ -88,14 +92,14 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 def _replay_through(command: list[str], settings: Settings, recording: Path, events: int, log: Path,
-                    group: str) -> WorkerRun:
-    """Start the worker, replay the recording flat out, and time it until the group has stored everything."""
+                    groups: dict[str, list[str]] | None) -> WorkerRun:
+    """Start the worker, replay the recording flat out, and time it until its groups have read everything."""
     process = start_process(command, log, settings)
     try:
         started, cpu_before = time.monotonic(), cpu_seconds(process.pid)
         replay(settings, recording, progress=False)
-        if not wait_until_processed(_with(settings, "worker", app_id=group), timeout=3600, progress=False):
-            raise RuntimeError(f"{group} did not catch up within an hour")
+        if not wait_until_processed(settings, timeout=3600, progress=False, groups=groups):
+            raise RuntimeError(f"{command} did not catch up within an hour")
         seconds = time.monotonic() - started
         return WorkerRun(events, seconds, cpu_seconds(process.pid) - cpu_before, peak_rss_mb(process.pid))
     finally:
@@ -125,8 +129,9 @@ def bench_day(visitors: int, naive: bool) -> dict[str, WorkerRun]:
             with embedded_services(settings):
                 ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
                               settings.kafka.replication_factor, settings.worker.app_id)
-                group = settings.worker.app_id if kind == "hub" else f"{settings.worker.app_id}-naive"
-                runs[kind] = _replay_through(command, settings, recording, events, directory / f"{kind}.log", group)
+                # the hub's own groups by default; the naive app has one, reading the input topics
+                groups = None if kind == "hub" else {f"{settings.worker.app_id}-naive": NAIVE_INPUTS}
+                runs[kind] = _replay_through(command, settings, recording, events, directory / f"{kind}.log", groups)
     return runs
 
 

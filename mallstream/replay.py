@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,42 +94,47 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
     return report
 
 
-def pipeline_lag(settings: Settings) -> int:
-    """Messages on the worker's input topics not yet committed by its consumer group.
+def consumer_groups(app_id: str) -> dict[str, list[str]]:
+    """The worker's consumer groups and the topics each reads: its faust agents' and its sink lane's."""
+    from .streams.app import SUNK_TOPICS
 
-    Sinks acknowledge only what is stored, so zero lag means processed and stored.
+    return {app_id: [spec.name for spec in topics.AGENT_INPUTS],
+            topics.sink_group(app_id): [spec.name for spec, _ in SUNK_TOPICS]}
+
+
+def pipeline_lag(settings: Settings, groups: Mapping[str, Sequence[str]] | None = None) -> int:
+    """Messages not yet committed by the groups (default: the worker's) on the topics they read.
+
+    Sinks commit only what is stored, so zero lag means processed and stored.
     """
     servers = settings.kafka.bootstrap_servers
     admin = KafkaAdminClient(bootstrap_servers=servers, client_id="mallstream-replay", **kafka_options(settings.kafka))
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **kafka_options(settings.kafka))
     try:
-        partitions = [
-            TopicPartition(spec.name, p)
-            for spec in topics.PIPELINE
-            for p in sorted(consumer.partitions_for_topic(spec.name) or ())
-        ]
-        ends = consumer.end_offsets(partitions)
-        starts = consumer.beginning_offsets(partitions)
-        group = settings.worker.app_id
-        committed = admin.list_group_offsets({group: partitions}).get(group, {})
         lag = 0
-        for tp in partitions:
-            done = committed.get(tp)
-            position = done.offset if done is not None and done.offset >= 0 else starts[tp]
-            lag += max(ends[tp] - position, 0)
+        for group, names in (groups or consumer_groups(settings.worker.app_id)).items():
+            partitions = [TopicPartition(name, p) for name in names for p in sorted(consumer.partitions_for_topic(name) or ())]
+            ends = consumer.end_offsets(partitions)
+            starts = consumer.beginning_offsets(partitions)
+            committed = admin.list_group_offsets({group: partitions}).get(group, {})
+            for tp in partitions:
+                done = committed.get(tp)
+                position = done.offset if done is not None and done.offset >= 0 else starts[tp]
+                lag += max(ends[tp] - position, 0)
         return lag
     finally:
         consumer.close()
         admin.close()
 
 
-def wait_until_processed(settings: Settings, timeout: float = 600.0, progress: bool = True) -> bool:
-    """Block until the pipeline has no lag twice in a row; False on timeout."""
+def wait_until_processed(settings: Settings, timeout: float = 600.0, progress: bool = True,
+                         groups: Mapping[str, Sequence[str]] | None = None) -> bool:
+    """Block until the groups (default: the worker's) have no lag twice in a row; False on timeout."""
     deadline = time.monotonic() + timeout
     clear_checks = 0
     with tqdm(desc="processing", unit="msg", disable=not progress) as bar:
         while time.monotonic() < deadline:
-            lag = pipeline_lag(settings)
+            lag = pipeline_lag(settings, groups)
             bar.set_postfix(lag=lag)
             bar.refresh()
             clear_checks = clear_checks + 1 if lag == 0 else 0

@@ -10,6 +10,8 @@
     footfall.ticks, rfid.reads, pos.by_member, parking.events --> footfall and parking agents
         (streams/footfall_agents.py) --> visitor roll-ups, occupancy, days, stays --sink--> ClickHouse
 
+Each ``--sink-->`` is a step of the sink lane (streams/lanes.py): a consumer group of its
+own that reads the sunk topics a batch at a time and commits only after the insert.
 Each agent reads table state, calls a pure function from ``streams.core``, writes
 the state back and sends what the core returned. No exception escapes an agent:
 an event that cannot be handled becomes a dead letter and the stream goes on.
@@ -21,10 +23,11 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import faust
+from aiokafka import ConsumerRecord
 from faust.types import EventT
 
 from mallstream.privacy import Pseudonym
@@ -54,7 +57,9 @@ from mallstream.sinks.warehouse import Warehouse
 from mallstream.transports import faust_credentials
 
 from . import producer_drain, topics
+from .topics import sink_group
 from .core.routing import route_receipt
+from .lanes import BatchLane, Step
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
 from .master_data import load_master_data
@@ -84,11 +89,6 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.PARKING_STAYS, PARKING_STAYS_TABLE),
     (topics.PARKING_OCCUPANCY, PARKING_OCCUPANCY_TABLE),
 )
-
-def _source(event: EventT) -> SourcePosition:
-    message = event.message
-    return SourcePosition(message.topic, message.partition, message.offset)
-
 
 def _origin(event: EventT) -> str:
     message = event.message
@@ -145,6 +145,9 @@ class Hub:
                                          sink_conf.flush_seconds, tag))
             for spec, table in SUNK_TOPICS
         }
+        #: the sinks read their topics a batch at a time, in a consumer group of their own
+        self.sink_lane = BatchLane(self.app, conf.kafka, conf.worker, sink_group(conf.worker.app_id),
+                                   sink_conf.batch_rows, sink_conf.flush_seconds)
         self._register_agents()
         self.master = master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
         self.loyalty = LoyaltyAgent(self, master)
@@ -187,7 +190,8 @@ class Hub:
         app = self.app
         app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         for spec, _ in SUNK_TOPICS:
-            app.agent(self.topic(spec), name=f"sink_{spec.name}")(self._sink_stream(spec))
+            self.sink_lane.step(spec.name, self._sink_step(spec))
+        self.sink_lane.install()
 
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)
@@ -208,26 +212,25 @@ class Hub:
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
                 self.counters["receipts_routed"] += 1
 
-    def _sink_stream(self, spec: topics.TopicSpec) -> Callable[[faust.StreamT], Awaitable[None]]:
-        """An agent that feeds one sink a batch at a time (by size or age), as one insert.
+    def _sink_step(self, spec: topics.TopicSpec) -> Step:
+        """The sink lane's step for one topic: its records become rows, stored as one insert.
 
-        ``take_events`` acknowledges a batch's offsets only once the body has run, so
-        after the insert returned: an offset is never committed for a row not stored.
+        The lane commits the batch's offsets only after this returned, so after the
+        insert: an offset is never committed for a row not stored.
         """
         table, sink = self.sinks[spec.name]
 
-        async def sink_agent(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(sink.batch_rows, within=sink.flush_seconds):
-                rows = []
-                for event in events:
-                    try:
-                        records = table.rows(decode(spec.record, event.value), self.pseudonym)
-                        rows += [sourced(row, _source(event)) for row in records]
-                    except InvalidEvent as exc:
-                        await self.dead_letter(_origin(event), str(exc), event.value)
-                await asyncio.to_thread(sink.write, rows)
+        async def store(records: Sequence[ConsumerRecord]) -> None:
+            rows = []
+            for record in records:
+                try:
+                    position = SourcePosition(record.topic, record.partition, record.offset)
+                    rows += [sourced(row, position) for row in table.rows(decode(spec.record, record.value), self.pseudonym)]
+                except InvalidEvent as exc:
+                    await self.dead_letter(f"{record.topic}:{record.partition}:{record.offset}", str(exc), record.value)
+            await asyncio.to_thread(sink.write, rows)
 
-        return sink_agent
+        return store
 
     def repair_sinks(self) -> None:
         """Before consuming: let views catch up with any batch a crash cut short."""

@@ -110,10 +110,15 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
 TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
-#: Topics the worker consumes, in pipeline order: when all are read to the end, all is processed.
-PIPELINE = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, LEDGER, DEAD_LETTERS, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS,
-            PARKING_EVENTS, DEVICE_HEALTH, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS, ALERTS, ALERTS_DELIVERED,
-            VIP_VISITS, RECEPTION, AUDIT, CUSTOMER_TICKS, CUSTOMER_SNAPSHOTS)
+#: Topics the faust agents consume, in the worker's consumer group ``<app_id>``. The sunk
+#: topics (streams/app.py ``SUNK_TOPICS``) are read by the sink lane, in :func:`sink_group`.
+AGENT_INPUTS = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, RFID_READS, RFID_BY_MEMBER,
+                FOOTFALL_TICKS, PARKING_EVENTS, FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS, CUSTOMER_TICKS)
+
+
+def sink_group(app_id: str) -> str:
+    """The consumer group of the sink lane (streams/lanes.py)."""
+    return f"{app_id}-sinks"
 
 
 class TopicLayoutError(RuntimeError):
