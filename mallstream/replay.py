@@ -95,11 +95,12 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
 
 
 def consumer_groups(app_id: str) -> dict[str, list[str]]:
-    """The worker's consumer groups and the topics each reads: its faust agents' and its sink lane's."""
+    """The worker's consumer groups and the topics each reads: its faust agents' and its batch lanes'."""
     from .streams.app import SUNK_TOPICS
 
     return {app_id: [spec.name for spec in topics.AGENT_INPUTS],
-            topics.sink_group(app_id): [spec.name for spec, _ in SUNK_TOPICS]}
+            topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
+            topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
 
 
 def pipeline_lag(settings: Settings, groups: Mapping[str, Sequence[str]] | None = None) -> int:

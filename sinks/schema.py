@@ -18,7 +18,7 @@ from mallstream.privacy import mask_card_numbers, mask_phone_numbers
 from mallstream.settings import Settings
 from mallstream.streams.core.footfall import AreaBatch, RollupBatch, RollupRow
 from mallstream.streams.core.occupancy import AreaDay, AreaRow
-from mallstream.streams.core.parking import ParkingOccupancy, ParkingStay
+from mallstream.streams.core.parking import OccupancyBatch, ParkingOccupancy, ParkingStay
 from mallstream.streams.records import (
     Alert,
     AuditRecord,
@@ -297,7 +297,7 @@ def _stay_row(stay: ParkingStay) -> tuple:
             stay.duration_s, stay.fee, stay.member_id)
 
 
-def _batch_rows(batch: RollupBatch | AreaBatch) -> list:
+def _batch_rows(batch: RollupBatch | AreaBatch | OccupancyBatch) -> list:
     return batch.rows
 
 
@@ -334,6 +334,7 @@ PARKING_STAYS_TABLE = SinkTable(
 PARKING_OCCUPANCY_TABLE = SinkTable(
     "parking_occupancy", ("event_id", "mall_id", "car_park_id", "ts", "occupancy", "capacity"),
     _parking_occupancy_row,
+    _batch_rows,
 )
 
 #: Kept on every table that takes sink inserts or view inserts, so a repeated

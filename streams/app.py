@@ -57,7 +57,7 @@ from mallstream.sinks.warehouse import Warehouse
 from mallstream.transports import faust_credentials
 
 from . import producer_drain, topics
-from .topics import sink_group
+from .topics import lane_group
 from .core.routing import route_receipt
 from .lanes import BatchLane, Step
 from .loyalty_agents import LoyaltyAgent
@@ -90,9 +90,14 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.PARKING_OCCUPANCY, PARKING_OCCUPANCY_TABLE),
 )
 
-def _origin(event: EventT) -> str:
-    message = event.message
-    return f"{message.topic}:{message.partition}:{message.offset}"
+#: The most records the routes lane takes at once.
+ROUTE_BATCH = 1000
+
+
+def _origin(source: EventT | ConsumerRecord) -> str:
+    """Where an event or a lane's record was read: topic:partition:offset."""
+    where = source if isinstance(source, ConsumerRecord) else source.message
+    return f"{where.topic}:{where.partition}:{where.offset}"
 
 
 @dataclass
@@ -146,14 +151,19 @@ class Hub:
             for spec, table in SUNK_TOPICS
         }
         #: the sinks read their topics a batch at a time, in a consumer group of their own
-        self.sink_lane = BatchLane(self.app, conf.kafka, conf.worker, sink_group(conf.worker.app_id),
+        self.sink_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "sinks"),
                                    sink_conf.batch_rows, sink_conf.flush_seconds)
+        #: stateless re-keying (VIP reads by member; ticks, badges, sales and gate events by mall), a batch at a
+        #: time as soon as it is read: a message per event would cost more in faust than the routing itself
+        self.route_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "routes"),
+                                    ROUTE_BATCH, 0.0)
         self._register_agents()
         self.master = master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
         self.loyalty = LoyaltyAgent(self, master)
         self.vip = VipAgents(self, master)
         self.customers = CustomerAgents(self, master)
         self.footfall = FootfallAgents(self, master)
+        self.route_lane.install()
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -171,8 +181,8 @@ class Hub:
         await self.topic(topics.DEAD_LETTERS).send(key=letter.dead_letter_id.encode(), value=encode(letter))
 
     @contextlib.asynccontextmanager
-    async def dead_letter_on_failure(self, event: EventT, stage: str) -> AsyncIterator[None]:
-        """Whatever goes wrong with one event makes it a dead letter; the stream goes on.
+    async def dead_letter_on_failure(self, event: EventT | ConsumerRecord, stage: str) -> AsyncIterator[None]:
+        """Whatever goes wrong with one event (or a lane's record) makes it a dead letter; the stream goes on.
 
         An exception escaping an agent would stop it, and in a batch would lose the batch.
         """
@@ -227,7 +237,7 @@ class Hub:
                     position = SourcePosition(record.topic, record.partition, record.offset)
                     rows += [sourced(row, position) for row in table.rows(decode(spec.record, record.value), self.pseudonym)]
                 except InvalidEvent as exc:
-                    await self.dead_letter(f"{record.topic}:{record.partition}:{record.offset}", str(exc), record.value)
+                    await self.dead_letter(_origin(record), str(exc), record.value)
             await asyncio.to_thread(sink.write, rows)
 
         return store

@@ -8,7 +8,10 @@
                                                                   loyalty.requests (a member's car left: settle it)
 
 A mall's footfall state depends on all its counters, readers and tills, so their events
-are re-keyed by mall onto one topic and one worker holds the state. The core needs an
+are re-keyed by mall onto one topic and one worker holds the state. The routers are steps
+of the worker's routes lane (streams/lanes.py): each sends what it was given in one batch
+as one message per mall (a message per event cost more in faust than the core spends on it); the parking agent writes its state and sends its occupancy
+rows once per such message. The core needs an
 event-time clock: each router also sends :class:`FootfallMark` records saying how far its
 input partition has got, and the agent's clock is the least over the busy inputs (see
 :class:`SourceClock`), so an input read faster than another does not make the other's
@@ -30,12 +33,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
+from aiokafka import ConsumerRecord
 from faust.types import TP
 
 from . import topics
@@ -43,6 +47,7 @@ from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch
 from .core.footfall_layout import FootfallLayout
 from .core.occupancy import AreaDay
 from .core.parking import (
+    OccupancyBatch,
     ParkingLayout,
     ParkingOccupancy,
     ParkingState,
@@ -54,8 +59,10 @@ from .core.parking_fees import at_exit
 from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
 from .records import (
     Alert,
+    FootfallBatch,
     FootfallMark,
     FootfallTick,
+    ParkingBatch,
     ParkingEvent,
     PosTransaction,
     Record,
@@ -67,10 +74,11 @@ from .records import (
 
 if TYPE_CHECKING:
     from .app import Hub
+    from .lanes import Step
     from .master_data import MasterData
 
-#: What travels on footfall.by_mall.
-ByMall = FootfallTick | RfidRead | PosTransaction | FootfallMark
+#: What travels on footfall.by_mall: the routers' batches, and the timer's marks.
+ByMall = FootfallBatch | FootfallMark
 #: An input partition whose router said nothing this long (wall clock) no longer holds a mall's clock back.
 SILENT_SOURCE_S = 60.0
 #: A router marks its progress each time its event time moves on by this much.
@@ -154,45 +162,61 @@ class FootfallAgents:
         self.footfall_table = hub.app.Table("footfall_states", **raw)
         self.parking_table = hub.app.Table("parking_states", **raw)
         app = hub.app
-        app.agent(hub.topic(topics.FOOTFALL_TICKS), name="footfall_route_ticks")(self._route_ticks)
-        app.agent(hub.topic(topics.RFID_READS), name="footfall_route_badges")(self._route_badges)
-        app.agent(hub.topic(topics.POS_BY_MEMBER), name="footfall_route_sales")(self._route_sales)
+        lane = hub.route_lane
+        lane.step(topics.FOOTFALL_TICKS.name, self._router("footfall routing", self._tick_of))
+        lane.step(topics.RFID_READS.name, self._router("footfall badge routing", self._badge_of))
+        lane.step(topics.POS_BY_MEMBER.name, self._router("footfall sales routing", self._sale_of))
+        lane.step(topics.PARKING_EVENTS.name, self._route_parking)
         app.agent(hub.topic(topics.FOOTFALL_BY_MALL), name="footfall")(self._footfall)
-        app.agent(hub.topic(topics.PARKING_EVENTS), name="parking_route")(self._route_parking)
         app.agent(hub.topic(topics.PARKING_BY_MALL), name="parking")(self._parking)
         app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
-    async def _forward(self, event: faust.types.EventT, mall_id: str | None, record: Record, moment: float,
-                       relevant: bool) -> None:
-        """Send ``record`` on to its mall if it matters there, and mark how far this input partition has got."""
-        if mall_id is None or mall_id not in self.layouts:
-            self.hub.counters["footfall_unknown_mall"] += 1
-            return
+    def _router(self, stage: str, pick: Callable[[bytes], tuple[str | None, Record, float | None, bool]]) -> Step:
+        """A routes-lane step: what it is given goes on as one :class:`FootfallBatch` per mall, in reading order.
+
+        ``pick`` says of one record its mall, the decoded record, its event time (None: it
+        does not mark how far its input has got) and whether it matters to the mall's counts.
+        """
         by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
-        key = mall_id.encode()
-        if relevant:
-            await by_mall.send(key=key, value=encode(record))
-        message = event.message
-        source = f"{message.topic}:{message.partition}"
-        self._read_to[TP(message.topic, message.partition)] = message.offset
-        marked = self._marked.get((source, mall_id), float("-inf"))
-        if moment >= marked + MARK_EVERY_S:
-            self._marked[(source, mall_id)] = moment
-            mark = FootfallMark(mall_id=mall_id, ts=record.ts, source=source)  # type: ignore[attr-defined]
-            await by_mall.send(key=key, value=encode(mark))
+
+        async def route(records: Sequence[ConsumerRecord]) -> None:
+            batches: dict[str, list] = {}
+            for consumed in records:
+                async with self.hub.dead_letter_on_failure(consumed, stage):
+                    mall_id, record, moment, relevant = pick(consumed.value)
+                    if mall_id is None or mall_id not in self.layouts:
+                        self.hub.counters["footfall_unknown_mall"] += 1
+                        continue
+                    items = batches.setdefault(mall_id, [])
+                    if relevant:
+                        items.append(record)
+                    if moment is not None:
+                        items += self._marks(consumed, mall_id, record, moment)
+            for mall_id, items in batches.items():
+                if items:
+                    await by_mall.send(key=mall_id.encode(), value=encode(FootfallBatch(items)))
+
+        return route
+
+    def _marks(self, consumed: ConsumerRecord, mall_id: str, record: Record, moment: float) -> list[FootfallMark]:
+        """Note how far this input partition has got; a mark for the mall once its time moved on enough."""
+        source = f"{consumed.topic}:{consumed.partition}"
+        self._read_to[TP(consumed.topic, consumed.partition)] = consumed.offset
+        if moment < self._marked.get((source, mall_id), float("-inf")) + MARK_EVERY_S:
+            return []
+        self._marked[(source, mall_id)] = moment
+        return [FootfallMark(mall_id=mall_id, ts=record.ts, source=source)]  # type: ignore[attr-defined]
 
     async def _mark_caught_up(self) -> None:
         """Tell every mall which of this worker's input partitions have nothing more to read."""
-        assigned = [tp for tp in self.hub.app.consumer.assignment()
-                    if tp.topic in {spec.name for spec in CLOCK_SOURCES}]
-        if not assigned:
-            return
-        ends = await self.hub.app.consumer.highwaters(*assigned)
+        lane = self.hub.route_lane
+        assigned = [tp for tp in lane.assignment() if tp.topic in {spec.name for spec in CLOCK_SOURCES}]
         by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
         for tp in assigned:
-            if ends.get(tp) is None or self._read_to.get(tp, -1) + 1 < ends[tp]:
+            end = lane.highwater(tp)
+            if end is None or self._read_to.get(TP(tp.topic, tp.partition), -1) + 1 < end:
                 continue
             source = f"{tp.topic}:{tp.partition}"
             for mall_id in self.layouts:
@@ -201,29 +225,21 @@ class FootfallAgents:
                 mark = FootfallMark(mall_id=mall_id, ts=_utc(max(moment, 0.0)), source=source, caught_up=True)
                 await by_mall.send(key=mall_id.encode(), value=encode(mark))
 
-    async def _route_ticks(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "footfall routing"):
-                tick = decode(FootfallTick, event.value)
-                mall_id = tick.mall_id or self.mall_of_counter.get(tick.counter_id)
-                await self._forward(event, mall_id, tick, tick.ts.timestamp(), relevant=True)
+    def _tick_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
+        tick = decode(FootfallTick, value)
+        return tick.mall_id or self.mall_of_counter.get(tick.counter_id), tick, tick.ts.timestamp(), True
 
-    async def _route_badges(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "footfall badge routing"):
-                read = decode(RfidRead, event.value)
-                mall_id = read.mall_id or self.mall_of_reader.get(read.reader_id)
-                staff = (not read.duplicate and mall_id in self.staff_prefixes
-                         and bool(self.staff_prefixes[mall_id]) and read.epc.upper().startswith(self.staff_prefixes[mall_id]))
-                await self._forward(event, mall_id, read, read.ts.timestamp(), relevant=staff)
+    def _badge_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
+        read = decode(RfidRead, value)
+        mall_id = read.mall_id or self.mall_of_reader.get(read.reader_id)
+        prefixes = self.staff_prefixes.get(mall_id or "")
+        staff = not read.duplicate and bool(prefixes) and read.epc.upper().startswith(prefixes)
+        return mall_id, read, read.ts.timestamp(), staff
 
-    async def _route_sales(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "footfall sales routing"):
-                txn = decode(PosTransaction, event.value)
-                mall_id = txn.mall_id or self.mall_of_store.get(txn.store_id)
-                if txn.kind != "return" and mall_id in self.layouts:
-                    await self.hub.topic(topics.FOOTFALL_BY_MALL).send(key=mall_id.encode(), value=event.value)
+    def _sale_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
+        txn = decode(PosTransaction, value)
+        # tills come two hops later than counters: they never hold a mall's clock back (see CLOCK_SOURCES)
+        return txn.mall_id or self.mall_of_store.get(txn.store_id), txn, None, txn.kind != "return"
 
     # -- the footfall state of each mall ---------------------------------------------------
 
@@ -249,31 +265,35 @@ class FootfallAgents:
                 layout = self.layouts.get(mall_id)
                 if layout is None:
                     continue
-                state, clock, at = self._state(mall_id), self._clock(mall_id), time.monotonic()
-                if isinstance(message, FootfallMark):
-                    if message.source:
-                        clock.saw(message, at)
-                        outputs = advance(state, clock.now(at), layout)
+                state, clock = self._state(mall_id), self._clock(mall_id)
+                outputs: list[tuple[FootfallOutput, str]] = []
+                for item in message.items if isinstance(message, FootfallBatch) else [message]:
+                    at = time.monotonic()
+                    if isinstance(item, FootfallMark):
+                        if item.source:
+                            clock.saw(item, at)
+                        moment = clock.now(at) if item.source else item.ts.timestamp()
+                        outputs += [(output, "") for output in advance(state, moment, layout)]
                     else:
-                        outputs = advance(state, message.ts.timestamp(), layout)
-                    cause = ""
-                else:
-                    state, outputs = apply_event(state, message, clock.now(at), layout)
-                    cause = _cause(message)
-                    self.hub.counters["footfall_events"] += 1
-                await self._emit(outputs, cause)
-                if any(isinstance(output, AreaDay) for output in outputs) or (
+                        state, produced = apply_event(state, item, clock.now(at), layout)
+                        outputs += [(output, _cause(item)) for output in produced]
+                        self.hub.counters["footfall_events"] += 1
+                await self._emit(outputs)
+                at = time.monotonic()
+                if any(isinstance(output, AreaDay) for output, _ in outputs) or (
                         at - self._saved_at[mall_id] >= self.hub.settings.worker.footfall_checkpoint_seconds):
                     self.footfall_table[event.key] = footfall_to_bytes(state)
                     self._saved_at[mall_id] = at
 
-    async def _emit(self, outputs: list[FootfallOutput], cause: str) -> None:
+    async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> None:
         """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
 
-        One message per interval, not per step: a clock catching up closes many intervals at once.
+        One message per interval, not per row: a clock catching up closes many intervals at
+        once. Not one per step either: a batch spanning hours would outgrow a Kafka message.
+        A late row names its cause.
         """
         batches: dict[tuple[type, dt.datetime], list] = {}
-        for output in outputs:
+        for output, cause in outputs:
             if isinstance(output, AreaDay):
                 await self._send(topics.FOOTFALL_DAYS, output.mall_id, output)
                 continue
@@ -301,40 +321,47 @@ class FootfallAgents:
 
     # -- parking ---------------------------------------------------------------------------
 
-    async def _route_parking(self, stream: faust.StreamT) -> None:
-        by_mall = self.hub.topic(topics.PARKING_BY_MALL)
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "parking routing"):
-                gate_event = decode(ParkingEvent, event.value)
+    async def _route_parking(self, records: Sequence[ConsumerRecord]) -> None:
+        """A routes-lane step: gate events go on as one :class:`ParkingBatch` per mall, in reading order."""
+        batches: dict[str, list[ParkingEvent]] = {}
+        for consumed in records:
+            async with self.hub.dead_letter_on_failure(consumed, "parking routing"):
+                gate_event = decode(ParkingEvent, consumed.value)
                 mall_id = gate_event.mall_id or self.mall_of_car_park.get(gate_event.car_park_id)
                 if mall_id is None:
                     self.hub.counters["parking_unknown_mall"] += 1
                     continue
                 # the id travels with the event, so the occupancy row it causes has one id however often it comes
-                stamped = msgspec.structs.replace(gate_event, event_id=identity(gate_event))
-                await by_mall.send(key=mall_id.encode(), value=encode(stamped))
+                batches.setdefault(mall_id, []).append(msgspec.structs.replace(gate_event, event_id=identity(gate_event)))
+        by_mall = self.hub.topic(topics.PARKING_BY_MALL)
+        for mall_id, gate_events in batches.items():
+            await by_mall.send(key=mall_id.encode(), value=encode(ParkingBatch(gate_events)))
 
     async def _parking(self, stream: faust.StreamT) -> None:
+        """A batch of one mall's gate events: the state written once, the occupancy rows sent as one message."""
         async for event in stream.events():
             async with self.hub.dead_letter_on_failure(event, "parking"):
-                gate_event = decode(ParkingEvent, event.value)
+                batch = decode(ParkingBatch, event.value)
                 layout = self.parking_layouts.get(event.key.decode())
                 if layout is None:
                     continue
                 stored = self.parking_table.get(event.key)
                 state = parking_from_bytes(stored) if stored else ParkingState()
-                state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
-                forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
+                occupancy: list[ParkingOccupancy] = []
+                for gate_event in batch.events:
+                    state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
+                    forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
+                    for output in outputs:
+                        if isinstance(output, ParkingOccupancy):
+                            occupancy.append(msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event)))
+                        elif isinstance(output, ParkingStay):
+                            await self._exit(event.key, output)
+                        elif isinstance(output, Alert):
+                            self.hub.counters["car_park_full_alerts"] += 1
+                            await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
                 self.parking_table[event.key] = parking_to_bytes(state)
-                for output in outputs:
-                    if isinstance(output, ParkingOccupancy):
-                        output = msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event))
-                        await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(output))
-                    elif isinstance(output, ParkingStay):
-                        await self._exit(event.key, output)
-                    elif isinstance(output, Alert):
-                        self.hub.counters["car_park_full_alerts"] += 1
-                        await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
+                if occupancy:
+                    await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(OccupancyBatch(occupancy)))
 
     async def _exit(self, key: bytes, stay: ParkingStay) -> None:
         """A finished stay: a member's car to the card's worker for settling, anyone else's priced here."""

@@ -70,10 +70,19 @@ class BatchLane:
         self.steps: dict[str, list[Step]] = defaultdict(list)
         self.batches = 0
         self.records = 0
+        self._consumer: AIOKafkaConsumer | None = None
 
     def step(self, topic: str, handle: Step) -> None:
         """Give ``handle`` every record of ``topic``; steps of one topic run in the order registered."""
         self.steps[topic].append(handle)
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this worker's lane reads now."""
+        return self._consumer.assignment() if self._consumer is not None else set()
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The end of ``tp`` as the last fetch saw it (None before the first)."""
+        return self._consumer.highwater(tp) if self._consumer is not None else None
 
     def install(self) -> None:
         """Run the lane as a task of the faust app, from when the worker starts until it stops."""
@@ -97,6 +106,7 @@ class BatchLane:
         )
         await consumer.start()
         _wait_after_empty_fetches(consumer, EMPTY_FETCH_WAIT_S)
+        self._consumer = consumer
         try:
             while True:
                 batch = await self._gather(consumer)
@@ -112,6 +122,7 @@ class BatchLane:
                 await self.app.producer.flush()
                 await self._commit(consumer, batch)
         finally:
+            self._consumer = None
             with contextlib.suppress(Exception):
                 await consumer.stop()
 

@@ -331,6 +331,29 @@ class FootfallMark(Record, tag="footfall_mark"):
     caught_up: bool = False
 
 
+class FootfallBatch(Record, tag="footfall_batch"):
+    """What a router read for one mall in one batch, in the order it read it, as one message.
+
+    A message per tick, sale or mark cost more in faust than the footfall core spent on it.
+    """
+
+    items: list[FootfallTick | RfidRead | PosTransaction | FootfallMark]
+
+    def validate(self) -> None:
+        for item in self.items:
+            item.validate()
+
+
+class ParkingBatch(Record, tag="parking_batch"):
+    """One mall's gate events from one batch of a router, in order, as one message."""
+
+    events: list[ParkingEvent]
+
+    def validate(self) -> None:
+        for event in self.events:
+            event.validate()
+
+
 class PathStop(msgspec.Struct, frozen=True):
     """One place of a visit's path, with how long the member stayed."""
 

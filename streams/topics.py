@@ -35,11 +35,12 @@ from .records import (
     CustomerTick,
     DeadLetter,
     DeviceHealth,
-    FootfallMark,
+    FootfallBatch,
     FootfallTick,
     LedgerEntry,
     LoyaltyRequest,
     MemberNotification,
+    ParkingBatch,
     ParkingEvent,
     PosTransaction,
     ReceptionRecord,
@@ -49,7 +50,7 @@ from .records import (
 )
 from .core.footfall import AreaBatch, RollupBatch
 from .core.occupancy import AreaDay
-from .core.parking import ParkingOccupancy, ParkingStay
+from .core.parking import OccupancyBatch, ParkingStay
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,14 @@ CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the p
 CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
 CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
 
-FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallMark,
-                             "mall_id (its ticks, staff badge reads, sales and voids, and clock marks)")
+FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallBatch,
+                             "mall_id (batches of its ticks, staff badge reads, sales and voids, and clock marks)")
 FOOTFALL_ROLLUPS = TopicSpec("footfall.rollups", RollupBatch, "mall_id (the rows of a closed interval, or late rows)")
 FOOTFALL_AREAS = TopicSpec("footfall.areas", AreaBatch, "mall_id (the areas at the end of closed intervals)")
 FOOTFALL_DAYS = TopicSpec("footfall.days", AreaDay, "mall_id")
-PARKING_BY_MALL = TopicSpec("parking.by_mall", ParkingEvent, "mall_id")
+PARKING_BY_MALL = TopicSpec("parking.by_mall", ParkingBatch, "mall_id (batches of its gate events)")
 PARKING_STAYS = TopicSpec("parking.stays", ParkingStay, "mall_id")
-PARKING_OCCUPANCY = TopicSpec("parking.occupancy", ParkingOccupancy, "mall_id")
+PARKING_OCCUPANCY = TopicSpec("parking.occupancy", OccupancyBatch, "mall_id (the rows of a batch of gate events)")
 FOOTFALL_OUTPUTS = (FOOTFALL_ROLLUPS, FOOTFALL_AREAS, FOOTFALL_DAYS, PARKING_STAYS, PARKING_OCCUPANCY)
 
 ALL_TOPICS = (
@@ -110,15 +111,17 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 #: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
 TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
-#: Topics the faust agents consume, in the worker's consumer group ``<app_id>``. The sunk
-#: topics (streams/app.py ``SUNK_TOPICS``) are read by the sink lane, in :func:`sink_group`.
-AGENT_INPUTS = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, RFID_READS, RFID_BY_MEMBER,
-                FOOTFALL_TICKS, PARKING_EVENTS, FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS, CUSTOMER_TICKS)
+#: Topics the faust agents consume, in the worker's consumer group ``<app_id>``.
+AGENT_INPUTS = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, RFID_BY_MEMBER,
+                FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS, CUSTOMER_TICKS)
+#: Topics the routes lane re-keys by member or mall (streams/lanes.py); the sinks lane reads
+#: streams/app.py's ``SUNK_TOPICS``.
+ROUTED = (RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, POS_BY_MEMBER)
 
 
-def sink_group(app_id: str) -> str:
-    """The consumer group of the sink lane (streams/lanes.py)."""
-    return f"{app_id}-sinks"
+def lane_group(app_id: str, lane: str) -> str:
+    """The consumer group of one of the worker's batch lanes."""
+    return f"{app_id}-{lane}"
 
 
 class TopicLayoutError(RuntimeError):

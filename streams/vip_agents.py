@@ -1,10 +1,11 @@
 """VIP agents: RFID reads of members' cards become alerts for staff and visit rows.
 
-    rfid.reads --vip_route (master data)--> rfid.by_member --vip_track--> MQTT, alerts --vip_deliver--> webhook
-                  unknown tags: counted                 (vip_states)  vip.visits --sink--> ClickHouse
+    rfid.reads --route (master data)--> rfid.by_member --vip_track--> MQTT, alerts --vip_deliver--> webhook
+              unknown tags: counted                 (vip_states)  vip.visits --sink--> ClickHouse
     pos.by_member --vip_spend (vip_states)--> spend joins the visit   alerts.delivered --sink--> ClickHouse
 
-Reads are re-keyed by member so one worker holds a member's presence, co-partitioned
+Reads are re-keyed by member in the worker's routes lane (streams/lanes.py: a batch at a
+time, so strangers' tags cost little) so one worker holds a member's presence, co-partitioned
 with ``pos.by_member`` so the same worker adds their spend. Leaving has no read of its
 own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
 present, so the presence table is only ever written from its own stream.
@@ -16,10 +17,12 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import faust
 import msgspec
+from aiokafka import ConsumerRecord
 
 from mallstream.sinks.alerts import AlertPublisher
 
@@ -60,7 +63,7 @@ class VipAgents:
                                     key_type=bytes, value_type=bytes)
         self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
         app = hub.app
-        app.agent(hub.topic(topics.RFID_READS), name="vip_route")(self._route)
+        hub.route_lane.step(topics.RFID_READS.name, self._route)
         app.agent(hub.topic(topics.RFID_BY_MEMBER), name="vip_track")(self._track)
         app.agent(hub.topic(topics.POS_BY_MEMBER), name="vip_spend")(self._spend)
         app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
@@ -101,18 +104,19 @@ class VipAgents:
         for visit in step.visits:
             await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit))
 
-    async def _route(self, stream: faust.StreamT) -> None:
+    async def _route(self, records: Sequence[ConsumerRecord]) -> None:
+        """A routes-lane step: reads of members' cards go on keyed by member; strangers' tags are only counted."""
         by_member = self.hub.topic(topics.RFID_BY_MEMBER)
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "vip routing"):
-                read = decode(RfidRead, event.value)
+        for consumed in records:
+            async with self.hub.dead_letter_on_failure(consumed, "vip routing"):
+                read = decode(RfidRead, consumed.value)
                 member = self.master.member_of_tag(read.epc)
                 if member is not None:
-                    await by_member.send(key=member.member_id.encode(), value=event.value)
+                    await by_member.send(key=member.member_id.encode(), value=consumed.value)
                 elif not read.duplicate:  # unknown tags are counted, never alerted
                     self.unknown_tags[read.epc.upper()] += 1
                     self.hub.counters["unknown_tag_reads"] += 1
-                self._saw(read, event.message.partition)
+                self._saw(read, consumed.partition)
 
     async def _track(self, stream: faust.StreamT) -> None:
         async for event in stream.events():

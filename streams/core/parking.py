@@ -78,6 +78,12 @@ class ParkingOccupancy(Record, tag="parking_occupancy"):
     cause: str = ""
 
 
+class OccupancyBatch(Record, tag="parking_occupancies"):
+    """The occupancy rows of one batch of gate events, as one message (a row per gate event)."""
+
+    rows: list[ParkingOccupancy]
+
+
 ParkingOutput = ParkingOccupancy | ParkingStay | Alert
 
 
