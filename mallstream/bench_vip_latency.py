@@ -192,6 +192,7 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
         "gateway_to_decision": _percentiles([d - t for d, t in zip(decided, read_at, strict=True)]),
         "decision_to_publish": _percentiles([p - d for p, d in zip(published, decided, strict=True)]),
         "publish_to_mqtt": _percentiles([r - p for r, p in zip(received, published, strict=True)]),
+        "worker_rss_mb_per_minute": [round(mb) for mb in resident],
     }
 
 
