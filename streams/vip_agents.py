@@ -1,12 +1,12 @@
 """VIP agents: RFID reads of members' cards become alerts for staff and visit rows.
 
     rfid.reads --route (master data)--> rfid.by_member --vip_track--> MQTT, alerts --vip_deliver--> webhook
-              unknown tags: counted                 (vip_states)  vip.visits --sink--> ClickHouse
-    pos.by_member --vip_spend (vip_states)--> spend joins the visit   alerts.delivered --sink--> ClickHouse
+              unknown tags: counted     ^           (vip_states)  vip.visits --sink--> ClickHouse
+    pos.by_member --route (members)-----+   spend joins the visit     alerts.delivered --sink--> ClickHouse
 
 Reads are re-keyed by member in the worker's routes lane (streams/lanes.py: a batch at a
-time, so strangers' tags cost little) so one worker holds a member's presence, co-partitioned
-with ``pos.by_member`` so the same worker adds their spend. Leaving has no read of its
+time, so strangers' tags cost little) so one worker holds a member's presence; their
+receipts join them there, so the same worker adds their spend. Leaving has no read of its
 own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
 present, so the presence table is only ever written from its own stream.
 """
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 _state_encoder = msgspec.msgpack.Encoder()
 _state_decoder = msgspec.msgpack.Decoder(VipState)
 #: What travels on rfid.by_member.
-ByMember = RfidRead | VipTick
+ByMember = RfidRead | VipTick | PosTransaction
 
 SIGNED_SPEND = {"sale": 1, "return": -1, "void": -1}
 #: A partition without reads for this many seconds no longer holds the clock back.
@@ -64,8 +64,8 @@ class VipAgents:
         self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
         app = hub.app
         hub.route_lane.step(topics.RFID_READS.name, self._route)
+        hub.route_lane.step(topics.POS_BY_MEMBER.name, self._route_spend)
         app.agent(hub.topic(topics.RFID_BY_MEMBER), name="vip_track")(self._track)
-        app.agent(hub.topic(topics.POS_BY_MEMBER), name="vip_spend")(self._spend)
         app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
         app.timer(hub.settings.worker.vip_tick_seconds, name="vip_tick")(self._tick)
 
@@ -123,6 +123,9 @@ class VipAgents:
             async with self.hub.dead_letter_on_failure(event, "vip tracking"):
                 message = decode(ByMember, event.value)  # type: ignore[arg-type]
                 key = event.key
+                if isinstance(message, PosTransaction):
+                    await self._emit(key, *self._spend(key, message))
+                    continue
                 if isinstance(message, VipTick):
                     state = self._state(key)
                     member = self.master.by_id.get(message.member_id)
@@ -139,15 +142,18 @@ class VipAgents:
                     continue
                 await self._emit(key, *on_read(self._state(key), message, member, self.clock(), places, self.policy))
 
-    async def _spend(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "vip spend"):
-                txn = decode(PosTransaction, event.value)
-                if txn.member_id is None or txn.member_id not in self.master.by_id:
-                    continue
-                cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
-                state, step = add_purchase(self._state(event.key), txn.member_id, cents, txn.ts, txn.txn_id)
-                await self._emit(event.key, state, step)
+    async def _route_spend(self, records: Sequence[ConsumerRecord]) -> None:
+        """A routes-lane step: receipts of members in the master data join their reads on ``rfid.by_member``."""
+        by_member = self.hub.topic(topics.RFID_BY_MEMBER)
+        for consumed in records:
+            async with self.hub.dead_letter_on_failure(consumed, "vip spend routing"):
+                txn = decode(PosTransaction, consumed.value)
+                if txn.member_id is not None and txn.member_id in self.master.by_id:
+                    await by_member.send(key=consumed.key, value=consumed.value)
+
+    def _spend(self, key: bytes, txn: PosTransaction) -> tuple[VipState, Step]:
+        cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
+        return add_purchase(self._state(key), txn.member_id or "", cents, txn.ts, txn.txn_id)
 
     async def _deliver(self, stream: faust.StreamT) -> None:
         delivered = self.hub.topic(topics.ALERTS_DELIVERED)
