@@ -132,3 +132,32 @@ def test_receipts_keyed_wrongly_by_a_till_are_rekeyed_and_still_find_their_membe
     rows = cli(hub_config, "sql", "SELECT txn_id, member_id, delta FROM {db}.ledger_entries "
                                   "WHERE account = 'points' ORDER BY txn_id").stdout
     assert rows.splitlines()[1:] == ["k-return\tM-rekey\t-20", "k-sale\tM-rekey\t88"]
+
+
+def test_garbage_on_every_input_topic_is_dead_lettered_once_with_its_reason_and_the_worker_goes_on(
+        hub_config, worker, tmp_path):
+    """Bytes no till or device bridge would send, straight onto the topics: the lanes and agents that read each
+    topic (an input is read by several) dead-letter it, the sink stores that once, and a good receipt after still counts."""
+    from kafka import KafkaProducer
+
+    from mallstream import settings as config
+    from mallstream.replay import wait_until_processed
+    from mallstream.streams import topics
+
+    worker.start()
+    settings = config.load(hub_config)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    garbage = {spec.name: f'{{"type":"{kind}","oops":true}}'.encode() for kind, spec in topics.INPUT_TOPICS.items()}
+    garbage[topics.RFID_READS.name] = b"\xff\xfe not even text"
+    for topic, payload in garbage.items():
+        producer.send(topic, key=b"fuzz", value=payload).get(timeout=10)
+    day = make_day(hub_config, tmp_path, 5)
+    producer.close()
+    cli(hub_config, "replay", str(day))
+    assert wait_until_processed(settings, timeout=120, progress=False)
+    rows = cli(hub_config, "sql", "SELECT splitByChar(':', source)[1] AS topic, reason FROM {db}.dead_letters",
+               "--format", "json").stdout.splitlines()
+    letters = [json.loads(row) for row in rows]
+    assert sorted(letter["topic"] for letter in letters) == sorted(garbage)
+    assert all(letter["reason"] for letter in letters)
+    assert cli(hub_config, "sql", "SELECT uniqExact(txn_id) FROM {db}.ledger_entries").stdout.splitlines()[1] == "5"
