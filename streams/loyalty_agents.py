@@ -127,6 +127,8 @@ def ledger_entries(card: MemberCard, effects: list[Effect], context: Context) ->
 
 #: How many of the latest effects the member view lists.
 RECENT_ENTRIES = 20
+#: How often the rule file is looked at for an edit: an edit is in force for receipts read this long after it.
+RULES_CHECK_S = 0.2
 
 
 def member_view(card: MemberCard, now: dt.datetime) -> dict:
@@ -213,7 +215,7 @@ class LoyaltyAgent:
     def __init__(self, hub: Hub, master: MasterData) -> None:
         self.hub = hub
         conf = hub.settings
-        self.rules = RuleFile(conf.resolve(conf.rules.file))
+        self.rules = RuleFile(conf.resolve(conf.rules.file), check_every_s=RULES_CHECK_S)
         self.rules.current()  # a rule file that was never good stops the worker at start
         self._reported_error: str | None = None
         self.birthdays = master.birthdays

@@ -97,6 +97,22 @@ def test_a_changed_file_is_reloaded_with_the_next_version_number(tmp_path):
     assert second.version.digest != first.version.digest and second.tag == f"2-{second.version.digest}"
 
 
+def test_the_file_is_looked_at_no_more_often_than_asked(tmp_path, monkeypatch):
+    import time
+
+    path = tmp_path / "rules.yaml"
+    write(path, "earning: {rate: 1}\n", 1)
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    rules = RuleFile(path, check_every_s=0.2)
+    first = rules.current()
+    write(path, "earning: {rate: 2}\n", 2)
+    clock[0] += 0.1
+    assert rules.current() is first  # within the interval: the edit is not seen yet
+    clock[0] += 0.15
+    assert rules.current().earning.rate == 2
+
+
 def test_touching_a_file_without_changing_it_keeps_the_version(tmp_path):
     path = tmp_path / "rules.yaml"
     write(path, "earning: {rate: 1}\n", 1)

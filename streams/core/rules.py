@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from functools import cached_property
 from decimal import Decimal
 from pathlib import Path
@@ -374,8 +375,11 @@ class RuleFile:
     it recorded, so numbers keep increasing across restarts).
     """
 
-    def __init__(self, path: Path | str, first_number: int = 1) -> None:
+    def __init__(self, path: Path | str, first_number: int = 1, check_every_s: float = 0.0) -> None:
         self.path = Path(path)
+        #: the file is looked at no more often than this: an agent asks for the rules at every event
+        self.check_every_s = check_every_s
+        self._checked_at = float("-inf")
         self.error: ConfigError | None = None
         #: content digest of the edit :attr:`error` refused
         self.refused_digest: str | None = None
@@ -385,6 +389,10 @@ class RuleFile:
 
     def current(self) -> RuleBook:
         """The rules in force now; raises :class:`ConfigError` only if no good file was ever read."""
+        now = time.monotonic()
+        if self._book is not None and now - self._checked_at < self.check_every_s:
+            return self._book
+        self._checked_at = now
         try:
             stat = self.path.stat()
             seen = (stat.st_mtime_ns, stat.st_size)
