@@ -28,7 +28,7 @@ from .streams.core.routing import route_receipt
 from .streams.core.rules import RuleFile
 from .streams.core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
 from .streams.core.vip import VipPlaces, VipState, on_read
-from .streams.loyalty_agents import decode_card, encode_card
+from .streams.loyalty_agents import RULES_CHECK_S, decode_card, encode_card
 from .streams.master_data import load_master_data
 from .streams.records import FootfallTick, ParkingEvent, PosTransaction, RfidRead, decode
 
@@ -51,7 +51,7 @@ def naive_app(settings: Settings) -> faust.App:
     sale_owners, cards, customers, vip_states, footfall_states, parking_states = (
         table(name) for name in ("sale_owners", "cards", "customer_states", "vip_states", "footfall_states",
                                  "parking_states"))
-    rules = RuleFile(settings.resolve(settings.rules.file))
+    rules = RuleFile(settings.resolve(settings.rules.file), check_every_s=RULES_CHECK_S)  # as the worker does
     master = load_master_data(settings.members.source and settings.resolve(settings.members.source))
     mall_of_store = settings.mall_of_store()
     mall = settings.malls[0]
