@@ -234,6 +234,9 @@ class Kafka(Strict):
                                                                 "against (default: the system's)")
     ssl_cert_file: Path | None = Field(default=None, description="client certificate, for brokers that ask for one")
     ssl_key_file: Path | None = None
+    empty_fetch_wait_ms: int = Field(default=10, ge=0, le=1000, description=(
+        "the worker waits this long after a fetch that brought nothing; Kafka itself holds an empty fetch "
+        "(fetch.max.wait.ms), noida-db answers at once and the consumer would spin"))
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:

@@ -56,7 +56,7 @@ from mallstream.sinks.schema import (
 from mallstream.sinks.warehouse import Warehouse
 from mallstream.transports import faust_credentials
 
-from . import producer_drain, seek_guard, topics
+from . import fetch_wait, producer_drain, seek_guard, topics
 from .topics import lane_group
 from .core.routing import route_receipt
 from .lanes import BatchLane, Step
@@ -112,6 +112,7 @@ class Hub:
         conf = self.settings
         producer_drain.install()
         seek_guard.install()
+        fetch_wait.install(conf.kafka.empty_fetch_wait_ms)
         self.app = faust.App(
             conf.worker.app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",

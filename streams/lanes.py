@@ -6,8 +6,9 @@ faust spends some 300 µs of CPU per message and agent on its stream machinery
 consumer group of its own: it gathers records until it holds ``max_records`` or the
 oldest has waited ``max_wait_s``, hands each topic's records to its steps, and commits
 the offsets only after every step returned and what they sent was flushed. So, as in
-Quix Streams, a sink has stored its rows before the offsets that fed them are committed: at-least-once, and the steps
-are idempotent (the sink drops keys it holds already).
+Quix Streams, a sink has stored its rows before the offsets that fed them are committed:
+at-least-once, and the steps are idempotent (the sink drops keys it holds already). Like
+the worker's own consumer, a lane pauses after an empty fetch (streams/fetch_wait.py).
 
 A step that raises stops the worker loudly (faust's own crash path), after nothing of
 the batch was committed: the records come again on the restart.
@@ -15,7 +16,6 @@ the batch was committed: the records come again on the restart.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -33,28 +33,6 @@ log = logging.getLogger(__name__)
 
 #: What a step is given: one topic's records of the batch, in offset order per partition.
 Step = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
-
-#: The embedded broker answers an empty fetch at once (Kafka holds it for fetch.max.wait.ms),
-#: so an idle lane's fetcher would re-send fetches nonstop, on the worker's own event loop;
-#: it waits this long after an empty answer instead.
-EMPTY_FETCH_WAIT_S = 0.01
-
-
-def _wait_after_empty_fetches(consumer: AIOKafkaConsumer, seconds: float) -> None:
-    """Make ``consumer``'s fetcher pause ``seconds`` after a fetch that brought nothing (aiokafka internals)."""
-    fetcher = consumer._fetcher
-    fetch = fetcher._proc_fetch_request
-
-    async def fetch_then_wait_if_empty(*args: object) -> bool:
-        got_records = await fetch(*args)
-        if not got_records:
-            # the broker stays "in flight" meanwhile, so no other fetch goes to it
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(seconds)
-        return got_records
-
-    fetcher._proc_fetch_request = fetch_then_wait_if_empty
-
 
 class BatchLane:
     """One consumer group reading ``topics`` in batches for the steps registered on them."""
@@ -105,7 +83,6 @@ class BatchLane:
             **kafka_options(self.kafka),
         )
         await consumer.start()
-        _wait_after_empty_fetches(consumer, EMPTY_FETCH_WAIT_S)
         self._consumer = consumer
         try:
             while True:
