@@ -67,7 +67,9 @@ def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config
     assert expected["receipts"] == count  # every receipt has a member here
 
     worker.start()
-    result = cli(hub_config, "replay", str(day), "--wait")
+    # make scenario replays 100,000 member receipts here, which took longer than 600 s (2026-12-05)
+    wait = ("--timeout", str(max(900, count / 100)))
+    result = cli(hub_config, "replay", str(day), "--wait", *wait, timeout=max(600, count / 80))
     assert f"sent {count + 2} events" in result.stdout and "2 malformed lines" in result.stdout
     first = ledger_figures(hub_config)
     assert_matches(first, expected)
@@ -80,7 +82,7 @@ def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config
     assert len(dead.splitlines()) == 1 + len(MALFORMED)
     assert "at most 2 decimals" in dead and "missing required field" in dead and "teleport" in dead
 
-    cli(hub_config, "replay", str(day), "--wait")
+    cli(hub_config, "replay", str(day), "--wait", *wait, timeout=max(600, count / 80))
     assert ledger_figures(hub_config) == first
     assert len(cli(hub_config, "sql", "SELECT * FROM {db}.dead_letters").stdout.splitlines()) == 1 + len(MALFORMED)
 
