@@ -166,6 +166,7 @@ class Hub:
         self.customers = CustomerAgents(self, master)
         self.footfall = FootfallAgents(self, master)
         self.route_lane.install()
+        self.sink_lane.install()
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -203,7 +204,6 @@ class Hub:
         app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         for spec, _ in SUNK_TOPICS:
             self.sink_lane.step(spec.name, self._sink_step(spec))
-        self.sink_lane.install()
 
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)

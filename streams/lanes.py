@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 #: What a step is given: one topic's records of the batch, in offset order per partition.
 Step = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
 
+
 class BatchLane:
     """One consumer group reading ``topics`` in batches for the steps registered on them."""
 
@@ -46,6 +47,7 @@ class BatchLane:
         self.max_records = max_records
         self.max_wait_s = max_wait_s
         self.steps: dict[str, list[Step]] = defaultdict(list)
+        #: batches and records handled so far (the worker's /stats/ shows them)
         self.batches = 0
         self.records = 0
         self._consumer: AIOKafkaConsumer | None = None

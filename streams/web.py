@@ -80,5 +80,7 @@ def register_views(hub: Hub) -> None:
             {
                 "counters": dict(hub.counters),
                 "sinks": {name: vars(sink.stats) for name, (_, sink) in hub.sinks.items()},
+                "lanes": {lane.group: {"batches": lane.batches, "records": lane.records}
+                          for lane in (hub.route_lane, hub.sink_lane)},
             }
         )

@@ -100,6 +100,9 @@ def test_anonymous_sales_earn_nothing_and_returns_without_card_find_their_member
     request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/stats/", headers=worker.headers)
     stats = json.loads(urllib.request.urlopen(request).read())
     assert stats["counters"]["receipts_anonymous"] > 0
+    # each receipt, re-keyed by member, passed both lanes: the routes lane (VIP spend, footfall) and the sinks lane
+    lanes = {group.rsplit("-", 1)[1]: figures for group, figures in stats["lanes"].items()}
+    assert lanes["sinks"]["records"] > expected["receipts"] and lanes["routes"]["records"] >= expected["receipts"]
 
 
 def test_sql_opens_the_engine_itself_when_no_worker_runs(hub_config, worker, tmp_path):
