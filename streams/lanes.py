@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, RebalanceInProgressError
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from mallstream.settings import Kafka, Worker
 from mallstream.transports import kafka_options
@@ -132,9 +132,13 @@ class BatchLane:
         self.records += sum(len(records) for records in by_topic.values())
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        # partitions a rebalance took away meanwhile are not ours to commit: their new owner reads the records again
+        assigned = consumer.assignment()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp in assigned}
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
-        except (CommitFailedError, RebalanceInProgressError) as exc:
+        except (CommitFailedError, RebalanceInProgressError, IllegalStateError) as exc:
             # the partitions moved meanwhile: their new owner reads these records again, and the steps are idempotent
             log.warning("lane %s: offsets not committed (%s); the records come again", self.group, exc)
