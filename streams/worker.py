@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,10 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         # faust's terminal spinner sets the root logger to DEBUG so it can spin on every record:
         # every debug line of aiokafka's fetch loop was then formatted and dropped (a profile's top item)
         worker.spinner = None
+        # what exists by now (modules, master data, the engine's bindings) lives as long as the process: out of
+        # the collector's sight, a full collection walks only what the stream made since, not some 100 ms' worth
+        gc.collect()
+        gc.freeze()
         try:
             worker.execute_from_commandline()
         except SystemExit:
