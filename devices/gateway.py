@@ -25,6 +25,7 @@ and input keeps flowing into the spool. Per-device health goes out as JSON on
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import threading
 import time
@@ -273,6 +274,10 @@ def run_gateway(settings: Settings, stop_event: threading.Event) -> None:
         spool.close()
         raise
     gateway.start()
+    # what exists by now lives as long as the process: full collections then walk only what came since,
+    # and do not hold a read's way to the broker up for tens of milliseconds (as in the worker)
+    gc.collect()
+    gc.freeze()
     try:
         stop_event.wait()
     finally:

@@ -59,7 +59,7 @@ def _run(function, *args, **kwargs) -> None:
 def up(ctx: click.Context, demo: bool) -> None:
     """Start the embedded parts (broker, Mosquitto, ClickHouse engine) and the worker; Ctrl-C stops all."""
     from .services import embedded_services
-    from .streams.worker import run_worker
+    from .streams.worker import run_worker, separate_vip_worker
 
     settings = _settings(ctx)
     extend = None
@@ -68,7 +68,7 @@ def up(ctx: click.Context, demo: bool) -> None:
 
         settings, extend = with_demo_members(settings), attach_demo
     def serve() -> None:
-        with embedded_services(settings):
+        with embedded_services(settings), separate_vip_worker(settings, ctx.meta["loglevel"]):
             click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
                        f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
             click.echo(_login_help(settings, show_key=demo))
@@ -93,12 +93,13 @@ def _login_help(settings: Settings, show_key: bool) -> str:
 
 
 @main.command()
+@click.option("--vip", is_flag=True, help="run only the VIP agents (needs worker.vip_worker.separate: true)")
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, vip: bool) -> None:
     """Run one worker against the configured (already running) broker; start more to scale out."""
     from .streams.worker import run_worker
 
-    _run(run_worker, _settings(ctx), loglevel=ctx.meta["loglevel"])
+    _run(run_worker, _settings(ctx), loglevel=ctx.meta["loglevel"], vip=vip)
 
 
 @main.command()

@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from tqdm import tqdm
 
-from .settings import Settings
+from .settings import Settings, Worker
 from .simulators.pacing import Pacer
 from .transports import kafka_options
 from .streams import topics
@@ -94,13 +94,20 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
     return report
 
 
-def consumer_groups(app_id: str) -> dict[str, list[str]]:
-    """The worker's consumer groups and the topics each reads: its faust agents' and its batch lanes'."""
+def consumer_groups(worker: Worker) -> dict[str, list[str]]:
+    """The workers' consumer groups and the topics each reads: their faust agents' and their batch lanes'."""
     from .streams.app import SUNK_TOPICS
 
-    return {app_id: [spec.name for spec in topics.AGENT_INPUTS],
-            topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
-            topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
+    app_id = worker.app_id
+    groups = {app_id: [spec.name for spec in topics.AGENT_INPUTS],
+              topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
+              topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
+    if worker.vip_worker.separate:
+        vip = topics.vip_app_id(app_id)
+        groups[app_id] = [name for name in groups[app_id] if name not in {t.name for t in topics.VIP_AGENT_INPUTS}]
+        groups[vip] = [spec.name for spec in topics.VIP_AGENT_INPUTS]
+        groups[topics.lane_group(vip, "routes")] = [spec.name for spec in topics.VIP_ROUTED]
+    return groups
 
 
 def pipeline_lag(settings: Settings, groups: Mapping[str, Sequence[str]] | None = None) -> int:
@@ -113,7 +120,7 @@ def pipeline_lag(settings: Settings, groups: Mapping[str, Sequence[str]] | None 
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **kafka_options(settings.kafka))
     try:
         lag = 0
-        for group, names in (groups or consumer_groups(settings.worker.app_id)).items():
+        for group, names in (groups or consumer_groups(settings.worker)).items():
             partitions = [TopicPartition(name, p) for name in names for p in sorted(consumer.partitions_for_topic(name) or ())]
             ends = consumer.end_offsets(partitions)
             starts = consumer.beginning_offsets(partitions)

@@ -306,6 +306,17 @@ class Sink(Strict):
     flush_seconds: float = Field(default=1.0, gt=0)
 
 
+class VipWorker(Strict):
+    """Whether the VIP agents run in a worker process of their own (``mallstream worker --vip``)."""
+
+    separate: bool = Field(default=False, description=(
+        "true: only `mallstream worker --vip` runs the VIP agents, in consumer groups <app_id>-vip*, so counter "
+        "staff's alerts never wait behind the other agents or the ClickHouse inserts (one interpreter lock each)"))
+    web_port: int = Field(default=6067, description="the VIP worker's /stats/")
+    empty_fetch_wait_ms: int = Field(default=2, ge=0, description=(
+        "kafka.empty_fetch_wait_ms for the VIP worker: shorter, as a read waits that long at most at each hop"))
+
+
 class Worker(Strict):
     app_id: str = "mallstream"
     instance_id: str | None = Field(
@@ -322,6 +333,7 @@ class Worker(Strict):
     footfall_checkpoint_seconds: float = Field(
         default=2.0, gt=0, description="how often a mall's footfall state is written to its table")
     sink: Sink = Sink()
+    vip_worker: VipWorker = VipWorker()
 
     @property
     def group_instance_id(self) -> str:

@@ -25,6 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import faust
 from aiokafka import ConsumerRecord
@@ -62,7 +63,7 @@ from .core.routing import route_receipt
 from .lanes import BatchLane, Step
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
-from .master_data import load_master_data
+from .master_data import MasterData, load_master_data
 from .records import AuditRecord, InvalidEvent, PosTransaction, dead_letter, decode, encode
 from .footfall_agents import FootfallAgents
 from .vip_agents import VipAgents
@@ -94,6 +95,17 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
 ROUTE_BATCH = 1000
 
 
+#: What one worker process runs: everything, everything but the VIP agents, or only those (``mallstream worker --vip``).
+Role = Literal["all", "main", "vip"]
+
+
+def role_of(settings: Settings, vip: bool) -> Role:
+    """The role of ``mallstream worker [--vip]`` under these settings."""
+    if vip:
+        return "vip"
+    return "main" if settings.worker.vip_worker.separate else "all"
+
+
 def _origin(source: EventT | ConsumerRecord) -> str:
     """Where an event or a lane's record was read: topic:partition:offset."""
     where = source if isinstance(source, ConsumerRecord) else source.message
@@ -102,24 +114,32 @@ def _origin(source: EventT | ConsumerRecord) -> str:
 
 @dataclass
 class Hub:
-    """The faust app with its topics, tables, agents and sinks, built from the settings."""
+    """The faust app with its topics, tables, agents and sinks, built from the settings.
+
+    ``warehouse`` is None only in the VIP worker, which writes nothing to ClickHouse.
+    """
 
     settings: Settings
-    warehouse: Warehouse
+    warehouse: Warehouse | None
+    role: Role = "all"
     counters: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         conf = self.settings
+        vip_only = self.role == "vip"
+        app_id = topics.vip_app_id(conf.worker.app_id) if vip_only else conf.worker.app_id
+        datadir = conf.worker.state_dir / "vip" if vip_only else conf.worker.state_dir
+        datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         producer_drain.install()
         seek_guard.install()
-        fetch_wait.install(conf.kafka.empty_fetch_wait_ms)
+        fetch_wait.install(conf.worker.vip_worker.empty_fetch_wait_ms if vip_only else conf.kafka.empty_fetch_wait_ms)
         self.app = faust.App(
-            conf.worker.app_id,
+            app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",
             broker_credentials=faust_credentials(conf.kafka),
             store="rocksdb://" if conf.worker.store == "rocksdb" else "memory://",
-            datadir=str(conf.worker.state_dir),
-            web_port=conf.worker.web_port,
+            datadir=str(datadir),
+            web_port=conf.worker.vip_worker.web_port if vip_only else conf.worker.web_port,
             web_host="127.0.0.1",
             # larger bodies are refused (413); streams/access.py refuses an announced one before reading it
             web_application_options={"client_max_size": conf.worker.max_body_kb * 1024},
@@ -139,15 +159,31 @@ class Hub:
             autodiscover=False,
         )
         self.topics = {spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS}
+        #: EPCs and plates reach ClickHouse only as keyed hashes (mallstream/privacy.py)
+        self.pseudonym = Pseudonym.of(conf)
+        self.master = master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
+        #: stateless re-keying (VIP reads by member; ticks, badges, sales and gate events by mall), a batch at a
+        #: time as soon as it is read: a message per event would cost more in faust than the routing itself
+        self.route_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(app_id, "routes"), ROUTE_BATCH, 0.0)
+        self.lanes = [self.route_lane]
+        #: topic -> (what its records become, the sink writing them)
+        self.sinks: dict[str, tuple[SinkTable, TableSink]] = {}
+        if not vip_only:
+            self._add_main_agents(master)
+        if self.role != "main":
+            self.vip = VipAgents(self, master)
+        for lane in self.lanes:
+            lane.install()
+
+    def _add_main_agents(self, master: MasterData) -> None:
+        """Everything but the VIP agents: receipts, loyalty, customers, footfall, parking and the sinks."""
+        conf = self.settings
         raw = {"partitions": conf.kafka.partitions, "key_type": bytes, "value_type": bytes}
         self.sale_owners = self.app.Table("sale_owners", **raw)
         self.mall_of_store = conf.mall_of_store()
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
-        #: EPCs and plates reach ClickHouse only as keyed hashes (mallstream/privacy.py)
-        self.pseudonym = Pseudonym.of(conf)
-        #: topic -> (what its records become, the sink writing them)
-        self.sinks: dict[str, tuple[SinkTable, TableSink]] = {
+        self.sinks = {
             spec.name: (table, TableSink(self.warehouse, table.name, table.columns, sink_conf.batch_rows,
                                          sink_conf.flush_seconds, tag))
             for spec, table in SUNK_TOPICS
@@ -155,18 +191,13 @@ class Hub:
         #: the sinks read their topics a batch at a time, in a consumer group of their own
         self.sink_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "sinks"),
                                    sink_conf.batch_rows, sink_conf.flush_seconds)
-        #: stateless re-keying (VIP reads by member; ticks, badges, sales and gate events by mall), a batch at a
-        #: time as soon as it is read: a message per event would cost more in faust than the routing itself
-        self.route_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "routes"),
-                                    ROUTE_BATCH, 0.0)
-        self._register_agents()
-        self.master = master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
+        self.lanes.append(self.sink_lane)
+        self.app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
+        for spec, _ in SUNK_TOPICS:
+            self.sink_lane.step(spec.name, self._sink_step(spec))
         self.loyalty = LoyaltyAgent(self, master)
-        self.vip = VipAgents(self, master)
         self.customers = CustomerAgents(self, master)
         self.footfall = FootfallAgents(self, master)
-        self.route_lane.install()
-        self.sink_lane.install()
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -198,12 +229,6 @@ class Hub:
             await self.dead_letter(_origin(event), f"internal error in {stage}: {exc!r}", event.value)
 
     # -- agents -------------------------------------------------------------------------
-
-    def _register_agents(self) -> None:
-        app = self.app
-        app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
-        for spec, _ in SUNK_TOPICS:
-            self.sink_lane.step(spec.name, self._sink_step(spec))
 
     async def _route_receipts(self, stream: faust.StreamT) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)

@@ -117,6 +117,14 @@ AGENT_INPUTS = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGN
 #: Topics the routes lane re-keys by member or mall (streams/lanes.py); the sinks lane reads
 #: streams/app.py's ``SUNK_TOPICS``.
 ROUTED = (RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, POS_BY_MEMBER)
+#: What the VIP agents read: with ``worker.vip_worker.separate`` in the VIP worker's groups (:func:`vip_app_id`).
+VIP_AGENT_INPUTS = (RFID_BY_MEMBER, ALERTS)
+VIP_ROUTED = (RFID_READS, POS_BY_MEMBER)
+
+
+def vip_app_id(app_id: str) -> str:
+    """The faust app id (and consumer group) of a separate VIP worker."""
+    return f"{app_id}-vip"
 
 
 def lane_group(app_id: str, lane: str) -> str:

@@ -59,8 +59,13 @@ class VipAgents:
         self.unknown_tags: Counter[str] = Counter()
         #: per partition of rfid.reads, the latest read time seen and when (monotonic): see :meth:`clock`
         self._seen: dict[int, tuple[float, float]] = {}
-        self.states = hub.app.Table("vip_states", partitions=hub.settings.kafka.partitions,
-                                    key_type=bytes, value_type=bytes)
+        partitions = hub.settings.kafka.partitions
+        # the changelog is named after the main app id in a separate VIP worker too, so presence survives the move
+        changelog = hub.app.topic(topics.changelog_topic(hub.settings.worker.app_id, "vip_states"), key_type=bytes,
+                                  value_type=bytes, partitions=partitions, compacting=True, acks=False, internal=True,
+                                  maxsize=131_072, allow_empty=True)
+        self.states = hub.app.Table("vip_states", partitions=partitions, key_type=bytes, value_type=bytes,
+                                    changelog_topic=changelog)
         self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
         app = hub.app
         hub.route_lane.step(topics.RFID_READS.name, self._route)

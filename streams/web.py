@@ -74,13 +74,16 @@ def register_views(hub: Hub) -> None:
                 return self.json({"error": str(exc)}, status=400)
             return self.bytes(output, content_type="text/plain")
 
-    @app.page("/stats/")
+
+def register_stats(hub: Hub) -> None:
+    """Live counters of this worker process: its agents', its sinks' and its lanes'."""
+
+    @hub.app.page("/stats/")
     async def stats(web: View, request: Request) -> Response:
         return web.json(
             {
                 "counters": dict(hub.counters),
                 "sinks": {name: vars(sink.stats) for name, (_, sink) in hub.sinks.items()},
-                "lanes": {lane.group: {"batches": lane.batches, "records": lane.records}
-                          for lane in (hub.route_lane, hub.sink_lane)},
+                "lanes": {lane.group: {"batches": lane.batches, "records": lane.records} for lane in hub.lanes},
             }
         )

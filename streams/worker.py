@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import faust
 
-from mallstream.settings import Settings
+from mallstream.settings import ConfigError, Settings
 from mallstream.sinks.schema import PLACES_COLUMNS, place_rows
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.transports import kafka_options
 
 from .access import register_access
-from .app import Hub
+from .app import Hub, role_of
 from .board import register_board
 from .topics import ensure_topics
-from .web import register_views
+from .web import register_stats, register_views
 
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, loglevel: str = "warning") -> None:
-    """Serve until SIGINT/SIGTERM. ``extend`` may add tasks or timers (the live demo does)."""
+def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, loglevel: str = "warning",
+               vip: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM. ``extend`` may add tasks or timers (the live demo does).
+
+    ``vip``: run only the VIP agents, as the VIP worker of ``worker.vip_worker.separate``.
+    """
+    if vip and not settings.worker.vip_worker.separate:
+        raise ConfigError(settings.source, "worker.vip_worker.separate", "`mallstream worker --vip` needs it true: "
+                          "otherwise every worker runs the VIP agents too, and alerts would go out twice")
+    role = role_of(settings, vip)
     created = ensure_topics(
         settings.kafka.bootstrap_servers,
         settings.kafka.partitions,
@@ -34,15 +44,19 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
     )
     if created:
         log.info("created topics: %s", ", ".join(created))
-    warehouse = open_warehouse(settings.clickhouse)
+    # the VIP worker writes nothing to ClickHouse (and chdb lets one process hold its directory)
+    warehouse = None if role == "vip" else open_warehouse(settings.clickhouse)
     try:
-        warehouse.migrate()
-        warehouse.insert_plain("places", place_rows(settings, time.time_ns()), PLACES_COLUMNS)
-        hub = Hub(settings, warehouse)
-        hub.repair_sinks()
+        if warehouse is not None:
+            warehouse.migrate()
+            warehouse.insert_plain("places", place_rows(settings, time.time_ns()), PLACES_COLUMNS)
+        hub = Hub(settings, warehouse, role)
         register_access(hub)
-        register_views(hub)
-        register_board(hub)
+        register_stats(hub)
+        if warehouse is not None:
+            hub.repair_sinks()
+            register_views(hub)
+            register_board(hub)
         if extend is not None:
             extend(hub)
         worker = faust.Worker(hub.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
@@ -58,4 +72,25 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         except SystemExit:
             pass
     finally:
-        warehouse.close()
+        if warehouse is not None:
+            warehouse.close()
+
+
+@contextlib.contextmanager
+def separate_vip_worker(settings: Settings, loglevel: str = "warning") -> Iterator[None]:
+    """With ``worker.vip_worker.separate``, the VIP worker runs in a process of its own while the block runs.
+
+    Spawned, not forked: a fresh interpreter with its own lock, given the settings as they are (the demo's
+    members included), not as the config file has them.
+    """
+    if not settings.worker.vip_worker.separate:
+        yield
+        return
+    process = multiprocessing.get_context("spawn").Process(
+        target=run_worker, args=(settings,), kwargs={"loglevel": loglevel, "vip": True}, name="mallstream-vip-worker")
+    process.start()
+    try:
+        yield
+    finally:
+        process.terminate()  # faust stops cleanly on SIGTERM
+        process.join(30)

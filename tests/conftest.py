@@ -85,12 +85,13 @@ def api_headers(config: Path) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`mallstream worker` in its own process, so tests can SIGKILL it."""
+    """`mallstream worker [--vip]` in its own process, so tests can SIGKILL it."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
-        self.config, self.log, self.env = config, log, env or {}
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None, vip: bool = False) -> None:
+        self.config, self.log, self.env, self.vip = config, log, env or {}, vip
         self.process: subprocess.Popen | None = None
-        self.port = yaml.safe_load(config.read_text())["worker"]["web_port"]
+        worker = yaml.safe_load(config.read_text())["worker"]
+        self.port = worker["vip_worker"]["web_port"] if vip else worker["web_port"]
 
     def start(self, failpoint: str | None = None) -> WorkerProcess:
         env = {**os.environ, **self.env}
@@ -99,7 +100,7 @@ class WorkerProcess:
             env["MALLSTREAM_FAILPOINT"] = failpoint
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mallstream.cli", "-c", str(self.config), "worker"],
+                [sys.executable, "-m", "mallstream.cli", "-c", str(self.config), "worker", *(["--vip"] if self.vip else [])],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent,
             )
         deadline = time.monotonic() + 60

@@ -60,3 +60,13 @@ def test_the_cli_exits_2_with_the_message(tmp_path):
 def test_a_missing_config_file_is_reported(tmp_path):
     with pytest.raises(settings.ConfigError, match="No such file"):
         settings.load(tmp_path / "nope.yaml")
+
+
+def test_a_vip_worker_is_refused_unless_the_config_keeps_the_vip_agents_apart(tmp_path):
+    """Otherwise the main workers and the VIP worker would both run the VIP agents: every alert twice."""
+    path = tmp_path / "mall.yaml"
+    path.write_text(EXAMPLE_CONFIG.read_text())
+    result = subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(path), "worker", "--vip"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{path}: worker.vip_worker.separate:" in result.stderr and "twice" in result.stderr

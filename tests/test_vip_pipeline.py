@@ -6,6 +6,7 @@ path through the places that have readers, and what the member spent during the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -24,7 +25,7 @@ from mallstream.simulators import mallday
 from mallstream.simulators.members import vip_members
 from mallstream.streams.master_data import write_master_data
 from mallstream.streams.records import PosTransaction, RfidRead, encode
-from tests.conftest import WorkerProcess, cli, write_config
+from tests.conftest import WorkerProcess, cli, free_port, write_config
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
 
@@ -70,10 +71,13 @@ def path_at_readers(stops: list[str], reader_places: set[str]) -> list[str]:
     return path
 
 
-def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqtt(broker, mosquitto, tmp_path):
+@pytest.mark.parametrize("separate", [False, True], ids=["inline", "separate-vip-worker"])
+def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqtt(broker, mosquitto, tmp_path,
+                                                                                   separate):
     members = tmp_path / "members.csv"
     config = write_config(tmp_path, broker, mqtt={"mode": "external", "port": mosquitto},
-                          members={"source": str(members)}, worker={"vip_tick_seconds": 0.5})
+                          members={"source": str(members)},
+                          worker={"vip_tick_seconds": 0.5, "vip_worker": {"separate": separate, "web_port": free_port()}})
     settings = load(config)
     mall = settings.malls[0]
     day = replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=5)),
@@ -89,7 +93,11 @@ def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqt
     screen = AlertScreen(mosquitto, settings.alerts.mqtt_prefix)
     try:
         assert screen.subscribed.wait(30)
-        with WorkerProcess(config, tmp_path / "worker.log") as worker:
+        with contextlib.ExitStack() as workers:
+            # separate: the VIP worker alone runs the VIP agents and counts who is present; the main one the rest
+            worker = workers.enter_context(WorkerProcess(config, tmp_path / "worker.log"))
+            if separate:
+                worker = workers.enter_context(WorkerProcess(config, tmp_path / "vip-worker.log", vip=True))
             cli(config, "replay", str(recording), "--wait")
             assert until_nobody_present(worker), "the VIPs never left"
             assert wait_until_processed(settings, timeout=60, progress=False)
