@@ -148,7 +148,8 @@ class Hub:
             topic_disable_leader=True,
             key_serializer="raw",
             value_serializer="raw",
-            producer_linger=0.0,
+            # the VIP worker sends at once (its lane's flush would wait the linger out); the others batch a little more
+            producer_linger=0.0 if vip_only else 0.01,
             # sinks hold offsets until their rows are stored; at shutdown those are simply redelivered
             stream_wait_empty=False,
             # a worker that died holds its partitions until the group gives up on it: keep that short
@@ -257,22 +258,15 @@ class Hub:
         """
         table, sink = self.sinks[spec.name]
 
-        def rows_then_insert(records: Sequence[ConsumerRecord]) -> list[tuple[ConsumerRecord, str]]:
-            rows, rejects = [], []
+        async def store(records: Sequence[ConsumerRecord]) -> None:
+            rows = []
             for record in records:
                 try:
                     position = SourcePosition(record.topic, record.partition, record.offset)
                     rows += [sourced(row, position) for row in table.rows(decode(spec.record, record.value), self.pseudonym)]
                 except InvalidEvent as exc:
-                    rejects.append((record, str(exc)))
-            sink.write(rows)
-            return rejects
-
-        async def store(records: Sequence[ConsumerRecord]) -> None:
-            # decoding thousands of records is as long a stretch as the insert: both stay off the event loop,
-            # which would otherwise hold every other agent (and the VIP alerts) back for that long
-            for record, reason in await asyncio.to_thread(rows_then_insert, records):
-                await self.dead_letter(_origin(record), reason, record.value)
+                    await self.dead_letter(_origin(record), str(exc), record.value)
+            await asyncio.to_thread(sink.write, rows)
 
         return store
 
