@@ -158,7 +158,8 @@ class VipAgents:
 
     def _spend(self, key: bytes, txn: PosTransaction) -> tuple[VipState, Step]:
         cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
-        return add_purchase(self._state(key), txn.member_id or "", cents, txn.ts, txn.txn_id)
+        return add_purchase(self._state(key), txn.member_id or "", cents, txn.ts, txn.txn_id,
+                            lead_s=self.policy.presence.absence_timeout_s)
 
     async def _deliver(self, stream: faust.StreamT) -> None:
         delivered = self.hub.topic(topics.ALERTS_DELIVERED)

@@ -205,6 +205,28 @@ def test_spend_joins_the_visit_it_falls_in_once(places: VipPlaces) -> None:
     assert [(v.visit_id, v.spend_cents) for v in late.visits] == [(visit.visit_id, 42_000)]
 
 
+@pytest.mark.parametrize("closed_after_s", [0, 3600, 7200], ids=["closed-at-once", "closed-1h-late", "closed-2h-late"])
+def test_spend_after_the_last_read_joins_that_visit_whenever_the_visit_was_closed(places: VipPlaces,
+                                                                                    closed_after_s: int) -> None:
+    """In a replay the timer, the reads and the receipts race: the visit's spend must not depend on who wins."""
+    lead = POLICY.presence.absence_timeout_s
+    run = Run(places)
+    run.read("R-north", 0)
+    run.read("R-S101", 60)
+    [visit] = run.tick(60 + lead + closed_after_s).visits
+    for minutes, cents, txn_id in ((90, 30_000, "sale"), (150, -30_000, "return"), (170, 1_000, "coffee")):
+        at = T0 + dt.timedelta(minutes=minutes)  # readers lost the member; the tills did not
+        run.keep(add_purchase(run.state, ALICE.member_id, cents, at, txn_id=txn_id, lead_s=lead))
+    assert (run.visits[-1].visit_id, run.visits[-1].spend_cents) == (visit.visit_id, 1_000)
+    assert run.visits[-1].txn_ids == ["sale", "return", "coffee"]
+
+    run.read("R-north", 8 * 3600)  # back later the same day: a new visit, with spend of its own
+    run.keep(add_purchase(run.state, ALICE.member_id, 500, T0 + dt.timedelta(hours=8, minutes=5), txn_id="next",
+                          lead_s=lead))
+    [second] = run.tick(8 * 3600 + lead + 60).visits
+    assert second.visit_id != visit.visit_id and (second.spend_cents, second.txn_ids) == (500, ["next"])
+
+
 def test_state_round_trips_through_msgpack(places: VipPlaces) -> None:
     run = Run(places)
     run.read("R-north", 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -136,13 +137,16 @@ def on_tick(state: VipState, member: Member, now: dt.datetime, places: VipPlaces
 
 
 def add_purchase(state: VipState | None, member_id: str, amount_cents: int, ts: dt.datetime,
-                 txn_id: str | None = None) -> tuple[VipState, Step]:
+                 txn_id: str | None = None, lead_s: float = 0.0) -> tuple[VipState, Step]:
     """Add what the member spent at ``ts`` (negative for a refund) to the visit it falls in.
 
-    Spend during the open visit, or shortly before its first read, is kept until the
-    visit ends. Spend that arrives after its visit was summarised amends that
-    summary, which is emitted again under the same ``visit_id``. A ``txn_id`` seen
-    before is ignored, so a redelivered receipt is not counted twice.
+    A purchase belongs to the latest visit that began before it (up to ``lead_s`` before
+    its first read, the presence's absence timeout), however long after the last read it
+    came: a member the readers lost is still in the mall until the next visit begins. So
+    the answer does not depend on when the visit was closed, which in a replay is a race
+    between the reads, the receipts and the timer. Spend of the open visit is kept until
+    it ends; spend of a visit already summarised amends it, emitted again under the same
+    ``visit_id``. A ``txn_id`` seen before is ignored: a redelivered receipt counts once.
     """
     state = state or VipState(member_id)
     if state.member_id != member_id:
@@ -152,12 +156,19 @@ def add_purchase(state: VipState | None, member_id: str, amount_cents: int, ts: 
     if txn_id is not None and txn_id in known:
         return state, Step()
     moment = ts.timestamp()
-    if last is not None and moment <= state.presence.closed_until:
+    opened = _open_since(state.presence)
+    if last is not None and moment >= last.arrived.timestamp() - lead_s and (opened is None or moment < opened - lead_s):
         amended = msgspec.structs.replace(last, spend_cents=last.spend_cents + amount_cents,
                                           txn_ids=[*last.txn_ids, *([txn_id] if txn_id else [])])
         return msgspec.structs.replace(state, last_visit=amended), Step(visits=[amended])
     purchase = Purchase(moment, amount_cents, txn_id)
     return msgspec.structs.replace(state, purchases=[*state.purchases, purchase]), Step()
+
+
+def _open_since(presence: Presence) -> float | None:
+    """When the visit open now began (its first stop, or the place it is settling on), if one is open."""
+    first = presence.stops[0] if presence.stops else presence.candidate
+    return first.arrived if first is not None else None
 
 
 def _react(state: VipState, moved: Moved, member: Member, now: dt.datetime, places: VipPlaces,
@@ -188,10 +199,12 @@ def _react(state: VipState, moved: Moved, member: Member, now: dt.datetime, plac
 
 def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces,
             policy: VipPolicy) -> tuple[VipState, VipVisit]:
-    """Summarise a closed visit with the spend that falls in it; spend after it waits for the next visit."""
-    stops, start, end = stretch.stops, stretch.stops[0].arrived, stretch.closed_at
+    """Summarise a closed visit with the spend since it began; spend of a visit opened meanwhile waits for that one."""
+    stops, start = stretch.stops, stretch.stops[0].arrived
     earliest = start - policy.presence.absence_timeout_s
-    spent = [p for p in state.purchases if earliest <= p.ts <= end]
+    following = _open_since(state.presence)  # a visit opened by the same read belongs its own spend
+    until = math.inf if following is None else following - policy.presence.absence_timeout_s
+    spent = [p for p in state.purchases if earliest <= p.ts < until]
     zone_dwell: dict[str, float] = {}
     for stop in stops:
         zone_dwell[stop.place] = zone_dwell.get(stop.place, 0.0) + stop.dwell_s
@@ -202,7 +215,7 @@ def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces
         zone_dwell_s=zone_dwell, reads=stretch.reads,
         spend_cents=sum(p.amount_cents for p in spent), txn_ids=[p.txn_id for p in spent if p.txn_id],
     )
-    waiting = [p for p in state.purchases if p.ts > end]
+    waiting = [p for p in state.purchases if p.ts >= until]
     return msgspec.structs.replace(state, purchases=waiting, last_visit=summary, visits=state.visits + 1), summary
 
 
