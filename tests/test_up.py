@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import signal
 import subprocess
@@ -20,12 +21,14 @@ from tests.conftest import cli, free_port, write_config
 pytestmark = pytest.mark.pipeline
 
 
-def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path):
-    broker_port, mqtt_port = free_port(), free_port()
+@pytest.mark.parametrize("separate", [False, True], ids=["one-worker", "separate-vip-worker"])
+def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path, separate):
+    broker_port, mqtt_port, vip_port = free_port(), free_port(), free_port()
     config = write_config(tmp_path, f"127.0.0.1:{broker_port}")
     data = yaml.safe_load(config.read_text())
     data["kafka"].update(mode="embedded", data_dir=str(tmp_path / "broker"))
     data["mqtt"].update(mode="embedded", port=mqtt_port)
+    data["worker"]["vip_worker"].update(separate=separate, web_port=vip_port)
     config.write_text(yaml.safe_dump(data))
     web_port = data["worker"]["web_port"]
 
@@ -54,6 +57,11 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path):
             time.sleep(1)
             rows = int(cli(config, "sql", "SELECT count() FROM {db}.ledger_entries").stdout.splitlines()[1])
         assert rows > 0
+        if separate:  # the VIP worker runs beside the main one, with its own counters
+            stats = urllib.request.Request(f"http://127.0.0.1:{vip_port}/stats/", headers=login_as_local)
+            with urllib.request.urlopen(stats, timeout=10) as response:
+                lanes = json.loads(response.read())["lanes"]
+            assert set(lanes) == {"mallstream-vip-routes"}
         time.sleep(6)  # one round of live figures (printed every 5 s)
     finally:
         up.send_signal(signal.SIGINT)
@@ -61,4 +69,4 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path):
     assert up.returncode == 0, output
     assert "ledger rows in ClickHouse" in output and "VIP alerts" in output  # the live figures
     assert not port_open("127.0.0.1", broker_port) and not port_open("127.0.0.1", mqtt_port)
-    assert not port_open("127.0.0.1", web_port)
+    assert not port_open("127.0.0.1", web_port) and not port_open("127.0.0.1", vip_port)
