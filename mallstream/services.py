@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import json
 import os
 import shutil
 import socket
 import subprocess
+import time
 import sys
 from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
@@ -64,10 +66,27 @@ def embedded_broker(settings: Settings) -> Iterator[None]:
     subprocess.run(command, check=True, capture_output=True)
     if not wait_for_port(host, port):
         raise ServiceError(f"the embedded broker did not open {host}:{port}; see {data_dir}/noida.log")
+    pid = json.loads((data_dir / "noida.control.json").read_text())["pid"]
     try:
         yield
     finally:
         subprocess.run([_noida_db(), "down", "--data-dir", str(data_dir)], capture_output=True)
+        # `down` can return while a big log is still being saved (a 4 GB kafka.json after a ten-minute soak):
+        # whoever removes or reuses the data directory next must find the broker gone
+        _wait_until_gone(pid, timeout=600)
+
+
+def _wait_until_gone(pid: int, timeout: float) -> None:
+    """Until process ``pid`` (not our child) has exited or is a zombie, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    status = Path(f"/proc/{pid}/status")
+    while time.monotonic() < deadline:
+        try:
+            if "\nState:\tZ" in status.read_text():
+                return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        time.sleep(0.1)
 
 
 def mosquitto_password_line(username: str, password: str, iterations: int = 101) -> str:
