@@ -145,11 +145,14 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
             "max_ms": round(float(ms.max()), 1)}
 
 
-def _resident_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def _resident_mb(worker: subprocess.Popen, log: Path) -> float:
+    """The worker's resident memory; a worker that has exited ends the run with its log's tail."""
+    if worker.poll() is not None:
+        raise RuntimeError(f"the worker exited ({worker.returncode}) during the run: {log.read_text()[-3000:]}")
+    for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    return float("nan")
+    raise RuntimeError(f"the worker's memory could not be read: {log.read_text()[-3000:]}")
 
 
 def _started(worker: subprocess.Popen, port: int, log: Path) -> None:
@@ -199,16 +202,16 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                     gc.freeze()
                     time.sleep(warmup)  # the worker's consumers settle in under load
                     started, sent_before = time.monotonic(), sent[0]
-                    resident = [_resident_mb(worker.pid)]
+                    resident = [_resident_mb(worker, log_path)]
                     for number, card in enumerate(cards, 1):
                         if number % max(1, round(60 / every)) == 0:
-                            resident.append(_resident_mb(worker.pid))
+                            resident.append(_resident_mb(worker, log_path))
                         emulators.play([RfidRead(reader_id="R-north", antenna=1, epc=card, rssi_dbm=-50.0,
                                                  ts=dt.datetime.now(dt.UTC))])
                         time.sleep(every)
                         clock.count()  # the pipe is drained as it goes: a full one would hold the clock up
                     seconds = time.monotonic() - started
-                    resident.append(_resident_mb(worker.pid))
+                    resident.append(_resident_mb(worker, log_path))
                     background = (sent[0] - sent_before) / seconds
                     deadline = time.monotonic() + 30
                     while clock.count() < vips and time.monotonic() < deadline:
