@@ -104,8 +104,8 @@ def consumer_groups(worker: Worker) -> dict[str, list[str]]:
               topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
     if worker.vip_worker.separate:
         vip = topics.vip_app_id(app_id)
-        groups[app_id] = [name for name in groups[app_id] if name not in {t.name for t in topics.VIP_AGENT_INPUTS}]
         groups[vip] = [spec.name for spec in topics.VIP_AGENT_INPUTS]
+        groups[app_id] = [name for name in groups[app_id] if name not in groups[vip]]
         groups[topics.lane_group(vip, "routes")] = [spec.name for spec in topics.VIP_ROUTED]
     return groups
 

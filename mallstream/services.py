@@ -15,8 +15,8 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import sys
+import time
 from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +84,7 @@ def _wait_until_gone(pid: int, timeout: float) -> None:
         try:
             if "\nState:\tZ" in status.read_text():
                 return
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:  # gone and reaped
             return
         time.sleep(0.1)
 
