@@ -10,8 +10,8 @@ For speed the state is updated in place and returned.
   rows are emitted, once ``now`` is ``allowed_lateness_s`` past its end. A tick for an
   interval already closed is not dropped: its counts go out at once as ``late`` rows,
   additions to that interval's rows (sums stay right downstream).
-* A counter re-pushing a tick (same counter, same ts) is counted once, within
-  ``dedup_horizon_s``.
+* A counter re-pushing a tick (a period it counted already) is counted once, within
+  ``dedup_horizon_s`` (see :mod:`.coverage`).
 * Rows carry visitors: staff are deducted from what counters count, by staff-only
   passages (every count is staff), counters that already exclude staff (nothing to
   deduct), and staff badge passes (see :mod:`.staff`), deducted from the counter at the
@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..records import FootfallTick, PosTransaction, Record, RfidRead
+from .coverage import Ranges, cover, covered, forget_before
 from .footfall_layout import FootfallLayout, RowKey
 from .occupancy import AreaDay, AreaRow, AreaState, add_flows, close_interval, reconcile
 from .staff import BadgeState, staff_pass
@@ -98,15 +99,15 @@ class _Interval:
 class FootfallState:
     """One mall's footfall stream: open intervals, recently seen ticks, areas and staff badges."""
 
-    __slots__ = ("now", "closed_until", "open", "seen", "uncounted_staff", "areas", "badges", "next_reset")
+    __slots__ = ("now", "closed_until", "open", "counted", "uncounted_staff", "areas", "badges", "next_reset")
 
     def __init__(self) -> None:
         self.now = float("-inf")
         #: intervals starting before this are closed.
         self.closed_until = float("-inf")
         self.open: dict[float, _Interval] = {}
-        #: interval start -> (counter, ts) of the ticks seen for it, kept ``dedup_horizon_s``.
-        self.seen: dict[float, set[tuple[str, float]]] = {}
+        #: counter -> the periods its ticks covered, kept ``dedup_horizon_s``.
+        self.counted: dict[str, Ranges] = {}
         #: (counter, interval start) -> [in, out] staff passes its closed interval had no count for.
         self.uncounted_staff: dict[tuple[str, float], list[int]] = {}
         self.areas: dict[RowKey, AreaState] = {}
@@ -120,13 +121,12 @@ def apply_tick(state: FootfallState, tick: FootfallTick, now: float,
     ts = tick.ts.timestamp()
     bucket_s = layout.config.bucket_s
     start = (ts - tick.interval_s) // bucket_s * bucket_s
-    seen = state.seen.get(start)
-    if seen is None:
-        seen = state.seen[start] = set()
-    key = (tick.counter_id, ts)
-    if key in seen:
+    counted = state.counted.get(tick.counter_id)
+    if counted is None:
+        counted = state.counted[tick.counter_id] = []
+    if covered(counted, ts - tick.interval_s, ts):
         return state, advance(state, now, layout)
-    seen.add(key)
+    cover(counted, ts - tick.interval_s, ts)
     if tick.counter_id in layout.staff_only:
         counts = (tick.count_in, tick.count_out, tick.count_in, tick.count_out)
     else:
@@ -186,7 +186,8 @@ def advance(state: FootfallState, now: float, layout: FootfallLayout) -> list[Fo
     for start in sorted(start for start in state.open if start < closed_until):
         outputs += _close(state, layout, start, state.open.pop(start))
     forget = now - layout.config.dedup_horizon_s
-    _forget_before(state.seen, forget, lambda start: start)
+    for counted in state.counted.values():
+        forget_before(counted, forget)
     _forget_before(state.uncounted_staff, forget, lambda key: key[1])
     return outputs
 

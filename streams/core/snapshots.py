@@ -30,7 +30,7 @@ def footfall_to_bytes(state: FootfallState) -> bytes:
     return _encoder.encode([
         state.now, state.closed_until, state.next_reset,
         [[start, interval.counts, interval.transactions] for start, interval in state.open.items()],
-        [[start, list(seen)] for start, seen in state.seen.items()],
+        [[counter, ranges] for counter, ranges in state.counted.items()],
         [[counter, start, waiting] for (counter, start), waiting in state.uncounted_staff.items()],
         areas,
         [[epc, reader, at] for (epc, reader), at in state.badges.last_read.items()],
@@ -39,14 +39,14 @@ def footfall_to_bytes(state: FootfallState) -> bytes:
 
 
 def footfall_from_bytes(data: bytes) -> FootfallState:
-    (now, closed_until, next_reset, open_intervals, seen, uncounted, areas, last_read,
+    (now, closed_until, next_reset, open_intervals, counted, uncounted, areas, last_read,
      inside) = msgspec.msgpack.decode(data)
     state = FootfallState()
     state.now, state.closed_until, state.next_reset = now, closed_until, next_reset
     for start, counts, transactions in open_intervals:
         interval = state.open[start] = _Interval()
         interval.counts, interval.transactions = counts, transactions
-    state.seen = {start: {(counter, ts) for counter, ts in keys} for start, keys in seen}
+    state.counted = dict(counted)
     state.uncounted_staff = {(counter, start): waiting for counter, start, waiting in uncounted}
     for level, key, *values in areas:
         area = state.areas[(level, key)] = AreaState()
