@@ -164,12 +164,13 @@ def _started(worker: subprocess.Popen, port: int, log: Path) -> None:
 
 
 def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: float = 5000.0,
-                      warmup: float = 5.0, separate: bool = True) -> dict:
+                      warmup: float = 5.0, separate: bool = True, log_path: Path | None = None) -> dict:
     """Latency of ``vips`` arrival alerts, one every ``every`` s, under ``background_rate`` other events/s.
 
     ``separate``: the VIP agents run in a worker of their own, as ``worker.vip_worker.separate`` has them; else
     in the one worker with everything else. The main worker's resident memory is sampled once a minute (a soak
-    runs this for ten minutes: it should stay flat).
+    runs this for ten minutes: it should stay flat). ``log_path``: where the workers' output goes, kept after the
+    run (default: the scratch directory, removed with it).
     """
     with tempfile.TemporaryDirectory(prefix="bench-vip-latency-") as scratch:
         directory = Path(scratch)
@@ -178,7 +179,7 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
         write_master_data(members, [(Member(f"B{number:06d}", "vip"), card) for number, card in enumerate(cards)])
         config = scratch_config(directory, members, separate)
         settings = load(config)
-        log_path = directory / "worker.log"
+        log_path = log_path or directory / "worker.log"
         command = [sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"]
         with embedded_services(settings), log_path.open("wb") as log:
             workers = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)]
@@ -250,8 +251,10 @@ if __name__ == "__main__":
     parser.add_argument("--every", type=float, default=0.1, help="seconds between VIP arrivals")
     parser.add_argument("--background", type=float, default=5000.0, help="other events/s through the gateway")
     parser.add_argument("--inline", action="store_true", help="the VIP agents in the one worker (default: their own)")
+    parser.add_argument("--log", type=Path, help="keep the workers' output in this file")
     arguments = parser.parse_args()
-    figures = bench_vip_latency(arguments.vips, arguments.every, arguments.background, separate=not arguments.inline)
+    figures = bench_vip_latency(arguments.vips, arguments.every, arguments.background, separate=not arguments.inline,
+                                log_path=arguments.log)
     print(json.dumps(figures, indent=2))
     latency = figures["gateway_to_mqtt"]
     print(f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "

@@ -8,10 +8,11 @@ oldest has waited ``max_wait_s``, hands each topic's records to its steps, and c
 the offsets only after every step returned and what they sent was flushed. So, as in
 Quix Streams, a sink has stored its rows before the offsets that fed them are committed:
 at-least-once, and the steps are idempotent (the sink drops keys it holds already). Like
-the worker's own consumer, a lane pauses after an empty fetch (streams/fetch_wait.py).
+the worker's own consumer, a lane pauses after an empty fetch, and a lane that gathers anyway (the sinks) after every fetch (streams/fetch_wait.py).
 
 A step that raises stops the worker loudly (faust's own crash path), after nothing of
-the batch was committed: the records come again on the restart.
+the batch was committed: the records come again on the restart. A step cut short because
+the worker is stopping anyway ends the lane quietly, with the same result.
 """
 
 from __future__ import annotations
@@ -39,13 +40,15 @@ class BatchLane:
     """One consumer group reading ``topics`` in batches for the steps registered on them."""
 
     def __init__(self, app: faust.App, kafka: Kafka, worker: Worker, group: str, max_records: int,
-                 max_wait_s: float) -> None:
+                 max_wait_s: float, gather_ms: int = 0) -> None:
         self.app = app
         self.kafka = kafka
         self.worker = worker
         self.group = group
         self.max_records = max_records
         self.max_wait_s = max_wait_s
+        #: how long the broker may hold a fetch to gather records (0: answer at once); for lanes that batch anyway
+        self.gather_ms = gather_ms
         self.steps: dict[str, list[Step]] = defaultdict(list)
         #: batches and records handled so far (the worker's /stats/ shows them)
         self.batches = 0
@@ -82,6 +85,7 @@ class BatchLane:
             rebalance_timeout_ms=int(self.worker.session_timeout * 1000),
             heartbeat_interval_ms=int(self.worker.session_timeout * 100),
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **({"fetch_min_bytes": 1024 * 1024, "fetch_max_wait_ms": self.gather_ms} if self.gather_ms else {}),
             **kafka_options(self.kafka),
         )
         await consumer.start()
@@ -94,6 +98,10 @@ class BatchLane:
                 try:
                     await self._handle(batch)
                 except Exception as exc:
+                    if self.app.should_stop:
+                        # the worker is stopping (its producer may be gone already): the batch comes again on the restart
+                        log.info("lane %s: stopped with the worker; its last batch is not committed", self.group)
+                        return
                     log.exception("lane %s: a step failed; nothing of the batch is committed", self.group)
                     await self.app.crash(exc)
                     return
