@@ -19,7 +19,7 @@ from .devices.bridges import Placed
 from .settings import ClickHouse, Device
 from .simulators.emulators import ENCODERS, DeviceWire, gateway_decoder
 from .simulators.pos import PosDay, receipts
-from .sinks.clickhouse import SourcePosition, TableSink
+from .sinks.clickhouse import SourcePosition, TableSink, sourced
 from .sinks.warehouse import open_warehouse
 from .sinks.schema import LEDGER_TABLE
 from .bench_engine import bench_engine
@@ -43,21 +43,22 @@ def _ledger_entries(count: int) -> list[LedgerEntry]:
 
 
 def bench_sink(rows: int, batch_rows: int) -> float:
-    """Rows per second into the embedded engine through TableSink (check + insert + view)."""
+    """Rows per second into the embedded engine through TableSink (key check + insert + view), as the sink lane
+    hands it batches of ``batch_rows``."""
     with tempfile.TemporaryDirectory() as scratch:
         warehouse = open_warehouse(ClickHouse(path=Path(scratch) / "ch"))
         warehouse.migrate()
-        sink = TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=batch_rows)
-        first, *entries = [LEDGER_TABLE.row(entry) for entry in _ledger_entries(rows + 1)]
-        # once per process, not per row: the client's first insert imports pandas, the staging table is created
-        sink.add(first, SourcePosition("ledger", 0, 0), lambda: None)
-        sink.flush()
+        sink = TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns)
+        first, *entries = [sourced(LEDGER_TABLE.row(entry), SourcePosition("ledger", 0, offset))
+                           for offset, entry in enumerate(_ledger_entries(rows + 1))]
+        # once per process, not per row: the table's types are asked, the staging table is created
+        sink.write([first])
         started = time.perf_counter()
-        for offset, row in enumerate(tqdm(entries, desc=f"sink, batches of {batch_rows}", leave=False), 1):
-            sink.add(row, SourcePosition("ledger", 0, offset), lambda: None)
-            if sink.due:
-                sink.flush()
-        sink.flush()
+        with tqdm(total=len(entries), desc=f"sink, batches of {batch_rows}", leave=False) as progress:
+            for start in range(0, len(entries), batch_rows):
+                batch = entries[start:start + batch_rows]
+                sink.write(batch)
+                progress.update(len(batch))
         elapsed = time.perf_counter() - started
         warehouse.close()
     return len(entries) / elapsed

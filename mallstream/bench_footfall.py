@@ -125,7 +125,7 @@ def write_month(warehouse: Warehouse, mall: Mall, first_day: dt.date, days: int)
 
     def flush(name: str) -> None:
         table, rows = pending[name]
-        warehouse.insert_plain(table.name, rows, table.columns)
+        warehouse.insert(table.name, rows, table.columns)
         written[name] += len(rows)
         rows.clear()
 
@@ -178,7 +178,7 @@ def bench_footfall_queries(days: int = 30, repeats: int = 5) -> tuple[dict[str, 
         warehouse.migrate()
         written = write_month(warehouse, mall, first_day, days)
         settings = load(EXAMPLE_CONFIG)
-        warehouse.insert_plain("places", place_rows(settings.model_copy(update={"malls": [mall]}), 1), PLACES_COLUMNS)
+        warehouse.insert("places", place_rows(settings.model_copy(update={"malls": [mall]}), 1), PLACES_COLUMNS)
         timings = []
         for name, sql in report_queries(mall, first_day, days).items():
             seconds = []

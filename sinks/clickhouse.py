@@ -2,9 +2,9 @@
 
 How it stays exact across crashes and replays:
 
-1. Rows are buffered and inserted in batches, by size or age. The Kafka messages
-   that fed a batch are acknowledged only after the insert returned, so an
-   offset is never committed for a row that is not stored.
+1. Rows are inserted in batches, as the sink lane gathers them (by size or age).
+   The lane commits the offsets that fed a batch only after the insert returned,
+   so an offset is never committed for a row that is not stored.
 2. Anything delivered again (a redelivery after a crash, a replayed file, a
    re-emitted ledger entry) is recognised by its key: before each insert the sink
    asks ClickHouse which keys of the batch it holds already and drops those.
@@ -21,18 +21,22 @@ import datetime as dt
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from clickhouse_connect.driver.exceptions import OperationalError
 from tenacity import RetryCallState, retry, wait_exponential
 
 from mallstream.failpoints import failpoint
 
+from .arrow import arrow_table
 from .warehouse import Warehouse
 
+#: what the sink stores with every row: where in Kafka it came from, then the insert batch and its time
 SOURCE_COLUMNS = ("_topic", "_partition", "_offset", "_batch", "_sunk_at")
+POSITION_COLUMNS, STAMP_COLUMNS = SOURCE_COLUMNS[:3], SOURCE_COLUMNS[3:]
 
 
 def _identifier(text: str) -> str:
@@ -69,18 +73,17 @@ class SinkStats:
 
 @dataclass
 class TableSink:
-    """Batches rows for one table, keyed by ``key_column`` (the row's first value)."""
+    """Writes batches of rows to one table, keyed by ``key_column`` (the row's first value).
+
+    The batching itself is the sink lane's (streams/lanes.py): it hands over a batch,
+    and commits its offsets only after :meth:`write` returned.
+    """
 
     warehouse: Warehouse
     table: str
     columns: Sequence[str]
-    batch_rows: int = 5000
-    flush_seconds: float = 1.0
     worker_tag: str = "local"
     stats: SinkStats = field(default_factory=SinkStats)
-    _rows: list[tuple] = field(default_factory=list)
-    _acks: list[Callable[[], Any]] = field(default_factory=list)
-    _oldest: float | None = None
     #: whether this sink's staging table is known to exist: created once, not before every batch
     _staging_ready: bool = False
 
@@ -88,68 +91,43 @@ class TableSink:
     def key_column(self) -> str:
         return self.columns[0]
 
-    def add(self, row: Sequence[Any], source: SourcePosition, ack: Callable[[], Any]) -> None:
-        """Buffer one row; ``ack`` runs once the row is stored (or known to be stored already)."""
-        self._rows.append(sourced(row, source))
-        self._acks.append(ack)
-        if self._oldest is None:
-            self._oldest = time.monotonic()
-
-    @property
-    def due(self) -> bool:
-        """Full, or holding rows older than ``flush_seconds``."""
-        if not self._rows:
-            return False
-        return len(self._rows) >= self.batch_rows or time.monotonic() - (self._oldest or 0) >= self.flush_seconds
-
-    def take(self) -> tuple[list[tuple], list[Callable[[], Any]]]:
-        """Hand over what is buffered: the rows to write and the acks to run once written."""
-        rows, acks = self._rows, self._acks
-        self._rows, self._acks, self._oldest = [], [], None
-        return rows, acks
-
     def write(self, rows: list[tuple]) -> int:
-        """Insert the rows ClickHouse does not hold yet, as one block; return how many. Blocking."""
+        """Insert the rows ClickHouse does not hold yet, as one block; return how many. Blocking.
+
+        ``rows`` are :func:`sourced`: the table's values, then where in Kafka each came from.
+        """
         if not rows:
             return 0
         started = time.perf_counter()
-        fresh = self._write_fresh(rows)
+        written = self._write_fresh(rows)
         failpoint("sink.after_insert")
         self.stats.batches += 1
-        self.stats.rows_written += len(fresh)
-        self.stats.rows_skipped += len(rows) - len(fresh)
+        self.stats.rows_written += written
+        self.stats.rows_skipped += len(rows) - written
         self.stats.seconds_inserting += time.perf_counter() - started
-        return len(fresh)
+        return written
 
     @retry(stop=_give_up, wait=wait_exponential(multiplier=0.2, max=10), reraise=True)
-    def _write_fresh(self, rows: list[tuple]) -> list[tuple]:
+    def _write_fresh(self, rows: list[tuple]) -> int:
         """One attempt at the check-then-insert; retried as a whole, so a retry re-checks what landed."""
         try:
-            fresh = self._drop_known(rows)
+            # the table's types are asked on the first write, which may come while the server is away
+            block = arrow_table(rows, self.warehouse.schema(self.table, (*self.columns, *POSITION_COLUMNS)))
+            keep = self._fresh(block.column(0), [row[0] for row in rows])
+            fresh = block if keep is None else block.filter(pa.array(keep))
         except Exception:
             self._staging_ready = False  # a server that lost it (or a new one) gets it again at the retry
             raise
-        if fresh:
+        if fresh.num_rows:
             batch = f"{self.worker_tag}-{uuid.uuid4().hex}"
-            now = dt.datetime.now(dt.UTC)
-            self.warehouse.insert(
-                self.table,
-                [(*row, batch, now) for row in fresh],
-                (*self.columns, *SOURCE_COLUMNS),
-                token=batch,
-            )
-        return fresh
+            stamps = (batch, dt.datetime.now(dt.UTC))
+            for column, value in zip(self.warehouse.schema(self.table, STAMP_COLUMNS), stamps, strict=True):
+                fresh = fresh.append_column(column, pa.repeat(pa.scalar(value, column.type), fresh.num_rows))
+            self.warehouse.insert_block(self.table, fresh, token=batch)
+        return fresh.num_rows
 
-    def flush(self) -> int:
-        """Write what is buffered, then acknowledge it; return the rows written."""
-        rows, acks = self.take()
-        written = self.write(rows)
-        for ack in acks:
-            ack()
-        return written
-
-    def _drop_known(self, rows: list[tuple]) -> list[tuple]:
-        """Rows whose key is neither stored already nor earlier in the same batch.
+    def _fresh(self, key_column: pa.ChunkedArray, keys: list[str]) -> list[bool] | None:
+        """Per row, whether its key is neither stored already nor earlier in the same batch (None: every row is).
 
         The batch's keys go to a small staging table and the engine joins them
         against the table's primary key: a big batch's keys as query parameters
@@ -160,17 +138,18 @@ class TableSink:
             self.warehouse.command(f"CREATE TABLE IF NOT EXISTS {{db}}.{staging} (key String) ENGINE = Memory")
             self._staging_ready = True
         self.warehouse.command(f"TRUNCATE TABLE {{db}}.{staging}")
-        self.warehouse.insert_plain(staging, [(row[0],) for row in rows], ("key",))
+        self.warehouse.insert_block(staging, pa.table({"key": key_column}))
         _, stored = self.warehouse.query(
             f"SELECT {self.key_column} FROM {{db}}.{self.table} "
             f"WHERE {self.key_column} IN (SELECT key FROM {{db}}.{staging})"
         )
         seen = {row[0] for row in stored}
+        if not seen and len(set(keys)) == len(keys):
+            return None
         fresh = []
-        for row in rows:
-            if row[0] not in seen:
-                seen.add(row[0])
-                fresh.append(row)
+        for key in keys:
+            fresh.append(key not in seen)
+            seen.add(key)
         return fresh
 
     def repair(self, last_batches: int = 3) -> list[str]:

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from mallstream.settings import ClickHouse
 
+from .arrow import arrow_schema, arrow_table
 from .schema import MIGRATIONS
 
 
@@ -26,6 +28,8 @@ class Warehouse:
         self._client = client
         self._lock = threading.Lock()
         self.database = database
+        #: column name -> ClickHouse type, per table inserted into
+        self._types: dict[str, dict[str, str]] = {}
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Column names and rows of a query; ``{db}`` in the text is the hub's database."""
@@ -51,16 +55,23 @@ class Warehouse:
         with self._lock:
             self._client.command(sql.replace("{db}", self.database), settings=settings)
 
-    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str) -> None:
-        """Insert one block; ``token`` makes a repeat of the same block a no-op, views included."""
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str | None = None) -> None:
+        """Insert rows as one block; with a ``token``, a repeat of the same block is a no-op, views included."""
+        self.insert_block(table, arrow_table(rows, self.schema(table, columns)), token)
+
+    def insert_block(self, table: str, block: pa.Table, token: str | None = None) -> None:
+        """Insert an Arrow table as one block (its column names are the table's); ``token`` as for :meth:`insert`."""
         settings = {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
         with self._lock:
-            self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns), settings=settings)
+            self._client.insert_arrow(f"{self.database}.{table}", block, settings=settings if token else None)
 
-    def insert_plain(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
-        """Insert without deduplication, for scratch tables."""
-        with self._lock:
-            self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns))
+    def schema(self, table: str, columns: Sequence[str]) -> pa.Schema:
+        """The Arrow schema of some of the table's columns, from its types (asked once per table)."""
+        if table not in self._types:
+            _, described = self.query(f"DESCRIBE TABLE {{db}}.{table}")
+            self._types[table] = {row[0]: row[1] for row in described}
+        types = self._types[table]
+        return arrow_schema([(column, types[column]) for column in columns])
 
     def migrate(self) -> list[int]:
         """Create or upgrade the schema; return the migration versions applied now."""

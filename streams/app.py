@@ -93,6 +93,8 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
 
 #: The most records the routes lane takes at once.
 ROUTE_BATCH = 1000
+#: How long the broker may hold the sink lane's fetches to gather rows (at most half a sink's flush interval).
+SINK_GATHER_S = 0.2
 
 
 #: What one worker process runs: everything, everything but the VIP agents, or only those (``mallstream worker --vip``).
@@ -185,13 +187,13 @@ class Hub:
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
         self.sinks = {
-            spec.name: (table, TableSink(self.warehouse, table.name, table.columns, sink_conf.batch_rows,
-                                         sink_conf.flush_seconds, tag))
+            spec.name: (table, TableSink(self.warehouse, table.name, table.columns, tag))
             for spec, table in SUNK_TOPICS
         }
         #: the sinks read their topics a batch at a time, in a consumer group of their own
         self.sink_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "sinks"),
-                                   sink_conf.batch_rows, sink_conf.flush_seconds)
+                                   sink_conf.batch_rows, sink_conf.flush_seconds,
+                                   gather_ms=round(min(SINK_GATHER_S, sink_conf.flush_seconds / 2) * 1000))
         self.lanes.append(self.sink_lane)
         self.app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         for spec, _ in SUNK_TOPICS:

@@ -49,7 +49,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
     try:
         if warehouse is not None:
             warehouse.migrate()
-            warehouse.insert_plain("places", place_rows(settings, time.time_ns()), PLACES_COLUMNS)
+            warehouse.insert("places", place_rows(settings, time.time_ns()), PLACES_COLUMNS)
         hub = Hub(settings, warehouse, role)
         register_access(hub)
         register_stats(hub)

@@ -200,10 +200,10 @@ def mosquitto() -> Iterator[int]:
 
 @pytest.fixture
 def sink(warehouse):
-    """A small-batch ledger sink on empty tables; ``warehouse`` is the requesting module's (embedded or server)."""
+    """A ledger sink on empty tables; ``warehouse`` is the requesting module's (embedded or server)."""
     warehouse.command("TRUNCATE TABLE {db}.ledger_entries")
     warehouse.command("TRUNCATE TABLE {db}.points_daily")
-    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns, batch_rows=3, flush_seconds=60)
+    return TableSink(warehouse, LEDGER_TABLE.name, LEDGER_TABLE.columns)
 
 
 @pytest.fixture

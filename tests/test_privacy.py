@@ -11,7 +11,7 @@ import pytest
 
 from mallstream.privacy import Pseudonym, mask_card_numbers, mask_phone_numbers
 from mallstream.settings import ClickHouse, Privacy, Settings
-from mallstream.sinks.clickhouse import SourcePosition, TableSink
+from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
 from mallstream.sinks.schema import (
     ALERTS_TABLE,
     DEAD_LETTERS_TABLE,
@@ -84,10 +84,8 @@ def sample_rows(pseudonym: Pseudonym) -> dict[SinkTable, list[tuple]]:
 def test_names_phones_card_numbers_epcs_and_plates_are_never_stored(warehouse, tmp_path):
     pseudonym = Pseudonym(b"k" * 32)
     for table, rows in sample_rows(pseudonym).items():
-        sink = TableSink(warehouse, table.name, table.columns, batch_rows=10, flush_seconds=60)
-        for offset, row in enumerate(rows):
-            sink.add(row, SourcePosition("privacy-test", 0, offset), lambda: None)
-        sink.write(sink.take()[0])
+        sink = TableSink(warehouse, table.name, table.columns)
+        sink.write([sourced(row, SourcePosition("privacy-test", 0, offset)) for offset, row in enumerate(rows)])
     _, strings = warehouse.query(
         "SELECT table, name FROM system.columns WHERE database = {db:String} AND type LIKE '%String%' "
         "AND table IN (SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree')",

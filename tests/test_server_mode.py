@@ -54,7 +54,6 @@ def test_the_batch_token_reaches_the_server_and_dedups_table_and_view(sink, ware
 
 def test_raw_returns_the_engines_text_and_parameters_are_bound(sink, warehouse):
     feed(sink, [row(1), row(2, delta=-3, store="S2"), row(3)])
-    sink.flush()
     text = warehouse.raw("SELECT entry_id, delta, store_id FROM {db}.ledger_entries ORDER BY entry_id", "TabSeparatedWithNames")
     assert text == (b"entry_id\tdelta\tstore_id\nt1:points_earned:earn-base:points\t10\tS1\n"
                     b"t2:points_reversed:earn-base:points\t-3\tS2\nt3:points_earned:earn-base:points\t10\tS1\n")
