@@ -59,3 +59,50 @@ def test_an_idle_consumer_fetches_at_the_waits_pace_and_still_gets_new_records(b
         Fetcher._proc_fetch_request = original
     assert busy_polls > 50  # the embedded broker answers empty fetches at once: the consumer spins
     assert idle_polls <= 11  # one fetch per 100 ms wait
+
+
+def test_a_gathering_consumer_fetches_once_per_max_wait_while_records_trickle_in(broker: str) -> None:
+    """The sink lane's consumer (fetch_min_bytes > 1) pauses ``fetch_max_wait_ms`` after every fetch, as Kafka
+    would hold it, and still gets every record."""
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic("trickle", 1, 1)])
+    admin.close()
+    original, fetches = Fetcher._proc_fetch_request, [0]
+    fetch_wait.install(10)
+    gathering = Fetcher._proc_fetch_request
+
+    async def counted(self, *args):  # type: ignore[no-untyped-def]
+        fetches[0] += 1
+        return await gathering(self, *args)
+
+    async def scenario() -> list[bytes]:
+        consumer = AIOKafkaConsumer("trickle", bootstrap_servers=broker, auto_offset_reset="earliest",
+                                    fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=200)
+        await consumer.start()
+        producer = KafkaProducer(bootstrap_servers=broker, linger_ms=0)
+        got: list[bytes] = []
+
+        async def read() -> None:  # as a lane gathers: asking for more all the time
+            while len(got) < 200:
+                batches = await consumer.getmany(timeout_ms=50)
+                got.extend(record.value for records in batches.values() for record in records)
+
+        try:
+            fetches[0] = 0
+            reading = asyncio.create_task(read())
+            for number in range(200):  # a record every 5 ms for a second
+                producer.send("trickle", str(number).encode()).get(timeout=10)
+                await asyncio.sleep(0.005)
+            await asyncio.wait_for(reading, 10)
+            return got
+        finally:
+            producer.close()
+            await consumer.stop()
+
+    Fetcher._proc_fetch_request = counted
+    try:
+        got = asyncio.run(scenario())
+    finally:
+        Fetcher._proc_fetch_request = original
+    assert got == [str(number).encode() for number in range(200)]
+    assert fetches[0] <= 12, "about one fetch per 200 ms over the second and a bit of the records coming in"
