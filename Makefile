@@ -20,4 +20,4 @@ bench: setup
 
 # not in CI: ten minutes at 5,000 events/s through gateway, broker and worker; RSS sampled each minute should stay flat
 soak: setup
-	.venv/bin/python -m mallstream.bench_vip_latency --vips 6000 --every 0.1 --background 5000 --log soak-workers.log
+	.venv/bin/python -m mallstream.bench_vip_latency --vips 6000 --every 0.1 --background 5000 --log soak-workers.log --plot soak-latency.png

@@ -17,6 +17,7 @@ decision to publish (the ``alerts`` topic and the delivering agent), publish to 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -136,6 +137,49 @@ def _background(live: LiveGateway, rate: float, stop: threading.Event, sent: lis
         stop.wait(max(0.0, next_at - time.monotonic()))
 
 
+def _watch_saves(path: Path, stop: threading.Event, saves: list[float]) -> None:
+    """When the embedded broker rewrote its data file (noida-db keeps every record in one JSON file), once a second."""
+    last = None
+    while not stop.wait(1.0):
+        with contextlib.suppress(OSError):
+            modified = path.stat().st_mtime
+            if last is not None and modified != last:
+                saves.append(time.time())
+            last = modified
+
+
+def plot_latency(figures: dict, path: Path) -> None:
+    """Each alert's latency over the run, the embedded broker's saves, and the main worker's memory, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    start = figures["timeline"]["started_at"]
+    figure, (latency, memory) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, layout="constrained",
+                                             height_ratios=(3, 1))
+    reads = [at - start for at, _ in figures["timeline"]["alerts"]]
+    latency.scatter(reads, [ms for _, ms in figures["timeline"]["alerts"]], s=4, label="alert")
+    for number, at in enumerate(figures["timeline"]["broker_saves"]):
+        latency.axvline(at - start, color="tab:red", alpha=0.3, label="broker saved its file" if number == 0 else None)
+    latency.axhline(50, color="black", linestyle="--", linewidth=1, label="target p99, 50 ms")
+    latency.set_yscale("log")
+    latency.yaxis.set_major_formatter(ScalarFormatter())
+    latency.yaxis.set_minor_formatter(ScalarFormatter())
+    latency.set_ylabel("gateway to MQTT, ms")
+    latency.set_title(f"VIP alert latency, {figures['alerts']} alerts under {figures['background_events_per_s']:,} "
+                      f"other events/s (p50 {figures['gateway_to_mqtt']['p50_ms']} ms, "
+                      f"p99 {figures['gateway_to_mqtt']['p99_ms']} ms)")
+    latency.legend(loc="upper right")
+    memory.plot([at - start for at, _ in figures["timeline"]["rss_mb"]], [mb for _, mb in figures["timeline"]["rss_mb"]],
+                marker="o")
+    memory.set_ylabel("main worker RSS, MiB")
+    memory.set_xlabel("seconds into the run")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def _percentiles(values: list[float]) -> dict[str, float | None]:
     """p50, p99 and max in ms; None when nothing arrived (a worker that fell behind)."""
     if not values:
@@ -202,17 +246,21 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                     gc.collect()
                     gc.freeze()
                     time.sleep(warmup)  # the worker's consumers settle in under load
-                    started, sent_before = time.monotonic(), sent[0]
-                    resident = [_resident_mb(worker, log_path)]
+                    saves: list[float] = []
+                    watcher = threading.Thread(target=_watch_saves, daemon=True,
+                                               args=(settings.kafka.data_dir / "kafka.json", stop, saves))
+                    watcher.start()
+                    started, started_at, sent_before = time.monotonic(), time.time(), sent[0]
+                    resident = [(time.time(), _resident_mb(worker, log_path))]
                     for number, card in enumerate(cards, 1):
                         if number % max(1, round(60 / every)) == 0:
-                            resident.append(_resident_mb(worker, log_path))
+                            resident.append((time.time(), _resident_mb(worker, log_path)))
                         emulators.play([RfidRead(reader_id="R-north", antenna=1, epc=card, rssi_dbm=-50.0,
                                                  ts=dt.datetime.now(dt.UTC))])
                         time.sleep(every)
                         clock.count()  # the pipe is drained as it goes: a full one would hold the clock up
                     seconds = time.monotonic() - started
-                    resident.append(_resident_mb(worker, log_path))
+                    resident.append((time.time(), _resident_mb(worker, log_path)))
                     background = (sent[0] - sent_before) / seconds
                     deadline = time.monotonic() + 30
                     while clock.count() < vips and time.monotonic() < deadline:
@@ -241,7 +289,9 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
         "gateway_to_decision": _percentiles([d - t for d, t in zip(decided, read_at, strict=True)]),
         "decision_to_publish": _percentiles([p - d for p, d in zip(published, decided, strict=True)]),
         "publish_to_mqtt": _percentiles([r - p for r, p in zip(received, published, strict=True)]),
-        "worker_rss_mb_per_minute": [round(mb) for mb in resident],
+        "worker_rss_mb_per_minute": [round(mb) for _, mb in resident],
+        "timeline": {"started_at": started_at, "broker_saves": saves, "rss_mb": resident,
+                     "alerts": [(t, round((r - t) * 1000, 1)) for r, t in zip(received, read_at, strict=True)]},
     }
 
 
@@ -252,10 +302,13 @@ if __name__ == "__main__":
     parser.add_argument("--background", type=float, default=5000.0, help="other events/s through the gateway")
     parser.add_argument("--inline", action="store_true", help="the VIP agents in the one worker (default: their own)")
     parser.add_argument("--log", type=Path, help="keep the workers' output in this file")
+    parser.add_argument("--plot", type=Path, help="draw each alert's latency over the run to this PNG")
     arguments = parser.parse_args()
     figures = bench_vip_latency(arguments.vips, arguments.every, arguments.background, separate=not arguments.inline,
                                 log_path=arguments.log)
-    print(json.dumps(figures, indent=2))
+    if arguments.plot:
+        plot_latency(figures, arguments.plot)
+    print(json.dumps({name: value for name, value in figures.items() if name != "timeline"}, indent=2))
     latency = figures["gateway_to_mqtt"]
     print(f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
           f"({figures['alerts']} alerts, {figures['background_events_per_s']} other events/s, "
