@@ -6,6 +6,7 @@ import collections
 import datetime as dt
 from dataclasses import replace
 
+import msgspec
 import pytest
 
 from mallstream.bench_footfall import bench_footfall
@@ -275,3 +276,19 @@ def test_a_tick_storm_keeps_a_malls_state_small(layout) -> None:
     before = footfall_to_bytes(state)
     state, outputs = apply_event(state, again, again.ts.timestamp(), layout)
     assert outputs == [] and footfall_to_bytes(state) == before, "a re-push inside the covered period is not counted"
+
+
+def test_a_snapshot_from_before_the_ranges_still_recognises_its_re_pushed_ticks(layout) -> None:
+    """A worker upgraded over a stored state: the old (interval start, [counter, ts]) keys become ranges."""
+    tick = FootfallTick(counter_id="C-old", ts=dt.datetime(2026, 11, 23, 10, 1, tzinfo=layout.timezone), count_in=3)
+    state, _ = apply_event(FootfallState(), tick, tick.ts.timestamp(), layout)
+    now, closed_until, next_reset, open_intervals, _, *rest = msgspec.msgpack.decode(footfall_to_bytes(state))
+    ts = tick.ts.timestamp()
+    old = msgspec.msgpack.encode([now, closed_until, next_reset, open_intervals, [[ts - 60, [["C-old", ts]]]], *rest])
+    restored = footfall_from_bytes(old)
+    before = footfall_to_bytes(restored)
+    restored, outputs = apply_event(restored, tick, ts, layout)  # the core updates the state in place
+    assert footfall_to_bytes(restored) == before and outputs == []
+    later = FootfallTick(counter_id="C-old", ts=tick.ts + dt.timedelta(minutes=1), count_in=2)
+    restored, _ = apply_event(restored, later, ts + 60, layout)
+    assert footfall_to_bytes(restored) != before, "the next tick is new, and counted"

@@ -2,7 +2,7 @@
 
 The states are plain Python objects tuned for the cores (dicts keyed by tuples, sets,
 deques); here they become nested lists and back. Insertion order is kept, because the
-footfall core forgets its oldest dedup keys first.
+footfall core forgets its oldest staff passes first.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import deque
 
 import msgspec
 
+from .coverage import Ranges, cover
 from .footfall import FootfallState, _Interval
 from .occupancy import AreaState
 from .parking import CarParkState, ParkingState
@@ -38,6 +39,16 @@ def footfall_to_bytes(state: FootfallState) -> bytes:
     ])
 
 
+def _counted_from_tick_keys(seen: list) -> dict[str, Ranges]:
+    """A snapshot from before the ranges kept (interval start, [[counter, ts]...]): each tick's period began at or
+    after its interval's start, so [start, ts] covers it, and a re-push of it is still recognised."""
+    counted: dict[str, Ranges] = {}
+    for start, keys in seen:
+        for counter, ts in keys:
+            cover(counted.setdefault(counter, []), start, ts)
+    return counted
+
+
 def footfall_from_bytes(data: bytes) -> FootfallState:
     (now, closed_until, next_reset, open_intervals, counted, uncounted, areas, last_read,
      inside) = msgspec.msgpack.decode(data)
@@ -46,7 +57,7 @@ def footfall_from_bytes(data: bytes) -> FootfallState:
     for start, counts, transactions in open_intervals:
         interval = state.open[start] = _Interval()
         interval.counts, interval.transactions = counts, transactions
-    state.counted = dict(counted)
+    state.counted = dict(counted) if not counted or isinstance(counted[0][0], str) else _counted_from_tick_keys(counted)
     state.uncounted_staff = {(counter, start): waiting for counter, start, waiting in uncounted}
     for level, key, *values in areas:
         area = state.areas[(level, key)] = AreaState()
