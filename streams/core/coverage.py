@@ -10,27 +10,27 @@ soak). Kept as ranges, a counter that ticks without gaps is one range, at any ra
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import itemgetter
 
 #: Sorted, disjoint ``[start, end]`` ranges of epoch seconds.
 Ranges = list[list[float]]
 
-
-def _start(span: list[float]) -> float:
-    return span[0]
-
-
-def _end(span: list[float]) -> float:
-    return span[1]
+_start, _end = itemgetter(0), itemgetter(1)
 
 
 def covered(ranges: Ranges, start: float, end: float) -> bool:
     """Whether ``[start, end)`` lies wholly inside what was counted."""
+    if not ranges or start >= ranges[-1][1]:
+        return False  # the usual tick: the period after everything counted so far
     index = bisect_right(ranges, start, key=_start) - 1
     return index >= 0 and ranges[index][1] >= end
 
 
 def cover(ranges: Ranges, start: float, end: float) -> None:
     """Add ``[start, end)``, merged with every range it overlaps or touches."""
+    if ranges and ranges[-1][0] <= start <= ranges[-1][1] <= end:
+        ranges[-1][1] = end  # the usual tick: it carries on where the newest range ends
+        return
     first = bisect_left(ranges, start, key=_end)
     last = bisect_right(ranges, end, key=_start)
     if first < last:
