@@ -16,7 +16,6 @@ import pyarrow as pa
 
 _SCALARS: dict[str, pa.DataType] = {
     "String": pa.string(),
-    "UUID": pa.string(),
     "Bool": pa.bool_(),
     "Int8": pa.int8(), "Int16": pa.int16(), "Int32": pa.int32(), "Int64": pa.int64(),
     "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt32": pa.uint32(), "UInt64": pa.uint64(),
