@@ -280,18 +280,19 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
     decided = [dt.datetime.fromisoformat(alert["decided_at"]).timestamp() for alert in arrivals]
     published = [dt.datetime.fromisoformat(alert["published_at"]).timestamp() for alert in arrivals]
     received = [at for at, _ in clock.arrivals]
+    latencies = [r - t for r, t in zip(received, read_at, strict=True)]
     return {
         "vip_worker": "separate" if separate else "inline",
         "alerts": len(arrivals),
         "of_reads": vips,
         "background_events_per_s": round(background),
-        "gateway_to_mqtt": _percentiles([r - t for r, t in zip(received, read_at, strict=True)]),
+        "gateway_to_mqtt": _percentiles(latencies),
         "gateway_to_decision": _percentiles([d - t for d, t in zip(decided, read_at, strict=True)]),
         "decision_to_publish": _percentiles([p - d for p, d in zip(published, decided, strict=True)]),
         "publish_to_mqtt": _percentiles([r - p for r, p in zip(received, published, strict=True)]),
         "worker_rss_mb_per_minute": [round(mb) for _, mb in resident],
         "timeline": {"started_at": started_at, "broker_saves": saves, "rss_mb": resident,
-                     "alerts": [(t, round((r - t) * 1000, 1)) for r, t in zip(received, read_at, strict=True)]},
+                     "alerts": [(t, round(seconds * 1000, 1)) for t, seconds in zip(read_at, latencies, strict=True)]},
     }
 
 

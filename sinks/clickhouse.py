@@ -113,7 +113,7 @@ class TableSink:
         try:
             # the table's types are asked on the first write, which may come while the server is away
             block = arrow_table(rows, self.warehouse.schema(self.table, (*self.columns, *POSITION_COLUMNS)))
-            keep = self._fresh(block.column(0), [row[0] for row in rows])
+            keep = self._fresh(block.column(0))
             fresh = block if keep is None else block.filter(pa.array(keep))
         except Exception:
             self._staging_ready = False  # a server that lost it (or a new one) gets it again at the retry
@@ -126,7 +126,7 @@ class TableSink:
             self.warehouse.insert_block(self.table, fresh, token=batch)
         return fresh.num_rows
 
-    def _fresh(self, key_column: pa.ChunkedArray, keys: list[str]) -> list[bool] | None:
+    def _fresh(self, key_column: pa.ChunkedArray) -> list[bool] | None:
         """Per row, whether its key is neither stored already nor earlier in the same batch (None: every row is).
 
         The batch's keys go to a small staging table and the engine joins them
@@ -144,6 +144,7 @@ class TableSink:
             f"WHERE {self.key_column} IN (SELECT key FROM {{db}}.{staging})"
         )
         seen = {row[0] for row in stored}
+        keys = key_column.to_pylist()
         if not seen and len(set(keys)) == len(keys):
             return None
         fresh = []

@@ -28,8 +28,10 @@ _wait_s = 0.0
 
 async def _fetch_then_wait(self: Fetcher, assignment: object, node_id: int, request: object) -> bool:
     got_records = await _fetch(self, assignment, node_id, request)
-    gathering = self._fetch_min_bytes > 1
-    wait_s = self._fetch_max_wait_ms / 1000 if gathering else 0.0 if got_records else _wait_s
+    if self._fetch_min_bytes > 1:  # a gathering consumer: Kafka would have held the fetch this long
+        wait_s = self._fetch_max_wait_ms / 1000
+    else:
+        wait_s = 0.0 if got_records else _wait_s
     if wait_s:
         # the node stays in flight meanwhile, so no other fetch goes to it;
         # Fetcher.close() cancels a pending fetch and awaits it: like aiokafka's own
