@@ -5,15 +5,17 @@ Delivery is **at least once**, in order per key:
 * :meth:`Gateway.submit` returns only after the messages are committed to the on-disk
   :class:`~.spool.Spool`; nothing the gateway accepted is lost to a broker outage, a crash or
   a restart.
-* The publisher sends the spool's oldest batch with kafka-python (``acks="all"``, the
-  idempotent producer) and deletes from the spool only what the broker acknowledged, a prefix
-  of the batch. Messages go out in spool order and the idempotent producer keeps partition
-  order through its own retries, so a key (one device) stays in order. (noida-db 0.2.3
-  accepts the idempotent producer; tests/test_gateway.py stops and restarts it under load.)
+* The publisher hands each message to kafka-python (``acks="all"``, the idempotent producer)
+  as soon as it is spooled, without waiting for the acknowledgements of those before it,
+  and deletes from the spool only the acknowledged prefix. (Waiting for each batch's
+  acknowledgements before sending the next held a VIP's card read up to 55 ms behind the
+  busy readers' batches.) Messages go out in spool order and the idempotent producer keeps
+  partition order through its own retries, so a key (one device) stays in order. (noida-db
+  0.2.3 accepts the idempotent producer; tests/test_gateway.py stops and restarts it under load.)
 * It is not exactly once. The idempotent producer removes duplicates from its own retries
-  within one producer session only. A batch whose acknowledgement was lost (broker died after
-  writing it, or the gateway died before deleting it from the spool) is sent again by the
-  next attempt or the next gateway process, so the worker must drop repeats: RFID reads,
+  within one producer session only. A message whose acknowledgement was lost (broker died
+  after writing it, or the gateway died before deleting it from the spool) is sent again by
+  the next attempt or the next gateway process, and so is any sent after a failed one, so the worker must drop repeats: RFID reads,
   ticks and parking events carry their device, time and content, and dead letters their
   ``dead_letter_id``.
 
@@ -24,16 +26,19 @@ and input keeps flowing into the spool. Per-device health goes out as JSON on
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 
 import msgspec
 from kafka import KafkaProducer
+from kafka.producer.future import FutureRecordMetadata
 from kafka.errors import KafkaError
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
@@ -44,7 +49,7 @@ from mallstream.streams.topics import DEAD_LETTERS, DEVICE_HEALTH, INPUT_KEYS, I
 
 from .bridges import start_bridges
 from .normalise import Decoded, SequenceGap
-from .spool import Message, Spool, Spooled, SpoolFull
+from .spool import Message, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +77,14 @@ class Gateway:
         kafka: Kafka,
         app_id: str = "mallstream",
         *,
-        batch_size: int = 1000,
+        max_in_flight: int = 1000,
         health_interval: float = 10.0,
         send_timeout: float = 10.0,
     ) -> None:
         self.spool = spool
         self.kafka = kafka
         self.app_id = app_id
-        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
         self.health_interval = health_interval
         self.send_timeout = send_timeout
         self._health: dict[str, DeviceHealth] = {}
@@ -87,6 +92,10 @@ class Gateway:
         self._stopping = threading.Event()
         self._queued = threading.Event()
         self._producer: KafkaProducer | None = None
+        #: Messages handed to the producer and not yet acknowledged, oldest first, with the spool id
+        #: of the last one handed over: the next are spooled after it.
+        self._in_flight: deque[tuple[int, FutureRecordMetadata]] = deque()
+        self._sent_up_to = 0
         self._threads = [
             threading.Thread(target=self._publish, name="gateway-publisher", daemon=True),
             threading.Thread(target=self._report_health, name="gateway-health", daemon=True),
@@ -182,6 +191,9 @@ class Gateway:
             if thread.is_alive():
                 thread.join(timeout)
         if self._producer is not None:
+            with contextlib.suppress(KafkaError):
+                self._producer.flush(timeout=1)
+            self._forget_acknowledged()  # so the next start does not send them again
             self._producer.close(timeout=1)
         self.spool.close()
 
@@ -207,15 +219,13 @@ class Gateway:
             reraise=False,
         )
         while not self._stopping.is_set():
-            batch = self.spool.peek(self.batch_size)
-            if not batch:
-                self._queued.wait(0.5)
-                self._queued.clear()
-                continue
+            self._queued.clear()  # before looking: whatever is spooled or acknowledged from here on wakes the wait
             try:
-                retrying(self._deliver, batch)
+                busy = retrying(self._pump)
             except RetryError:
-                return  # stopping; the batch stays spooled
+                return  # stopping; the unacknowledged messages stay spooled
+            if not busy:
+                self._queued.wait(0.5)
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
@@ -228,7 +238,7 @@ class Gateway:
                 client_id="mallstream-gateway",
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=5,
+                linger_ms=0,
                 max_block_ms=int(self.send_timeout * 1000),
                 request_timeout_ms=int(self.send_timeout * 1000) // 2,
                 delivery_timeout_ms=int(self.send_timeout * 1000),
@@ -236,27 +246,45 @@ class Gateway:
             )
         return self._producer
 
-    def _deliver(self, batch: list[Spooled]) -> None:
-        """Send a batch; acknowledge in the spool the prefix the broker took, raise for the rest."""
+    def _pump(self) -> bool:
+        """Send what was spooled since the last send, then forget in the spool what the broker acknowledged.
+
+        False when there was nothing to do either way. A failed message raises, after the
+        producer has settled everything sent after it, so that sending again from it keeps
+        the spool's order.
+        """
         producer = self._connect()
-        futures = []
-        try:
-            for spooled in batch:
-                message = spooled.message
-                futures.append(producer.send(message.topic, key=message.key, value=message.value))
-        finally:
-            taken = 0
-            for future in futures:
-                try:
-                    future.get(timeout=self.send_timeout)
-                except KafkaError:
-                    break
-                taken += 1
-            if taken:
-                self.spool.ack(batch[taken - 1].id)
-                self.delivered += taken
-        if taken < len(batch):
-            futures[taken].get(timeout=0)  # re-raise this message's error for the retry
+        fresh = self.spool.peek(self.max_in_flight - len(self._in_flight), after=self._sent_up_to)
+        for spooled in fresh:
+            message = spooled.message
+            future = producer.send(message.topic, key=message.key, value=message.value)
+            future.add_both(self._acknowledged)
+            self._in_flight.append((spooled.id, future))
+            self._sent_up_to = spooled.id
+        taken = self._forget_acknowledged()
+        if self._in_flight and self._in_flight[0][1].failed():
+            with contextlib.suppress(KafkaError):
+                producer.flush(self.send_timeout)
+            first_failed, failure = self._in_flight[0]
+            self._sent_up_to = first_failed - 1
+            self._in_flight.clear()
+            raise failure.exception
+        return bool(fresh or taken)
+
+    def _forget_acknowledged(self) -> int:
+        """Delete from the spool the in-flight messages up to the first not yet acknowledged; how many."""
+        taken, last_id = 0, 0
+        while self._in_flight and self._in_flight[0][1].succeeded():
+            last_id = self._in_flight.popleft()[0]
+            taken += 1
+        if taken:
+            self.spool.ack(last_id)
+            self.delivered += taken
+        return taken
+
+    def _acknowledged(self, _outcome: object) -> None:
+        """The broker answered for a message (the producer's thread calls this): wake the publisher."""
+        self._queued.set()
 
 
 def run_gateway(settings: Settings, stop_event: threading.Event) -> None:

@@ -88,10 +88,11 @@ class Spool:
             self._count += len(messages)
             self._bytes += size
 
-    def peek(self, limit: int) -> list[Spooled]:
-        """The oldest ``limit`` messages, oldest first, left in place until acknowledged."""
+    def peek(self, limit: int, after: int = 0) -> list[Spooled]:
+        """The oldest ``limit`` messages with ids above ``after``, oldest first, left in place until acknowledged."""
         with self._lock:
-            rows = self._db.execute("SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute("SELECT id, topic, key, value FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                                    (after, limit)).fetchall()
         return [Spooled(row[0], Message(row[1], row[2], row[3])) for row in rows]
 
     def ack(self, up_to_id: int) -> None:
