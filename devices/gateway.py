@@ -90,7 +90,8 @@ class Gateway:
         self._health: dict[str, DeviceHealth] = {}
         self._health_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._queued = threading.Event()
+        #: Wakes the publisher: the spool sets it when messages can be peeked, the producer when the broker answers.
+        self._wake = spool.appended
         self._producer: KafkaProducer | None = None
         #: Messages handed to the producer and not yet acknowledged, oldest first, with the spool id
         #: of the last one handed over: the next are spooled after it.
@@ -128,7 +129,6 @@ class Gateway:
             raise
         duplicates = sum(1 for e in decoded.events if isinstance(e, RfidRead) and e.duplicate)
         self._count(device_id, now, events=len(decoded.events), rejects=len(decoded.rejects), duplicates=duplicates)
-        self._queued.set()
 
     def record_error(self, device_id: str, error: str) -> None:
         """A transport fault (port gone, connection lost) or a sequence gap: counted in the device's health."""
@@ -163,8 +163,6 @@ class Gateway:
                 self.spool.append(messages)
             except SpoolFull as exc:
                 log.error("health not queued: %s", exc)
-                return
-            self._queued.set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -179,14 +177,13 @@ class Gateway:
         while len(self.spool):
             if time.monotonic() > deadline:
                 return False
-            self._queued.set()
             time.sleep(0.05)
         return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop publishing; what is not delivered yet stays in the spool for the next start."""
         self._stopping.set()
-        self._queued.set()
+        self._wake.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -219,13 +216,13 @@ class Gateway:
             reraise=False,
         )
         while not self._stopping.is_set():
-            self._queued.clear()  # before looking: whatever is spooled or acknowledged from here on wakes the wait
+            self._wake.clear()  # before looking: whatever is spooled or acknowledged from here on wakes the wait
             try:
                 busy = retrying(self._pump)
             except RetryError:
                 return  # stopping; the unacknowledged messages stay spooled
             if not busy:
-                self._queued.wait(0.5)
+                self._wake.wait(0.5)
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
@@ -284,7 +281,7 @@ class Gateway:
 
     def _acknowledged(self, _outcome: object) -> None:
         """The broker answered for a message (the producer's thread calls this): wake the publisher."""
-        self._queued.set()
+        self._wake.set()
 
 
 def run_gateway(settings: Settings, stop_event: threading.Event) -> None:

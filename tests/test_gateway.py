@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -96,6 +97,9 @@ def test_spool_keeps_order_across_reopen_and_forgets_only_what_was_acknowledged(
     reopened = Spool(tmp_path / "spool.db")
     assert [s.message.value for s in reopened.peek(10)] == [b"v2", b"v3", b"v4"]
     assert len(reopened) == 3 and reopened.bytes == 3 * (2 + 1)
+    reopened.ack(reopened.peek(10)[-1].id)
+    reopened.append([Message("t", b"k", b"v5")])  # after the file's deleted ones: found all the same
+    assert [s.message.value for s in reopened.peek(10)] == [b"v5"]
 
 
 def test_a_full_spool_refuses_the_whole_append_and_counts_it(tmp_path):
@@ -104,6 +108,47 @@ def test_a_full_spool_refuses_the_whole_append_and_counts_it(tmp_path):
     with pytest.raises(SpoolFull, match="limit of 100 bytes"):
         spool.append([Message("t", None, b"y" * 20), Message("t", None, b"z" * 30)])
     assert spool.refused == 2 and [s.message.value for s in spool.peek(10)] == [b"x" * 60]
+
+
+class HeldFile:
+    """Another connection holding the spool file's write lock: the spool's commits wait, as behind a stalled disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.db.execute("COMMIT")
+        self.db.close()
+
+
+def test_an_append_can_be_peeked_before_its_commit_returns_and_is_durable_after(tmp_path):
+    spool = Spool(tmp_path / "spool.db")
+    spool.append([Message("t", b"k", b"v0")])  # the file exists, with its schema
+    held = HeldFile(tmp_path / "spool.db")
+    appending = threading.Thread(target=spool.append, args=([Message("t", b"k", b"v1")],))
+    appending.start()
+    assert until(lambda: [s.message.value for s in spool.peek(10)] == [b"v0", b"v1"], 2)
+    time.sleep(0.3)
+    assert appending.is_alive()  # append returns only once committed
+    held.release()
+    appending.join(5)
+    assert not appending.is_alive()
+    spool.ack(spool.peek(1)[0].id)
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db")
+    assert [s.message.value for s in reopened.peek(10)] == [b"v1"] and len(reopened) == 1
+
+
+def test_the_backlog_beyond_memory_is_read_back_from_the_file_in_order(tmp_path):
+    spool = Spool(tmp_path / "spool.db", memory_bytes=100)
+    for n in range(50):
+        spool.append([Message("t", None, f"{n:04d}".encode())])
+    values, after = [], 0
+    while batch := spool.peek(7, after=after):
+        values.extend(s.message.value.decode() for s in batch)
+        after = batch[-1].id
+    assert values == [f"{n:04d}" for n in range(50)]
 
 
 SPOOL_WRITER = """
@@ -293,6 +338,23 @@ def test_events_spooled_while_the_broker_is_down_arrive_once_and_in_order_when_i
     for partition in {r.partition for r in records}:  # and in order where order is kept: per tag's partition
         in_partition = [n for n, r in zip(numbers, records) if r.partition == partition]
         assert in_partition == sorted(in_partition)
+
+
+def test_a_read_reaches_the_broker_while_the_spool_file_waits_to_commit_it(broker, tmp_path):
+    kafka = Kafka(mode="external", bootstrap_servers=broker, partitions=2)
+    with Gateway(Spool(tmp_path / "spool.db"), kafka) as gateway:
+        gateway.submit("R-3", Decoded(events=[read("R-3", 0)]))
+        assert until(lambda: len(gateway.spool) == 0)
+        held = HeldFile(tmp_path / "spool.db")
+        submitting = threading.Thread(target=gateway.submit, args=("R-3", Decoded(events=[read("R-3", 1)])))
+        submitting.start()
+        try:
+            assert len(consume(broker, "rfid.reads", 2, timeout=3)) == 2
+            assert submitting.is_alive()  # the device is answered only once the read is on disk
+        finally:
+            held.release()
+        submitting.join(5)
+        assert until(lambda: len(gateway.spool) == 0)
 
 
 GATEWAY_PROCESS = """
