@@ -6,12 +6,14 @@ committed with a full sync, so a message the gateway accepted survives a SIGKILL
 says the broker has them. The spool is bounded: an append that would exceed ``max_bytes`` is
 refused whole with :class:`SpoolFull`, never dropped in silence.
 
-One writer thread owns the file and commits whatever was appended or acknowledged since its
-last commit in one transaction. Appended messages can be peeked at once, before they are
-durable: the publisher sends them while the disk syncs. (Under the embedded broker's file
-saves a sync took up to 80 ms, and a VIP card read waited for its own and the busy readers'
-syncs before the publisher could see it.) A message the broker has before its commit is sent
-again after a crash at most, as any unacknowledged one is.
+Appended messages can be peeked at once, before they are durable: the publisher sends them
+while the disk syncs. (Under the embedded broker's file saves a sync took up to 80 ms, and a
+VIP card read waited for its own and the busy readers' syncs before the publisher could see
+it.) A message the broker has before its commit is sent again after a crash at most, as any
+unacknowledged one is. Each commit takes whatever was appended or acknowledged since the last
+(group commit): an append commits itself unless a commit running meanwhile took it along,
+and a thread of its own deletes what the broker acknowledged, so the publisher never waits
+for the disk.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 #: How many messages and bytes (keys and values) a selection of the outbox holds.
 _TALLY = "SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + COALESCE(LENGTH(key), 0)), 0) FROM outbox"
+#: Acknowledged messages not taken along by an append's commit are deleted this often.
+DELETE_EVERY_S = 0.1
 #: The highest id the outbox ever gave, deleted or not.
 _LAST_ID = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'"
 
@@ -96,7 +100,8 @@ class Spool:
         self.refused = 0
         #: Set whenever appended messages can be peeked (before they are durable).
         self.appended = threading.Event()
-        self._changed = threading.Condition()
+        self._changed = threading.Condition()  # guards the memory side below
+        self._committing = threading.Lock()  # guards the file: one commit at a time
         self._recent: deque[Spooled] = deque()  # appended here and not acknowledged, ids without gaps
         self._recent_bytes = 0
         self._uncommitted: list[Spooled] = []
@@ -104,8 +109,8 @@ class Spool:
         self._ack_id = self._acked_id = 0
         self._failure: BaseException | None = None
         self._closing = False
-        self._writer = threading.Thread(target=self._write, name="spool-writer", daemon=True)
-        self._writer.start()
+        self._deleter = threading.Thread(target=self._delete_acknowledged, name="spool-deleter", daemon=True)
+        self._deleter.start()
 
     def append(self, messages: Sequence[Message]) -> None:
         """Queue ``messages`` after everything already queued and return once they are committed.
@@ -114,7 +119,9 @@ class Spool:
         """
         size = sum(message.size for message in messages)
         with self._changed:
-            self._raise_if_closed()
+            self._raise_if_failed()
+            if self._closing:
+                raise SpoolClosed(f"spool {self.path} is closed")
             if self._bytes + size > self.max_bytes:
                 self.refused += len(messages)
                 raise SpoolFull(
@@ -131,12 +138,9 @@ class Spool:
             self._count += len(spooled)
             self._bytes += size
             self.appended.set()
-            self._changed.notify_all()
-            last = spooled[-1].id
-            while self._committed_id < last:  # the writer commits everything appended before it stops
-                if self._failure is not None:
-                    self._raise_if_closed()
-                self._changed.wait()
+        with self._committing:
+            if self._committed_id < spooled[-1].id:  # else a commit that ran meanwhile took them along
+                self._commit_round()
 
     def peek(self, limit: int, after: int = 0) -> list[Spooled]:
         """The oldest ``limit`` messages with ids above ``after``, oldest first, left in place until acknowledged."""
@@ -174,41 +178,56 @@ class Spool:
         with self._changed:
             self._closing = True
             self._changed.notify_all()
-        self._writer.join()
+        self._deleter.join()
+        with self._committing:
+            self._commit_round()
         self._db.close()
         self._reader.close()
 
-    def _raise_if_closed(self) -> None:
+    def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise SpoolClosed(f"spool {self.path} failed: {self._failure}") from self._failure
-        if self._closing:
-            raise SpoolClosed(f"spool {self.path} is closed")
 
-    def _write(self) -> None:
-        """The writer thread: commit each round of appends and acknowledgements in one transaction."""
+    def _delete_acknowledged(self) -> None:
+        """The deleter thread: once the broker acknowledged more, delete it from the file, at most every
+        ``DELETE_EVERY_S``: appends take acknowledgements along in their commits, so under load this
+        adds few syncs, and when the devices fall quiet the file still empties."""
         while True:
             with self._changed:
-                while not (self._uncommitted or self._ack_id > self._acked_id or self._closing):
+                while not (self._ack_id > self._acked_id or self._closing):
                     self._changed.wait()
-                if not self._uncommitted and self._ack_id <= self._acked_id:
-                    return  # closing, and everything is committed
-                appended, self._uncommitted = self._uncommitted, []
-                ack_id = self._ack_id
-            try:
-                count, size = self._commit(appended, ack_id)
-            except BaseException as exc:
-                with self._changed:
-                    self._failure = exc
-                    self._changed.notify_all()
-                return
+                if self._changed.wait_for(lambda: self._closing, DELETE_EVERY_S):
+                    return
+            with self._committing:
+                try:
+                    self._commit_round()
+                except SpoolClosed:
+                    return
+
+    def _commit_round(self) -> None:
+        """Commit what was appended and acknowledged since the last round; the caller holds ``_committing``.
+
+        A failed commit fails the spool: its messages were handed out already and cannot be taken back.
+        """
+        with self._changed:
+            self._raise_if_failed()
+            appended, self._uncommitted = self._uncommitted, []
+            ack_id = self._ack_id
+        if not appended and ack_id <= self._acked_id:
+            return
+        try:
+            count, size = self._commit(appended, ack_id)
+        except BaseException as exc:
             with self._changed:
-                if appended:
-                    self._committed_id = appended[-1].id
-                self._acked_id = ack_id
-                self._count -= count
-                self._bytes -= size
-                self._forget_durable_beyond_memory()
-                self._changed.notify_all()
+                self._failure = exc
+            raise SpoolClosed(f"spool {self.path} failed: {exc}") from exc
+        with self._changed:
+            if appended:
+                self._committed_id = appended[-1].id
+            self._acked_id = ack_id
+            self._count -= count
+            self._bytes -= size
+            self._forget_durable_beyond_memory()
 
     def _commit(self, appended: list[Spooled], ack_id: int) -> tuple[int, int]:
         """Insert ``appended`` and delete up to ``ack_id``, durably; how many messages and bytes were deleted."""
