@@ -313,7 +313,7 @@ class VipWorker(Strict):
         "true: only `mallstream worker --vip` runs the VIP agents, in consumer groups <app_id>-vip*, so counter "
         "staff's alerts never wait behind the other agents or the ClickHouse inserts (one interpreter lock each)"))
     web_port: int = Field(default=6067, description="the VIP worker's /stats/")
-    empty_fetch_wait_ms: int = Field(default=5, ge=0, description=(
+    empty_fetch_wait_ms: int = Field(default=2, ge=0, description=(
         "kafka.empty_fetch_wait_ms for the VIP worker: shorter, as a read waits that long at most at each hop"))
 
 
