@@ -9,15 +9,16 @@ Delivery is **at least once**, in order per key:
   producer) in rounds, while up to ``ROUNDS_IN_FLIGHT`` earlier rounds await the broker,
   and deletes from the spool only the acknowledged prefix. (One round at a time held a
   VIP's card read up to 55 ms behind the busy readers' round trip; no limit had the
-  producer's thread send a request per message, which halved the gateway's throughput.) Messages go out in spool order and the idempotent producer keeps
-  partition order through its own retries, so a key (one device) stays in order. (noida-db
-  0.2.3 accepts the idempotent producer; tests/test_gateway.py stops and restarts it under load.)
+  producer's thread send a request per message, which halved the gateway's throughput.)
+  Messages go out in spool order and the idempotent producer keeps partition order through
+  its own retries, so a key (one device) stays in order. (noida-db 0.2.3 accepts the
+  idempotent producer; tests/test_gateway.py stops and restarts it under load.)
 * It is not exactly once. The idempotent producer removes duplicates from its own retries
   within one producer session only. A message whose acknowledgement was lost (broker died
   after writing it, or the gateway died before deleting it from the spool) is sent again by
-  the next attempt or the next gateway process, and so is any sent after a failed one, so the worker must drop repeats: RFID reads,
-  ticks and parking events carry their device, time and content, and dead letters their
-  ``dead_letter_id``.
+  the next attempt or the next gateway process, and so is any sent after a failed one, so
+  the worker must drop repeats: RFID reads, ticks and parking events carry their device,
+  time and content, and dead letters their ``dead_letter_id``.
 
 While the broker is unreachable the publisher retries with exponential backoff (tenacity)
 and input keeps flowing into the spool. Per-device health goes out as JSON on

@@ -18,6 +18,7 @@ for the disk.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sqlite3
 import threading
@@ -150,8 +151,9 @@ class Spool:
                 start = after + 1 - first_recent
                 return list(itertools.islice(self._recent, start, start + limit))
         # older than the recent ones in memory, so committed: the backlog of an outage or an earlier process
-        rows = self._reader.execute("SELECT id, topic, key, value FROM outbox WHERE id > ? AND id < ? ORDER BY id LIMIT ?",
-                                    (after, first_recent, limit)).fetchall()
+        rows = self._reader.execute(
+            "SELECT id, topic, key, value FROM outbox WHERE id > ? AND id < ? ORDER BY id LIMIT ?",
+            (after, first_recent, limit)).fetchall()
         if not rows:  # nothing older is left: the recent ones follow
             return self.peek(limit, after=first_recent - 1)
         return [Spooled(row[0], Message(row[1], row[2], row[3])) for row in rows]
@@ -179,7 +181,7 @@ class Spool:
             self._closing = True
             self._changed.notify_all()
         self._deleter.join()
-        with self._committing:
+        with self._committing, contextlib.suppress(SpoolClosed):  # a failed spool has nothing left to commit
             self._commit_round()
         self._db.close()
         self._reader.close()
