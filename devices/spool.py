@@ -73,7 +73,9 @@ class Spooled:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # a commit that finds the file locked waits for it (a checkpoint, a backup tool) rather than fail the
+    # spool after sqlite3's default 5 s: a failed commit cannot be taken back from the publisher
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db
