@@ -24,6 +24,7 @@ from .streams.core.engine import evaluate
 from .streams.core.footfall import FootfallState, apply_event
 from .streams.core.footfall_layout import FootfallLayout
 from .streams.core.parking import ParkingLayout, ParkingState, apply_parking_event
+from .streams.core.malls import MallDirectory
 from .streams.core.routing import route_receipt
 from .streams.core.rules import RuleFile
 from .streams.core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
@@ -53,7 +54,7 @@ def naive_app(settings: Settings) -> faust.App:
                                  "parking_states"))
     rules = RuleFile(settings.resolve(settings.rules.file), check_every_s=RULES_CHECK_S)  # as the worker does
     master = load_master_data(settings.members.source and settings.resolve(settings.members.source))
-    mall_of_store = settings.mall_of_store()
+    malls = MallDirectory(settings.malls)
     mall = settings.malls[0]
     footfall_layout, parking_layout = FootfallLayout.of(mall), ParkingLayout.of(mall)
     places_of_reader = {reader.id: VipPlaces.of(mall) for reader in mall.rfid_readers}
@@ -63,7 +64,7 @@ def naive_app(settings: Settings) -> faust.App:
         async for value in stream:
             txn = decode(PosTransaction, value)
             owner = sale_owners.get(txn.original_txn_id.encode()) if txn.original_txn_id else None
-            routed = route_receipt(txn, owner.decode() if owner else None, mall_of_store)
+            routed = route_receipt(txn, owner.decode() if owner else None, malls)
             if routed.remember_owner:
                 sale_owners[txn.routing_key.encode()] = routed.remember_owner.encode()
             member = routed.txn.member_id

@@ -54,6 +54,10 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
     spacing in time, sped up by that factor; 0 sends as fast as the broker takes them.
     """
     report = ReplayReport()
+    # a replay may come before any worker: left to the broker, its topics would get one partition
+    kafka = settings.kafka
+    topics.ensure_topics(kafka.bootstrap_servers, kafka.partitions, kafka.replication_factor, settings.worker.app_id,
+                         kafka_options(kafka))
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=10, batch_size=1 << 18, acks="all",
         **kafka_options(settings.kafka),

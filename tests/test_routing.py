@@ -3,11 +3,13 @@ from decimal import Decimal
 
 import pytest
 
+from mallstream.settings import Mall, Store
+from mallstream.streams.core.malls import MallDirectory
 from mallstream.streams.core.routing import route_receipt
 from mallstream.streams.records import InvalidEvent, PosTransaction
 
 TS = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
-MALLS = {"S1": "mall-a"}
+MALLS = MallDirectory([Mall(id="mall-a", stores=[Store(id="S1")]), Mall(id="mall-b")])
 
 
 def receipt(kind="sale", member=None, original=None, store="S1") -> PosTransaction:
@@ -36,6 +38,11 @@ def test_a_sale_never_borrows_an_owner():
     assert route_receipt(receipt(), "M7", MALLS).txn.member_id is None
 
 
-def test_an_unknown_store_without_mall_id_is_refused():
-    with pytest.raises(InvalidEvent, match="not in the config"):
+def test_an_unknown_store_without_mall_id_is_refused_when_the_config_has_several_malls():
+    with pytest.raises(InvalidEvent, match="store 'ZZZ' is not in the config"):
         route_receipt(receipt(store="ZZZ"), None, MALLS)
+
+
+def test_with_one_mall_configured_an_unknown_store_is_in_it():
+    one = MallDirectory([Mall(id="mall-a", stores=[Store(id="S1")])])
+    assert route_receipt(receipt(store="ZZZ"), None, one).txn.mall_id == "mall-a"

@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from ..records import InvalidEvent, PosTransaction
+from ..records import PosTransaction
+from .malls import MallDirectory
 
 ANONYMOUS_PREFIX = "store:"
 
@@ -24,17 +25,16 @@ class Routed(NamedTuple):
     remember_owner: str | None
 
 
-def route_receipt(txn: PosTransaction, owner_of_original: str | None, mall_of_store: dict[str, str]) -> Routed:
+def route_receipt(txn: PosTransaction, owner_of_original: str | None, malls: MallDirectory) -> Routed:
     """Stamp mall and member on a receipt and choose its member key.
 
     Receipts without any member travel under ``store:<store_id>`` so a store's
     anonymous sales stay together (they matter for conversion, not for cards).
+    A receipt the config cannot place in a mall raises InvalidEvent.
     """
-    mall_id = txn.mall_id or mall_of_store.get(txn.store_id)
-    if mall_id is None:
-        raise InvalidEvent(f"store {txn.store_id!r} is not in the config and the receipt names no mall_id")
+    txn = malls.stamped(txn)
     member_id = txn.member_id or (owner_of_original if txn.kind != "sale" else None)
-    if member_id != txn.member_id or mall_id != txn.mall_id:
-        txn = msgspec.structs.replace(txn, member_id=member_id, mall_id=mall_id)
+    if member_id != txn.member_id:
+        txn = msgspec.structs.replace(txn, member_id=member_id)
     remember = member_id if txn.kind == "sale" and member_id else None
     return Routed(txn, member_id or f"{ANONYMOUS_PREFIX}{txn.store_id}", remember)
