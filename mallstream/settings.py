@@ -94,6 +94,9 @@ class FootfallConfig(Strict):
     bucket_s: int = Field(default=60, gt=0, description="roll-up interval; 5-60 minute reports add these up")
     allowed_lateness_s: int = Field(default=300, ge=0, description="a tick this late still lands in its interval")
     dedup_horizon_s: int = Field(default=86_400, gt=0, description="how long a re-pushed tick is recognised")
+    max_clock_lag_s: int = Field(default=172_800, gt=0, description=(
+        "the mall's clock never lags its newest event by more: in a backlog, an input read ahead of the others "
+        "closes intervals (the others' events then add late rows) instead of holding every open one in memory"))
     staff_passages: frozenset[str] = Field(default=frozenset(), description="counters at staff-only doors")
     staff_badge_prefixes: tuple[str, ...] = Field(default=(), description="EPC prefixes of staff badges")
     badge_pass_gap_s: float = Field(default=10.0, gt=0, description="reads of one badge closer than this are one pass")
@@ -237,6 +240,9 @@ class Kafka(Strict):
     empty_fetch_wait_ms: int = Field(default=10, ge=0, le=1000, description=(
         "the worker waits this long after a fetch that brought nothing; Kafka itself holds an empty fetch "
         "(fetch.max.wait.ms), noida-db answers at once and the consumer would spin"))
+    max_request_size: int = Field(default=1_048_576, ge=65_536, description=(
+        "the largest record the hub produces, in bytes (the producer's max.request.size; keep it within the "
+        "brokers' message.max.bytes): larger batches are split and larger table values paged"))
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:

@@ -59,8 +59,10 @@ from mallstream.transports import faust_credentials
 
 from . import fetch_wait, producer_drain, seek_guard, topics
 from .topics import lane_group
+from .core.malls import MallDirectory
 from .core.routing import route_receipt
 from .lanes import BatchLane, Step
+from .paging import payload_limit
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
 from .master_data import MasterData, load_master_data
@@ -90,6 +92,9 @@ SUNK_TOPICS: tuple[tuple[topics.TopicSpec, SinkTable], ...] = (
     (topics.PARKING_STAYS, PARKING_STAYS_TABLE),
     (topics.PARKING_OCCUPANCY, PARKING_OCCUPANCY_TABLE),
 )
+
+#: Device events as the gateway or a replay published them, perhaps without their mall.
+RAW_DEVICE_TOPICS = frozenset(spec.name for spec in (topics.RFID_READS, topics.FOOTFALL_TICKS, topics.PARKING_EVENTS))
 
 #: The most records the routes lane takes at once.
 ROUTE_BATCH = 1000
@@ -152,6 +157,7 @@ class Hub:
             value_serializer="raw",
             # the VIP worker sends at once (its lane's flush would wait the linger out); the others batch a little more
             producer_linger=0.0 if vip_only else 0.01,
+            producer_max_request_size=conf.kafka.max_request_size,
             # sinks hold offsets until their rows are stored; at shutdown those are simply redelivered
             stream_wait_empty=False,
             # a worker that died holds its partitions until the group gives up on it: keep that short
@@ -161,9 +167,13 @@ class Hub:
             consumer_group_instance_id=conf.worker.group_instance_id,
             autodiscover=False,
         )
+        #: the most bytes a record's value may take (streams/paging.py splits and pages to stay within it)
+        self.payload_limit = payload_limit(conf.kafka.max_request_size)
         self.topics = {spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS}
         #: EPCs and plates reach ClickHouse only as keyed hashes (mallstream/privacy.py)
         self.pseudonym = Pseudonym.of(conf)
+        #: where events that name no mall belong: every stored row carries its mall
+        self.malls = MallDirectory(conf.malls)
         self.master = master = load_master_data(conf.members.source and conf.resolve(conf.members.source))
         #: stateless re-keying (VIP reads by member; ticks, badges, sales and gate events by mall), a batch at a
         #: time as soon as it is read: a message per event would cost more in faust than the routing itself
@@ -183,7 +193,6 @@ class Hub:
         conf = self.settings
         raw = {"partitions": conf.kafka.partitions, "key_type": bytes, "value_type": bytes}
         self.sale_owners = self.app.Table("sale_owners", **raw)
-        self.mall_of_store = conf.mall_of_store()
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
         self.sinks = {
@@ -214,7 +223,7 @@ class Hub:
     async def dead_letter(self, source: str, reason: str, payload: bytes | str) -> None:
         self.counters["dead_letters"] += 1
         log.warning("dead letter from %s: %s", source, reason)
-        letter = dead_letter(source, reason, payload)
+        letter = dead_letter(source, reason, payload, self.payload_limit)
         await self.topic(topics.DEAD_LETTERS).send(key=letter.dead_letter_id.encode(), value=encode(letter))
 
     @contextlib.asynccontextmanager
@@ -246,7 +255,7 @@ class Hub:
                     continue
                 original = txn.original_txn_id
                 owner = self.sale_owners.get(original.encode()) if original else None
-                routed = route_receipt(txn, owner.decode() if owner else None, self.mall_of_store)
+                routed = route_receipt(txn, owner.decode() if owner else None, self.malls)
                 if routed.remember_owner:
                     self.sale_owners[key] = routed.remember_owner.encode()
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
@@ -259,13 +268,18 @@ class Hub:
         insert: an offset is never committed for a row not stored.
         """
         table, sink = self.sinks[spec.name]
+        # device events may name no mall: their raw rows get it from the config, as everything derived from them
+        placed = spec.name in RAW_DEVICE_TOPICS
 
         async def store(records: Sequence[ConsumerRecord]) -> None:
             rows = []
             for record in records:
                 try:
                     position = SourcePosition(record.topic, record.partition, record.offset)
-                    rows += [sourced(row, position) for row in table.rows(decode(spec.record, record.value), self.pseudonym)]
+                    event = decode(spec.record, record.value)
+                    if placed:
+                        event = self.malls.stamped(event)
+                    rows += [sourced(row, position) for row in table.rows(event, self.pseudonym)]
                 except InvalidEvent as exc:
                     await self.dead_letter(_origin(record), str(exc), record.value)
             await asyncio.to_thread(sink.write, rows)

@@ -56,6 +56,7 @@ from .core.parking import (
     forget_exits,
 )
 from .core.parking_fees import at_exit
+from .paging import PagedTable, fitting
 from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
 from .records import (
     Alert,
@@ -146,10 +147,6 @@ class FootfallAgents:
         self.layouts = {mall.id: FootfallLayout.of(mall) for mall in malls}
         self.parking_layouts = {mall.id: ParkingLayout.of(mall) for mall in malls}
         self.zones = {mall.id: ZoneInfo(mall.timezone) for mall in malls}
-        self.mall_of_counter = {c.id: mall.id for mall in malls for c in mall.people_counters}
-        self.mall_of_reader = {r.id: mall.id for mall in malls for r in mall.rfid_readers}
-        self.mall_of_car_park = {park.id: mall.id for mall in malls for park in mall.car_parks}
-        self.mall_of_store = settings.mall_of_store()
         self.staff_prefixes = {mall.id: tuple(p.upper() for p in mall.footfall.staff_badge_prefixes) for mall in malls}
         self.sources = [f"{spec.name}:{p}" for spec in CLOCK_SOURCES for p in range(settings.kafka.partitions)]
         #: what each router last marked, per (source, mall), and the offset it read to, per input partition
@@ -159,8 +156,9 @@ class FootfallAgents:
         self.clocks: dict[str, SourceClock] = {}
         self._saved_at: dict[str, float] = {}
         raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
-        self.footfall_table = hub.app.Table("footfall_states", **raw)
-        self.parking_table = hub.app.Table("parking_states", **raw)
+        #: a mall's state grows with its counters, areas and the cars inside: paged past one record's size
+        self.footfall_table = PagedTable(hub.app.Table("footfall_states", **raw), hub.payload_limit)
+        self.parking_table = PagedTable(hub.app.Table("parking_states", **raw), hub.payload_limit)
         app = hub.app
         lane = hub.route_lane
         lane.step(topics.FOOTFALL_TICKS.name, self._router("footfall routing", self._tick_of))
@@ -195,8 +193,8 @@ class FootfallAgents:
                     if moment is not None:
                         items += self._marks(consumed, mall_id, record, moment)
             for mall_id, items in batches.items():
-                if items:
-                    await by_mall.send(key=mall_id.encode(), value=encode(FootfallBatch(items)))
+                for value in fitting(items, FootfallBatch, self.hub.payload_limit):
+                    await by_mall.send(key=mall_id.encode(), value=value)
 
         return route
 
@@ -227,11 +225,11 @@ class FootfallAgents:
 
     def _tick_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
         tick = decode(FootfallTick, value)
-        return tick.mall_id or self.mall_of_counter.get(tick.counter_id), tick, tick.ts.timestamp(), True
+        return self.hub.malls.mall_of(tick), tick, tick.ts.timestamp(), True
 
     def _badge_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
         read = decode(RfidRead, value)
-        mall_id = read.mall_id or self.mall_of_reader.get(read.reader_id)
+        mall_id = self.hub.malls.mall_of(read)
         prefixes = self.staff_prefixes.get(mall_id or "")
         staff = not read.duplicate and bool(prefixes) and read.epc.upper().startswith(prefixes)
         return mall_id, read, read.ts.timestamp(), staff
@@ -239,7 +237,7 @@ class FootfallAgents:
     def _sale_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
         txn = decode(PosTransaction, value)
         # tills come two hops later than counters: they never hold a mall's clock back (see CLOCK_SOURCES)
-        return txn.mall_id or self.mall_of_store.get(txn.store_id), txn, None, txn.kind != "return"
+        return self.hub.malls.mall_of(txn), txn, None, txn.kind != "return"
 
     # -- the footfall state of each mall ---------------------------------------------------
 
@@ -266,6 +264,7 @@ class FootfallAgents:
                 if layout is None:
                     continue
                 state, clock = self._state(mall_id), self._clock(mall_id)
+                lag = layout.config.max_clock_lag_s
                 outputs: list[tuple[FootfallOutput, str]] = []
                 for item in message.items if isinstance(message, FootfallBatch) else [message]:
                     at = time.monotonic()
@@ -275,7 +274,8 @@ class FootfallAgents:
                         moment = clock.now(at) if item.source else item.ts.timestamp()
                         outputs += [(output, "") for output in advance(state, moment, layout)]
                     else:
-                        state, produced = apply_event(state, item, clock.now(at), layout)
+                        now = max(clock.now(at), item.ts.timestamp() - lag)
+                        state, produced = apply_event(state, item, now, layout)
                         outputs += [(output, _cause(item)) for output in produced]
                         self.hub.counters["footfall_events"] += 1
                 await self._emit(outputs)
@@ -302,10 +302,9 @@ class FootfallAgents:
                 self.hub.counters["footfall_late_rows"] += 1
             batches.setdefault((type(output), output.start), []).append(output)
         for (kind, _), rows in batches.items():
-            if kind is RollupRow:
-                await self._send(topics.FOOTFALL_ROLLUPS, rows[0].mall_id, RollupBatch(rows))
-            else:
-                await self._send(topics.FOOTFALL_AREAS, rows[0].mall_id, AreaBatch(rows))
+            spec, wrap = (topics.FOOTFALL_ROLLUPS, RollupBatch) if kind is RollupRow else (topics.FOOTFALL_AREAS, AreaBatch)
+            for value in fitting(rows, wrap, self.hub.payload_limit):
+                await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value)
 
     async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> None:
         await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
@@ -327,15 +326,18 @@ class FootfallAgents:
         for consumed in records:
             async with self.hub.dead_letter_on_failure(consumed, "parking routing"):
                 gate_event = decode(ParkingEvent, consumed.value)
-                mall_id = gate_event.mall_id or self.mall_of_car_park.get(gate_event.car_park_id)
+                mall_id = self.hub.malls.mall_of(gate_event)
                 if mall_id is None:
                     self.hub.counters["parking_unknown_mall"] += 1
                     continue
-                # the id travels with the event, so the occupancy row it causes has one id however often it comes
-                batches.setdefault(mall_id, []).append(msgspec.structs.replace(gate_event, event_id=identity(gate_event)))
+                # the id travels with the event, so the occupancy row it causes has one id however often it comes;
+                # taken once the mall is stamped, as the raw row's
+                placed = msgspec.structs.replace(gate_event, mall_id=mall_id)
+                batches.setdefault(mall_id, []).append(msgspec.structs.replace(placed, event_id=identity(placed)))
         by_mall = self.hub.topic(topics.PARKING_BY_MALL)
         for mall_id, gate_events in batches.items():
-            await by_mall.send(key=mall_id.encode(), value=encode(ParkingBatch(gate_events)))
+            for value in fitting(gate_events, ParkingBatch, self.hub.payload_limit):
+                await by_mall.send(key=mall_id.encode(), value=value)
 
     async def _parking(self, stream: faust.StreamT) -> None:
         """A batch of one mall's gate events: the state written once, the occupancy rows sent as one message."""
@@ -360,8 +362,8 @@ class FootfallAgents:
                             self.hub.counters["car_park_full_alerts"] += 1
                             await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
                 self.parking_table[event.key] = parking_to_bytes(state)
-                if occupancy:
-                    await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=encode(OccupancyBatch(occupancy)))
+                for value in fitting(occupancy, OccupancyBatch, self.hub.payload_limit):
+                    await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=value)
 
     async def _exit(self, key: bytes, stay: ParkingStay) -> None:
         """A finished stay: a member's car to the card's worker for settling, anyone else's priced here."""

@@ -405,15 +405,19 @@ class DeadLetter(Record, tag="dead_letter"):
     ts: dt.datetime
 
 
-def dead_letter(source: str, reason: str, payload: bytes | str) -> DeadLetter:
+def dead_letter(source: str, reason: str, payload: bytes | str, limit: int | None = None) -> DeadLetter:
     """A dead letter identified by what went wrong with which input.
 
     A redelivered or replayed bad message is stored once; ``source`` (topic,
-    partition and offset, or file and line) says where it was last seen.
+    partition and offset, or file and line) says where it was last seen. A payload
+    near ``limit`` bytes is cut to an eighth of it in characters (JSON escapes a character in at
+    most six bytes), so the letter itself still fits a record.
     """
     text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
     origin = source.split(":", 1)[0]
     digest = hashlib.blake2b(f"{origin}\0{reason}\0{text}".encode(), digest_size=16).hexdigest()
+    if limit is not None and len(text) > limit // 8:
+        text = f"{text[: limit // 8]}... ({len(text)} characters, cut to fit a record)"
     return DeadLetter(dead_letter_id=digest, source=source, reason=reason, payload=text, ts=dt.datetime.now(dt.UTC))
 
 
