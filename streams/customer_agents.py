@@ -8,14 +8,20 @@
 
 "Now" is event time: per partition of ``pos.by_member``, the latest receipt time seen plus
 the wall time passed since (as the VIP clock), and never before the receipt or the member's
-last event. A member who stops buying has no event of their own, so the partition's
-members are evaluated at the end of every n-th day, once the partition's event time is
-``tick_lateness_hours`` past it (receipts arriving that late are folded in first; members
-who bought after the day's end were evaluated then and are skipped). The tick runs in
-band, before the first receipt past that point, or, when a partition goes quiet, on a
-:class:`CustomerTick` a timer sends to the partition of ``customers.ticks``
-(co-partitioned with ``pos.by_member``). Either way a day is ticked once, and the table
-is only written from its own stream, into the changelog partition its keys belong to.
+last event. A member who stops buying has no event of their own, so time is told at the end
+of every n-th day, once the partition's event time is ``tick_lateness_hours`` past it
+(receipts arriving that late are folded in first). The tick runs in band, before the first
+receipt past that point, or, when a partition goes quiet, on a :class:`CustomerTick` a timer
+sends to the partition of ``customers.ticks`` (co-partitioned with ``pos.by_member``). Either
+way a day is ticked once, and the table is only written from its own stream, into the
+changelog partition its keys belong to.
+
+A tick evaluates only the members due: each evaluation computes the day on which, with no
+purchase, what the member shows would next change (:func:`~.core.customers.next_change_day`),
+and a per-partition heap keeps members by that day. So the work grows with receipts and
+changes, not with members x days. The heaps live in memory: they are built from the table
+once (at the first need, and again after a rebalance or a new churn model), and a member's
+latest due day supersedes any older heap entry.
 
 Value classes: the pyramid's cut-offs are recomputed every ``pyramid_seconds`` over the
 members this worker holds. With one worker that is every member, exactly; with several,
@@ -26,6 +32,7 @@ cut-offs of a few thousand members per worker are close to the global ones but n
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 import time
 from pathlib import Path
@@ -40,7 +47,7 @@ from mallstream.churn_fit import load_params
 
 from . import topics
 from .core.bgnbd import BgNbdParams
-from .core.customers import ChurnSignal, CustomerState, Insight, insight, observe, tick
+from .core.customers import ChurnSignal, CustomerState, Insight, insight, next_change_day, observe, tick
 from .core.pyramid import PyramidCutoffs, pyramid_cutoffs, value_class
 from .core.segments import SIGNAL_KINDS
 from .master_data import MasterData, Profile
@@ -92,12 +99,17 @@ class CustomerAgents:
         #: per member key: hash of what their last snapshot said, so ticks send only changes
         self._shown: dict[bytes, int] = {}
         self._partition_of: dict[bytes, int] = {}
+        #: per partition: (due day, member key) heaps; a key's entry counts only while it equals ``_due_day[key]``
+        self._due: dict[int, list[tuple[int, bytes]]] = {}
+        self._due_day: dict[bytes, int] = {}
+        self._indexed = False
         self.states = hub.app.Table("customer_states", partitions=self.partitions, key_type=bytes, value_type=bytes)
         app = hub.app
         tracked = app.topic(topics.POS_BY_MEMBER.name, topics.CUSTOMER_TICKS.name, partitions=self.partitions)
         app.agent(tracked, name="customer_track")(self._track)
         app.timer(self.rules.timer_seconds, name="customer_tick")(self._send_ticks)
         app.timer(self.rules.pyramid_seconds, name="customer_pyramid")(self._recompute_cutoffs)
+        app.on_partitions_revoked.connect(self._forget_due_days)
         self.reload_params()
 
     # -- time ---------------------------------------------------------------------------
@@ -114,6 +126,7 @@ class CustomerAgents:
         seen = self._seen.get(partition)
         if seen is None:  # ticks start at the end of the first day this worker sees
             self._ticked[partition] = moment.astimezone(self.zone).date().toordinal() - 1
+            self._indexed = False  # its members held from before become due from that day
         if seen is None or moment.timestamp() > seen[0] + time.monotonic() - seen[1]:
             self._seen[partition] = (moment.timestamp(), time.monotonic())
 
@@ -135,6 +148,7 @@ class CustomerAgents:
         if mtime != self._params_mtime:
             self.params = load_params(self.params_path).params
             self._params_mtime = mtime
+            self._indexed = False  # P(alive) crosses its levels on other days now
             log.info("churn model from %s: %s", self.params_path, self.params)
 
     async def _recompute_cutoffs(self) -> None:
@@ -169,8 +183,10 @@ class CustomerAgents:
         updated, signals = observe(state, txn, now, self.rules, self.params)
         if updated is state:
             return  # a redelivered receipt
+        self.hub.counters["customer_evaluations"] += 1
         self.states[key] = _state_encoder.encode(updated)
         self.hub.counters["customer_receipts"] += 1
+        self._schedule(key, partition, updated, now)
         await self._publish(key, updated, now, signals, always=True)
 
     def _day_end(self, day: int) -> dt.datetime:
@@ -191,18 +207,56 @@ class CustomerAgents:
         self._ticked[partition] = max(self._ticked[partition], last)
 
     async def _tick_partition(self, partition: int, now: dt.datetime) -> None:
-        """Re-evaluate every member of the partition at ``now``; members who bought since are skipped."""
-        for key, stored in list(self.states.items()):
-            if self._partition(key) != partition:
-                continue
-            state = _state_decoder.decode(stored)
-            if now.timestamp() < state.last_event_s:
+        """Re-evaluate the partition's members due by ``now``'s day; members who bought since are skipped."""
+        day = now.date().toordinal()
+        due = self._heap(partition)
+        while due and due[0][0] <= day:
+            due_day, key = heapq.heappop(due)
+            if self._due_day.get(key) != due_day:
+                continue  # superseded by a later evaluation
+            del self._due_day[key]
+            state = self._state(key)
+            if state is None or now.timestamp() < state.last_event_s:
                 continue  # a receipt after the tick already evaluated them later than this
             updated, signals = tick(state, now, self.rules, self.params)
+            self.hub.counters["customer_evaluations"] += 1
             if updated.alert_level != state.alert_level:  # ticks come in time order: no need to store evaluated_s
                 self.states[key] = _state_encoder.encode(updated)
+            self._schedule(key, partition, updated, now)
             await self._publish(key, updated, now, signals, always=False)
         self.hub.counters["customer_ticks"] += 1
+
+    # -- who is due when ----------------------------------------------------------------
+
+    def _heap(self, partition: int) -> list[tuple[int, bytes]]:
+        """The partition's due heap, after building every held partition's from the table if needed."""
+        if not self._indexed:
+            self._due.clear()
+            self._due_day.clear()
+            self._indexed = True
+            for key, stored in list(self.states.items()):
+                held = self._partition(key)
+                if held in self._ticked:  # a partition not seen yet is indexed once it is (see _saw)
+                    state = _state_decoder.decode(stored)
+                    self._push(key, held, next_change_day(state, self._ticked[held], self.rules, self.params))
+        return self._due.setdefault(partition, [])
+
+    def _schedule(self, key: bytes, partition: int, state: CustomerState, now: dt.datetime) -> None:
+        """Keep the member in the partition's heap under the next day what they show would change."""
+        self._heap(partition)
+        self._push(key, partition, next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.rules,
+                                                   self.params))
+
+    def _push(self, key: bytes, partition: int, day: int | None) -> None:
+        if day is None:
+            self._due_day.pop(key, None)
+            return
+        self._due_day[key] = day
+        heapq.heappush(self._due.setdefault(partition, []), (day, key))
+
+    async def _forget_due_days(self, app: faust.App, revoked: set, **_: object) -> None:
+        """Partitions moved: the heaps are built again from the table the next time they are needed."""
+        self._indexed = False
 
     async def _send_ticks(self) -> None:
         """Ask each quiet held partition to tick up to the last day end its clock has passed."""

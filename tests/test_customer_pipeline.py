@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import json
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ class ChurnRun:
     on_topic: list[dict]
     replay_seconds: float
     receipts: int
+    counters: dict[str, int]
 
 
 def write_members(path: Path, members: int) -> None:
@@ -118,8 +120,12 @@ def churn_run(tmp_path_factory) -> ChurnRun:
                 tzinfo=dt.UTC).astimezone(CHINA), row["message"]) for row in sql_rows(config, """
                 SELECT member_id, kind, ts, message FROM {db}.alerts
                 WHERE kind IN ('churn_risk', 'churned', 'recovered') ORDER BY ts""")]
+            request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/stats/", headers=worker.headers)
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                counters = json.loads(answer.read())["counters"]
             yield ChurnRun(config, worker, histories, recording, replay(histories, CustomerRules(), params,
-                           TICK_EVERY_DAYS), params, alerts, read_signals_topic(bootstrap), replay_seconds, len(txns))
+                           TICK_EVERY_DAYS), params, alerts, read_signals_topic(bootstrap), replay_seconds, len(txns),
+                           counters)
 
 
 def test_churn_signals_find_the_members_who_dropped_and_reach_both_topics(churn_run):
@@ -135,6 +141,15 @@ def test_churn_signals_find_the_members_who_dropped_and_reach_both_topics(churn_
     assert quality.steady_flagged <= core.steady_flagged, (quality, core)
     assert sorted((s["member_id"], s["kind"]) for s in churn_run.on_topic) == \
         sorted((s.member_id, s.kind) for s in churn_run.alerts)
+
+
+def test_members_are_evaluated_when_they_buy_or_are_due_not_every_member_at_every_tick(churn_run):
+    """A year of 7-day ticks over every member would be 52 evaluations a member; due days make it a few."""
+    counters = churn_run.counters
+    print(f"\n{counters['customer_evaluations']} evaluations for {counters['customer_receipts']} receipts and "
+          f"{len(churn_run.alerts)} signals")
+    assert counters["customer_receipts"] > 0
+    assert counters["customer_evaluations"] <= 2 * counters["customer_receipts"] + len(churn_run.alerts)
 
 
 def test_never_two_signals_for_one_change_of_state(churn_run):

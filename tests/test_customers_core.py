@@ -17,6 +17,7 @@ from mallstream.streams.core.customers import (
     CustomerRules,
     CustomerState,
     insight,
+    next_change_day,
     observe,
     spend_trend,
     tick,
@@ -255,3 +256,33 @@ def test_periodic_cutoffs_agree_with_exact_classes_as_spend_arrives():
     np.add.at(spend, rng.integers(0, len(spend), 4000), rng.lognormal(9, 1.2, 4000).astype(np.int64))
     kept = np.array([value_class(int(c), cutoffs) for c in spend])
     assert np.mean(kept == exact_classes(spend)) >= 0.99
+
+
+def _shown_by_tick(state: CustomerState, day: int, params: BgNbdParams | None) -> tuple:
+    """What a tick at the end of ``day`` shows, through the public functions the agent calls."""
+    now = at(day - DAY0.toordinal())
+    ticked, _ = tick(state, now, RULES, params)
+    seen = insight(ticked, now, RULES, params)
+    return seen.lifecycle_stage, seen.rfm_segment, ticked.alert_level
+
+
+@pytest.mark.parametrize("params", [PARAMS, None, BgNbdParams(r=0.3, alpha=4.0, a=0.2, b=2.5)])
+@pytest.mark.parametrize("seed", range(12))
+def test_the_next_change_day_is_the_first_day_a_daily_tick_would_show_the_member_otherwise(seed, params):
+    """Against evaluating the member at every day's end, as the agent did, for two years of days."""
+    rng = np.random.default_rng(seed)
+    days = sorted(int(d) for d in rng.choice(400, size=int(rng.integers(1, 12)), replace=False))
+    state, _ = feed(*(receipt(f"t{i}", d, line("X", int(rng.integers(1, 5)), f"{int(rng.integers(20, 3000))}.00"))
+                      for i, d in enumerate(days)), params=params)
+    day = state.last_day
+    checked = 0
+    while True:
+        due = next_change_day(state, day, RULES, params)
+        shown = _shown_by_tick(state, day, params)
+        later = (d for d in range(day + 1, day + 800) if _shown_by_tick(state, d, params) != shown)
+        assert due == next(later, None), f"from day {day}"
+        if due is None:
+            break
+        state, _ = tick(state, at(due - DAY0.toordinal()), RULES, params)
+        day, checked = due, checked + 1
+    assert checked >= 2  # a member without purchases passes at least the new-member and recency boundaries

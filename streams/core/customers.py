@@ -40,6 +40,7 @@ import datetime as dt
 import math
 import zlib
 from bisect import bisect_right
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -348,3 +349,58 @@ def insight(state: CustomerState, now: dt.datetime, rules: CustomerRules, params
         preferences=top_preferences(state), inter_purchase_days=state.inter_purchase_days(),
         spend_cents=state.spend_cents,
     )
+
+
+
+def _noon(day: int) -> dt.datetime:
+    """A moment of ``day``: the core reads only the day of "now"."""
+    return dt.datetime.combine(dt.date.fromordinal(day), dt.time(12), dt.UTC)
+
+
+def _shown_on(state: CustomerState, day: int, rules: CustomerRules, params: BgNbdParams | None) -> tuple:
+    """What a tick on ``day`` would show of the member: stage, RFM segment and alert level."""
+    now = _noon(day)
+    alive = _p_alive(state, now, params)
+    stage = _stage(state, now, rules, alive)
+    segment = rfm_segment(rules.rfm, recency_days=max(day - state.last_day, 0), purchase_days=state.repeat_days + 1,
+                          spend_cents=state.spend_cents)
+    return stage, segment, alert_level(rules.signals, state.alert_level, p_alive=alive, stage=stage)
+
+
+def _first_day(low: int, high: int, holds: Callable[[int], bool]) -> int | None:
+    """The first day in [low, high] on which ``holds``, for a condition that once true stays true."""
+    if low > high or not holds(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if holds(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def next_change_day(state: CustomerState, day: int, rules: CustomerRules, params: BgNbdParams | None) -> int | None:
+    """The first day after ``day`` on which, with no purchase, a tick would show the member otherwise; None: never.
+
+    Without a purchase every input of the stage, segment and alert level moves one way:
+    age and recency grow, P(alive) and the spend trend fall. So each boundary is crossed
+    once, on a day found directly (age, recency) or by bisection (P(alive), trend), and
+    between two such days nothing shown can change. The caller evaluates the member on the
+    first of them that changes what is shown, instead of every member every day.
+    """
+    if not state.has_purchased:
+        return None
+    life, last = rules.lifecycle, state.last_day
+    horizon = max(last + life.churned_after_days, state.first_day + life.new_days + 1,
+                  last + max(rules.rfm.recency_days) + 1)
+    candidates = {state.first_day + life.new_days + 1, last + life.churned_after_days,
+                  *(last + edge + 1 for edge in rules.rfm.recency_days)}
+    if params is not None:
+        for level in (life.churned_p_alive, life.declining_p_alive, rules.signals.at_risk_below):
+            candidates.add(_first_day(day + 1, horizon, lambda d, level=level: _p_alive(state, _noon(d), params) < level))
+    candidates.add(_first_day(day + 1, horizon, lambda d: spend_trend(state, _noon(d), rules) < life.declining_trend))
+    candidates.add(_first_day(day + 1, horizon, lambda d: spend_trend(state, _noon(d), rules) <= life.developing_trend))
+    shown = _shown_on(state, day, rules, params)
+    due = sorted(c for c in candidates if c is not None and day < c <= horizon)
+    return next((d for d in due if _shown_on(state, d, rules, params) != shown), None)
