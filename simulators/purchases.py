@@ -4,7 +4,8 @@ Members behave as BG/NBD says: each buys as a Poisson process of rate
 ``lambda ~ Gamma(r, alpha)`` (per day) from their first purchase on, and after
 each purchase drops out for good with probability ``p ~ Beta(a, b)``. On top of
 that, a known set of members (``dropper_share``) cuts their rate by
-``drop_factor`` on a known day, which is what churn signals must find.
+``drop_factor`` on a known day, which is what churn signals must find, and a
+share of purchases (``burst_share``) is followed by another within 1-3 days.
 
 Seeded numpy throughout, and vectorised over members (one loop step per
 purchase number), so 100,000 members take well under a second.
@@ -41,6 +42,7 @@ class PurchaseSimulation:
     dropper_share: float = 0.0
     drop_day: int = 180
     drop_factor: float = 0.0
+    burst_share: float = 0.0
     start: dt.date = dt.date(2026, 1, 1)
     seed: int = 7
 
@@ -77,6 +79,9 @@ def simulate(spec: PurchaseSimulation) -> PurchaseHistories:
         dropout_day[idx[leaves]] = now[idx[leaves]]
         idx = idx[~leaves]
         gap = rng.exponential(1.0, len(idx)) / rate[idx]
+        if spec.burst_share:
+            bursts = rng.random(len(idx)) < spec.burst_share
+            gap[bursts] = rng.uniform(1.0, 4.0, bursts.sum())
         crossing = droppers[idx] & (now[idx] < spec.drop_day) & (now[idx] + gap >= spec.drop_day)
         # memoryless: from the drop day on, the wait restarts at the lowered rate
         slowed = rate[idx[crossing]] * spec.drop_factor
