@@ -462,6 +462,11 @@ def _query(settings: Settings, query: str) -> list[dict]:
         sys.exit(1)
 
 
+def _intervals(read) -> str:
+    """A plot title's intervals, as answered (a 15-minute report of last year is answered by the hour)."""
+    return f"{read.window.interval_minutes}-minute intervals"
+
+
 def _plotted(plot_to: Path | None, draw) -> None:
     if plot_to is not None:
         draw(plot_to)
@@ -479,22 +484,24 @@ def _plotted(plot_to: Path | None, draw) -> None:
 def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall_id: str | None, fmt: str,
                     plot_to: Path | None, visitors: bool, period: str | None) -> None:
     """People (or visitors) in, out, total and net per interval, by entrance, floor, zone, store or counter."""
-    from .reports import PERIOD_COLUMNS, FootfallQuery, period_sql, plot, plot_periods, render
+    from .reports import PERIOD_COLUMNS, VISITOR_GRAINS, FootfallQuery, period_sql, plot, plot_periods, reading, render
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
     name = mall.name or mall.id
     if period:
-        found = _query(settings, period_sql(window, period, by))
-        click.echo(render(found, fmt, PERIOD_COLUMNS))
+        read = reading(VISITOR_GRAINS, window)
+        found = _query(settings, period_sql(window, period, by, read))
+        click.echo(render(found, fmt, PERIOD_COLUMNS, read))
         _plotted(plot_to, lambda path: plot_periods(found, f"{name}: visitors per {period} by {by}", path))
         return
     if by == "mall" and not visitors:
         raise click.BadParameter("people counts are per counter; use --visitors for the mall", param_hint="--by")
     query = FootfallQuery(window, by, visitors)
-    found = _query(settings, query.sql())
-    click.echo(render(found, fmt))
+    read = query.reading()
+    found = _query(settings, query.sql(read))
+    click.echo(render(found, fmt, read=read))
     what = "visitors" if visitors else "footfall"
-    _plotted(plot_to, lambda path: plot(found, f"{name}: {what} by {by}, {interval} intervals", path))
+    _plotted(plot_to, lambda path: plot(found, f"{name}: {what} by {by}, {_intervals(read)}", path))
 
 
 @report.command("conversion")
@@ -503,12 +510,13 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
 def report_conversion(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
                       plot_to: Path | None) -> None:
     """Bag rate: transactions ÷ visitors per store and for the mall, per interval."""
-    from .reports import CONVERSION_COLUMNS, conversion_sql, plot_lines, render
+    from .reports import CONVERSION_COLUMNS, VISITOR_GRAINS, conversion_sql, plot_lines, reading, render
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
-    found = _query(settings, conversion_sql(window))
-    click.echo(render(found, fmt, CONVERSION_COLUMNS))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: conversion, {interval} intervals",
+    read = reading(VISITOR_GRAINS, window)
+    found = _query(settings, conversion_sql(window, read))
+    click.echo(render(found, fmt, CONVERSION_COLUMNS, read))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: conversion, {_intervals(read)}",
                                               path, y="conversion", ylabel="transactions per visitor", percent=True))
 
 
@@ -519,13 +527,14 @@ def report_conversion(ctx: click.Context, start, end, interval: str, mall_id: st
 def report_occupancy(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
                      plot_to: Path | None, by: str) -> None:
     """Corrected occupancy per area (mean, peak, density at peak), departures and mean dwell, per interval."""
-    from .reports import OCCUPANCY_COLUMNS, occupancy_sql, plot_lines, render
+    from .reports import OCCUPANCY_COLUMNS, OCCUPANCY_GRAINS, occupancy_sql, plot_lines, reading, render
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
-    found = _query(settings, occupancy_sql(window, by))
-    click.echo(render(found, fmt, OCCUPANCY_COLUMNS))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: occupancy by {by}, {interval} "
-                                              "intervals (mean)", path, y="occupancy_mean", group="area",
+    read = reading(OCCUPANCY_GRAINS, window)
+    found = _query(settings, occupancy_sql(window, by, read))
+    click.echo(render(found, fmt, OCCUPANCY_COLUMNS, read))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: occupancy by {by}, {_intervals(read)}"
+                                              " (mean)", path, y="occupancy_mean", group="area",
                                               ylabel="people inside"))
 
 
@@ -535,17 +544,18 @@ def report_occupancy(ctx: click.Context, start, end, interval: str, mall_id: str
 def report_parking(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
                    plot_to: Path | None) -> None:
     """Occupancy per car park over time, stays of the cars leaving, and full-park alerts."""
-    from .parking_report import ALERT_COLUMNS, PARKING_COLUMNS, alerts_sql, parking_sql, plot_parking
-    from .reports import render
+    from .parking_report import ALERT_COLUMNS, PARKING_COLUMNS, PARKING_GRAINS, alerts_sql, parking_sql, plot_parking
+    from .reports import reading, render
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
-    found = _query(settings, parking_sql(window))
+    read = reading(PARKING_GRAINS, window)
+    found = _query(settings, parking_sql(window, read))
     alerts = _query(settings, alerts_sql(window))
-    click.echo(render(found, fmt, PARKING_COLUMNS))
+    click.echo(render(found, fmt, PARKING_COLUMNS, read))
     if fmt == "table" and alerts:
         click.echo(f"\nfull-park alerts:\n{render(alerts, fmt, ALERT_COLUMNS)}")
-    _plotted(plot_to, lambda path: plot_parking(found, alerts, f"{mall.name or mall.id}: car parks, {interval} "
-                                                "intervals", path))
+    _plotted(plot_to, lambda path: plot_parking(found, alerts, f"{mall.name or mall.id}: car parks, "
+                                                f"{_intervals(read)}", path))
 
 
 @report.command("customers")

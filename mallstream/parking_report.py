@@ -1,10 +1,12 @@
 """The car-park report: occupancy per car park over time, stay lengths and full-park alerts.
 
 Occupancy is what the parking agent stored after each gate event; an interval shows the
-last value (the occupancy at its end) and the peak. An interval without a gate event
-keeps the occupancy of the one before (``WITH FILL ... INTERPOLATE``), so the series is
-continuous. Stays are counted in the interval their car left; a stay whose entry was
-never read has no length and is left out of the means.
+last value (the occupancy at its end), the peak (at least what it started with: the one
+before's end) and the cars in and out. An interval without a gate event keeps the occupancy
+of the one before (``WITH FILL ... INTERPOLATE``), so the series is continuous. The gate-event
+rows go after 90 days; the hourly roll-up (``parking_hourly``) is kept, and answers whole hours
+and any range older than that (see :func:`mallstream.reports.reading`). Stays are counted in the
+interval their car left; a stay whose entry was never read has no length and is left out of the means.
 
 Fees come from ``parking_charges``: the fee table's price of a stay, or for a member's
 car what its card settlement charged. ``fees`` is what was due after free parking
@@ -19,30 +21,47 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .querying import quote
-from .reports import ReportWindow, agg_pyplot, interval_start_sql, series_by
+from .reports import Grain, Reading, ReportWindow, agg_pyplot, interval_start_sql, reading, series_by
 
-PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "exits",
+PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "entries", "exits",
                    "mean_stay_min", "median_stay_min", "fees", "free_exits", "waived", "full_alerts")
 ALERT_COLUMNS = ("at", "car_park", "message")
+PARKING_GRAINS = (Grain("gate event", "parking_occupancy", "ts", 1), Grain("hour", "parking_hourly", "hour", 60))
+
+#: Per grain: the occupancy figures of an interval, and its cars in (a gate-event row that is no stay is an entry).
+_OCCUPANCY_FIGURES = {
+    "parking_occupancy": ("""argMax(occupancy, (ts, event_id)) AS occupancy_end, max(occupancy) AS peak_seen,
+                             toInt64(count()) AS gate_events""", "gate_events - exits"),
+    "parking_hourly": ("""argMaxMerge(occupancy_end) AS occupancy_end, max(occupancy_peak) AS peak_seen,
+                          sum(entries) AS entries_counted""", "entries_counted"),
+}
 
 
-def parking_sql(window: ReportWindow) -> str:
+def parking_sql(window: ReportWindow, read: Reading | None = None) -> str:
     """One row per interval and car park, from its first gate event in the window to the window's end."""
+    read = read or reading(PARKING_GRAINS, window)
+    window, grain = read.window, read.grain
     mall, start, end = window.bounds()
     interval = window.interval_minutes
+    figures, entries = _OCCUPANCY_FIGURES[grain.table]
 
     def per_interval(column: str) -> str:
         return interval_start_sql(column, window.timezone, interval)
 
-    # WITH FILL carries the occupancy on through intervals without a gate event; their peak is what they kept
+    # WITH FILL carries the occupancy on through intervals without a gate event; an interval starts with what the
+    # one before ended with, so its peak is at least that (cars parked over midnight count in the new day's peak)
     return f"""
-        SELECT interval_start, car_park, capacity, occupancy_end, greatest(peak_seen, occupancy_end) AS occupancy_peak,
-               exits, mean_stay_min, median_stay_min, fees, free_exits, waived, full_alerts
+        SELECT interval_start, car_park, capacity, occupancy_end,
+               greatest(peak_seen, occupancy_end,
+                        lagInFrame(occupancy_end) OVER (PARTITION BY car_park ORDER BY interval_start
+                                                        ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)) AS occupancy_peak,
+               {entries} AS entries, exits, mean_stay_min, median_stay_min, fees, free_exits, waived, full_alerts
         FROM (
             SELECT * FROM (
-                SELECT {per_interval("ts")} AS interval_start, car_park_id AS car_park, max(capacity) AS capacity,
-                       argMax(occupancy, (ts, event_id)) AS occupancy_end, max(occupancy) AS peak_seen
-                FROM {{db}}.parking_occupancy WHERE mall_id = {mall} AND ts >= {start} AND ts < {end}
+                SELECT {per_interval(grain.moment)} AS interval_start, car_park_id AS car_park,
+                       max(capacity) AS capacity, {figures}
+                FROM {{db}}.{grain.table}
+                WHERE mall_id = {mall} AND {grain.moment} >= {start} AND {grain.moment} < {end}
                 GROUP BY interval_start, car_park) AS o
             LEFT JOIN (
                 SELECT {per_interval("exit")} AS interval_start, car_park_id AS car_park, count() AS exits,

@@ -1,8 +1,12 @@
 """Footfall, visitor, conversion and occupancy reports per interval and place, from the ClickHouse roll-ups.
 
 The same SQL serves `mallstream report ...` and the dashboards, so a panel and a
-report never disagree. Intervals of an hour or more read the hourly roll-ups, which
-outlive the minute data; shorter ones read the minute roll-ups. Times are the mall's local time.
+report never disagree. Times are the mall's local time.
+
+Grains: a report reads the coarsest roll-up that answers its interval exactly, among those whose
+TTL still holds the range's start (counted from now, as ClickHouse counts it). Minute rows go after
+90 days and hours are kept, so a 15-minute report of last year is answered by the hour, and says so
+(``grain`` in every row of json and csv, a line above the table).
 
 Two counts of people:
 
@@ -25,10 +29,11 @@ import datetime as dt
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .querying import quote
+from .sinks.schema import RETENTION
 
 INTERVALS = {"5m": 5, "10m": 10, "15m": 15, "30m": 30, "60m": 60, "1h": 60, "1d": 1440}
 GROUPINGS = ("entrance", "floor", "zone", "store", "counter")
@@ -65,6 +70,70 @@ class ReportWindow:
 
 
 @dataclass(frozen=True)
+class Grain:
+    """A table a report can read: the grain it says, its time column, and how long its rows live."""
+
+    name: str
+    table: str
+    moment: str
+    #: the shortest interval it answers exactly (its rows' length)
+    minutes: int
+
+    @property
+    def kept_days(self) -> int | None:
+        """Days its TTL keeps rows for; None: kept for ever."""
+        kept = RETENTION.get(self.table)
+        return kept.days if kept else None
+
+    def covers(self, start: dt.datetime, now: dt.datetime) -> bool:
+        """Whether its TTL still keeps rows from ``start`` on."""
+        return self.kept_days is None or start >= now - dt.timedelta(days=self.kept_days)
+
+
+#: Per report, its grains from fine to coarse; the last is kept for ever.
+FOOTFALL_GRAINS = (Grain("minute", "footfall_minute", "minute", 1), Grain("hour", "footfall_hourly", "hour", 60))
+VISITOR_GRAINS = (Grain("minute", "visitors_minute", "minute", 1), Grain("hour", "visitors_hourly", "hour", 60))
+OCCUPANCY_GRAINS = (Grain("minute", "area_occupancy", "start", 1), Grain("hour", "area_occupancy_hourly", "hour", 60))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The grain a report reads and the window it answers, whose interval may be wider than the one asked."""
+
+    grain: Grain
+    window: ReportWindow
+    asked_minutes: int
+    #: the finer grain whose rows are gone for this range, when the interval had to be widened
+    expired: Grain | None = None
+
+    def note(self) -> str:
+        """The line a table starts with."""
+        said = f"grain: {self.grain.name}"
+        if self.expired is None:
+            return said
+        return (f"{said} ({self.asked_minutes}-minute intervals asked; {self.expired.name} rows are kept "
+                f"{self.expired.kept_days} days, so this range is answered by the {self.grain.name})")
+
+
+def reading(grains: Sequence[Grain], window: ReportWindow, now: dt.datetime | None = None) -> Reading:
+    """The coarsest grain that answers the interval exactly and still holds the range's start;
+    failing that, the finest that holds it, the interval widened to that grain."""
+    now = now or dt.datetime.now(dt.UTC)
+    covering = [grain for grain in grains if grain.covers(window.start, now)]
+    exact = [grain for grain in covering if window.interval_minutes % grain.minutes == 0]
+    if exact:
+        return Reading(exact[-1], window, window.interval_minutes)
+    widened = replace(window, interval_minutes=covering[0].minutes)
+    finer = [grain for grain in grains if window.interval_minutes % grain.minutes == 0]
+    return Reading(covering[0], widened, window.interval_minutes, finer[-1])
+
+
+def _exact(grains: Sequence[Grain], interval_minutes: int) -> Grain:
+    """The coarsest grain that answers the interval exactly, whatever the range (for dashboards' macros)."""
+    return [grain for grain in grains if interval_minutes % grain.minutes == 0][-1]
+
+
+@dataclass(frozen=True)
 class FootfallQuery:
     """People (or visitors) in and out per interval, summed by ``by``."""
 
@@ -73,21 +142,26 @@ class FootfallQuery:
     #: staff deducted, from the footfall agent's roll-ups, rather than what counters counted
     visitors: bool = False
 
-    def sql(self) -> str:
+    def reading(self, now: dt.datetime | None = None) -> Reading:
+        return reading(VISITOR_GRAINS if self.visitors else FOOTFALL_GRAINS, self.window, now)
+
+    def sql(self, read: Reading | None = None) -> str:
         """One row per interval and place: interval start (local), place, in, out, total, net."""
+        read = read or self.reading()
         make = visitors_sql if self.visitors else footfall_sql
-        mall, start, end = self.window.bounds()
-        return make(mall, self.window.timezone, start, end, self.window.interval_minutes, self.by)
+        mall, start, end = read.window.bounds()
+        return make(mall, read.window.timezone, start, end, read.window.interval_minutes, self.by, grain=read.grain)
 
 
 def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, by: str,
-                 places: str = "") -> str:
+                 places: str = "", grain: Grain | None = None) -> str:
     """The footfall report's SQL with mall, start and end as SQL expressions, so a dashboard can pass macros.
 
     ``places`` is an extra condition on the places joined (``p``), for a dashboard's place filters.
+    ``grain`` is one of FOOTFALL_GRAINS; by default the coarsest that answers the interval exactly.
     """
-    hourly = interval_minutes % 60 == 0
-    table, moment = ("footfall_hourly", "hour") if hourly else ("footfall_minute", "minute")
+    grain = grain or _exact(FOOTFALL_GRAINS, interval_minutes)
+    table, moment = grain.table, grain.moment
     if by == "counter":
         place, only = "f.counter_id", ""
     elif by == "floor":
@@ -109,11 +183,6 @@ def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minute
         SETTINGS output_format_json_quote_64bit_integers = 0"""
 
 
-def _grain(interval_minutes: int) -> tuple[str, str]:
-    """(table suffix, time column) of the roll-up an interval reads: hourly for whole hours, else by minute."""
-    return ("hourly", "hour") if interval_minutes % 60 == 0 else ("minute", "minute")
-
-
 def interval_start_sql(column: str, timezone: str, interval_minutes: int) -> str:
     """The local start of the interval ``column`` falls in; whole days start at local midnight, not UTC's."""
     local = f"toTimeZone({column}, {quote(timezone)})"
@@ -122,28 +191,31 @@ def interval_start_sql(column: str, timezone: str, interval_minutes: int) -> str
     return f"toStartOfInterval({local}, INTERVAL {interval_minutes} MINUTE)"
 
 
-def visitors_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, level: str) -> str:
+def visitors_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, level: str,
+                 grain: Grain | None = None) -> str:
     """Visitors (staff deducted) per interval and place at one level, in the footfall report's columns."""
-    grain, moment = _grain(interval_minutes)
+    grain = grain or _exact(VISITOR_GRAINS, interval_minutes)
+    moment = grain.moment
     return f"""
         SELECT {interval_start_sql(moment, timezone, interval_minutes)} AS interval_start, key AS place,
                sum(visitors_in) AS in, sum(visitors_out) AS out, in + out AS total, in - out AS net
-        FROM {{db}}.visitors_{grain}
+        FROM {{db}}.{grain.table}
         WHERE mall_id = {mall} AND level = {quote(level)} AND {moment} >= {start} AND {moment} < {end}
         GROUP BY interval_start, place
         ORDER BY interval_start, place
         {_NUMBERS}"""
 
 
-def period_sql(window: ReportWindow, period: str, level: str) -> str:
+def period_sql(window: ReportWindow, period: str, level: str, read: Reading | None = None) -> str:
     """Visitors per day, week or month and place: totals, average per day, share, and the busiest interval.
 
-    Totals come from the daily roll-up and peaks from the hourly one (or the minute one for
-    intervals under an hour), so months and years stay reportable after minute data expires.
+    Totals come from the daily roll-up and peaks from the grain read (``read``, by default the one
+    that covers the window), so months and years stay reportable after minute data expires.
     A day's ``share`` is of its week (day-of-week share); a week's or month's, of the whole range.
     """
+    read = read or reading(VISITOR_GRAINS, window)
+    window, moment = read.window, read.grain.moment
     mall, start, end = window.bounds()
-    grain, moment = _grain(window.interval_minutes)
     local = f"toDate(toTimeZone({{}}, {quote(window.timezone)}))"
     where = f"mall_id = {mall} AND level = {quote(level)}"
     return f"""
@@ -161,7 +233,7 @@ def period_sql(window: ReportWindow, period: str, level: str) -> str:
                    argMax(interval_start, people) AS peak_start, max(people) AS peak_in
             FROM (SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start,
                          key AS place, sum(visitors_in) AS people
-                  FROM {{db}}.visitors_{grain} WHERE {where} AND {moment} >= {start} AND {moment} < {end}
+                  FROM {{db}}.{read.grain.table} WHERE {where} AND {moment} >= {start} AND {moment} < {end}
                   GROUP BY interval_start, place)
             GROUP BY period, place) AS p
         ON p.period = d.period AND p.place = d.place
@@ -169,18 +241,19 @@ def period_sql(window: ReportWindow, period: str, level: str) -> str:
         {_NUMBERS}"""
 
 
-def conversion_sql(window: ReportWindow) -> str:
+def conversion_sql(window: ReportWindow, read: Reading | None = None) -> str:
     """Bag rate per interval: transactions ÷ visitors who came in, for each store and the mall.
 
     A store without a counter has transactions but no visitors: its conversion is null, not infinite.
     """
+    read = read or reading(VISITOR_GRAINS, window)
+    window, moment = read.window, read.grain.moment
     mall, start, end = window.bounds()
-    grain, moment = _grain(window.interval_minutes)
     return f"""
         SELECT {interval_start_sql(moment, window.timezone, window.interval_minutes)} AS interval_start, level,
                key AS place, sum(visitors_in) AS visitors, sum(transactions) AS transactions,
                if(visitors > 0, round(transactions / visitors, 4), NULL) AS conversion
-        FROM {{db}}.visitors_{grain}
+        FROM {{db}}.{read.grain.table}
         WHERE mall_id = {mall} AND level IN ('store', 'mall') AND {moment} >= {start} AND {moment} < {end}
         GROUP BY interval_start, level, place
         HAVING visitors != 0 OR transactions != 0
@@ -188,20 +261,20 @@ def conversion_sql(window: ReportWindow) -> str:
         {_NUMBERS}"""
 
 
-def occupancy_sql(window: ReportWindow, level: str) -> str:
+def occupancy_sql(window: ReportWindow, level: str, read: Reading | None = None) -> str:
     """Corrected occupancy per interval and area: mean and peak, peak density (people/m²), departures, mean dwell.
 
     Density divides by the area's floor space in the ``places`` table (null where the config gives none).
     Dwell is the mean length, in minutes, of the visits that ended in the interval.
     """
+    read = read or reading(OCCUPANCY_GRAINS, window)
+    window, moment, table = read.window, read.grain.moment, read.grain.table
     mall, start, end = window.bounds()
-    if window.interval_minutes % 60 == 0:
-        moment, table = "hour", "area_occupancy_hourly"
+    if read.grain.name == "hour":
         figures = """round(sum(occupancy_sum) / sum(samples), 1) AS occupancy_mean,
                      max(occupancy_peak) AS occupancy_peak, sum(departures) AS departed,
                      sum(dwell_seconds) AS dwelt"""
     else:
-        moment, table = "start", "area_occupancy"
         figures = """round(avg(occupancy), 1) AS occupancy_mean, max(occupancy) AS occupancy_peak,
                      sum(departures) AS departed, sum(departures * ifNull(dwell_s, 0)) AS dwelt"""
     return f"""
@@ -223,9 +296,12 @@ def _utc(moment: dt.datetime) -> str:
     return f"toDateTime({quote(moment.astimezone(dt.UTC).strftime('%Y-%m-%d %H:%M:%S'))}, 'UTC')"
 
 
-def render(rows: Sequence[dict], fmt: str, columns: Sequence[str] = COLUMNS) -> str:
-    """The report as a table for people, or JSON / CSV for programs."""
+def render(rows: Sequence[dict], fmt: str, columns: Sequence[str] = COLUMNS, read: Reading | None = None) -> str:
+    """The report as a table for people, or JSON / CSV for programs; with the grain ``read``, if given."""
     records = [{column: row[column] for column in columns} for row in rows]
+    if read is not None and fmt != "table":
+        columns = (*columns, "grain")
+        records = [record | {"grain": read.grain.name} for record in records]
     if fmt == "json":
         return json.dumps(records, ensure_ascii=False, indent=1)
     if fmt == "csv":
@@ -236,7 +312,8 @@ def render(rows: Sequence[dict], fmt: str, columns: Sequence[str] = COLUMNS) -> 
         return out.getvalue()
     from tabulate import tabulate
 
-    return tabulate(records, headers="keys", intfmt=",", tablefmt="simple", missingval="-")
+    text = tabulate(records, headers="keys", intfmt=",", tablefmt="simple", missingval="-")
+    return text if read is None else f"{read.note()}\n{text}"
 
 
 def agg_pyplot():

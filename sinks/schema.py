@@ -391,6 +391,62 @@ def _parking_charges(plate: str) -> str:
                    GROUP BY stay_id) AS c ON c.stay_id = s.row_id""".format(plate=plate)
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a table with a TTL keeps its rows, and the coarser tables its figures live on in.
+
+    A TTL may only delete rows whose figures a coarser roll-up still carries: ``carried_by`` names
+    roll-ups kept for ever (each fed by a materialized view from the table or from the table's own
+    source), or ``why`` says why the rows are not needed past the TTL. Reports read a table only for
+    ranges that start within its TTL, counted from now (mallstream/reports.py); tests check every TTL
+    of the schema is listed here.
+    """
+
+    days: int
+    carried_by: tuple[str, ...] = ()
+    why: str = ""
+
+
+RETENTION: dict[str, Retention] = {
+    "footfall_minute": Retention(90, ("footfall_hourly",)),
+    "footfall_rollups": Retention(90, ("visitors_hourly", "visitors_daily")),
+    "visitors_minute": Retention(90, ("visitors_hourly", "visitors_daily")),
+    "area_occupancy": Retention(90, ("area_occupancy_hourly",)),
+    "parking_occupancy": Retention(90, ("parking_hourly",)),
+    "device_health": Retention(90, why="a device's recent health for the devices board and its alarms: the "
+                                       "events it counted are in the event tables (kept), and a device's "
+                                       "health a season ago tells nothing about it now"),
+}
+
+#: Parking occupancy by hour, from two sources: each gate event the parking agent counted is a row of
+#: parking_occupancy, and each exit among them is also a stay, so entries are the rows less the stays.
+#: The occupancy at the hour's end is the last row's by time, then id: rows may come in any order and batches.
+_PARKING_HOURLY: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "parking_occupancy": ("ts", (("capacity", "max(capacity)"),
+                                 ("occupancy_end", "argMaxState(occupancy, (ts, event_id))"),
+                                 ("occupancy_peak", "max(occupancy)"),
+                                 ("entries", "toInt64(count())"))),
+    "parking_stays": ("exit", (("entries", "-toInt64(count())"), ("exits", "toInt64(count())"))),
+}
+#: Back-filled hours start after the first hour the TTL may have begun deleting, so each hour is whole.
+_WHOLE_HOURS_KEPT = "toStartOfHour(now() - INTERVAL 90 DAY) + INTERVAL 1 HOUR"
+
+
+def _parking_hourly_select(source: str, where: str = "") -> str:
+    moment, figures = _PARKING_HOURLY[source]
+    columns = ", ".join(f"{expression} AS {column}" for column, expression in figures)
+    return f"""SELECT mall_id, car_park_id, toStartOfHour({moment}) AS hour, {columns}
+               FROM {{db}}.{source} {where} GROUP BY mall_id, car_park_id, hour"""
+
+
+def _parking_hourly_backfill(source: str) -> str:
+    """Fills parking_hourly from the source's rows a TTL has left whole; the views take it from there."""
+    moment, figures = _PARKING_HOURLY[source]
+    columns = ", ".join(column for column, _ in figures)
+    return (f"INSERT INTO {{db}}.parking_hourly (mall_id, car_park_id, hour, {columns}) "
+            + _parking_hourly_select(source, f"WHERE {moment} >= {_WHOLE_HOURS_KEPT}"))
+
+
 #: (version, description, statements). ``{db}`` is the configured database. Append only.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -920,6 +976,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 subject String,
                 detail String,{SINK_COLUMNS}
             ) ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (ts, audit_id) {DEDUP}""",
+        ],
+    ),
+    (
+        13,
+        "parking occupancy per car park by hour (at its end, peak, entries, exits), kept when gate-event rows go",
+        [
+            # 30 car parks make 263,000 rows a year: kept for ever, like footfall_hourly. No day table: a day is
+            # the mall's local one, which the rows do not know; reports sum hours into local days.
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.parking_hourly (
+                mall_id LowCardinality(String),
+                car_park_id LowCardinality(String),
+                hour DateTime('UTC'),
+                capacity SimpleAggregateFunction(max, UInt32),
+                occupancy_end AggregateFunction(argMax, UInt32, Tuple(DateTime64(3, 'UTC'), String)),
+                occupancy_peak SimpleAggregateFunction(max, UInt32),
+                entries SimpleAggregateFunction(sum, Int64),
+                exits SimpleAggregateFunction(sum, Int64)
+            ) ENGINE = AggregatingMergeTree ORDER BY (mall_id, car_park_id, hour) {DEDUP}""",
+            *(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.parking_hourly_from_{source.removeprefix('parking_')}_mv "
+              f"TO {{db}}.parking_hourly AS {_parking_hourly_select(source)}" for source in _PARKING_HOURLY),
+            # a migration cut short runs again from its start: the back-fill must not count twice
+            "TRUNCATE TABLE {db}.parking_hourly",
+            *(_parking_hourly_backfill(source) for source in _PARKING_HOURLY),
         ],
     ),
 ]
