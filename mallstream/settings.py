@@ -237,6 +237,9 @@ class Kafka(Strict):
     empty_fetch_wait_ms: int = Field(default=10, ge=0, le=1000, description=(
         "the worker waits this long after a fetch that brought nothing; Kafka itself holds an empty fetch "
         "(fetch.max.wait.ms), noida-db answers at once and the consumer would spin"))
+    unreachable_timeout_s: float = Field(default=60.0, ge=1, description=(
+        "a command sending to the broker (replay, import-poslog, simulate) gives up with an error once the broker "
+        "has not answered for this long; the gateway keeps spooling and logs the outage"))
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:
