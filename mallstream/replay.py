@@ -188,15 +188,18 @@ def wait_until_processed(settings: Settings, timeout: float = 600.0, progress: b
     """
     deadline = time.monotonic() + timeout
     clear_checks = 0
-    with GroupOffsets(settings, groups) as offsets, tqdm(desc="processing", unit="msg", disable=not progress) as bar:
-        baseline = offsets.read().committed if since is None else since
-        while time.monotonic() < deadline:
-            now = offsets.read()
-            lag, done = now.lag(), now.done_since(baseline)
-            bar.total, bar.n = done + lag, done
-            bar.refresh()
-            clear_checks = clear_checks + 1 if lag == 0 else 0
-            if clear_checks >= 2:
-                return True
-            time.sleep(0.5)
+    with GroupOffsets(settings, groups) as offsets:
+        now = offsets.read()
+        baseline = now.committed if since is None else since
+        total = now.done_since(baseline) + now.lag()
+        with tqdm(desc="processing", unit="msg", total=total, disable=not progress) as bar:
+            while time.monotonic() < deadline:
+                lag, done = now.lag(), now.done_since(baseline)
+                bar.total, bar.n = done + lag, done
+                bar.refresh()
+                clear_checks = clear_checks + 1 if lag == 0 else 0
+                if clear_checks >= 2:
+                    return True
+                time.sleep(0.5)
+                now = offsets.read()
     return False

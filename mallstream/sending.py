@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError, NoBrokersAvailable
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from .settings import Kafka
 
@@ -45,7 +45,7 @@ def broker_errors(conf: Kafka) -> Iterator[None]:
     """kafka-python's errors as one :class:`BrokerError` that says which broker and, for a timeout, for how long."""
     try:
         yield
-    except (KafkaTimeoutError, NoBrokersAvailable) as exc:
+    except KafkaTimeoutError as exc:
         raise BrokerError(f"the Kafka broker at {conf.bootstrap_servers} did not answer for "
                           f"{conf.unreachable_timeout_s:g} s (kafka.unreachable_timeout_s); gave up: {exc}") from exc
     except KafkaError as exc:
