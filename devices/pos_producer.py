@@ -5,7 +5,8 @@
         hub.send({"type": "pos_transaction", "txn_id": "...", ...})   # or a PosTransaction
 
 A receipt the hub would refuse raises :class:`~mallstream.streams.records.InvalidEvent`
-here, with the reason, instead of becoming a dead letter later. Receipts are keyed by
+here, with the reason, instead of becoming a dead letter later; a receipt the broker never
+took raises its Kafka error from the next ``send`` or ``flush``, instead of being lost quietly. Receipts are keyed by
 the sale they belong to, so a return reaches the partition that knows the sale's member.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 from kafka import KafkaProducer
 
+from mallstream.sending import Deliveries
 from mallstream.streams.records import PosTransaction, dead_letter, decode, encode
 from mallstream.streams.topics import DEAD_LETTERS, POS_TRANSACTIONS
 
@@ -28,7 +30,7 @@ class PosProducer:
 
     def __init__(self, bootstrap_servers: str, **producer_config: Any) -> None:
         config = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **producer_config}
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+        self._hub = Deliveries(KafkaProducer(bootstrap_servers=bootstrap_servers, **config))
 
     def send(self, receipt: PosTransaction | dict[str, Any] | bytes) -> None:
         """Validate and queue one receipt; ``flush()`` (or leaving the ``with``) waits for the broker."""
@@ -38,7 +40,7 @@ class PosProducer:
         else:
             payload = receipt if isinstance(receipt, bytes) else msgspec.json.encode({"type": "pos_transaction", **receipt})
             txn = decode(PosTransaction, payload)
-        self._producer.send(POS_TRANSACTIONS.name, key=txn.routing_key.encode(), value=encode(txn))
+        self._hub.send(POS_TRANSACTIONS.name, key=txn.routing_key.encode(), value=encode(txn))
 
     def publish(self, decoded: Decoded, source: str, mall_id: str | None = None) -> None:
         """Send what an importer decoded: receipts (stamped with ``mall_id``) and its rejects as dead letters."""
@@ -46,18 +48,20 @@ class PosProducer:
             self.send(msgspec.structs.replace(txn, mall_id=txn.mall_id or mall_id))
         for reject in decoded.rejects:
             letter = dead_letter(source, reject.reason, reject.raw)
-            self._producer.send(DEAD_LETTERS.name, key=letter.dead_letter_id.encode(), value=encode(letter))
+            self._hub.send(DEAD_LETTERS.name, key=letter.dead_letter_id.encode(), value=encode(letter))
 
     def flush(self, timeout: float | None = None) -> None:
-        self._producer.flush(timeout)
+        self._hub.flush(timeout)
 
     def close(self) -> None:
-        self._producer.close()
+        self._hub.close()
 
     def __enter__(self) -> PosProducer:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None:
-            self.flush()
-        self.close()
+        try:
+            if kind is None:
+                self.flush()
+        finally:
+            self._hub.close(failed=kind is not None)

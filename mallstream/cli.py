@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -57,24 +59,43 @@ def _run(function, *args, **kwargs) -> None:
 @click.option("--demo/--no-demo", default=False, help="feed a simulated mall day and print live figures")
 @click.pass_context
 def up(ctx: click.Context, demo: bool) -> None:
-    """Start the embedded parts (broker, Mosquitto, ClickHouse engine) and the worker; Ctrl-C stops all."""
-    from .services import embedded_services
-    from .streams.worker import run_worker, separate_vip_worker
+    """Start the embedded parts (broker, Mosquitto) and the workers; Ctrl-C or SIGTERM stops all.
 
+    A part that exits on its own is named with its exit code and last lines, the rest is stopped
+    and `up` exits 1.
+    """
+    import signal
+
+    from .services import PartExited, Parts, Stopped, embedded_services
+
+    parts = Parts()  # from here on a signal stops whatever has been started, at any moment
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: parts.stopping.set())
     settings = _settings(ctx)
-    extend = None
     if demo:
-        from .demo import attach_demo, with_demo_members
+        from .demo import write_demo_members
 
-        settings, extend = with_demo_members(settings), attach_demo
+        write_demo_members(settings)
+    worker = [sys.executable, "-m", "mallstream.cli", "-c", ctx.obj, *(["-v"] if ctx.meta["loglevel"] == "info" else []),
+              "worker", *(["--demo"] if demo else [])]
+
     def serve() -> None:
-        with embedded_services(settings), separate_vip_worker(settings, ctx.meta["loglevel"]):
+        with embedded_services(settings, parts):
             click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
                        f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
             click.echo(_login_help(settings, show_key=demo))
-            run_worker(settings, extend=extend, loglevel=ctx.meta["loglevel"])
+            parts.start("worker", worker, echo=True)
+            if settings.worker.vip_worker.separate:
+                parts.start("VIP worker", [*worker, "--vip"], echo=True)
+            parts.watch()
 
-    _run(serve)
+    try:
+        _run(serve)
+    except Stopped:
+        pass
+    except PartExited as exc:
+        click.echo(f"mallstream up: {exc}\nmallstream up: stopped the other parts", err=True)
+        sys.exit(1)
 
 
 def _login_help(settings: Settings, show_key: bool) -> str:
@@ -94,12 +115,18 @@ def _login_help(settings: Settings, show_key: bool) -> str:
 
 @main.command()
 @click.option("--vip", is_flag=True, help="run only the VIP agents (needs worker.vip_worker.separate: true)")
+@click.option("--demo", is_flag=True, hidden=True, help="a worker of `up --demo`: its members; the main one feeds the day")
 @click.pass_context
-def worker(ctx: click.Context, vip: bool) -> None:
+def worker(ctx: click.Context, vip: bool, demo: bool) -> None:
     """Run one worker against the configured (already running) broker; start more to scale out."""
     from .streams.worker import run_worker
 
-    _run(run_worker, _settings(ctx), loglevel=ctx.meta["loglevel"], vip=vip)
+    settings, extend = _settings(ctx), None
+    if demo:
+        from .demo import attach_demo, with_demo_members
+
+        settings, extend = with_demo_members(settings), None if vip else attach_demo
+    _run(run_worker, settings, extend=extend, loglevel=ctx.meta["loglevel"], vip=vip)
 
 
 @main.command()
@@ -134,20 +161,37 @@ def gateway(ctx: click.Context) -> None:
 @click.pass_context
 def replay(ctx: click.Context, file: Path, speed: float, wait: bool, timeout: float) -> None:
     """Send a JSON-lines file of events (each with a "type") into the hub."""
-    from .replay import replay as send, wait_until_processed
+    from .replay import GroupOffsets, replay as send, wait_until_processed
 
     settings = _settings(ctx)
     started = time.monotonic()
-    report = send(settings, file, speed=speed)
-    rate = report.sent / report.seconds if report.seconds else 0.0
-    click.echo(f"sent {report.sent} events ({rate:,.0f}/s), {report.dead_letters} malformed lines to dead letters")
-    if not wait:
-        return
-    if not wait_until_processed(settings, timeout=timeout):
-        click.echo(f"mallstream: not all events were processed within {timeout:.0f} s", err=True)
-        sys.exit(1)
+    with _broker_errors():
+        since = None
+        if wait:  # the bar of --wait counts from before the first event is sent
+            with GroupOffsets(settings) as offsets:
+                since = offsets.read().committed
+        report = send(settings, file, speed=speed)
+        rate = report.sent / report.seconds if report.seconds else 0.0
+        click.echo(f"sent {report.sent} events ({rate:,.0f}/s), {report.dead_letters} malformed lines to dead letters")
+        if not wait:
+            return
+        if not wait_until_processed(settings, timeout=timeout, since=since):
+            click.echo(f"mallstream: not all events were processed within {timeout:.0f} s", err=True)
+            sys.exit(1)
     elapsed = time.monotonic() - started
     click.echo(f"processed and stored in {elapsed:.1f} s: {report.sent / elapsed:,.0f} events/s end to end")
+
+
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """A broker that stayed away (or refused a record) is one line on stderr and exit 1, not a hang or a traceback."""
+    from .sending import BrokerError
+
+    try:
+        yield
+    except BrokerError as exc:
+        click.echo(f"mallstream: {exc}", err=True)
+        sys.exit(1)
 
 
 def _worker_url(settings: Settings, path: str) -> str:
@@ -166,12 +210,14 @@ def import_poslog(ctx: click.Context, files: tuple[Path, ...], mall_id: str | No
 
     from .devices.pos_producer import PosProducer
     from .devices.poslog import PosLogState, decode_poslog
+    from .sending import broker_errors, producer_limits
     from .transports import kafka_options
 
     settings = _settings(ctx)
     mall = pick_mall(settings, mall_id)
     state, sent, rejected = PosLogState(), 0, 0
-    with PosProducer(settings.kafka.bootstrap_servers, **kafka_options(settings.kafka)) as hub:
+    with _broker_errors(), broker_errors(settings.kafka), PosProducer(
+            settings.kafka.bootstrap_servers, **kafka_options(settings.kafka), **producer_limits(settings.kafka)) as hub:
         for path in tqdm(files, unit="file", disable=len(files) < 10):
             state, decoded, gaps = decode_poslog(state, path.read_bytes(), ZoneInfo(mall.timezone))
             hub.publish(decoded, source=f"poslog:{path.resolve()}", mall_id=mall.id)

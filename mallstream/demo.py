@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
@@ -41,15 +42,29 @@ SELECT (SELECT count() FROM {db}.ledger_entries) AS entries,
 """
 
 
-def with_demo_members(settings: Settings) -> Settings:
-    """The settings with member master data for the simulated VIP cards, unless the config names its own."""
+def _demo_members_path(settings: Settings) -> Path:
+    return settings.resolve(settings.worker.state_dir).parent / "demo-members.csv"
+
+
+def write_demo_members(settings: Settings) -> None:
+    """Member master data for the simulated VIP cards, unless the config names its own.
+
+    `up --demo` writes it once, before its workers start and read it.
+    """
     if settings.members.source is not None:
-        return settings
-    path = settings.resolve(settings.worker.state_dir).parent / "demo-members.csv"
+        return
+    path = _demo_members_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     mall = settings.malls[0]
     write_master_data(path, vip_members(mall, mallday.scenario("weekday", mall)))
-    return settings.model_copy(update={"members": settings.members.model_copy(update={"source": path})})
+
+
+def with_demo_members(settings: Settings) -> Settings:
+    """The settings a demo worker runs with: the members :func:`write_demo_members` wrote, unless the config names its own."""
+    if settings.members.source is not None:
+        return settings
+    return settings.model_copy(update={"members": settings.members.model_copy(
+        update={"source": _demo_members_path(settings)})})
 
 
 def _tagged(event: InputEvent, run_id: str, index: int) -> InputEvent:

@@ -243,6 +243,9 @@ class Kafka(Strict):
     max_request_size: int = Field(default=1_048_576, ge=65_536, description=(
         "the largest record the hub produces, in bytes (the producer's max.request.size; keep it within the "
         "brokers' message.max.bytes): larger batches are split and larger table values paged"))
+    unreachable_timeout_s: float = Field(default=60.0, ge=1, description=(
+        "a command sending to the broker (replay, import-poslog, simulate) gives up with an error once the broker "
+        "has not answered for this long; the gateway keeps spooling and logs the outage"))
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:

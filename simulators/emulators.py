@@ -63,6 +63,7 @@ from mallstream.devices.bridges import PAYLOAD_PROTOCOLS, SERIAL_PROTOCOLS, Plac
 from mallstream.devices.counters import UINT16_MODULUS, Direction
 from mallstream.devices.normalise import Decoded
 from mallstream.devices.pos_producer import PosProducer
+from mallstream.sending import producer_limits
 from mallstream.devices.rfid_serial import Tag
 from mallstream.settings import Device, Kafka, Mqtt, Settings
 from mallstream.simulators.pacing import Pacer
@@ -521,7 +522,8 @@ class Tills:
 
     def send(self, payload: Payload) -> None:
         if self._producer is None:
-            self._producer = PosProducer(self.kafka.bootstrap_servers, **kafka_options(self.kafka))
+            self._producer = PosProducer(self.kafka.bootstrap_servers, **kafka_options(self.kafka),
+                                         **producer_limits(self.kafka))
         self._producer.send(payload.body)
 
     def flush(self) -> None:

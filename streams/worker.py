@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import faust
 
@@ -75,22 +73,3 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         if warehouse is not None:
             warehouse.close()
 
-
-@contextlib.contextmanager
-def separate_vip_worker(settings: Settings, loglevel: str = "warning") -> Iterator[None]:
-    """With ``worker.vip_worker.separate``, the VIP worker runs in a process of its own while the block runs.
-
-    Spawned, not forked: a fresh interpreter with its own lock, given the settings as they are (the demo's
-    members included), not as the config file has them.
-    """
-    if not settings.worker.vip_worker.separate:
-        yield
-        return
-    process = multiprocessing.get_context("spawn").Process(
-        target=run_worker, args=(settings,), kwargs={"loglevel": loglevel, "vip": True}, name="mallstream-vip-worker")
-    process.start()
-    try:
-        yield
-    finally:
-        process.terminate()  # faust stops cleanly on SIGTERM
-        process.join(30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import signal
 import subprocess
@@ -11,18 +12,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
 
-from mallstream.services import port_open
+from mallstream.services import port_open, wait_for_port
 from tests.conftest import cli, free_port, write_config
 
 pytestmark = pytest.mark.pipeline
 
 
-@pytest.mark.parametrize("separate", [False, True], ids=["one-worker", "separate-vip-worker"])
-def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path, separate):
+def embedded_config(tmp_path: Path, separate: bool = False) -> tuple[Path, list[int]]:
+    """A config of the embedded default (broker, Mosquitto) on free ports; the ports are broker, MQTT, web, VIP web."""
     broker_port, mqtt_port, vip_port = free_port(), free_port(), free_port()
     config = write_config(tmp_path, f"127.0.0.1:{broker_port}")
     data = yaml.safe_load(config.read_text())
@@ -30,12 +32,52 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path, sepa
     data["mqtt"].update(mode="embedded", port=mqtt_port)
     data["worker"]["vip_worker"].update(separate=separate, web_port=vip_port)
     config.write_text(yaml.safe_dump(data))
-    web_port = data["worker"]["web_port"]
+    return config, [broker_port, mqtt_port, data["worker"]["web_port"], vip_port]
 
-    up = subprocess.Popen(
-        [sys.executable, "-m", "mallstream.cli", "-c", str(config), "up", "--demo"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )
+
+def start_up(config: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "up", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent)
+
+
+def processes_naming(directory: Path) -> dict[int, str]:
+    """Live processes (not zombies) whose command line names ``directory``: every part `up` starts does."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            zombie = "\nState:\tZ" in (proc / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError, PermissionError):
+            continue
+        if proc.name.isdigit() and str(directory) in cmdline and not zombie:
+            found[int(proc.name)] = cmdline
+    return found
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid`` and their command lines."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"\nPPid:\t{pid}\n" in (proc / "status").read_text():
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def assert_nothing_left(tmp_path: Path, ports: list[int], output: str) -> None:
+    left = processes_naming(tmp_path)
+    for pid in left:  # so that a failing run leaves nothing behind either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after up exited: {left}\n{output}"
+    assert not [port for port in ports if port_open("127.0.0.1", port)], output
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["one-worker", "separate-vip-worker"])
+def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path, separate):
+    config, (broker_port, mqtt_port, web_port, vip_port) = embedded_config(tmp_path, separate)
+    up = start_up(config, "--demo")
     try:
         deadline = time.monotonic() + 90
         started, login = up.stdout.readline(), up.stdout.readline()
@@ -70,3 +112,35 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path, sepa
     assert "ledger rows in ClickHouse" in output and "VIP alerts" in output  # the live figures
     assert not port_open("127.0.0.1", broker_port) and not port_open("127.0.0.1", mqtt_port)
     assert not port_open("127.0.0.1", web_port) and not port_open("127.0.0.1", vip_port)
+
+
+@pytest.mark.parametrize("after", [1, 3, 10])
+def test_a_sigterm_at_any_moment_of_start_up_stops_every_part_up_started(tmp_path, after):
+    # what a service manager does; within the first seconds it used to leave the broker and Mosquitto running
+    config, ports = embedded_config(tmp_path)
+    up = start_up(config)
+    time.sleep(after)
+    up.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    output, _ = up.communicate(timeout=90)
+    assert time.monotonic() - sent < 45, output
+    assert up.returncode in (0, -signal.SIGTERM), output  # killed only if it had not started anything yet
+    assert_nothing_left(tmp_path, ports, output)
+
+
+def test_up_names_a_part_that_died_stops_the_rest_and_exits_non_zero(tmp_path):
+    config, ports = embedded_config(tmp_path)
+    up = start_up(config)
+    try:
+        assert wait_for_port("127.0.0.1", ports[2]) or wait_for_port("127.0.0.1", ports[2]), "the worker did not start"
+        [worker] = [pid for pid, cmdline in children(up.pid).items() if " worker" in cmdline]
+        os.kill(worker, signal.SIGKILL)
+        output, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            output, _ = up.communicate(timeout=60)
+    assert up.returncode == 1, output
+    assert f"the worker (pid {worker}) was killed by SIGKILL" in output, output
+    assert "stopped the other parts" in output
+    assert_nothing_left(tmp_path, ports, output)
