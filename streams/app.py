@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -63,6 +64,7 @@ from .core.malls import MallDirectory
 from .core.routing import route_receipt
 from .lanes import BatchLane, Step
 from .paging import payload_limit
+from .sale_owners import SaleOwners
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
 from .master_data import MasterData, load_master_data
@@ -192,7 +194,9 @@ class Hub:
         """Everything but the VIP agents: receipts, loyalty, customers, footfall, parking and the sinks."""
         conf = self.settings
         raw = {"partitions": conf.kafka.partitions, "key_type": bytes, "value_type": bytes}
-        self.sale_owners = self.app.Table("sale_owners", **raw)
+        #: who made each sale, for returns without the card; kept the rule file's retention_days
+        self.sale_owners = SaleOwners(self.app.Table("sale_owners", **raw), conf.kafka.partitions)
+        self.app.on_partitions_revoked.connect(self._partitions_revoked)
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
         self.sinks = {
@@ -210,6 +214,9 @@ class Hub:
         self.loyalty = LoyaltyAgent(self, master)
         self.customers = CustomerAgents(self, master)
         self.footfall = FootfallAgents(self, master)
+
+    async def _partitions_revoked(self, app: faust.App, revoked: set, **_: object) -> None:
+        self.sale_owners.reread()
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -254,10 +261,13 @@ class Hub:
                     await event.forward(self.topic(topics.POS_TRANSACTIONS), key=key)
                     continue
                 original = txn.original_txn_id
-                owner = self.sale_owners.get(original.encode()) if original else None
-                routed = route_receipt(txn, owner.decode() if owner else None, self.malls)
+                routed = route_receipt(txn, self.sale_owners.owner(original.encode()) if original else None, self.malls)
                 if routed.remember_owner:
-                    self.sale_owners[key] = routed.remember_owner.encode()
+                    partition = event.message.partition
+                    self.sale_owners.remember(key, routed.remember_owner, txn.business_day, partition)
+                    window = dt.timedelta(days=self.loyalty.rule_book().retention_days)
+                    self.counters["sale_owners_forgotten"] += self.sale_owners.forget_before(
+                        txn.business_day - window, partition)
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
                 self.counters["receipts_routed"] += 1
 

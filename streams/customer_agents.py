@@ -41,7 +41,6 @@ from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
-from aiokafka.partitioner import murmur2
 
 from mallstream.churn_fit import load_params
 
@@ -338,5 +337,5 @@ class CustomerAgents:
         """The partition a member key is produced to (the Kafka default partitioner), remembered."""
         found = self._partition_of.get(key)
         if found is None:
-            found = self._partition_of[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            found = self._partition_of[key] = topics.partition_of(key, self.partitions)
         return found

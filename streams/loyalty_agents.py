@@ -39,7 +39,6 @@ from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
-from aiokafka.partitioner import murmur2
 
 from mallstream.sinks.alerts import post_json
 
@@ -202,11 +201,6 @@ def rules_audit(rules: RuleFile, book: RuleBook, previous: str | None, hub: Hub,
         who=change.by if change else _owner(rules.path), actor=actor,
         what=f"rules {rules.path} version {book.tag} in force" + (f", replacing {previous}" if previous else ""),
         why=change.why if change else "", outcome="applied", subject=str(rules.path), detail=book.version.digest)
-
-
-def member_partition(key: bytes, partitions: int) -> int:
-    """The partition a member key is produced to (the Kafka default partitioner)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class LoyaltyAgent:
@@ -379,7 +373,7 @@ class LoyaltyAgent:
         now = now.astimezone(self.zone)
         context = Context(self.default_mall, "", now, now.date())
         for key, stored in list(self.cards.items()):
-            if member_partition(key, self.partitions) != partition:
+            if topics.partition_of(key, self.partitions) != partition:
                 continue
             card = decode_card(stored)
             ran, effects = scheduled_run(card, book, now, since)

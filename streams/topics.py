@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.partitioner import murmur2
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -120,6 +121,11 @@ ROUTED = (RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, POS_BY_MEMBER)
 #: What the VIP agents read: with ``worker.vip_worker.separate`` in the VIP worker's groups (:func:`vip_app_id`).
 VIP_AGENT_INPUTS = (RFID_BY_MEMBER, ALERTS)
 VIP_ROUTED = (RFID_READS, POS_BY_MEMBER)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a keyed record is produced to: Kafka's default partitioner, as every client here uses."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def vip_app_id(app_id: str) -> str:
