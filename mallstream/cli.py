@@ -684,6 +684,45 @@ def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: i
                + (f"; raw device traffic and ground truth in {raw_dir}" if raw_dir else ""))
 
 
+@simulate.command("history")
+@click.option("--scenario", "scenarios", type=click.Choice(["all", "purchases", "counters", "parking"]), multiple=True,
+              default=("all",), show_default=True, help="which history to write (repeatable)")
+@click.option("--size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="share of the full size: members, counters, car parks and days each scale by its square root")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="the last day (default: 30 days before today)")
+@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="directory for <scenario>.jsonl, <scenario>.truth.json and mall.yaml")
+@click.pass_context
+def simulate_history(ctx: click.Context, scenarios: tuple[str, ...], size: float, seed: int, end, mall_id: str | None,
+                     out: Path) -> None:
+    """Months of history with ground truth: 18 months of member receipts, a year of counter ticks, three months
+    of car-park gate reads. mall.yaml is the config with the scenarios' counters and car parks added."""
+    import dataclasses
+
+    import yaml
+
+    from .simulators.history import SCENARIOS, History, history_config, record
+
+    settings = _settings(ctx)
+    history = History(pick_mall(settings, mall_id), size=size, seed=seed)
+    if end is not None:
+        history = dataclasses.replace(history, end=end.date())
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "mall.yaml"
+    base = yaml.safe_load(Path(ctx.obj).read_text(encoding="utf-8"))
+    config.write_text(yaml.safe_dump(history_config(base, history), allow_unicode=True, sort_keys=False),
+                      encoding="utf-8")
+    for scenario in SCENARIOS if "all" in scenarios else dict.fromkeys(scenarios):
+        started = time.monotonic()
+        recorded = record(history, scenario, out)
+        click.echo(f"{scenario}: {recorded.events:,} events to {recorded.path} in {time.monotonic() - started:.1f} s; "
+                   f"ground truth in {recorded.truth_path}")
+    click.echo(f"replay against {config} (the config with these counters and car parks): mallstream -c {config} up, "
+               f"then mallstream -c {config} replay {out}/<scenario>.jsonl --wait")
+
+
 @simulate.command("play-raw")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--speed", type=float, default=0.0, show_default=True, help="keep spacing, this many times faster (0: flat out)")
