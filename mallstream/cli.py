@@ -404,8 +404,18 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
 @click.option("--e2e", is_flag=True, help="also the figures through a broker and worker processes (b, c, e, f, g)")
 @click.option("--visitors", type=int, default=100_000, show_default=True, help="--e2e: visitors of the replayed day")
 @click.option("--naive/--no-naive", default=True, show_default=True, help="--e2e: the naive faust app for comparison")
-def bench(count: int, e2e: bool, visitors: int, naive: bool) -> None:
+@click.option("--history", is_flag=True,
+              help="only the long histories of `simulate history`, each through its own broker and worker")
+@click.option("--size", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="--history: share of the full size")
+def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size: float) -> None:
     """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end."""
+    if history:
+        from .bench_history import run as run_history
+
+        for name, figure in run_history(size):
+            click.echo(f"{name:<56} {figure:>12}")
+        return
     from .bench import run
 
     figures = run(count)
