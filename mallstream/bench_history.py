@@ -48,25 +48,26 @@ class HistoryRun:
 
 
 def topic_volume(settings: Settings) -> tuple[int, int, int]:
-    """(records, bytes of key + value, largest record) over every topic but the broker's own."""
+    """(records, bytes of key + value, largest record) over every topic but the broker's own.
+
+    One partition at a time: noida-db answers a fetch with up to the partition limit of every partition
+    asked, whatever the request's own limit, and a fetch of all would exceed what a client takes in one frame.
+    """
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
-                             max_partition_fetch_bytes=64 << 20, fetch_max_bytes=256 << 20)
+                             max_partition_fetch_bytes=8 << 20, receive_message_max_bytes=1 << 30)
     try:
         partitions = [TopicPartition(topic, p) for topic in sorted(consumer.topics()) if not topic.startswith("__")
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = consumer.end_offsets(partitions)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        remaining = {tp for tp in partitions if ends[tp] > consumer.position(tp)}
         records = size = largest = 0
-        while remaining:
-            for tp, batch in consumer.poll(timeout_ms=2000, max_records=100_000).items():
-                for message in batch:
+        for tp in partitions:
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            while consumer.position(tp) < ends[tp]:
+                for message in consumer.poll(timeout_ms=2000, max_records=100_000).get(tp, []):
                     if message.offset < ends[tp]:
                         length = len(message.key or b"") + len(message.value or b"")
                         records, size, largest = records + 1, size + length, max(largest, length)
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
         return records, size, largest
     finally:
         consumer.close()

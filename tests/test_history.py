@@ -1,47 +1,79 @@
-"""Months of history through the real broker, worker and chdb, against the generator's ground truth.
+"""Months of history through ``mallstream up`` (embedded broker, worker, chdb), against the generator's ground truth.
 
 ``mallstream simulate history`` writes the three scenarios (member receipts, counter ticks, car-park
 gate reads) ending four months ago, so everything is older than the hub's 90-day TTLs, and the config
-with their counters and car parks; each is replayed into one worker, and ClickHouse is compared with
-the truth the generator counted on its own. The comparisons today's hub gets wrong are in test
+with their counters and car parks; ``mallstream up`` runs the hub on it, ``mallstream replay --wait``
+feeds each scenario, and ClickHouse is compared with the truth the generator counted on its own.
+``make history`` runs this at full size (MALLSTREAM_SCALE=1000). The comparisons today's hub gets wrong are in test
 functions of their own, marked xfail(strict) with the bug they show, so they flip when it is fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mallstream.querying import rows
+from mallstream.services import wait_for_port
 from mallstream.settings import load
-from tests.conftest import SCALE, WorkerProcess, cli, running_broker, write_config
+from tests.conftest import NOIDA, SCALE, cli, free_port, write_config
 
-pytestmark = [pytest.mark.heavy, pytest.mark.pipeline, pytest.mark.timeout(600)]
-
-#: SCALE 1: about 800 members over 17 days, 2 counters over 12 days, 2 car parks over 3 days.
-SIZE = 0.001 * SCALE
+#: SCALE 1: about 800 members over 17 days, 2 counters over 12 days, 2 car parks over 3 days; 1000: full size.
+SIZE = min(0.001 * SCALE, 1.0)
+#: Full size replays over 3.5 million events at some hundreds a second.
+WAIT_S = 600 + 20 * SCALE
 END = dt.date.today() - dt.timedelta(days=120)
 INTEGERS = " SETTINGS output_format_json_quote_64bit_integers = 0"
+
+pytestmark = [pytest.mark.heavy, pytest.mark.pipeline, pytest.mark.timeout(2 * WAIT_S)]
+
+
+@contextlib.contextmanager
+def mallstream_up(config: Path, log: Path) -> Iterator[None]:
+    """`mallstream up` on the config (its embedded broker, the worker), stopped as Ctrl-C would stop it."""
+    settings = load(config)
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "up"], stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=config.parent)
+    try:
+        deadline = time.monotonic() + 120
+        while not wait_for_port("127.0.0.1", settings.worker.web_port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mallstream up did not start: {log.read_text()[-3000:]}")
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        subprocess.run([NOIDA, "down", "--data-dir", str(settings.kafka.data_dir)], capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> dict:
-    """Every scenario replayed into one worker; what ClickHouse holds afterwards, and the truths."""
+    """Every scenario replayed into one hub; what ClickHouse holds afterwards, and the truths."""
     tmp = tmp_path_factory.mktemp("history")
     out = tmp / "out"
-    with running_broker(tmp / "broker") as bootstrap:
-        base = write_config(tmp, bootstrap)
-        cli(base, "simulate", "history", "--size", str(SIZE), "--end", END.isoformat(), "--out", str(out))
-        config = out / "mall.yaml"
-        settings = load(config)
-        zone = settings.malls[0].timezone
-        with WorkerProcess(config, tmp / "worker.log"):
-            for scenario in ("purchases", "counters", "parking"):
-                cli(config, "replay", str(out / f"{scenario}.jsonl"), "--wait")
-            found = {name: rows(settings, query.replace("{tz}", zone) + INTEGERS) for name, query in QUERIES.items()}
+    base = write_config(tmp, f"127.0.0.1:{free_port()}", kafka={"mode": "embedded", "data_dir": str(tmp / "broker")})
+    cli(base, "simulate", "history", "--size", str(SIZE), "--end", END.isoformat(), "--out", str(out))
+    config = out / "mall.yaml"
+    settings = load(config)
+    zone = settings.malls[0].timezone
+    with mallstream_up(config, tmp / "up.log"):
+        for scenario in ("purchases", "counters", "parking"):
+            cli(config, "replay", str(out / f"{scenario}.jsonl"), "--wait", "--timeout", str(WAIT_S), timeout=WAIT_S)
+        found = {name: rows(settings, query.replace("{tz}", zone) + INTEGERS) for name, query in QUERIES.items()}
     truths = {scenario: json.loads((out / f"{scenario}.truth.json").read_text(encoding="utf-8"))
               for scenario in ("purchases", "counters", "parking")}
     return {"rows": found, "truth": truths, "mall_id": settings.malls[0].id, "out": out}
