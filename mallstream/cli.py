@@ -722,13 +722,17 @@ def simulate_history(ctx: click.Context, scenarios: tuple[str, ...], size: float
     out.mkdir(parents=True, exist_ok=True)
     config = out / "mall.yaml"
     base = yaml.safe_load(Path(ctx.obj).read_text(encoding="utf-8"))
-    config.write_text(yaml.safe_dump(history_config(base, history), allow_unicode=True, sort_keys=False),
-                      encoding="utf-8")
-    for scenario in SCENARIOS if "all" in scenarios else dict.fromkeys(scenarios):
-        started = time.monotonic()
-        recorded = record(history, scenario, out)
-        click.echo(f"{scenario}: {recorded.events:,} events to {recorded.path} in {time.monotonic() - started:.1f} s; "
-                   f"ground truth in {recorded.truth_path}")
+    try:
+        config.write_text(yaml.safe_dump(history_config(base, history), allow_unicode=True, sort_keys=False),
+                          encoding="utf-8")
+        for scenario in SCENARIOS if "all" in scenarios else dict.fromkeys(scenarios):
+            started = time.monotonic()
+            recorded = record(history, scenario, out)
+            click.echo(f"{scenario}: {recorded.events:,} events to {recorded.path} in "
+                       f"{time.monotonic() - started:.1f} s; ground truth in {recorded.truth_path}")
+    except ValueError as exc:  # a mall without stores or places for the devices
+        click.echo(f"mallstream: {settings.source}: {exc}", err=True)
+        sys.exit(2)
     click.echo(f"replay against {config} (the config with these counters and car parks): mallstream -c {config} up, "
                f"then mallstream -c {config} replay {out}/<scenario>.jsonl --wait")
 

@@ -24,6 +24,7 @@ same arrays, independently of the hub's code.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import math
@@ -56,7 +57,8 @@ SALE_DAY_BUYERS = 0.3
 RETURN_SHARE = 0.03
 RETURN_WITHIN_DAYS = 14
 
-COUNTER_IDLE_SHARE = 0.2  # of ticks without mall_id
+#: Ticks that come without mall_id, as a counter's direct feed sends them.
+TICKS_WITHOUT_MALL_SHARE = 0.2
 #: Relative people per local hour (index 0 = 00:00-01:00): night traffic is staff and cleaners.
 COUNTER_CURVE = np.array((0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.02, 0.05, 0.15, 0.35, 0.6, 0.85, 1.2, 1.1, 0.85,
                           0.85, 0.95, 1.1, 1.4, 1.3, 1.0, 0.6, 0.25, 0.05))
@@ -87,9 +89,9 @@ class History:
 
     def scaled(self, scenario: str) -> tuple[int, int]:
         """(members, counters or car parks; days) of a scenario at this size."""
+        (entities, days), (least_entities, least_days) = FULL_SIZE[scenario], LEAST_SIZE[scenario]
         factor = math.sqrt(self.size)
-        return tuple(max(least, round(full * factor))  # type: ignore[return-value]
-                     for full, least in zip(FULL_SIZE[scenario], LEAST_SIZE[scenario], strict=True))
+        return max(least_entities, round(entities * factor)), max(least_days, round(days * factor))
 
     def days(self, scenario: str) -> list[dt.date]:
         count = self.scaled(scenario)[1]
@@ -130,7 +132,7 @@ def history_config(base: dict[str, Any], history: History) -> dict[str, Any]:
 
     Counters watch the mall's entrances, zones and stores in turn; every car park has an entry and an exit gate.
     """
-    config = json.loads(json.dumps(base))
+    config = copy.deepcopy(base)
     mall = next(m for m in config["malls"] if m["id"] == history.mall.id)
     places = [p.id for p in (*history.mall.entrances, *history.mall.zones, *history.mall.stores)]
     if not places:
@@ -189,13 +191,38 @@ def _clock(second: int) -> str:
     return f"{second // 3600:02d}:{second % 3600 // 60:02d}:{second % 60:02d}"
 
 
-def _return_line(txn_id: str, sale: _Sale, seq: int, day: dt.date, second: int, stamp: str, mall_id: str) -> str:
-    """A return of the sale's first line, by the member who bought it, at the till it was bought at."""
-    return (f'{{"type":"pos_transaction","txn_id":"{txn_id}","store_id":"{sale.store}",'
-            f'"workstation_id":"{sale.store}-T1","seq":{seq},"ts":"{day}T{_clock(second)}{stamp}",'
-            f'"business_day":"{day}","kind":"return","original_txn_id":"{sale.txn_id}",'
-            f'"member_id":"{member_id(sale.member)}","lines":[{sale.line}],'
-            f'"tenders":[{{"type":"refund","amount":{_money(sale.cents)}}}],"total":{_money(sale.cents)},'
+@dataclass(frozen=True)
+class _Sale:
+    """A sale whose first line is to come back: what the return needs of it."""
+
+    txn_id: str
+    member: int
+    store: str
+    line: str
+    cents: int
+
+
+@dataclass(frozen=True)
+class _Day:
+    """A business day as receipts write it: the date and the mall's UTC offset that day (``+08:00``)."""
+
+    date: dt.date
+    offset: str
+
+    @classmethod
+    def of(cls, date: dt.date, zone: ZoneInfo) -> _Day:
+        seconds = int(dt.datetime.combine(date, dt.time(12), zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+        return cls(date, f"{'+' if seconds >= 0 else '-'}{abs(seconds) // 3600:02d}:{abs(seconds) % 3600 // 60:02d}")
+
+
+def _receipt(txn_id: str, kind: str, store: str, till: str, seq: int, day: _Day, second: int, member: int,
+             lines: list[str], tender: str, cents: int, mall_id: str, original_txn_id: str | None = None) -> str:
+    """One receipt as a JSON line (``docs/events.md``), paid in full by one tender."""
+    original = f',"original_txn_id":"{original_txn_id}"' if original_txn_id else ""
+    return (f'{{"type":"pos_transaction","txn_id":"{txn_id}","store_id":"{store}","workstation_id":"{till}",'
+            f'"seq":{seq},"ts":"{day.date}T{_clock(second)}{day.offset}","business_day":"{day.date}",'
+            f'"kind":"{kind}"{original},"member_id":"{member_id(member)}","lines":[{",".join(lines)}],'
+            f'"tenders":[{{"type":"{tender}","amount":{_money(cents)}}}],"total":{_money(cents)},'
             f'"mall_id":"{mall_id}"}}')
 
 
@@ -204,15 +231,6 @@ def _return_line(txn_id: str, sale: _Sale, seq: int, day: dt.date, second: int, 
 #: (category, brand, lowest cents, highest cents) of the POS catalogue.
 _BRANDS = [(category, brand, int(low * 100), int(high * 100)) for category, brands, (low, high) in CATALOGUE
            for brand in brands]
-
-
-@dataclass
-class _Sale:
-    txn_id: str
-    member: int
-    store: str
-    line: str
-    cents: int
 
 
 def _purchase_days(history: History, rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -254,14 +272,14 @@ def _write_purchases(history: History, days: Iterator[dt.date], out: IO[str]) ->
     seq = 0
     for offset, day in enumerate(days):
         buyers = members_of[bounds[offset]:bounds[offset + 1]]
-        offset_s = int(dt.datetime.combine(day, dt.time(12), zone).utcoffset().total_seconds())  # type: ignore[union-attr]
-        stamp = f"{'+' if offset_s >= 0 else '-'}{abs(offset_s) // 3600:02d}:{abs(offset_s) % 3600 // 60:02d}"
+        business_day = _Day.of(day, zone)
         receipts: list[tuple[int, str]] = []
-        for sale in pending_returns.pop(offset, []):
+        for sale in pending_returns.pop(offset, []):  # at the till of the sale, by the member who bought
             second = int(rng.integers(10 * 3600, 22 * 3600))
             seq += 1
-            receipts.append((second, _return_line(f"H{day:%Y%m%d}-R{seq:07d}", sale, seq, day, second, stamp,
-                                                      history.mall.id)))
+            receipts.append((second, _receipt(f"H{day:%Y%m%d}-R{seq:07d}", "return", sale.store, f"{sale.store}-T1",
+                                              seq, business_day, second, sale.member, [sale.line], "refund",
+                                              sale.cents, history.mall.id, original_txn_id=sale.txn_id)))
             returns[sale.member] += 1
             spend[sale.member] -= sale.cents
         count = len(buyers)
@@ -288,12 +306,9 @@ def _write_purchases(history: History, days: Iterator[dt.date], out: IO[str]) ->
                              f'"brand":"{name}"}}')
             store, second = stores[int(store_of[i])], int(seconds[i])
             txn_id = f"H{day:%Y%m%d}-{seq:07d}"
-            receipts.append((second, (
-                f'{{"type":"pos_transaction","txn_id":"{txn_id}","store_id":"{store}",'
-                f'"workstation_id":"{store}-T{int(till_of[i])}","seq":{seq},"ts":"{day}T{_clock(second)}{stamp}",'
-                f'"business_day":"{day}","kind":"sale","member_id":"{member_id(member)}",'
-                f'"lines":[{",".join(lines)}],"tenders":[{{"type":"{TENDER_TYPES[int(tender_of[i])]}",'
-                f'"amount":{_money(total)}}}],"total":{_money(total)},"mall_id":"{history.mall.id}"}}')))
+            receipts.append((second, _receipt(txn_id, "sale", store, f"{store}-T{int(till_of[i])}", seq, business_day,
+                                              second, member, lines, TENDER_TYPES[int(tender_of[i])], total,
+                                              history.mall.id)))
             sales[member] += 1
             spend[member] += total
             if returned[i]:  # the first line comes back some days later
@@ -366,7 +381,7 @@ def _write_counters(history: History, days: Iterator[dt.date], out: IO[str]) -> 
                 sent[mine & (ends > down) & (ends <= up)] = False
         order = np.flatnonzero(sent)[np.argsort(ends[sent], kind="stable")]
         stamps = _utc_stamps(ends[order])
-        without_mall = rng.random(len(order)) < COUNTER_IDLE_SHARE
+        without_mall = rng.random(len(order)) < TICKS_WITHOUT_MALL_SHARE
         out.writelines(
             f'{{"type":"footfall_tick","counter_id":"{ids[c]}","ts":"{ts}","in":{i},"out":{o},"interval_s":{s}'
             f'{"" if bare else mall}}}\n'
