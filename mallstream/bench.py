@@ -3,7 +3,9 @@
 (a) the pure rule core, receipts/s; (d) the ClickHouse sink on the embedded
 engine, rows/s, including its duplicate check and the materialized view;
 (devices) each device protocol's gateway driver, frames/s.
-End-to-end figures come from ``mallstream replay --wait`` against a running worker.
+End-to-end figures come from ``mallstream replay --wait`` against a running worker, ``--e2e``
+(:mod:`.bench_e2e`) and ``--history`` (:mod:`.bench_history`: months of history, Kafka bytes and
+ClickHouse rows per event).
 """
 
 from __future__ import annotations

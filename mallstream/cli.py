@@ -450,8 +450,18 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
 @click.option("--e2e", is_flag=True, help="also the figures through a broker and worker processes (b, c, e, f, g)")
 @click.option("--visitors", type=int, default=100_000, show_default=True, help="--e2e: visitors of the replayed day")
 @click.option("--naive/--no-naive", default=True, show_default=True, help="--e2e: the naive faust app for comparison")
-def bench(count: int, e2e: bool, visitors: int, naive: bool) -> None:
+@click.option("--history", is_flag=True,
+              help="only the long histories of `simulate history`, each through its own broker and worker")
+@click.option("--size", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="--history: share of the full size")
+def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size: float) -> None:
     """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end."""
+    if history:
+        from .bench_history import run as run_history
+
+        for name, figure in run_history(size):
+            click.echo(f"{name:<56} {figure:>12}")
+        return
     from .bench import run
 
     figures = run(count)
@@ -738,6 +748,49 @@ def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: i
     run = _live(settings, lambda: simulate_live(settings, mall, day, speed=speed, raw_dir=raw_dir)[0])
     click.echo(f"played {day.visitors:,} visitors live in {run.seconds:.1f} s"
                + (f"; raw device traffic and ground truth in {raw_dir}" if raw_dir else ""))
+
+
+@simulate.command("history")
+@click.option("--scenario", "scenarios", type=click.Choice(["all", "purchases", "counters", "parking"]), multiple=True,
+              default=("all",), show_default=True, help="which history to write (repeatable)")
+@click.option("--size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="share of the full size: members, counters, car parks and days each scale by its square root")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="the last day (default: 30 days before today)")
+@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="directory for <scenario>.jsonl, <scenario>.truth.json and mall.yaml")
+@click.pass_context
+def simulate_history(ctx: click.Context, scenarios: tuple[str, ...], size: float, seed: int, end, mall_id: str | None,
+                     out: Path) -> None:
+    """Months of history with ground truth: 18 months of member receipts, a year of counter ticks, three months
+    of car-park gate reads. mall.yaml is the config with the scenarios' counters and car parks added."""
+    import dataclasses
+
+    import yaml
+
+    from .simulators.history import SCENARIOS, History, history_config, record
+
+    settings = _settings(ctx)
+    history = History(pick_mall(settings, mall_id), size=size, seed=seed)
+    if end is not None:
+        history = dataclasses.replace(history, end=end.date())
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "mall.yaml"
+    base = yaml.safe_load(Path(ctx.obj).read_text(encoding="utf-8"))
+    try:
+        config.write_text(yaml.safe_dump(history_config(base, history), allow_unicode=True, sort_keys=False),
+                          encoding="utf-8")
+        for scenario in SCENARIOS if "all" in scenarios else dict.fromkeys(scenarios):
+            started = time.monotonic()
+            recorded = record(history, scenario, out)
+            click.echo(f"{scenario}: {recorded.events:,} events to {recorded.path} in "
+                       f"{time.monotonic() - started:.1f} s; ground truth in {recorded.truth_path}")
+    except ValueError as exc:  # a mall without stores or places for the devices
+        click.echo(f"mallstream: {settings.source}: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"replay against {config} (the config with these counters and car parks): mallstream -c {config} up, "
+               f"then mallstream -c {config} replay {out}/<scenario>.jsonl --wait")
 
 
 @simulate.command("play-raw")
