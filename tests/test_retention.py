@@ -10,6 +10,7 @@ in-memory store, whose state is rebuilt from the changelogs, those must stay who
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.request
@@ -32,17 +33,24 @@ LAGGING = topics.lane_group(topics.vip_app_id("mallstream"), "routes")
 
 
 def two_days(config_path: Path, tmp_path: Path, count: int) -> tuple[Path, Path, Path]:
-    """Two days of receipts (the second a day later, other sales) and the pair as one file for ground truth."""
-    days = []
-    for seed, (date, txn_day) in enumerate([("2026-11-21", "20261121-"), ("2026-11-22", "20261122-")], start=1):
-        path = tmp_path / f"day{seed}.jsonl"
-        cli(config_path, "simulate", "pos", "--count", str(count), "--member-share", "0.8", "--seed", str(seed),
-            "-o", str(path))
-        path.write_text(path.read_text().replace("2026-11-21", date).replace("20261121-", txn_day))
-        days.append(path)
-    both = tmp_path / "both.jsonl"
-    both.write_text(days[0].read_text() + days[1].read_text())
-    return days[0], days[1], both
+    """A simulated day's receipts as two days: the first half, then the second moved to the next day.
+
+    Returns on the second day of sales of the first (most without a card) find their member and
+    sale only through the worker's tables: a state lost across the SIGKILL shows in the ledger.
+    Also the pair as one file, for ground truth.
+    """
+    whole = tmp_path / "whole.jsonl"
+    cli(config_path, "simulate", "pos", "--count", str(count), "--member-share", "0.8", "-o", str(whole))
+    lines = whole.read_text().splitlines(keepends=True)
+    day = json.loads(lines[0])["business_day"]
+    next_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    first, second = lines[:len(lines) // 2], [line.replace(day, next_day) for line in lines[len(lines) // 2:]]
+    first_sales = {json.loads(line)["txn_id"] for line in first}
+    assert any(json.loads(line).get("original_txn_id") in first_sales for line in second)
+    paths = tmp_path / "day1.jsonl", tmp_path / "day2.jsonl", tmp_path / "both.jsonl"
+    for path, part in zip(paths, (first, second, first + second)):
+        path.write_text("".join(part))
+    return paths
 
 
 def offsets(broker: str, names: list[str]) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
@@ -106,7 +114,7 @@ def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_p
     settings = config.load(hub_config)
     # the VIP worker is not started here: wait for the main worker's groups only
     main_groups = {g: names for g, names in consumer_groups(settings.worker).items() if "-vip" not in g}
-    day1, day2, both = two_days(hub_config, tmp_path, int(1_000 * SCALE))
+    day1, day2, both = two_days(hub_config, tmp_path, int(600 * SCALE))
     changelogs = [topics.changelog_topic("mallstream", table) for table in ("cards", "sale_owners")]
 
     worker = WorkerProcess(hub_config, tmp_path / "worker.log").start()
