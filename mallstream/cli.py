@@ -59,6 +59,7 @@ def _run(function, *args, **kwargs) -> None:
 def up(ctx: click.Context, demo: bool) -> None:
     """Start the embedded parts (broker, Mosquitto, ClickHouse engine) and the worker; Ctrl-C stops all."""
     from .services import embedded_services
+    from .streams.retention import broker_summary
     from .streams.worker import run_worker, separate_vip_worker
 
     settings = _settings(ctx)
@@ -72,6 +73,7 @@ def up(ctx: click.Context, demo: bool) -> None:
             click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
                        f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
             click.echo(_login_help(settings, show_key=demo))
+            click.echo(f"mallstream up: {broker_summary(settings)}")
             run_worker(settings, extend=extend, loglevel=ctx.meta["loglevel"])
 
     _run(serve)
