@@ -406,10 +406,19 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
 @click.option("--e2e", is_flag=True, help="also the figures through a broker and worker processes (b, c, e, f, g)")
 @click.option("--visitors", type=int, default=100_000, show_default=True, help="--e2e: visitors of the replayed day")
 @click.option("--naive/--no-naive", default=True, show_default=True, help="--e2e: the naive faust app for comparison")
-def bench(count: int, e2e: bool, visitors: int, naive: bool) -> None:
+@click.option("--week", is_flag=True, help="only: --days simulated days of --visitors through the embedded default "
+                                           "with kafka.keep_hours 0, the worker killed on day 5")
+@click.option("--days", type=int, default=7, show_default=True, help="--week: days replayed")
+def bench(count: int, e2e: bool, visitors: int, naive: bool, week: bool, days: int) -> None:
     """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end."""
     from .bench import run
 
+    if week:
+        from .bench_week import run_week
+
+        for name, figure in run_week(visitors, days):
+            click.echo(f"{name:<72} {figure:>16}")
+        return
     figures = run(count)
     if e2e:
         from .bench_e2e import run as run_e2e
