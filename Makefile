@@ -1,5 +1,5 @@
 # Convenience targets; the README's two commands work without make.
-.PHONY: setup up test scenario history bench soak
+.PHONY: setup up test scenario history bench soak week
 
 setup:
 	bash scripts/setup.sh
@@ -26,3 +26,8 @@ bench: setup
 # not in CI: ten minutes at 5,000 events/s through gateway, broker and worker; RSS sampled each minute should stay flat
 soak: setup
 	.venv/bin/python -m mallstream.bench_vip_latency --vips 6000 --every 0.1 --background 5000 --log soak-workers.log --plot soak-latency.png
+
+# not in CI: seven 100,000-visitor days through the embedded broker with keep_hours 0 (broker size per day, RSS,
+# recovery of a worker killed on day 5, reports against ground truth); smaller: VISITORS=10000 DAYS=7
+week: setup
+	.venv/bin/mallstream bench --week --visitors $${VISITORS:-100000} --days $${DAYS:-7}

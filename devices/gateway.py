@@ -233,7 +233,7 @@ class Gateway:
         if self._producer is None:
             security = kafka_options(self.kafka)
             ensure_topics(self.kafka.bootstrap_servers, self.kafka.partitions, self.kafka.replication_factor, self.app_id,
-                          security)
+                          security, retention_ms=self.kafka.topic_retention_ms)
             self._producer = KafkaProducer(
                 bootstrap_servers=self.kafka.bootstrap_servers,
                 **security,

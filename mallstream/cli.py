@@ -67,6 +67,7 @@ def up(ctx: click.Context, demo: bool) -> None:
     import signal
 
     from .services import PartExited, Parts, Stopped, embedded_services
+    from .streams.retention import broker_summary
 
     parts = Parts()  # from here on a signal stops whatever has been started, at any moment
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -84,6 +85,7 @@ def up(ctx: click.Context, demo: bool) -> None:
             click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
                        f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
             click.echo(_login_help(settings, show_key=demo))
+            click.echo(f"mallstream up: {broker_summary(settings)}")
             parts.start("worker", worker, echo=True)
             if settings.worker.vip_worker.separate:
                 parts.start("VIP worker", [*worker, "--vip"], echo=True)
@@ -454,7 +456,10 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
               help="only the long histories of `simulate history`, each through its own broker and worker")
 @click.option("--size", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
               help="--history: share of the full size")
-def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size: float) -> None:
+@click.option("--week", is_flag=True, help="only: --days simulated days of --visitors through the embedded default "
+                                           "with kafka.keep_hours 0, the worker killed on day 5")
+@click.option("--days", type=int, default=7, show_default=True, help="--week: days replayed")
+def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size: float, week: bool, days: int) -> None:
     """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end."""
     if history:
         from .bench_history import run as run_history
@@ -464,6 +469,12 @@ def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size
         return
     from .bench import run
 
+    if week:
+        from .bench_week import run_week
+
+        for name, figure in run_week(visitors, days):
+            click.echo(f"{name:<72} {figure:>16}")
+        return
     figures = run(count)
     if e2e:
         from .bench_e2e import run as run_e2e

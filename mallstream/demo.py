@@ -1,5 +1,8 @@
 """``mallstream up --demo``: a simulated mall day feeding the hub, and live figures on the terminal.
 
+The figures include the broker's data size and the oldest record it keeps per topic group, as
+the retention keeper (streams/retention.py) last found them.
+
 Today's mall day (visitors over the daily curve, VIP cards at the readers, tills, people
 counters, car-park gates) is played into the hub's input topics from opening time at 60
 times its own pace, a minute a second, so the loyalty, VIP, footfall, parking and customer agents all work
@@ -108,5 +111,6 @@ def attach_demo(hub: Hub) -> None:
             f"{dt.datetime.now():%H:%M:%S}  receipts {c['demo_receipts']:>6,}  device events {c['demo_device_events']:>7,}"
             f"  ledger rows in ClickHouse {entries:>7,}  points {earned:>9,}  vouchers {vouchers:>4,}"
             f"  people in {people_in:>6,}  VIP alerts {alerts:>4,}  VIP visits {visits:>4,}  dead letters {c['dead_letters']:>3,}"
+            f"\n          {hub.keeper.report.line()}"
         )
 

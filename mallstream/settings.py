@@ -246,6 +246,15 @@ class Kafka(Strict):
     unreachable_timeout_s: float = Field(default=60.0, ge=1, description=(
         "a command sending to the broker (replay, import-poslog, simulate) gives up with an error once the broker "
         "has not answered for this long; the gateway keeps spooling and logs the outage"))
+    keep_hours: float = Field(default=24.0, ge=0, description=(
+        "records are kept at least this long by their timestamps, so a new consumer can still read the last day; "
+        "older ones go once every consumer group of the hub has read them (see trim)"))
+    trim: Literal["auto", "on", "off"] = Field(default="auto", description=(
+        "the worker deletes what no one needs any more (Kafka DeleteRecords) every trim_every_seconds; "
+        "auto: only with the embedded broker, which has no retention of its own"))
+    trim_every_seconds: float = Field(default=60.0, gt=0, description="how often the worker trims the topics")
+    topic_retention_hours: float = Field(default=168.0, gt=0, description=(
+        "external Kafka: retention.ms of the input and internal topics the hub creates (changelogs are compacted)"))
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:
@@ -259,6 +268,16 @@ class Kafka(Strict):
     @property
     def tls(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def trims(self) -> bool:
+        """Whether the worker's retention keeper deletes records (streams/retention.py)."""
+        return self.trim == "on" or (self.trim == "auto" and self.mode == "embedded")
+
+    @property
+    def topic_retention_ms(self) -> int | None:
+        """retention.ms for the topics the hub creates: the broker's own retention, on external Kafka only."""
+        return round(self.topic_retention_hours * 3_600_000) if self.mode == "external" else None
 
     @property
     def sasl_password(self) -> str:

@@ -68,6 +68,7 @@ from .sale_owners import SaleOwners
 from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
 from .master_data import MasterData, load_master_data
+from .retention import RetentionKeeper
 from .records import AuditRecord, InvalidEvent, PosTransaction, dead_letter, decode, encode
 from .footfall_agents import FootfallAgents
 from .vip_agents import VipAgents
@@ -189,6 +190,8 @@ class Hub:
             self.vip = VipAgents(self, master)
         for lane in self.lanes:
             lane.install()
+        self.keeper = RetentionKeeper(self)
+        self.keeper.install()
 
     def _add_main_agents(self, master: MasterData) -> None:
         """Everything but the VIP agents: receipts, loyalty, customers, footfall, parking and the sinks."""

@@ -21,12 +21,13 @@ topics (Kafka cannot shrink a topic).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.partitioner import murmur2
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from .records import (
@@ -52,6 +53,8 @@ from .records import (
 from .core.footfall import AreaBatch, RollupBatch
 from .core.occupancy import AreaDay
 from .core.parking import OccupancyBatch, ParkingStay
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,13 +149,22 @@ def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
 
+def topic_configs(name: str, retention_ms: int | None) -> dict[str, str]:
+    """What the hub creates a topic with: changelogs compacted, the others ``retention_ms`` if given."""
+    if name.endswith("-changelog"):
+        return {"cleanup.policy": "compact"}
+    return {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+
+
 def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: int, app_id: str,
-                  security: Mapping[str, Any] | None = None) -> list[str]:
+                  security: Mapping[str, Any] | None = None, retention_ms: int | None = None) -> list[str]:
     """Create every topic (and table changelog) that does not exist yet; return the ones created.
 
     Brokers that auto-create topics give them one partition, which breaks
     co-partitioning, so the hub never relies on auto-creation. ``security``: kafka-python's
-    SASL/TLS keywords (:func:`mallstream.transports.kafka_options`).
+    SASL/TLS keywords (:func:`mallstream.transports.kafka_options`). ``retention_ms``: the
+    retention of the topics that are not changelogs (external Kafka; the embedded broker has
+    none and the worker trims instead); existing topics set otherwise get a warning.
     """
     names = [spec.name for spec in ALL_TOPICS] + [changelog_topic(app_id, t) for t in TABLES]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mallstream-admin", **(security or {}))
@@ -166,18 +178,34 @@ def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: i
                     f"topic {topic['name']!r} has {count} partitions but kafka.partitions is {partitions}: "
                     "co-partitioned agents would miss state; create new topics or set kafka.partitions to match"
                 )
+        if retention_ms is not None and present:
+            _warn_of_other_configs(admin, present, retention_ms)
         missing = [n for n in names if n not in existing]
         created = []
         for name in missing:
-            configs = {"cleanup.policy": "compact"} if name.endswith("-changelog") else {}
             try:
-                admin.create_topics([NewTopic(name, partitions, replication_factor, topic_configs=configs)])
+                admin.create_topics([NewTopic(name, partitions, replication_factor,
+                                              topic_configs=topic_configs(name, retention_ms))])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
         return created
     finally:
         admin.close()
+
+
+def _warn_of_other_configs(admin: KafkaAdminClient, names: list[str], retention_ms: int) -> None:
+    """One warning line naming the existing topics whose retention or cleanup is not what the hub would create."""
+    wanted = {name: topic_configs(name, retention_ms) for name in names}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs=dict.fromkeys(wanted[name])) for name in names]
+    actual = admin.describe_configs(resources, config_filter="ALL").get("topic", {})
+    found = {(name, key): actual.get(name, {}).get(key, {}).get("value") for name in names for key in wanted[name]}
+    # a changelog the retention keeper made deletable too (compact,delete without retention) is as wanted
+    differ = [f"{name} {key}={found[name, key]} (wanted {value})" for name in names for key, value in wanted[name].items()
+              if found[name, key] != value and not (key == "cleanup.policy" and "compact" in (found[name, key] or ""))]
+    if differ:
+        log.warning("existing topics are set otherwise than kafka.topic_retention_hours and compacted changelogs "
+                    "ask (the hub changes no existing topic): %s", "; ".join(differ))
 
 
 def _pos_key(event: dict) -> str | None:

@@ -76,7 +76,7 @@ def register_views(hub: Hub) -> None:
 
 
 def register_stats(hub: Hub) -> None:
-    """Live counters of this worker process: its agents', its sinks' and its lanes'."""
+    """Live counters of this worker process: its agents', its sinks' and its lanes', and the retention keeper's."""
 
     @hub.app.page("/stats/")
     async def stats(web: View, request: Request) -> Response:
@@ -85,5 +85,6 @@ def register_stats(hub: Hub) -> None:
                 "counters": dict(hub.counters),
                 "sinks": {name: vars(sink.stats) for name, (_, sink) in hub.sinks.items()},
                 "lanes": {lane.group: {"batches": lane.batches, "records": lane.records} for lane in hub.lanes},
+                "retention": hub.keeper.stats(),
             }
         )

@@ -39,6 +39,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         settings.kafka.replication_factor,
         settings.worker.app_id,
         kafka_options(settings.kafka),
+        retention_ms=settings.kafka.topic_retention_ms,
     )
     if created:
         log.info("created topics: %s", ", ".join(created))
