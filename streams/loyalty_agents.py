@@ -50,6 +50,7 @@ from .core.notices import notices, reminders
 from .core.operations import group_grant, manual, scheduled_run
 from .core.parking_fees import ParkingStay, settle_at_exit
 from .core.rules import RuleBook, RuleFile
+from .paging import PagedTable
 from .master_data import MasterData
 from .records import (
     Alert,
@@ -222,7 +223,9 @@ class LoyaltyAgent:
         #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
         self._seen: dict[int, tuple[float, float]] = {}
         self._scheduled_day: dict[int, dt.date] = {}
-        self.cards = hub.app.Table("cards", partitions=self.partitions, key_type=bytes, value_type=bytes)
+        #: a card remembers its receipts for the rule file's retention_days: a busy member's outgrows a record
+        self.cards = PagedTable(hub.app.Table("cards", partitions=self.partitions, key_type=bytes, value_type=bytes),
+                                hub.payload_limit)
         app = hub.app
         inputs = app.topic(topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name, topics.CUSTOMER_SIGNALS.name,
                            partitions=self.partitions)
@@ -372,8 +375,9 @@ class LoyaltyAgent:
         book = self.rule_book()
         now = now.astimezone(self.zone)
         context = Context(self.default_mall, "", now, now.date())
-        for key, stored in list(self.cards.items()):
-            if topics.partition_of(key, self.partitions) != partition:
+        for key in self.cards.keys():
+            stored = self.cards.get(key) if topics.partition_of(key, self.partitions) == partition else None
+            if stored is None:
                 continue
             card = decode_card(stored)
             ran, effects = scheduled_run(card, book, now, since)

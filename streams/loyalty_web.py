@@ -35,7 +35,7 @@ def _request(kind: type[HoldRequest] | type[ManualOperation], request: Request, 
 
 def register_loyalty_views(hub: Hub) -> None:
     app = hub.app
-    cards = hub.loyalty.cards
+    cards = hub.loyalty.cards.table  # requests go to the worker holding the card's partition
 
     async def ask(view: View, kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object) -> Response:
         try:

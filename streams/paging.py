@@ -55,8 +55,12 @@ def fitting(items: Sequence[T], wrap: Callable[[list[T]], Record], limit: int) -
     yield from fitting(items[half:], wrap, limit)
 
 
+#: What sets a page's key apart from the value keys (member, mall ids) of the tables paged.
+PAGE_MARK = b"\x00page\x00"
+
+
 def _page_key(key: bytes, generation: int, index: int) -> bytes:
-    return b"%s\x00page\x00%d\x00%d" % (key, generation, index)
+    return b"%s%s%d\x00%d" % (key, PAGE_MARK, generation, index)
 
 
 def _header(stored: bytes | None) -> tuple[int, int] | None:
@@ -81,6 +85,16 @@ class PagedTable:
 
     def get(self, key: bytes) -> bytes | None:
         stored = self.table.get(key)
+        return self._whole(key, stored) if stored is not None else None
+
+    def keys(self) -> list[bytes]:
+        """Every value's key; pages are no keys of their own.
+
+        Read a value with :meth:`get` in the stream of its partition: a store is read per partition there.
+        """
+        return [key for key in list(self.table.keys()) if PAGE_MARK not in key]
+
+    def _whole(self, key: bytes, stored: bytes) -> bytes:
         header = _header(stored)
         if header is None:
             return stored

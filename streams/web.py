@@ -40,7 +40,7 @@ def register_views(hub: Hub) -> None:
     register_loyalty_views(hub)
 
     @app.page("/member/{member_id}/")
-    @app.table_route(table=hub.loyalty.cards, match_info="member_id")
+    @app.table_route(table=hub.loyalty.cards.table, match_info="member_id")
     async def member(web: View, request: Request, member_id: str) -> Response:
         """Member 360, answered by the worker that holds the member's card (others forward the request)."""
         card = hub.loyalty.card(member_id)

@@ -81,6 +81,21 @@ def gate_events(rng: random.Random) -> tuple[list[dict], Counter]:
     return events, stays
 
 
+def busy_members_receipts() -> list[dict]:
+    """Two members who buy ten times a day: their cards, which remember every receipt, outgrow a 64 KB record."""
+    receipts = []
+    for member in ("M-BUSY-1", "M-BUSY-2"):
+        for n in range(DAYS * 10):
+            ts = START + dt.timedelta(days=n // 10, hours=10 + n % 10)
+            lines = [{"sku": f"SKU-{i}", "qty": 1, "unit_price": "25.50", "amount": "25.50", "category": "clothing",
+                      "brand": f"Brand-{i}"} for i in range(6)]
+            receipts.append({"type": "pos_transaction", "txn_id": f"{member}-{n:05d}", "store_id": "S201",
+                             "workstation_id": "S201-T1", "seq": n, "ts": ts.isoformat(),
+                             "business_day": ts.date().isoformat(), "kind": "sale", "total": "153.00",
+                             "member_id": member, "lines": lines})
+    return receipts
+
+
 def sql(config: Path, query: str) -> list[dict]:
     return [json.loads(line) for line in cli(config, "sql", query, "--format", "json").stdout.splitlines() if line]
 
@@ -93,7 +108,8 @@ def test_months_of_history_met_as_a_backlog_under_a_64_kb_limit_are_stored_exact
     gates, stays = gate_events(rng)
     gates.sort(key=lambda event: event["ts"])
     recording = tmp_path / "history.jsonl"
-    recording.write_text("".join(json.dumps(event) + "\n" for event in ticks + gates))
+    receipts = busy_members_receipts()
+    recording.write_text("".join(json.dumps(event) + "\n" for event in ticks + gates + receipts))
     cli(config, "replay", str(recording))  # the whole history waits in the broker before the worker starts
 
     worker = WorkerProcess(config, tmp_path / "worker.log").start()
@@ -119,6 +135,12 @@ def test_months_of_history_met_as_a_backlog_under_a_64_kb_limit_are_stored_exact
         parked = sql(config, "SELECT car_park_id, count() AS stays FROM {db}.parking_stays "
                              "WHERE mall_id = '%s' AND entry IS NOT NULL GROUP BY car_park_id" % mall_id)
         assert {row["car_park_id"]: int(row["stays"]) for row in parked} == stays
+
+        for member in ("M-BUSY-1", "M-BUSY-2"):
+            card = json.loads(cli(config, "member", member).stdout)
+            assert card["receipts"] == DAYS * 10, "every receipt is on the card, which is kept in pages"
+        entries = sql(config, "SELECT count(DISTINCT txn_id) AS n FROM {db}.ledger_entries WHERE cause = 'points_earned'")
+        assert int(entries[0]["n"]) == len(receipts)
 
         burst_day = (START + dt.timedelta(days=DAYS // 2)).date()
         report = json.loads(cli(config, "report", "footfall", "--by", "counter", "--interval", "60m", "--format",

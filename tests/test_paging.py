@@ -74,3 +74,11 @@ def test_a_crash_before_the_header_switches_leaves_the_old_value_whole():
     with pytest.raises(RuntimeError):
         paged[b"mall"] = b"b" * 700
     assert PagedTable(table, page_bytes=100).get(b"mall") == b"a" * 500
+
+
+def test_keys_are_the_values_keys_never_a_page():
+    table = Table()
+    paged = PagedTable(table, page_bytes=100)
+    paged[b"M1"] = b"a" * 450
+    paged[b"M2"] = b"b"
+    assert sorted(paged.keys()) == [b"M1", b"M2"] and len(table) == 2 + 5
