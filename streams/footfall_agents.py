@@ -84,6 +84,10 @@ ByMall = FootfallBatch | FootfallMark
 SILENT_SOURCE_S = 60.0
 #: A router marks its progress each time its event time moves on by this much.
 MARK_EVERY_S = 60.0
+#: How far in event time an input partition may be read ahead of the slowest one still reading. In a backlog
+#: the lane fetches megabytes of one partition at a time; a mall's clock waits for the slowest, so every open
+#: interval the others reach meanwhile would be held in its state. Live, every input is caught up and none waits.
+ALIGN_AHEAD_S = 3600.0
 #: The inputs whose progress a mall's footfall clock waits for. Not the tills: they come two hops later, and a
 #: sale after its interval closed is a late row adding to that interval's transactions, which never hold back
 #: the visitor counts, occupancy or dwell.
@@ -152,6 +156,8 @@ class FootfallAgents:
         #: what each router last marked, per (source, mall), and the offset it read to, per input partition
         self._marked: dict[tuple[str, str], float] = {}
         self._read_to: dict[TP, int] = {}
+        #: the newest event time each clock input partition has given
+        self._event_time: dict[TP, float] = {}
         self.states: dict[str, FootfallState] = {}
         self.clocks: dict[str, SourceClock] = {}
         self._saved_at: dict[str, float] = {}
@@ -195,13 +201,24 @@ class FootfallAgents:
             for mall_id, items in batches.items():
                 for value in fitting(items, FootfallBatch, self.hub.payload_limit):
                     await by_mall.send(key=mall_id.encode(), value=value)
+            self._align()
 
         return route
+
+    def _align(self) -> None:
+        """Hold back the clock inputs read more than ``ALIGN_AHEAD_S`` ahead of the slowest one still reading."""
+        lane = self.hub.route_lane
+        reading = {tp: moment for tp, moment in self._event_time.items()
+                   if tp in lane.assignment() and self._read_to.get(tp, -1) + 1 < (lane.highwater(tp) or 0)}
+        slowest = min(reading.values(), default=float("inf"))
+        lane.hold_back({tp for tp, moment in reading.items() if moment > slowest + ALIGN_AHEAD_S})
 
     def _marks(self, consumed: ConsumerRecord, mall_id: str, record: Record, moment: float) -> list[FootfallMark]:
         """Note how far this input partition has got; a mark for the mall once its time moved on enough."""
         source = f"{consumed.topic}:{consumed.partition}"
-        self._read_to[TP(consumed.topic, consumed.partition)] = consumed.offset
+        tp = TP(consumed.topic, consumed.partition)
+        self._read_to[tp] = consumed.offset
+        self._event_time[tp] = max(self._event_time.get(tp, moment), moment)
         if moment < self._marked.get((source, mall_id), float("-inf")) + MARK_EVERY_S:
             return []
         self._marked[(source, mall_id)] = moment

@@ -67,6 +67,14 @@ class BatchLane:
         """The end of ``tp`` as the last fetch saw it (None before the first)."""
         return self._consumer.highwater(tp) if self._consumer is not None else None
 
+    def hold_back(self, ahead: set[TopicPartition]) -> None:
+        """Read no more of the ``ahead`` partitions until called without them; every other one is read again."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        consumer.resume(*(consumer.paused() - ahead))
+        consumer.pause(*(tp for tp in consumer.assignment() if tp in ahead))
+
     def install(self) -> None:
         """Run the lane as a task of the faust app, from when the worker starts until it stops."""
         self.app.task(self.run)
