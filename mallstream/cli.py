@@ -43,6 +43,7 @@ def _settings(ctx: click.Context) -> Settings:
 def _run(function, *args, **kwargs) -> None:
     """Start-up problems a user can fix are one line on stderr and exit 2, not a traceback."""
     from .services import ServiceError
+    from .streams.framework_patches import FrameworkVersionError
     from .streams.topics import TopicLayoutError
 
     try:
@@ -50,7 +51,7 @@ def _run(function, *args, **kwargs) -> None:
     except ConfigError as exc:  # e.g. a loyalty rule file that was never valid
         click.echo(f"mallstream: bad config: {exc}", err=True)
         sys.exit(2)
-    except (ServiceError, TopicLayoutError) as exc:
+    except (ServiceError, TopicLayoutError, FrameworkVersionError) as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(2)
 

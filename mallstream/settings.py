@@ -237,9 +237,16 @@ class Kafka(Strict):
                                                                 "against (default: the system's)")
     ssl_cert_file: Path | None = Field(default=None, description="client certificate, for brokers that ask for one")
     ssl_key_file: Path | None = None
+    broker_long_polls: bool = Field(default=False, description=(
+        "the brokers hold an empty fetch until data arrives (fetch.max.wait.ms), as Kafka does; noida-db answers "
+        "at once, so the worker then paces its fetches itself (empty_fetch_wait_ms). Unset: true in external mode, "
+        "false in embedded; set it false for a noida-db run apart"))
     empty_fetch_wait_ms: int = Field(default=10, ge=0, le=1000, description=(
-        "the worker waits this long after a fetch that brought nothing; Kafka itself holds an empty fetch "
-        "(fetch.max.wait.ms), noida-db answers at once and the consumer would spin"))
+        "the worker waits this long after a fetch that brought nothing, unless broker_long_polls; Kafka itself "
+        "holds an empty fetch (fetch.max.wait.ms), noida-db answers at once and the consumer would spin"))
+    flush_timeout_s: float = Field(default=60.0, gt=0, description=(
+        "the worker stops with an error when what it produced is not handed to the broker this long after it "
+        "flushes before a commit (nothing is committed: a restarted worker processes the inputs again)"))
     max_request_size: int = Field(default=1_048_576, ge=65_536, description=(
         "the largest record the hub produces, in bytes (the producer's max.request.size; keep it within the "
         "brokers' message.max.bytes): larger batches are split and larger table values paged"))
@@ -255,6 +262,14 @@ class Kafka(Strict):
     trim_every_seconds: float = Field(default=60.0, gt=0, description="how often the worker trims the topics")
     topic_retention_hours: float = Field(default=168.0, gt=0, description=(
         "external Kafka: retention.ms of the input and internal topics the hub creates (changelogs are compacted)"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _long_polls_as_kafka_does(cls, data: object) -> object:
+        """An unset ``broker_long_polls`` follows the mode: the embedded broker is noida-db, an external one Kafka."""
+        if isinstance(data, dict) and data.get("broker_long_polls") is None:
+            data = {**data, "broker_long_polls": data.get("mode", "embedded") == "external"}
+        return data
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:

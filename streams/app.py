@@ -58,7 +58,7 @@ from mallstream.sinks.schema import (
 from mallstream.sinks.warehouse import Warehouse
 from mallstream.transports import faust_credentials
 
-from . import fetch_wait, producer_drain, seek_guard, topics
+from . import framework_patches, topics
 from .topics import lane_group
 from .core.malls import MallDirectory
 from .core.routing import route_receipt
@@ -140,9 +140,9 @@ class Hub:
         app_id = topics.vip_app_id(conf.worker.app_id) if vip_only else conf.worker.app_id
         datadir = conf.worker.state_dir / "vip" if vip_only else conf.worker.state_dir
         datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
-        producer_drain.install()
-        seek_guard.install()
-        fetch_wait.install(conf.worker.vip_worker.empty_fetch_wait_ms if vip_only else conf.kafka.empty_fetch_wait_ms)
+        framework_patches.install(
+            broker_long_polls=conf.kafka.broker_long_polls, flush_timeout_s=conf.kafka.flush_timeout_s,
+            empty_fetch_wait_ms=conf.worker.vip_worker.empty_fetch_wait_ms if vip_only else conf.kafka.empty_fetch_wait_ms)
         self.app = faust.App(
             app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",

@@ -8,7 +8,8 @@ oldest has waited ``max_wait_s``, hands each topic's records to its steps, and c
 the offsets only after every step returned and what they sent was flushed. So, as in
 Quix Streams, a sink has stored its rows before the offsets that fed them are committed:
 at-least-once, and the steps are idempotent (the sink drops keys it holds already). Like
-the worker's own consumer, a lane pauses after an empty fetch, and a lane that gathers anyway (the sinks) after every fetch (streams/fetch_wait.py).
+the worker's own consumer, a lane pauses after an empty fetch, and a lane that gathers anyway (the sinks) after every fetch,
+on a broker that answers fetches at once (streams/framework_patches.py); the flush fails after ``kafka.flush_timeout_s``.
 
 A step that raises stops the worker loudly (faust's own crash path), after nothing of
 the batch was committed: the records come again on the restart. A step cut short because
