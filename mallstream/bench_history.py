@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import sys
+from collections import Counter
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,12 +45,14 @@ class HistoryRun:
     kafka_records: int
     kafka_bytes: int
     largest_record: int
+    #: topic -> bytes of key + value, for the topics that take most
+    bytes_by_topic: dict[str, int]
     clickhouse_rows: int
     peak_rss_mb: float
 
 
-def topic_volume(settings: Settings) -> tuple[int, int, int]:
-    """(records, bytes of key + value, largest record) over every topic but the broker's own.
+def topic_volume(settings: Settings) -> tuple[int, int, int, dict[str, int]]:
+    """(records, bytes of key + value, largest record, bytes per topic) over every topic but the broker's own.
 
     One partition at a time: noida-db answers a fetch with up to the partition limit of every partition
     asked, whatever the request's own limit, and a fetch of all would exceed what a client takes in one frame.
@@ -61,6 +64,7 @@ def topic_volume(settings: Settings) -> tuple[int, int, int]:
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = consumer.end_offsets(partitions)
         records = size = largest = 0
+        by_topic: Counter[str] = Counter()
         for tp in partitions:
             consumer.assign([tp])
             consumer.seek_to_beginning(tp)
@@ -69,7 +73,8 @@ def topic_volume(settings: Settings) -> tuple[int, int, int]:
                     if message.offset < ends[tp]:
                         length = len(message.key or b"") + len(message.value or b"")
                         records, size, largest = records + 1, size + length, max(largest, length)
-        return records, size, largest
+                        by_topic[tp.topic] += length
+        return records, size, largest, dict(by_topic)
     finally:
         consumer.close()
 
@@ -115,8 +120,8 @@ def bench_scenario(scenario: str, size: float, seed: int = 7) -> HistoryRun:
                 stored = _clickhouse_rows(settings)
             finally:
                 stop_process(worker)
-            records, size_bytes, largest = topic_volume(settings)
-    return HistoryRun(scenario, recorded.events, seconds, records, size_bytes, largest, stored, rss)
+            records, size_bytes, largest, by_topic = topic_volume(settings)
+    return HistoryRun(scenario, recorded.events, seconds, records, size_bytes, largest, by_topic, stored, rss)
 
 
 def run(size: float, scenarios: tuple[str, ...] = SCENARIOS) -> Iterator[tuple[str, str]]:
@@ -130,6 +135,8 @@ def run(size: float, scenarios: tuple[str, ...] = SCENARIOS) -> Iterator[tuple[s
             (f"(history) {scenario}: Kafka bytes per input event", f"{found.kafka_bytes / per_event:,.0f}"),
             (f"(history) {scenario}: Kafka records per input event", f"{found.kafka_records / per_event:,.1f}"),
             (f"(history) {scenario}: largest Kafka record, bytes", f"{found.largest_record:,}"),
+            *((f"(history) {scenario}:   of which {topic}, bytes per input event", f"{size / per_event:,.0f}")
+              for topic, size in sorted(found.bytes_by_topic.items(), key=lambda item: -item[1])[:6]),
             (f"(history) {scenario}: ClickHouse rows per input event", f"{found.clickhouse_rows / per_event:,.2f}"),
             (f"(history) {scenario}: worker peak RSS, MiB", f"{found.peak_rss_mb:,.0f}"),
         ]

@@ -253,8 +253,10 @@ class FootfallAgents:
 
     def _sale_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
         txn = decode(PosTransaction, value)
+        # the footfall core counts a sale by its store and time: its lines and tenders would only fill the topic
+        counted = msgspec.structs.replace(txn, lines=[], tenders=[])
         # tills come two hops later than counters: they never hold a mall's clock back (see CLOCK_SOURCES)
-        return self.hub.malls.mall_of(txn), txn, None, txn.kind != "return"
+        return self.hub.malls.mall_of(txn), counted, None, txn.kind != "return"
 
     # -- the footfall state of each mall ---------------------------------------------------
 
