@@ -65,7 +65,7 @@ def write_config(tmp_path: Path, bootstrap: str, **sections: dict) -> Path:
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["kafka"].update(mode="external", bootstrap_servers=bootstrap, partitions=4)
     data["rules"]["file"] = str(TEST_RULES)
-    data["clickhouse"].update(path=str(tmp_path / "clickhouse"))
+    data["clickhouse"].update(path=str(tmp_path / "clickhouse"), http_port=free_port())
     data["mqtt"]["mode"] = "off"
     data["worker"].update(state_dir=str(tmp_path / "worker"), web_port=free_port())
     data["worker"]["sink"].update(flush_seconds=0.5)
