@@ -259,3 +259,24 @@ def test_the_javascript_client_reads_and_is_refused_like_a_clickhouse_server(end
     assert "file()" in file["error"] and file["code"] == "497"
     [refused] = run_js(url, endpoint.counter_staff, [{"name": "x", "sql": "SELECT 1"}], tmp_path)["queries"]
     assert refused["code"] == "497"
+
+
+@pytest.mark.parametrize("mode", ["embedded", "server"])
+def test_export_points_grafana_at_the_workers_endpoint_or_at_the_server(tmp_path, mode):
+    config = write_config(tmp_path, "127.0.0.1:9092", clickhouse={
+        "mode": mode, "http_port": 9123, "http_host": "0.0.0.0", "host": "ch.example", "port": 8443, "secure": True,
+        "username": "hub"})
+    cli(config, "dashboards", "export", "--provisioning", str(tmp_path / "provisioning"))
+    [source] = yaml.safe_load((tmp_path / "provisioning" / "datasources" / "clickhouse.yaml").read_text())["datasources"]
+    expected = ({"host": "127.0.0.1", "port": 9123, "secure": False, "username": "grafana"}, "${MALLSTREAM_GRAFANA_KEY}") \
+        if mode == "embedded" else ({"host": "ch.example", "port": 8443, "secure": True, "username": "hub"},
+                                    "${MALLSTREAM_CLICKHOUSE_PASSWORD}")
+    assert {name: source["jsonData"][name] for name in expected[0]} == expected[0]
+    assert source["jsonData"]["protocol"] == "http" and source["jsonData"]["defaultDatabase"] == "mallstream"
+    assert source["secureJsonData"] == {"password": expected[1]}
+
+
+def test_export_without_an_endpoint_to_point_at_says_which_setting(tmp_path):
+    config = write_config(tmp_path, "127.0.0.1:9092", clickhouse={"http_port": None})
+    result = cli(config, "dashboards", "export", "--provisioning", str(tmp_path / "provisioning"), check=False)
+    assert result.returncode == 2 and "clickhouse.http_port" in result.stderr and "Traceback" not in result.stderr
