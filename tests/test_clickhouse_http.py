@@ -200,6 +200,14 @@ def test_writes_files_urls_and_other_settings_are_refused(endpoint):
         client.command("DROP TABLE places")
 
 
+def test_the_workers_sql_view_refuses_reading_or_writing_files_too(endpoint):
+    for sql in ("SELECT length(file('/etc/passwd'))", "SELECT 1 INTO OUTFILE '/tmp/mallstream-outfile.tsv'"):
+        result = cli(endpoint.config, "sql", sql, check=False)
+        assert result.returncode != 0 and "Not enough privileges" in result.stderr, result
+    assert not Path("/tmp/mallstream-outfile.tsv").exists()
+    assert cli(endpoint.config, "sql", "SELECT count() > 0 AS any FROM {db}.places").stdout == "any\n1\n"
+
+
 def test_keys_the_wrong_one_is_401_and_the_wrong_role_403(endpoint):
     status, headers, body = endpoint.post("SELECT 1", key="msk_not-a-key")
     assert status == 401 and body.startswith(b"Code: 516. DB::Exception: grafana: Authentication failed")
