@@ -184,11 +184,12 @@ def refusal_of(formatted: str) -> ClickHouseError | None:
     """Why a query the engine formatted (``formatQuery``) may not run, beyond what ``readonly`` refuses."""
     code = _STRING_LITERAL.sub("''", formatted)
     if "INTO OUTFILE" in code:
-        return ClickHouseError(497, "ACCESS_DENIED", "Not enough privileges: INTO OUTFILE writes a file on the hub", 403)
+        return ClickHouseError(497, "ACCESS_DENIED", "Not enough privileges: INTO OUTFILE writes a file on the hub, "
+                               "which readonly mode does not allow", 403)
     for name in _CALL.findall(code):
         if name.lower() in REFUSED_FUNCTIONS:
             return ClickHouseError(497, "ACCESS_DENIED", f"Not enough privileges: {name}() reads outside the "
-                                   "warehouse; this endpoint only reads the hub's tables", 403)
+                                   "hub's tables, which readonly mode does not allow", 403)
     return None
 
 
