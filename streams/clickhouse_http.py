@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import chdb
 from aiohttp import BasicAuth, web
+from chdb._chdb import query_result as QueryResult  # what a query answers: bytes and read statistics
 
 from mallstream.auth import Gatekeeper, KeyStore, Refused
 
@@ -57,6 +58,8 @@ _CONTENT_TYPES = (("JSON", "application/json; charset=UTF-8"), ("TabSeparated", 
 
 @dataclass
 class Answer:
+    """What the engine wrote, the format it is in (None: not a result set) and the X-ClickHouse-Summary."""
+
     body: bytes
     fmt: str | None
     summary: dict[str, str]
@@ -75,7 +78,7 @@ class Connection:
             self.run(f"USE `{database}`", "TabSeparated")
             self.database = database
 
-    def run(self, sql: str, fmt: str, params: Mapping[str, str] | None = None):
+    def run(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> QueryResult:
         try:
             return self.chdb.query(sql, fmt, params=dict(params)) if params else self.chdb.query(sql, fmt)
         except RuntimeError as exc:  # chdb raises the engine's "Code: N. DB::Exception: ..." as RuntimeError
@@ -190,7 +193,7 @@ class ClickHouseHttp:
 
     def _admit(self, request: web.Request) -> None:
         try:
-            principal = self.gate.admit(presented_key(request), (PERMISSION,))
+            self.gate.admit(presented_key(request), (PERMISSION,))
         except Refused as refused:
             log.warning("clickhouse http: refused %s from %s: %s", caller_name(request), request.remote, refused.reason)
             if refused.status == 401:
@@ -199,7 +202,6 @@ class ClickHouseHttp:
                                       "the password is a mallstream API key)", 401) from None
             raise ClickHouseError(497, "ACCESS_DENIED", f"{caller_name(request)}: Not enough privileges ("
                                   f"{refused.reason}): queries need an analyst or admin key", 403) from None
-        request["principal"] = principal
 
 
 def register_clickhouse_http(hub: Hub) -> None:

@@ -78,7 +78,7 @@ TRANSPORT = frozenset({
 ALLOWED_SETTING = re.compile(r"output_format_\w+|date_time_output_format|session_timezone|max_execution_time|"
                              r"max_result_rows|max_result_bytes|result_overflow_mode|limit|offset|max_block_size|"
                              r"extremes|join_use_nulls|readonly|timeout_overflow_mode|"
-                             r"(?:cast_string_to_dynamic_use_inference|date_time_input_format)")
+                             r"cast_string_to_dynamic_use_inference|date_time_input_format")
 #: Each a bound of the hub's that a client may lower, never lift (0 would mean no bound at all).
 BOUNDED = ("max_execution_time", "max_result_rows", "max_result_bytes")
 SETTING_VALUE = re.compile(r"[\w.:/+\- ]*")
