@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from mallstream.cli_common import LOCAL_TIMES, load_settings, pick_mall
-from mallstream.settings import Mall, Settings
+from mallstream.settings import ConfigError, Mall, Settings
 
 from .grafana import PROVISIONING
 
@@ -52,12 +52,21 @@ def dashboards() -> None:
 @provisioning_option
 @click.pass_context
 def export(ctx: click.Context, root: Path) -> None:
-    """Write the dashboards' JSON, the datasource and the dashboard provider for Grafana's provisioning."""
+    """Write the dashboards' JSON, the datasource and the dashboard provider for Grafana's provisioning.
+
+    With the embedded engine the datasource is the worker's ClickHouse endpoint (clickhouse.http_port), queried
+    with the analyst key Grafana finds in $MALLSTREAM_GRAFANA_KEY; with a server, the server.
+    """
     from .boards import build_all
     from .grafana import write_provisioning
 
     settings = _settings(ctx)
-    for path in write_provisioning(settings, build_all(settings), root):
+    try:
+        written = write_provisioning(settings, build_all(settings), root)
+    except ConfigError as exc:
+        click.echo(f"mallstream: bad config: {exc}", err=True)
+        sys.exit(2)
+    for path in written:
         click.echo(f"wrote {path}")
 
 
@@ -104,7 +113,7 @@ def push(ctx: click.Context, url: str, token: str | None, root: Path) -> None:
     """Create or update the folder, the ClickHouse datasource and the dashboards in a running Grafana."""
     from mallstream.settings import read_secret
 
-    from .grafana import PushError, datasource, read_boards
+    from .grafana import PushError, datasource, password_env, read_boards
     from .grafana import push as push_to
 
     settings = _settings(ctx)
@@ -112,7 +121,7 @@ def push(ctx: click.Context, url: str, token: str | None, root: Path) -> None:
     if not token:
         raise click.UsageError("no Grafana token: set GRAFANA_TOKEN (or GRAFANA_TOKEN_FILE), or pass --token")
     try:
-        done = push_to(url, token, datasource(settings, settings.clickhouse.password), read_boards(root))
+        done = push_to(url, token, datasource(settings, read_secret(password_env(settings)) or ""), read_boards(root))
     except PushError as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(1)

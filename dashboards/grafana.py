@@ -11,7 +11,7 @@ import yaml
 from grafana_api.grafana_api import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
 from grafana_api.grafana_face import GrafanaFace
 
-from mallstream.settings import Settings
+from mallstream.settings import ConfigError, Settings
 
 from .boards import FOLDER_TITLE, FOLDER_UID
 from .clickhouse import DATASOURCE_UID, PLUGIN
@@ -26,13 +26,38 @@ class PushError(RuntimeError):
     """Grafana could not be reached, refused the token, or refused a request; the message says which."""
 
 
+#: Where Grafana finds the API key it queries the worker's ClickHouse endpoint with (embedded engine): an analyst key,
+#: ``mallstream keys create --role analyst --name grafana``.
+GRAFANA_KEY_ENV = "MALLSTREAM_GRAFANA_KEY"
+#: The user name Grafana gives the endpoint (it goes by the key; the name only shows in its log and errors).
+GRAFANA_USER = "grafana"
+
+
+def password_env(settings: Settings) -> str:
+    """The environment variable holding the datasource's password: the Grafana key, or the ClickHouse server's."""
+    return GRAFANA_KEY_ENV if settings.clickhouse.mode == "embedded" else settings.clickhouse.password_env
+
+
 def datasource(settings: Settings, password: str) -> dict:
-    """The ClickHouse datasource as Grafana's API and provisioning both take it (Grafana needs a ClickHouse server)."""
+    """The ClickHouse datasource as Grafana's API and provisioning both take it.
+
+    Embedded, Grafana queries the worker's read-only endpoint (``clickhouse.http_port``) with an analyst key;
+    otherwise the ClickHouse server, as the hub's own user.
+    """
     clickhouse = settings.clickhouse
+    if clickhouse.mode == "embedded":
+        if clickhouse.http_port is None:
+            raise ConfigError(settings.source, "clickhouse.http_port", "null, so Grafana has no ClickHouse to query: "
+                              "set the port the worker serves the embedded engine on (8123)")
+        host = "127.0.0.1" if clickhouse.http_host in ("0.0.0.0", "::", "") else clickhouse.http_host
+        address = {"host": host, "port": clickhouse.http_port, "secure": False, "username": GRAFANA_USER}
+    else:
+        address = {"host": clickhouse.host, "port": clickhouse.port, "secure": clickhouse.secure,
+                   "username": clickhouse.username}
     source = {
         "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": PLUGIN, "access": "proxy", "isDefault": True,
-        "jsonData": {"host": clickhouse.host, "port": clickhouse.port, "protocol": "http", "secure": clickhouse.secure,
-                     "username": clickhouse.username, "defaultDatabase": clickhouse.database},
+        "jsonData": {"host": address["host"], "port": address["port"], "protocol": "http", "secure": address["secure"],
+                     "username": address["username"], "defaultDatabase": clickhouse.database},
         "secureJsonData": {"password": password},
     }
     if clickhouse.secure and not clickhouse.verify:
@@ -46,7 +71,7 @@ def datasource(settings: Settings, password: str) -> dict:
 def write_provisioning(settings: Settings, boards: list[dict], root: Path) -> list[Path]:
     """Datasource, dashboard provider and dashboards, laid out for a Grafana whose provisioning path is ``root``."""
     # Grafana puts the environment variable's value in when it reads the file
-    source = datasource(settings, f"${{{settings.clickhouse.password_env}}}")
+    source = datasource(settings, f"${{{password_env(settings)}}}")
     files = {
         root / "datasources" / "clickhouse.yaml": yaml.safe_dump({"apiVersion": 1, "datasources": [source]},
                                                                  sort_keys=False),

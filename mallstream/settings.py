@@ -311,6 +311,16 @@ class ClickHouse(Strict):
     database: str = "mallstream"
     username: str = "default"
     password_env: str = Field(default="MALLSTREAM_CLICKHOUSE_PASSWORD")
+    http_port: int | None = Field(default=8123, ge=1, le=65535, description=(
+        "embedded: the worker serves its engine here as a read-only ClickHouse HTTP endpoint (Grafana's ClickHouse "
+        "data source, clickhouse-connect), admitting analyst and admin API keys; null: not served"))
+    http_host: str = Field(default="127.0.0.1", description="address the endpoint binds (0.0.0.0: every interface)")
+    http_max_execution_s: float = Field(default=30.0, gt=0, description=(
+        "the longest a query of the endpoint runs (max_execution_time); a client may ask for less"))
+    http_max_result_rows: int = Field(default=1_000_000, ge=1, description="the most rows a query answers")
+    http_max_result_mb: int = Field(default=256, ge=1, description="the most MB a query's result takes in the engine")
+    http_concurrency: int = Field(default=2, ge=1, description=(
+        "queries of the endpoint run at once, each in a thread of its own; more wait their turn"))
 
     @property
     def password(self) -> str:

@@ -13,7 +13,10 @@ import re
 
 from faust.web import Request, Response, View
 
+from mallstream.sinks.warehouse import Warehouse
+
 from .app import Hub
+from .core.clickhouse_http import refusal_of
 from .core.customers import AsOfError
 from .customer_agents import parse_as_of
 from .loyalty_agents import member_view
@@ -33,6 +36,16 @@ def output_settings(settings: object) -> dict[str, str]:
         if not OUTPUT_SETTING.fullmatch(name) or not SETTING_VALUE.fullmatch(str(value)):
             raise ValueError(f"only output_format_* settings with plain values may be set, not {name}")
     return {name: str(value) for name, value in settings.items()}
+
+
+def read_only_query(warehouse: Warehouse, query: str, fmt: str, settings: dict[str, str]) -> bytes:
+    """The query run read-only, refused first if it writes a file or reads one (streams/core/clickhouse_http.py)."""
+    _, [[formatted]] = warehouse.query("SELECT formatQuery({query:String})",
+                                       {"query": query.replace("{db}", warehouse.database)})
+    refusal = refusal_of(formatted)
+    if refusal is not None:
+        raise refusal
+    return warehouse.raw(query, fmt, read_only=settings)
 
 
 def register_views(hub: Hub) -> None:
@@ -69,7 +82,7 @@ def register_views(hub: Hub) -> None:
             if fmt is None:
                 return self.json({"error": f"format must be one of {sorted(SQL_FORMATS)}"}, status=400)
             try:
-                output = await asyncio.to_thread(hub.warehouse.raw, query, fmt, read_only=settings)
+                output = await asyncio.to_thread(read_only_query, hub.warehouse, query, fmt, settings)
             except Exception as exc:  # the engine's own message is the useful answer
                 return self.json({"error": str(exc)}, status=400)
             return self.bytes(output, content_type="text/plain")

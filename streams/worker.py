@@ -17,6 +17,7 @@ from mallstream.transports import kafka_options
 from .access import register_access
 from .app import Hub, role_of
 from .board import register_board
+from .clickhouse_http import register_clickhouse_http
 from .topics import ensure_topics
 from .web import register_stats, register_views
 
@@ -56,6 +57,7 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
             hub.repair_sinks()
             register_views(hub)
             register_board(hub)
+            register_clickhouse_http(hub)
         if extend is not None:
             extend(hub)
         worker = faust.Worker(hub.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

@@ -66,7 +66,7 @@ def write_config(tmp_path: Path, bootstrap: str, **sections: dict) -> Path:
     # an external noida-db: it answers empty fetches at once, so the worker paces them as in embedded mode
     data["kafka"].update(mode="external", bootstrap_servers=bootstrap, partitions=4, broker_long_polls=False)
     data["rules"]["file"] = str(TEST_RULES)
-    data["clickhouse"].update(path=str(tmp_path / "clickhouse"))
+    data["clickhouse"].update(path=str(tmp_path / "clickhouse"), http_port=free_port())
     data["mqtt"]["mode"] = "off"
     data["worker"].update(state_dir=str(tmp_path / "worker"), web_port=free_port())
     data["worker"]["sink"].update(flush_seconds=0.5)

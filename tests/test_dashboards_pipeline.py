@@ -14,11 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import clickhouse_connect
 import msgspec
 import pytest
+import yaml
 
 from mallstream.churn_fit import FittedParams, fit_from_histories, save_params
-from mallstream.dashboards.check import panel_results
+from mallstream.dashboards.check import expansion, panel_results
 from mallstream.dashboards.grafana import DASHBOARDS_DIR, PROVISIONING, read_boards
 from mallstream.replay import wait_until_processed
 from mallstream.settings import Mall, load
@@ -29,6 +31,7 @@ from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.master_data import write_master_data
 from mallstream.streams.records import PosLine, PosTransaction, Record, Tender, encode
 from tests.conftest import REPO, WorkerProcess, cli, running_broker, running_mosquitto, write_config
+from tests.test_clickhouse_http import create_key, run_js
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(240)]
 
@@ -218,3 +221,29 @@ def test_preview_draws_one_png_per_dashboard(hub, tmp_path):
     drawn = sorted(path.name for path in tmp_path.glob("*.png"))
     assert drawn == sorted(f"{board['uid']}.png" for board in read_boards(PROVISIONING))
     assert all((tmp_path / name).stat().st_size > 40_000 for name in drawn)
+
+
+def test_every_query_of_every_dashboard_returns_rows_through_the_workers_clickhouse_endpoint(hub, tmp_path):
+    """As Grafana's data source asks the embedded engine: over ClickHouse HTTP, with an analyst key; both official
+    clients, Python's (Native) and JavaScript's (JSONEachRow, gzip both ways), get the same rows."""
+    settings = load(hub)
+    mall = settings.malls[0]
+    zone = ZoneInfo(mall.timezone)
+    start, end = (dt.datetime.fromisoformat(moment).replace(tzinfo=zone) for moment in WEEK[1::2])
+    queries = []
+    for board in read_boards(PROVISIONING):
+        expand = expansion(board, mall.id, start, end)
+        queries += [{"name": f"{board['title']}: variable {item['name']}", "sql": expand.sql(item["query"])}
+                    for item in board["templating"]["list"]]
+        queries += [{"name": f"{board['title']}: {panel['title']}", "ref": target["refId"],
+                     "sql": expand.sql(target["rawSql"])} for panel in board["panels"] for target in panel.get("targets", [])]
+    key = create_key(hub, "analyst", "grafana")
+    port = yaml.safe_load(hub.read_text())["clickhouse"]["http_port"]
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=port, username="grafana", password=key)
+    rows = [client.query(query["sql"]).row_count for query in queries]
+    panels: defaultdict[str, int] = defaultdict(int)  # a panel's targets together, as `dashboards check` counts
+    for query, count in zip(queries, rows):
+        panels[query["name"]] += count
+    assert len(panels) > 50 and not [name for name, count in panels.items() if count == 0]
+    answered = run_js(f"http://127.0.0.1:{port}", key, queries, tmp_path)["queries"]
+    assert [query.get("rows", query.get("error")) for query in answered] == rows

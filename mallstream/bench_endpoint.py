@@ -1,0 +1,116 @@
+"""Latency of the live footfall board through the worker's ClickHouse endpoint, after a simulated day.
+
+A throwaway hub (broker, Mosquitto, worker) takes a simulated mall day; then every query of the
+footfall dashboard, expanded as Grafana expands it for that day, goes to the worker's ClickHouse
+HTTP endpoint through clickhouse-connect (Native, as Grafana's clickhouse-go asks), round after
+round, as a board refreshing every 10 s would. Printed: p50, p95 and the slowest query::
+
+    python -m mallstream.bench_endpoint --visitors 20000 --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import clickhouse_connect
+import yaml
+
+from .auth import KeyStore
+from .bench_e2e import start_process, stop_process
+from .bench_vip_latency import _free_port, scratch_config
+from .dashboards.check import expansion
+from .dashboards.grafana import PROVISIONING, read_boards
+from .replay import replay, wait_until_processed
+from .services import embedded_services
+from .settings import load
+from .simulators.mallday import MallDay, record
+from .simulators.members import vip_members
+from .streams.master_data import write_master_data
+from .streams.topics import ensure_topics
+
+BOARD = "mallstream-footfall"
+
+
+def footfall_queries(mall_id: str, day: MallDay, zone: ZoneInfo) -> list[tuple[str, str]]:
+    """(panel, SQL) of the footfall board for the simulated day, opening to closing."""
+    board = next(board for board in read_boards(PROVISIONING) if board["uid"] == BOARD)
+    start = dt.datetime.combine(day.day, day.opening, zone)
+    expand = expansion(board, mall_id, start, dt.datetime.combine(day.day, day.closing, zone))
+    return [(panel["title"], expand.sql(target["rawSql"])) for panel in board["panels"]
+            for target in panel.get("targets", [])]
+
+
+def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
+    """Replay a day of ``visitors``, then time ``rounds`` of the footfall board's queries; seconds per query."""
+    with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as scratch:
+        directory = Path(scratch)
+        members = directory / "members.csv"
+        config = scratch_config(directory, members)
+        data = yaml.safe_load(config.read_text())
+        data["clickhouse"]["http_port"] = _free_port()
+        config.write_text(yaml.safe_dump(data))
+        settings = load(config)
+        mall = settings.malls[0]
+        day = MallDay(visitors=visitors, seed=7)
+        write_master_data(members, vip_members(mall, day))
+        recording = directory / "day.jsonl"
+        record(settings, mall.id, day, recording, progress=False)
+        _, key = KeyStore.of(settings).create("bench", "analyst")
+        with embedded_services(settings):
+            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
+                          settings.kafka.replication_factor, settings.worker.app_id)
+            worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
+                                   directory / "worker.log", settings)
+            try:
+                replay(settings, recording, progress=False)
+                if not wait_until_processed(settings, timeout=3600, progress=False):
+                    raise RuntimeError("the worker did not catch up within an hour")
+                client = _client(settings.clickhouse.http_port, key)
+                queries = footfall_queries(mall.id, day, ZoneInfo(mall.timezone))
+                timings: dict[str, list[float]] = {}
+                for _ in range(rounds):
+                    for panel, sql in queries:
+                        started = time.perf_counter()
+                        client.query(sql)
+                        timings.setdefault(panel, []).append(time.perf_counter() - started)
+            finally:
+                stop_process(worker)
+    every = sorted(seconds for series in timings.values() for seconds in series)
+    slowest = max(timings, key=lambda panel: statistics.median(timings[panel]))
+    return {"queries": len(every), "p50": statistics.median(every), "p95": every[int(0.95 * (len(every) - 1))],
+            "max": every[-1], "slowest_panel": slowest, "slowest_median": statistics.median(timings[slowest])}
+
+
+def _client(port: int, key: str):
+    """clickhouse-connect on the endpoint, once it listens (the worker opens it after its web port)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return clickhouse_connect.get_client(host="127.0.0.1", port=port, username="bench", password=key)
+        except clickhouse_connect.driver.exceptions.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visitors", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    figures = bench_endpoint(args.visitors, args.rounds)
+    print(f"footfall board through the ClickHouse endpoint, {args.visitors:,} visitors' day, "
+          f"{figures['queries']} queries: p50 {figures['p50'] * 1000:.1f} ms, p95 {figures['p95'] * 1000:.1f} ms, "
+          f"max {figures['max'] * 1000:.1f} ms; slowest panel {figures['slowest_panel']!r} "
+          f"(median {figures['slowest_median'] * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
