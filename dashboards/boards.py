@@ -4,7 +4,10 @@ A panel is one more function in a board's list; `mallstream dashboards check` ru
 panel's SQL, so a panel whose table or column is missing fails the check.
 
 Footfall panels take their SQL from :func:`mallstream.reports.footfall_sql`, the same source as
-`mallstream report footfall`, so a panel and the report agree for the same range.
+`mallstream report footfall`, so a panel and the report agree for the same range; so do capture rate and
+floor attraction (`report capture|attraction`), the customers' splits (`report customers --by`) and the
+campaigns (`report campaigns`). Comparisons with last year shift the range back ``INTERVAL 1 YEAR`` and
+the rows forward again, onto this year's time axis.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from grafana_foundation_sdk.builders import barchart, bargauge, common, dashboard, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -24,8 +28,8 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
 )
 
-from mallstream.customer_reports import STAGES
-from mallstream.reports import footfall_sql
+from mallstream.customer_reports import BRAND_SQL, CLASSES, COMPOSITION_SQL, SPLITS, STAGES, campaign_sql
+from mallstream.reports import attraction_sql, capture_sql, footfall_sql
 from mallstream.settings import Mall, Settings
 
 from .clickhouse import ALL, DATASOURCE, Query
@@ -39,15 +43,16 @@ MALL = "mall_id = '${mall}'"
 
 @dataclass(frozen=True)
 class Site:
-    """What the generated SQL needs to know about the hub: its database and the mall's clock."""
+    """What the generated SQL needs to know about the hub: its database, the mall's clock, its price bands."""
 
     database: str
     timezone: str
+    price_band_edges: tuple[Decimal, ...]
 
     @classmethod
     def of(cls, settings: Settings) -> Site:
         mall: Mall = settings.malls[0]
-        return cls(settings.clickhouse.database, mall.timezone)
+        return cls(settings.clickhouse.database, mall.timezone, settings.customers.price_band_edges)
 
     def sql(self, text: str) -> str:
         return text.replace("{db}", self.database)
@@ -141,14 +146,18 @@ def per_entrance(column: str) -> Panel:
     return panel
 
 
-def today_against_last_week(site: Site) -> timeseries.Panel:
-    def hourly(back: str, name: str, ref_id: str) -> Query:
-        shift = f" + INTERVAL {back}" if back else ""
-        return Query(f"SELECT interval_start{shift} AS time, sum(in) AS \"{name}\" "
-                     f"FROM ({footfall(site, 'entrance', 60, back)}) GROUP BY time ORDER BY time",
-                     time_series=True, ref_id=ref_id)
-    return time_series("People in per hour: today against the same weekday last week",
-                       hourly("", "today", "A"), hourly("7 DAY", "same weekday last week", "B"), width=24)
+def people_in_against(back: str, then: str) -> Panel:
+    """People in per hour over the range, beside the same hours ``back`` (an SQL interval) before."""
+    def panel(site: Site) -> timeseries.Panel:
+        def hourly(shift: str, name: str, ref_id: str) -> Query:
+            forward = f" + INTERVAL {shift}" if shift else ""
+            return Query(f"SELECT interval_start{forward} AS time, sum(in) AS \"{name}\" "
+                         f"FROM ({footfall(site, 'entrance', 60, shift)}) GROUP BY time ORDER BY time",
+                         time_series=True, ref_id=ref_id)
+        now = "today" if back == "7 DAY" else "this period"
+        return time_series(f"People in per hour: {now} against {then}", hourly("", now, "A"), hourly(back, then, "B"),
+                           width=24)
+    return panel
 
 
 def store_visitors(site: Site) -> bargauge.Panel:
@@ -163,6 +172,20 @@ def visitors(level: str, variable: str = "", table: str = "visitors_minute", mom
     """Visitor rows of one level in the range, filtered by the board's variable of that level."""
     only = _place_filter(variable, "key") if variable else ""
     return f"{{db}}.{table} WHERE {MALL} AND level = '{level}' AND $__timeFilter({moment}) {only}"
+
+
+def capture_by_store(site: Site) -> bargauge.Panel:
+    return bars("Capture rate: store entries ÷ passers-by in the aisle", site.sql(f"""
+        SELECT store, sum(entries) / sum(passers_by) AS "capture rate" FROM ({capture_sql(
+            "'${mall}'", site.timezone, "$__fromTime", "$__toTime", 1440, _place_filter("store", "key"))})
+        GROUP BY store ORDER BY "capture rate" DESC"""), unit="percentunit")
+
+
+def floor_attraction(site: Site) -> bargauge.Panel:
+    return bars("Floor attraction: floor entries ÷ mall entries", site.sql(f"""
+        SELECT floor, sum(entries) / sum(mall_entries) AS attraction FROM ({attraction_sql(
+            "'${mall}'", site.timezone, "$__fromTime", "$__toTime", 1440, _place_filter("floor", "key"))})
+        GROUP BY floor ORDER BY floor"""), unit="percentunit")
 
 
 def visitors_total(site: Site) -> stat.Panel:
@@ -220,12 +243,14 @@ def visitors_against_last_week(site: Site) -> timeseries.Panel:
 
 FOOTFALL = Board(
     "mallstream-footfall", "Live footfall",
-    "Visitors (staff deducted) and people counted per entrance, floor and store; who is inside; conversion.",
+    "Visitors (staff deducted) and people counted per entrance, floor and store; who is inside; conversion, "
+    "capture rate and floor attraction; against last week and last year.",
     live=True, default_range=("now/d", "now"), variables=("mall", "floor", "entrance", "store"),
     panels=(visitors_total, occupancy_now, mean_dwell, visitors_per("entrance", "entrance"),
             visitors_per("floor", "floor"), occupancy_over_the_day, visitors_against_last_week, conversion_by_store,
-            entrance_total("in", "In"), entrance_total("out", "Out"), per_entrance("in"),
-            per_entrance("out"), today_against_last_week, store_visitors),
+            capture_by_store, floor_attraction, entrance_total("in", "In"), entrance_total("out", "Out"),
+            per_entrance("in"), per_entrance("out"), people_in_against("7 DAY", "the same weekday last week"),
+            people_in_against("1 YEAR", "the same period last year"), store_visitors),
 )
 
 
@@ -383,13 +408,29 @@ def given_by_rule(site: Site) -> table.Panel:
         GROUP BY cause, rule, version ORDER BY "¥" DESC"""), width=12)
 
 
+def campaign_participation(site: Site) -> table.Panel:
+    return rows_table("Campaigns: who took part, vouchers, redemptions and the spend that earned them", site.sql(f"""
+        SELECT campaign, members_issued AS "members given", members_redeemed AS "members redeemed",
+               vouchers_issued AS vouchers, issued AS "issued ¥", redeemed AS "redeemed ¥", clawed AS "clawed back ¥",
+               triggering_spend AS "triggering spend ¥", redeemed_share AS "redeemed share"
+        FROM ({campaign_sql(f"'${{mall}}'", "$__dateFilter(business_day)")})"""))
+
+
+def campaign_composition(site: Site) -> table.Panel:
+    return rows_table("Campaign participants by value class and lifecycle stage, as they are now (all time)",
+                      site.sql(f"""
+        SELECT campaign, value_class AS class, lifecycle_stage AS stage, members, share
+        FROM ({COMPOSITION_SQL})"""))
+
+
 LOYALTY = Board(
     "mallstream-loyalty", "Loyalty",
-    "Points issued and redeemed, vouchers by campaign, rebates, stored value and discounts, by day, store and rule.",
+    "Points issued and redeemed, vouchers by campaign, rebates, stored value and discounts, by day, store and rule; "
+    "who took part in each campaign.",
     live=False, default_range=("now-7d/d", "now"), variables=("mall", "store"),
     panels=(points_total("earned", "Points issued"), points_total("reversed", "Points redeemed or reversed"),
             points_per_day, points_by_store, vouchers_by_campaign, rebates_paid, stored_value_per_day,
-            given_by_rule, ledger_by_cause),
+            given_by_rule, campaign_participation, campaign_composition, ledger_by_cause),
 )
 
 
@@ -446,12 +487,24 @@ def stay_durations(site: Site) -> barchart.Panel:
             .x_field("stay").unit("short").height(9).span(24))
 
 
+def cars_in_against_last_year(site: Site) -> timeseries.Panel:
+    def hourly(back: str, name: str, ref_id: str) -> Query:
+        shift, unshift = (f" - INTERVAL {back}", f" + INTERVAL {back}") if back else ("", "")
+        return Query(site.sql(f"""
+            SELECT toTimeZone(hour{unshift}, '{site.timezone}') AS time, sum(entries) AS "{name}" FROM {{db}}.parking_hourly
+            WHERE {MALL} AND hour >= $__fromTime{shift} AND hour < $__toTime{shift}
+            GROUP BY time ORDER BY time"""), time_series=True, ref_id=ref_id)
+    return time_series("Cars in per hour: this period against the same period last year",
+                       hourly("", "this period", "A"), hourly("1 YEAR", "the same period last year", "B"), width=24)
+
+
 PARKING_BOARD = Board(
     "mallstream-parking", "Parking",
-    "How full the car parks are, cars in and out, how long they stay, and the free parking members were granted.",
+    "How full the car parks are, cars in and out (against last year), how long they stay, and the free parking "
+    "members were granted.",
     live=True, default_range=("now/d", "now"), variables=("mall",),
     panels=(park_fill, median_stay, free_parking_grants, fees_waived, cars_parked, entries_and_exits,
-            stay_durations),
+            stay_durations, cars_in_against_last_year),
 )
 
 
@@ -514,12 +567,32 @@ def composition(site: Site) -> table.Panel:
         FROM {db}.customer_composition GROUP BY tier, age, gender, region, class ORDER BY members DESC LIMIT 100"""))
 
 
+def class_split(by: str, title: str) -> Panel:
+    """Each value class's share of its own visits or spend per bucket: classes of any size side by side."""
+    def panel(site: Site) -> barchart.Panel:
+        split = SPLITS[by]
+        shares = ", ".join(f"{name}_share AS {name}" for name in CLASSES)
+        return (barchart.Panel().title(title).datasource(DATASOURCE)
+                .with_target(Query(site.sql(f"SELECT {split.by}, {shares} FROM ({split.sql(site.price_band_edges)})")))
+                .x_field(split.by).unit("percentunit").height(9).span(24 if by == "hour" else 12))
+    return panel
+
+
+def brand_fans(site: Site) -> table.Panel:
+    return rows_table("Brand fans: members with the brand in their top three, and their spend", site.sql(f"""
+        SELECT brand, fans, spend AS "fans' spend ¥", spend_per_fan AS "spend per fan ¥" FROM ({BRAND_SQL})"""))
+
+
 CUSTOMERS = Board(
     "mallstream-customers", "Customers",
-    "Members by value class and lifecycle stage, churn signals over time, what each class buys and who they are.",
+    "Members by value class and lifecycle stage, churn signals over time, what each class buys, when and at what "
+    "price, the brands members favour, and who they are.",
     live=False, default_range=("now-30d/d", "now"), variables=("mall",),
     panels=(members_total, at_risk, value_pyramid, pyramid_table, lifecycle, churn_signals,
-            top_by_class("brands", "brand"), top_by_class("categories", "category"), composition),
+            top_by_class("brands", "brand"), top_by_class("categories", "category"),
+            class_split("weekday", "Visits by weekday: share of each class's visits"),
+            class_split("price-band", "Spend by unit-price band: share of each class's spend"),
+            class_split("hour", "Visits by hour: share of each class's visits"), brand_fans, composition),
 )
 
 BOARDS: tuple[Board, ...] = (FOOTFALL, VIP, LOYALTY, PARKING_BOARD, CUSTOMERS)

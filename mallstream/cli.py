@@ -16,7 +16,8 @@ import click
 
 from .auth import NO_KEY_HINT, ROLES
 from .cli_common import LOCAL_TIMES, load_settings, pick_mall
-from .reports import AREA_LEVELS, FORMATS, INTERVALS, PERIODS, VISITOR_LEVELS
+from .customer_reports import CUSTOMER_SPLITS
+from .reports import AREA_LEVELS, COMPARISONS, FORMATS, INTERVALS, PERIODS, VISITOR_LEVELS
 from .settings import ConfigError, Settings
 
 DEFAULT_CONFIG = "config/mall.example.yaml"
@@ -541,6 +542,10 @@ def _plotted(plot_to: Path | None, draw) -> None:
         click.echo(f"plot written to {plot_to}", err=True)
 
 
+compare_option = click.option("--compare", type=click.Choice(COMPARISONS),
+                              help="each interval beside the same interval a year before, and the change")
+
+
 @report.command("footfall")
 @_window_options
 @click.option("--by", type=click.Choice(VISITOR_LEVELS), default="entrance", show_default=True,
@@ -548,15 +553,33 @@ def _plotted(plot_to: Path | None, draw) -> None:
 @click.option("--visitors", is_flag=True, help="visitors (staff deducted) instead of people counted")
 @click.option("--period", type=click.Choice(PERIODS),
               help="visitors per day, week or month: totals, per day, share, busiest --interval")
+@compare_option
 @click.pass_context
 def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall_id: str | None, fmt: str,
-                    plot_to: Path | None, visitors: bool, period: str | None) -> None:
+                    plot_to: Path | None, visitors: bool, period: str | None, compare: str | None) -> None:
     """People (or visitors) in, out, total and net per interval, by entrance, floor, zone, store or counter."""
-    from .reports import PERIOD_COLUMNS, VISITOR_GRAINS, FootfallQuery, period_sql, plot, plot_periods, reading, render
+    from .reports import (
+        COLUMNS,
+        FOOTFALL_GRAINS,
+        PERIOD_COLUMNS,
+        VISITOR_GRAINS,
+        FootfallQuery,
+        compare_readings,
+        compared,
+        compared_columns,
+        period_sql,
+        plot,
+        plot_compared,
+        plot_periods,
+        reading,
+        render,
+    )
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
     name = mall.name or mall.id
     if period:
+        if compare:
+            raise click.BadParameter("compares intervals, not periods", param_hint="--compare")
         read = reading(VISITOR_GRAINS, window)
         found = _query(settings, period_sql(window, period, by, read))
         click.echo(render(found, fmt, PERIOD_COLUMNS, read))
@@ -564,12 +587,58 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
         return
     if by == "mall" and not visitors:
         raise click.BadParameter("people counts are per counter; use --visitors for the mall", param_hint="--by")
+    what = "visitors" if visitors else "footfall"
+    if compare:
+        read, then = compare_readings(VISITOR_GRAINS if visitors else FOOTFALL_GRAINS, window)
+        found = compared(_query(settings, FootfallQuery(read.window, by, visitors).sql(read)),
+                         _query(settings, FootfallQuery(then.window, by, visitors).sql(then)),
+                         ("interval_start", "place"), ("in", "out"))
+        click.echo(render(found, fmt, compared_columns(COLUMNS, ("in", "out")), read))
+        _plotted(plot_to, lambda path: plot_compared(found, f"{name}: {what} in by {by} against last year, "
+                                                           f"{_intervals(read)}", path, "in"))
+        return
     query = FootfallQuery(window, by, visitors)
     read = query.reading()
     found = _query(settings, query.sql(read))
     click.echo(render(found, fmt, read=read))
-    what = "visitors" if visitors else "footfall"
     _plotted(plot_to, lambda path: plot(found, f"{name}: {what} by {by}, {_intervals(read)}", path))
+
+
+@report.command("capture")
+@_window_options
+@click.pass_context
+def report_capture(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
+                   plot_to: Path | None) -> None:
+    """Capture rate (剥离率): store entries ÷ passers-by at the aisle counter before it (footfall.aisle_counters)."""
+    from .reports import CAPTURE_COLUMNS, VISITOR_GRAINS, capture_sql, for_reading, plot_lines, reading, render
+
+    settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    if not mall.footfall.aisle_counters:
+        click.echo(f"mallstream: mall {mall.id} has no footfall.aisle_counters: no store has passers-by", err=True)
+        sys.exit(1)
+    read = reading(VISITOR_GRAINS, window)
+    found = _query(settings, for_reading(capture_sql, read))
+    click.echo(render(found, fmt, CAPTURE_COLUMNS, read))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: capture rate, {_intervals(read)}",
+                                              path, y="capture_rate", group="store", ylabel="entries per passer-by",
+                                              percent=True))
+
+
+@report.command("attraction")
+@_window_options
+@click.pass_context
+def report_attraction(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
+                      plot_to: Path | None) -> None:
+    """Floor attraction: visitors entering each floor ÷ visitors entering the mall, per interval."""
+    from .reports import ATTRACTION_COLUMNS, VISITOR_GRAINS, attraction_sql, for_reading, plot_lines, reading, render
+
+    settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    read = reading(VISITOR_GRAINS, window)
+    found = _query(settings, for_reading(attraction_sql, read))
+    click.echo(render(found, fmt, ATTRACTION_COLUMNS, read))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: floor attraction, {_intervals(read)}",
+                                              path, y="attraction", group="floor", ylabel="share of mall entries",
+                                              percent=True))
 
 
 @report.command("conversion")
@@ -608,41 +677,96 @@ def report_occupancy(ctx: click.Context, start, end, interval: str, mall_id: str
 
 @report.command("parking")
 @_window_options
+@compare_option
 @click.pass_context
 def report_parking(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
-                   plot_to: Path | None) -> None:
+                   plot_to: Path | None, compare: str | None) -> None:
     """Occupancy per car park over time, stays of the cars leaving, and full-park alerts."""
-    from .parking_report import ALERT_COLUMNS, PARKING_COLUMNS, PARKING_GRAINS, alerts_sql, parking_sql, plot_parking
-    from .reports import reading, render
+    from .parking_report import (
+        ALERT_COLUMNS,
+        COMPARED_FIGURES,
+        PARKING_COLUMNS,
+        PARKING_GRAINS,
+        alerts_sql,
+        parking_sql,
+        plot_parking,
+    )
+    from .reports import compare_readings, compared, compared_columns, plot_compared, reading, render
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
+    name = mall.name or mall.id
+    if compare:
+        read, then = compare_readings(PARKING_GRAINS, window)
+        found = compared(_query(settings, parking_sql(read.window, read)), _query(settings, parking_sql(then.window, then)),
+                         ("interval_start", "car_park"), COMPARED_FIGURES)
+        click.echo(render(found, fmt, compared_columns(PARKING_COLUMNS, COMPARED_FIGURES), read))
+        _plotted(plot_to, lambda path: plot_compared(found, f"{name}: cars in against last year, {_intervals(read)}",
+                                                     path, "entries", group="car_park"))
+        return
     read = reading(PARKING_GRAINS, window)
     found = _query(settings, parking_sql(window, read))
     alerts = _query(settings, alerts_sql(window))
     click.echo(render(found, fmt, PARKING_COLUMNS, read))
     if fmt == "table" and alerts:
         click.echo(f"\nfull-park alerts:\n{render(alerts, fmt, ALERT_COLUMNS)}")
-    _plotted(plot_to, lambda path: plot_parking(found, alerts, f"{mall.name or mall.id}: car parks, "
-                                                f"{_intervals(read)}", path))
+    _plotted(plot_to, lambda path: plot_parking(found, alerts, f"{name}: car parks, {_intervals(read)}", path))
 
 
 @report.command("customers")
+@click.option("--by", type=click.Choice(CUSTOMER_SPLITS),
+              help="each value class's visits by weekday or hour, spend by price band; or the members' favourite brands")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="with --by")
 @click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG")
 @click.pass_context
-def report_customers(ctx: click.Context, plot_to: Path | None) -> None:
-    """The value pyramid (head count and spend share per class) and members per lifecycle stage."""
-    from .customer_reports import customer_report, plot_customers, render_customers
+def report_customers(ctx: click.Context, by: str | None, fmt: str, plot_to: Path | None) -> None:
+    """The value pyramid (head count and spend share per class) and members per lifecycle stage; or --by."""
+    from .customer_reports import customer_report, plot_customers, plot_split, render_customers, split_sql
     from .querying import QueryError
+    from .reports import render
 
+    settings = _settings(ctx)
+    if by:
+        sql, columns = split_sql(by, settings)
+        found = _query(settings, sql)
+        click.echo(render(found, fmt, columns))
+        _plotted(plot_to, lambda path: plot_split(found, by, path))
+        return
     try:
-        pyramid, lifecycle = customer_report(_settings(ctx))
+        pyramid, lifecycle = customer_report(settings)
     except QueryError as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(1)
     click.echo(render_customers(pyramid, lifecycle))
-    if plot_to is not None:
-        plot_customers(pyramid, lifecycle, plot_to)
-        click.echo(f"plot written to {plot_to}", err=True)
+    _plotted(plot_to, lambda path: plot_customers(pyramid, lifecycle, path))
+
+
+@report.command("campaigns")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="first business day")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="business day after the last")
+@click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_context
+def report_campaigns(ctx: click.Context, start, end, mall_id: str | None, fmt: str) -> None:
+    """Voucher campaigns: who took part, vouchers and their value, redemptions, triggering spend; and by class."""
+    from .customer_reports import CAMPAIGN_COLUMNS, COMPOSITION_COLUMNS, COMPOSITION_SQL, campaign_sql
+    from .querying import quote
+    from .reports import render
+
+    settings = _settings(ctx)
+    mall = pick_mall(settings, mall_id)
+    days = f"business_day >= toDate({quote(f'{start:%Y-%m-%d}')}) AND business_day < toDate({quote(f'{end:%Y-%m-%d}')})"
+    found = _query(settings, campaign_sql(quote(mall.id), days))
+    composition = _query(settings, COMPOSITION_SQL)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps({"campaigns": [{c: row[c] for c in CAMPAIGN_COLUMNS} for row in found],
+                               "composition": [{c: row[c] for c in COMPOSITION_COLUMNS} for row in composition]},
+                              ensure_ascii=False, indent=1, default=str))
+        return
+    click.echo(render(found, fmt, CAMPAIGN_COLUMNS))
+    if fmt == "table":
+        click.echo(f"\nwho took part, as they are now (all time):\n{render(composition, fmt, COMPOSITION_COLUMNS)}")
 
 
 @main.group()

@@ -5,7 +5,8 @@ last value (the occupancy at its end), the peak (at least what it started with: 
 before's end) and the cars in and out. An interval without a gate event keeps the occupancy
 of the one before (``WITH FILL ... INTERPOLATE``), so the series is continuous. The gate-event
 rows go after 90 days; the hourly roll-up (``parking_hourly``) is kept, and answers whole hours
-and any range older than that (see :func:`mallstream.reports.reading`). Stays are counted in the
+and any range older than that (see :func:`mallstream.reports.reading`), so a day can be set beside the
+same day last year (``--compare last-year``). Stays are counted in the
 interval their car left; a stay whose entry was never read has no length and is left out of the means.
 
 Fees come from ``parking_charges``: the fee table's price of a stay, or for a member's
@@ -26,6 +27,8 @@ from .reports import Grain, Reading, ReportWindow, agg_pyplot, interval_start_sq
 PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "entries", "exits",
                    "mean_stay_min", "median_stay_min", "fees", "free_exits", "waived", "full_alerts")
 ALERT_COLUMNS = ("at", "car_park", "message")
+#: What ``--compare last-year`` sets beside each interval: cars in first (its change is the one given).
+COMPARED_FIGURES = ("entries", "exits", "occupancy_peak")
 PARKING_GRAINS = (Grain("gate event", "parking_occupancy", "ts", 1), Grain("hour", "parking_hourly", "hour", 60))
 
 #: Per grain: the occupancy figures of an interval, and its cars in (a gate-event row that is no stay is an entry).

@@ -20,6 +20,11 @@ Two counts of people:
 * ``floor``: counters at floor transitions (escalators, lifts, stairs: their place is a floor), by floor;
   for visitors, also the entrances opening onto the floor;
 * ``counter``: every counter on its own; ``mall`` (visitors only): the mall's entrances together.
+
+Two ratios of the visitor roll-ups the product docs ask for: a store's capture rate (剥离率: its entries
+÷ the passers-by its aisle counter, ``footfall.aisle_counters``, counted in both directions) and a floor's
+attraction (its entries ÷ the mall's). ``--compare last-year`` sets each interval beside the same interval
+a calendar year before (29 February against the 28th), read at one grain for both years.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,6 +51,9 @@ FORMATS = ("table", "json", "csv")
 COLUMNS = ("interval_start", "place", "in", "out", "total", "net")
 PERIOD_COLUMNS = ("period", "place", "days", "in", "out", "per_day", "share", "peak_start", "peak_in")
 CONVERSION_COLUMNS = ("interval_start", "level", "place", "visitors", "transactions", "conversion")
+CAPTURE_COLUMNS = ("interval_start", "store", "passers_by", "entries", "capture_rate")
+ATTRACTION_COLUMNS = ("interval_start", "floor", "entries", "mall_entries", "attraction")
+COMPARISONS = ("last-year",)
 OCCUPANCY_COLUMNS = ("interval_start", "level", "area", "occupancy_mean", "occupancy_peak", "density_peak",
                      "departures", "dwell_min")
 #: What a period's rows are grouped by (on a local date), and what a row's ``share`` is a share of.
@@ -261,6 +269,93 @@ def conversion_sql(window: ReportWindow, read: Reading | None = None) -> str:
         {_NUMBERS}"""
 
 
+def capture_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, stores: str = "",
+                grain: Grain | None = None) -> str:
+    """Capture rate per interval and store: store entries ÷ passers-by at the aisle counter before it.
+
+    Only stores with an aisle counter have passers-by; an interval nobody passed has no rate, so no row.
+    ``stores`` is an extra condition on ``key`` (a dashboard's store filter).
+    """
+    grain = grain or _exact(VISITOR_GRAINS, interval_minutes)
+    moment = grain.moment
+    return f"""
+        SELECT {interval_start_sql(moment, timezone, interval_minutes)} AS interval_start, key AS store,
+               sum(passers_by) AS passers_by, sum(visitors_in) AS entries, round(entries / passers_by, 4) AS capture_rate
+        FROM {{db}}.{grain.table}
+        WHERE mall_id = {mall} AND level = 'store' AND {moment} >= {start} AND {moment} < {end} {stores}
+        GROUP BY interval_start, store
+        HAVING passers_by > 0
+        ORDER BY interval_start, store
+        {_NUMBERS}"""
+
+
+def attraction_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, floors: str = "",
+                   grain: Grain | None = None) -> str:
+    """Floor attraction per interval: visitors entering each floor ÷ visitors entering the mall.
+
+    A floor's entries are its transition counters' and the entrances opening onto it: a floor without
+    either has no rows. ``floors`` is an extra condition on ``key`` (a dashboard's floor filter).
+    """
+    grain = grain or _exact(VISITOR_GRAINS, interval_minutes)
+    moment = grain.moment
+    return f"""
+        SELECT interval_start, key AS floor, entries, mall_entries,
+               if(mall_entries > 0, round(entries / mall_entries, 4), NULL) AS attraction
+        FROM (SELECT {interval_start_sql(moment, timezone, interval_minutes)} AS interval_start, level, key,
+                     sum(visitors_in) AS entries,
+                     sum(if(level = 'mall', entries, 0)) OVER (PARTITION BY interval_start) AS mall_entries
+              FROM {{db}}.{grain.table}
+              WHERE mall_id = {mall} AND level IN ('floor', 'mall') AND {moment} >= {start} AND {moment} < {end}
+              GROUP BY interval_start, level, key)
+        WHERE level = 'floor' {floors}
+        ORDER BY interval_start, floor
+        {_NUMBERS}"""
+
+
+def for_reading(make: Callable[..., str], read: Reading) -> str:
+    """A report's SQL from a maker taking the window as SQL expressions (as dashboards pass macros)."""
+    mall, start, end = read.window.bounds()
+    return make(mall, read.window.timezone, start, end, read.window.interval_minutes, grain=read.grain)
+
+
+def year_back(moment: dt.datetime) -> dt.datetime:
+    """The same moment a calendar year before; 29 February goes to the 28th, as ClickHouse's ``- INTERVAL 1 YEAR``."""
+    try:
+        return moment.replace(year=moment.year - 1)
+    except ValueError:
+        return moment.replace(year=moment.year - 1, day=28)
+
+
+def compare_readings(grains: Sequence[Grain], window: ReportWindow,
+                     now: dt.datetime | None = None) -> tuple[Reading, Reading]:
+    """This window's reading and last year's, at one interval: last year's may have to be widened to the hour."""
+    before = replace(window, start=year_back(window.start), end=year_back(window.end))
+    then = reading(grains, before, now)
+    return reading(grains, replace(window, interval_minutes=then.window.interval_minutes), now), then
+
+
+def compared(rows: Sequence[dict], last_year: Sequence[dict], keys: Sequence[str], figures: Sequence[str]) -> list[dict]:
+    """This period's rows, each with the same interval's figures a year before (``<figure>_last_year``: null
+    where last year has no row) and ``change``, the relative change of the first figure."""
+    def shifted(row: dict) -> tuple:
+        start = year_back(dt.datetime.fromisoformat(row[keys[0]]))
+        return (start.strftime("%Y-%m-%d %H:%M:%S"), *(row[name] for name in keys[1:]))
+
+    before = {(row[keys[0]][:19], *(row[name] for name in keys[1:])): row for row in last_year}
+    out = []
+    for row in rows:
+        then = before.get(shifted(row))
+        earlier = {f"{figure}_last_year": then[figure] if then else None for figure in figures}
+        base, now = earlier[f"{figures[0]}_last_year"], row[figures[0]]
+        out.append({**row, **earlier, "change": round(now / base - 1, 4) if base and now is not None else None})
+    return out
+
+
+def compared_columns(columns: Sequence[str], figures: Sequence[str]) -> tuple[str, ...]:
+    """A report's columns with last year's figures and the change after them."""
+    return (*columns, *(f"{figure}_last_year" for figure in figures), "change")
+
+
 def occupancy_sql(window: ReportWindow, level: str, read: Reading | None = None) -> str:
     """Corrected occupancy per interval and area: mean and peak, peak density (people/m²), departures, mean dwell.
 
@@ -355,6 +450,30 @@ def plot_lines(rows: Sequence[dict], title: str, path: Path, y: str, ylabel: str
         axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_title(title)
     axes.set_ylabel(ylabel)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize="small", ncols=2)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_compared(rows: Sequence[dict], title: str, path: Path, figure_name: str, group: str = "place") -> None:
+    """Each place's figure this period (solid) and the same intervals last year (dashed, on this year's times)."""
+    plt = agg_pyplot()
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    figure, axes = plt.subplots(figsize=(11, 5), layout="constrained")
+    now = series_by(rows, group, "interval_start", figure_name)
+    before = series_by(rows, group, "interval_start", f"{figure_name}_last_year")
+    for name, (times, values) in sorted(now.items()):
+        line, = axes.plot(times, values, label=f"{name}", linewidth=1.8)
+        if name in before:
+            axes.plot(*before[name], label=f"{name} last year", linewidth=1.2, linestyle="--", color=line.get_color())
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes.set_title(title)
+    axes.set_ylabel(f"{figure_name} per interval")
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="small", ncols=2)
