@@ -19,7 +19,10 @@ import msgspec
 import pytest
 import yaml
 
+from mallstream.dashboards.check import panel_results
+from mallstream.dashboards.grafana import PROVISIONING, read_boards
 from mallstream.privacy import Pseudonym
+from mallstream.reports import year_back
 from mallstream.settings import load
 from mallstream.sinks import warehouse as warehouse_module
 from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
@@ -326,3 +329,72 @@ def test_the_migration_back_fills_the_hourly_roll_up_once_from_the_rows_still_ke
         truth[hour] = (level, max(peak, level), entries + entering, exits + (not entering))
     kept = {hour.replace(tzinfo=None): figures for hour, figures in truth.items() if hour >= whole_from}
     assert kept and {hour: tuple(figures) for hour, *figures in hours} == kept
+
+
+def same_hours_last_year(truth: dict, keys: set) -> dict:
+    """Last year's figures of each (place, interval) of this year, by the report's calendar-year shift."""
+    def back(start: str) -> str:
+        return str(year_back(dt.datetime.fromisoformat(start)))
+    return {(place, start): truth.get((place, back(start)), (None, None)) for place, start in keys}
+
+
+def test_compare_last_year_sets_each_hour_beside_the_same_hour_a_year_before_at_one_grain(history):
+    config, events, ticks = history
+    zone = ZoneInfo(load(config).malls[0].timezone)
+    before = [year_back(dt.datetime.combine(day, dt.time())).date() for day in ONE_YEAR]
+    then = counter_intervals(ticks, zone, 60, before)
+    assert then, "the test needs last year's ticks"
+    # 15 minutes asked: last year's minutes are gone, so both years are answered by the hour
+    found = report(config, "footfall", "--by", "counter", *window(ONE_YEAR), "--interval", "15m",
+                   "--compare", "last-year")
+    assert {row["grain"] for row in found} == {"hour"}
+    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in found} == \
+        counter_intervals(ticks, zone, 60, ONE_YEAR)
+    got = {(row["place"], row["interval_start"]): (row["in_last_year"], row["out_last_year"]) for row in found}
+    assert got == same_hours_last_year(then, set(got))
+    assert (None, None) in got.values(), "a day without last year's data has no figures"
+    for row in found:
+        base = row["in_last_year"]
+        assert row["change"] == (round(row["in"] / base - 1, 4) if base else None)
+    # recent minutes are still kept, but last year's are not: the comparison is by the hour
+    recent = report(config, "footfall", "--by", "counter", *window(RECENT), "--interval", "15m",
+                    "--compare", "last-year")
+    assert {row["grain"] for row in recent} == {"hour"} and {row["interval_start"][14:16] for row in recent} == {"00"}
+
+
+def test_parking_against_last_year_per_day_and_both_panels_show_last_years_hours(history):
+    config, events, ticks = history
+    settings = load(config)
+    mall = settings.malls[0]
+    zone = ZoneInfo(mall.timezone)
+    before = [year_back(dt.datetime.combine(day, dt.time())).date() for day in ONE_YEAR]
+    found = report(config, "parking", *window(ONE_YEAR), "--interval", "1d", "--compare", "last-year")
+    assert {(row["car_park"], row["interval_start"]): (row["occupancy_end"], row["occupancy_peak"], row["entries"],
+                                                       row["exits"]) for row in found} == parking_days(events, zone, ONE_YEAR)
+    truth_then = parking_days(events, zone, sorted({*TWO_YEARS, *before}))  # cars parked over from the days before
+    for row in found:
+        level, peak, entries, exits = truth_then[(row["car_park"], str(year_back(
+            dt.datetime.fromisoformat(row["interval_start"]))))]
+        shown = (row["occupancy_peak_last_year"], row["entries_last_year"], row["exits_last_year"])
+        assert shown == ((None, None, None) if (peak, entries, exits) == (0, 0, 0) else (peak, entries, exits))
+    assert any(row["entries_last_year"] for row in found)
+
+    start, end = (dt.datetime.combine(day, dt.time(), zone) for day in (ONE_YEAR[0], ONE_YEAR[-1] + dt.timedelta(days=1)))
+    panels = {result.panel: result.rows for board in read_boards(PROVISIONING)
+              for result in panel_results(settings, board, mall.id, start, end) if "last year" in result.panel}
+    entrances = {counter.id for counter in mall.people_counters if counter.place in {e.id for e in mall.entrances}}
+    people_then: defaultdict[str, int] = defaultdict(int)
+    for (counter, hour), (count_in, _) in counter_intervals(ticks, zone, 60, before).items():
+        if counter in entrances:
+            people_then[hour] += count_in
+    cars_then: defaultdict[str, int] = defaultdict(int)
+    for event in events:
+        local = event.ts.astimezone(zone).replace(tzinfo=None)
+        if event.direction == "entry" and local.date() in before:
+            cars_then[str(local.replace(minute=0, second=0, microsecond=0))] += 1
+    for title, truth in (("People in per hour: this period against the same period last year", people_then),
+                         ("Cars in per hour: this period against the same period last year", cars_then)):
+        shown = {row["time"]: row["the same period last year"] for row in panels[title]
+                 if row.get("the same period last year")}  # (an hour of exits only has no cars in)
+        moved_on = {str(dt.datetime.fromisoformat(hour).replace(year=before[0].year + 1)): n for hour, n in truth.items()}
+        assert truth and shown == moved_on, title
