@@ -10,6 +10,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -17,6 +18,8 @@ import yaml
 from mallstream.replay import wait_until_processed
 from mallstream.settings import load
 from mallstream.simulators.mallday import GroundTruth, MallDay, record
+from mallstream.dashboards.check import panel_results
+from mallstream.dashboards.grafana import PROVISIONING, read_boards
 from tests.conftest import SCALE, WorkerProcess, cli, running_broker
 from tests.test_footfall_pipeline import footfall_config
 
@@ -28,6 +31,9 @@ MONDAY = dt.date(2026, 11, 23)
 DAY = MallDay(visitors=int(1500 * SCALE), staff=20, staff_badges=True, seed=31, day=MONDAY,
               closing=dt.time(16), parking_share=0.3, tick_seconds=300)
 CAPACITY = int(45 * SCALE)
+#: Stores and the counter in the aisle before them (one store each): the atrium's, which staff never cross, and
+#: two entrances', whose passers-by include staff.
+AISLES = {"S101": "C-Z-atrium", "S201": "C-E-south", "S202": "C-E-north"}
 WINDOW = ("--from", str(MONDAY), "--to", str(MONDAY + dt.timedelta(days=2)))
 
 
@@ -53,6 +59,7 @@ def two_days(tmp_path_factory, module_broker: str) -> tuple[Path, list[GroundTru
     data = yaml.safe_load(config.read_text())
     data["malls"][0]["car_parks"][0]["capacity"] = CAPACITY
     data["malls"][0]["footfall"]["bucket_s"] = DAY.tick_seconds
+    data["malls"][0]["footfall"]["aisle_counters"] = AISLES
     config.write_text(yaml.safe_dump(data))
     settings = load(config)
     truths, recordings = [], []
@@ -139,6 +146,62 @@ def test_conversion_is_transactions_per_visitor_per_store_and_for_the_mall(two_d
             assert float(row["conversion"]) == pytest.approx(transactions / visitors, abs=5e-5)
         assert {row["place"] for row in today} >= {mall_id, *sales}
     assert (tmp_path / "conversion.png").stat().st_size > 10_000
+
+
+def footfall_panels(config: Path, start: dt.date, end: dt.date) -> dict[str, list[dict]]:
+    settings = load(config)
+    zone = ZoneInfo(settings.malls[0].timezone)
+    board = next(board for board in read_boards(PROVISIONING) if board["uid"] == "mallstream-footfall")
+    return {result.panel: result.rows for result in panel_results(
+        settings, board, settings.malls[0].id, *(dt.datetime.combine(day, dt.time(), zone) for day in (start, end)))}
+
+
+def test_capture_rate_is_store_entries_per_passer_by_in_its_aisle_in_the_report_and_the_panel(two_days, tmp_path):
+    config, truths = two_days
+
+    def crossed(truth: GroundTruth, place: str, ways: tuple[str, ...]) -> int:
+        """Customers crossing; at an aisle (both ways), everyone: passers-by are what the counter counts."""
+        people = (truth.visitors, truth.staff) if len(ways) == 2 else (truth.visitors,)
+        return sum(flows[way] for who in people for flows in who.get(place, {}).values() for way in ways)
+
+    rows = report(config, "capture", "--interval", "1d")
+    by_day = {(row["interval_start"][:10], row["store"]): row for row in rows}
+    for truth in truths:
+        for store, counter in AISLES.items():
+            passers = crossed(truth, counter.removeprefix("C-"), ("in", "out"))
+            entries = crossed(truth, store, ("in",))
+            row = by_day[(str(truth.day), store)]
+            assert (row["passers_by"], row["entries"]) == (passers, entries) and passers > 0, store
+            assert row["capture_rate"] == round(entries / passers, 4)
+    assert {row["store"] for row in rows} == set(AISLES), "stores without an aisle counter have no capture rate"
+
+    panel = footfall_panels(config, MONDAY, MONDAY + dt.timedelta(days=2))["Capture rate: store entries ÷ passers-by in the aisle"]
+    both = {store: (sum(crossed(t, store, ("in",)) for t in truths),
+                    sum(crossed(t, counter.removeprefix("C-"), ("in", "out")) for t in truths))
+            for store, counter in AISLES.items()}
+    assert {row["store"]: row["capture rate"] for row in panel} == pytest.approx(
+        {store: entries / passers for store, (entries, passers) in both.items()})
+    hourly = cli(config, "report", "capture", *WINDOW, "--plot", str(tmp_path / "capture.png")).stdout
+    assert hourly.startswith("grain: hour") and (tmp_path / "capture.png").stat().st_size > 10_000
+
+
+def test_floor_attraction_is_each_floors_share_of_the_mall_entries_in_the_report_and_the_panel(two_days):
+    config, truths = two_days
+    mall = load(config).malls[0]
+    floor_of = {entrance.id: entrance.floor for entrance in mall.entrances}
+    entered: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for truth in truths:
+        for entrance, floor in floor_of.items():
+            entered[(str(truth.day), floor)] += sum(flows["in"] for flows in truth.visitors.get(entrance, {}).values())
+    rows = report(config, "attraction", "--interval", "1d")
+    assert {(row["interval_start"][:10], row["floor"]): (row["entries"], row["mall_entries"]) for row in rows} == {
+        (day, floor): (n, DAY.visitors) for (day, floor), n in entered.items()}
+    assert all(row["attraction"] == round(row["entries"] / DAY.visitors, 4) for row in rows)
+
+    panel = footfall_panels(config, MONDAY, MONDAY + dt.timedelta(days=2))["Floor attraction: floor entries ÷ mall entries"]
+    floors = {floor for floor in floor_of.values()}
+    assert {row["floor"]: row["attraction"] for row in panel} == pytest.approx(
+        {floor: sum(n for (_, f), n in entered.items() if f == floor) / (2 * DAY.visitors) for floor in floors})
 
 
 def test_occupancy_report_follows_the_truth_at_hour_boundaries(two_days, tmp_path):
