@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 import json
 import shutil
 import time
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from mallstream.churn_fit import FittedParams, fit_from_histories, save_params
+from mallstream.customer_reports import CLASSES, SPLITS, WEEKDAYS
 from mallstream.dashboards.check import expansion, panel_results
 from mallstream.dashboards.grafana import DASHBOARDS_DIR, PROVISIONING, read_boards
 from mallstream.replay import wait_until_processed
@@ -29,7 +31,7 @@ from mallstream.simulators.members import vip_members
 from mallstream.simulators.purchases import CHINA, PurchaseSimulation, receipts, simulate
 from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.master_data import write_master_data
-from mallstream.streams.records import PosLine, PosTransaction, Record, Tender, encode
+from mallstream.streams.records import PosLine, PosTransaction, Record, Tender, decode_input, encode
 from tests.conftest import REPO, WorkerProcess, cli, running_broker, running_mosquitto, write_config
 from tests.test_clickhouse_http import create_key, run_js
 
@@ -105,6 +107,28 @@ def churn_params(path: Path) -> Path:
     return path
 
 
+def hub_day(mall: Mall) -> mallday.MallDay:
+    """A 4-hour weekday with many VIPs."""
+    return replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=4)), visitors=3000,
+                   vip_share=0.03, vip_pool=500)
+
+
+def with_an_aisle_counter(config: Path) -> None:
+    """A counter in the atrium, the aisle before Zara, so the footfall board has a capture rate."""
+    data = yaml.safe_load(config.read_text())
+    mall = data["malls"][0]
+    mall["people_counters"].append({"id": "C-atrium", "place": "Z-atrium"})
+    mall["footfall"]["aisle_counters"] = {"S201": "C-atrium"}
+    config.write_text(yaml.safe_dump(data))
+
+
+def fed_receipts(config: Path) -> list[PosTransaction]:
+    """Every receipt the hub was given: the months of history, the simulated day and the members coming back."""
+    return [decode_input(line) for name in ("history", "day", "back")
+            for line in (config.parent / f"{name}.jsonl").read_bytes().splitlines()
+            if b'"pos_transaction"' in line]
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Path:
     """A config whose ClickHouse holds months of member purchases, then a replayed 4-hour weekday with VIPs,
@@ -119,10 +143,10 @@ def hub(tmp_path_factory) -> Path:
                               members={"source": str(members)}, rules={"file": str(RULES)},
                               customers={"params_file": str(churn_params(tmp / "bgnbd.json")), "tick_every_days": 7,
                                          "timer_seconds": 0.2, "pyramid_seconds": 1.0})
+        with_an_aisle_counter(config)
         settings = load(config)
         mall = settings.malls[0]
-        day = replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=4)), visitors=3000,
-                      vip_share=0.03, vip_pool=500)
+        day = hub_day(mall)
         write_master_data(members, vip_members(mall, day))
         history = write_events(tmp / "history.jsonl", purchase_history(mall))
         recording = write_events(tmp / "day.jsonl", mallday.simulate(mall, day).events)
@@ -247,3 +271,116 @@ def test_every_query_of_every_dashboard_returns_rows_through_the_workers_clickho
     assert len(panels) > 50 and not [name for name, count in panels.items() if count == 0]
     answered = run_js(f"http://127.0.0.1:{port}", key, queries, tmp_path)["queries"]
     assert [query.get("rows", query.get("error")) for query in answered] == rows
+
+
+def board_panels(config: Path, uid: str, window: tuple[str, ...] = WEEK) -> dict[str, list[dict]]:
+    settings = load(config)
+    zone = ZoneInfo(settings.malls[0].timezone)
+    start, end = (dt.datetime.fromisoformat(moment).replace(tzinfo=zone) for moment in window[1::2])
+    board = next(board for board in read_boards(PROVISIONING) if board["uid"] == uid)
+    return {result.panel: result.rows for result in panel_results(settings, board, settings.malls[0].id, start, end)}
+
+
+def test_each_class_visits_by_weekday_and_hour_and_spend_by_price_band_as_the_receipts_say(hub):
+    classes = {row["member_id"]: row["value_class"] for row in sql_rows(
+        hub, "SELECT member_id, value_class FROM {db}.customer_snapshots FINAL")}
+    edges = load(hub).customers.price_band_edges
+    weekdays: defaultdict[tuple[str, str], int] = defaultdict(int)
+    hours: defaultdict[tuple[str, str], int] = defaultdict(int)
+    bands: defaultdict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * 5)  # member -> cents per band
+    for txn in sorted(fed_receipts(hub), key=lambda txn: txn.ts):
+        if txn.member_id is None:
+            continue
+        klass = classes[txn.member_id]
+        if txn.kind == "sale":
+            weekdays[(klass, WEEKDAYS[txn.business_day.weekday()])] += 1
+            hours[(klass, f"{txn.ts.hour:02d}:00")] += 1
+        if txn.kind in ("sale", "return"):
+            member = bands[(klass, txn.member_id)]
+            for line in txn.lines:
+                band = bisect_right(edges, line.unit_price)
+                member[band] = max(member[band] + (1 if txn.kind == "sale" else -1) * int(line.amount * 100), 0)
+    spend: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    labels = SPLITS["price-band"].labels(edges)
+    for (klass, _), cents in bands.items():
+        for band, amount in enumerate(cents):
+            spend[(klass, labels[band])] += Decimal(amount) / 100
+
+    panels = board_panels(hub, "mallstream-customers")
+    for by, column, truth, title in (
+            ("weekday", "weekday", weekdays, "Visits by weekday: share of each class's visits"),
+            ("hour", "hour", hours, "Visits by hour: share of each class's visits"),
+            ("price-band", "price_band", spend, "Spend by unit-price band: share of each class's spend")):
+        found = json.loads(cli(hub, "report", "customers", "--by", by, "--format", "json").stdout)
+        reported = {(name, row[column]): Decimal(str(row[name])) for row in found for name in CLASSES if row[name]}
+        assert reported == {key: value for key, value in truth.items() if value}, by
+        totals = {name: sum(value for (klass, _), value in truth.items() if klass == name) for name in CLASSES}
+        shown = {(name, row[column]): row[name] for row in panels[title] for name in CLASSES if row[name]}
+        assert shown == pytest.approx({key: float(value / totals[key[0]]) for key, value in truth.items() if value},
+                                      abs=5e-5), by  # shares to four places
+    assert len({bucket for _, bucket in hours}) > 5 and len(weekdays) >= 4 * 7 - 2
+
+
+def test_brand_fans_are_members_who_bought_the_brand_and_the_panel_shows_the_report(hub):
+    buyers: defaultdict[str, set[str]] = defaultdict(set)
+    for txn in fed_receipts(hub):
+        if txn.member_id and txn.kind == "sale":
+            for line in txn.lines:
+                buyers[line.brand].add(txn.member_id)
+    found = json.loads(cli(hub, "report", "customers", "--by", "brand", "--format", "json").stdout)
+    snapshots = sql_rows(hub, "SELECT member_id, top_brands, spend_cents FROM {db}.customer_snapshots FINAL")
+    assert found and len(found) <= 20
+    for row in found:
+        fans = [member for member in snapshots if row["brand"] in member["top_brands"]]
+        assert row["fans"] == len(fans) and {member["member_id"] for member in fans} <= buyers[row["brand"]]
+        assert Decimal(str(row["spend"])) == Decimal(sum(int(member["spend_cents"]) for member in fans)) / 100
+    panel = board_panels(hub, "mallstream-customers")["Brand fans: members with the brand in their top three, and their spend"]
+    assert [(row["brand"], row["fans"]) for row in panel] == [(row["brand"], row["fans"]) for row in found]
+
+
+def test_campaign_panels_show_who_took_part_what_they_were_given_and_spent(hub):
+    issued = sql_rows(hub, """SELECT rule_id, member_id, voucher_id, txn_id, delta FROM {db}.ledger_entries
+                              WHERE cause = 'voucher_issued'""")
+    campaign_of = {row["voucher_id"]: row["rule_id"] for row in issued}
+    totals = {txn.txn_id: int(txn.total * 100) for txn in fed_receipts(hub)}
+    redeemed: defaultdict[str, list] = defaultdict(list)  # campaign -> (member, cents) of each voucher spent
+    for txn in fed_receipts(hub):
+        for tender in txn.tenders:
+            if tender.type == "voucher":
+                redeemed[campaign_of[tender.reference]].append((txn.member_id, int(tender.amount * 100)))
+    assert sum(len(spent) for spent in redeemed.values()) == 10  # every voucher the members came back with
+
+    report = json.loads(cli(hub, "report", "campaigns", "--from", "2026-05-01", "--to", "2026-11-24",
+                            "--format", "json").stdout)
+    rows = {row["campaign"]: row for row in report["campaigns"]}
+    assert set(rows) == {row["rule_id"] for row in issued}
+    for campaign, row in rows.items():
+        mine = [entry for entry in issued if entry["rule_id"] == campaign]
+        assert (row["members_issued"], row["vouchers_issued"]) == (len({e["member_id"] for e in mine}), len(mine))
+        assert Decimal(str(row["issued"])) == Decimal(sum(int(e["delta"]) for e in mine)) / 100
+        assert Decimal(str(row["triggering_spend"])) == Decimal(sum(totals.get(e["txn_id"], 0) for e in mine)) / 100  # offers: no receipt
+        spent = redeemed.get(campaign, [])
+        assert (row["members_redeemed"], Decimal(str(row["redeemed"]))) == (
+            len({member for member, _ in spent}), Decimal(sum(cents for _, cents in spent)) / 100), campaign
+    composition = defaultdict(int)
+    for row in report["composition"]:
+        composition[row["campaign"]] += row["members"]
+    assert dict(composition) == {campaign: row["members_issued"] for campaign, row in rows.items()}
+
+    panels = board_panels(hub, "mallstream-loyalty", ("--from", "2026-05-01 00:00", "--to", "2026-11-23 23:59"))
+    participation = panels["Campaigns: who took part, vouchers, redemptions and the spend that earned them"]
+    assert {row["campaign"]: (row["members given"], row["vouchers"], row["members redeemed"]) for row in participation} \
+        == {campaign: (row["members_issued"], row["vouchers_issued"], row["members_redeemed"]) for campaign, row in rows.items()}
+    by_class = panels["Campaign participants by value class and lifecycle stage, as they are now (all time)"]
+    assert [(row["campaign"], row["class"], row["members"]) for row in by_class] == \
+        [(row["campaign"], row["value_class"], row["members"]) for row in report["composition"]]
+
+
+def test_the_capture_rate_panel_is_zaras_entries_per_passer_by_in_the_atrium(hub):
+    truth = mallday.simulate(load(hub).malls[0], hub_day(load(hub).malls[0])).truth
+    [row] = board_panels(hub, "mallstream-footfall", ("--from", "2026-11-23 00:00", "--to", "2026-11-24 00:00"))[
+        "Capture rate: store entries ÷ passers-by in the aisle"]
+    entered = sum(flows["in"] for flows in truth.visitors["S201"].values())
+    passed = sum(flows[way] for people in (truth.visitors, truth.staff)
+                 for flows in people.get("Z-atrium", {}).values() for way in ("in", "out"))
+    assert row["store"] == "S201" and row["capture rate"] == pytest.approx(entered / passed)
