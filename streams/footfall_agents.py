@@ -17,10 +17,21 @@ input partition has got, and the agent's clock is the least over the busy inputs
 :class:`SourceClock`), so an input read faster than another does not make the other's
 events late. A timer moves a quiet mall's clock on, so intervals close without ticks.
 
-State lives in memory and is written to its faust table every few seconds and whenever
-a day is reconciled: the footfall state is too big to write at every tick. A redelivered
-tick is counted once (the core remembers ticks for a day) and every output row has an id
-derived from what it is, so the sinks store it once.
+Checkpoints. A mall's state is written to its faust table (so to its changelog) in the same
+agent step as the ``footfall.by_mall`` message that changed it, after the rows it caused were
+sent. faust acks a message only when the agent moves on to the next one, and before it
+commits acked offsets it flushes the producer, so the state write and the rows reach the
+broker before the offset past their message is committed: a crash loses no event's effect on
+the state. The message redelivered after a crash finds a state that may already hold it: a
+redelivered tick, badge read or sale is counted once (the core remembers what it counted) and
+every output row has an id derived from what it is, so the sinks store it once. One write per
+message, not per event: the routers send an input batch as one message per mall.
+The parking agent writes its state the same way, once per message.
+
+Rebalance. The decoded state and the event-time clock of each mall are kept in memory only
+while this worker holds the mall's ``footfall.by_mall`` partition: a revocation drops them
+(the table holds the state), and the next message reads the state from the table again. The
+routers' marks are dropped for the input partitions their lane lost.
 
 At an exit the parking agent prices the stay (:func:`~.core.parking_fees.at_exit`): a car
 whose plate the member master data links to a member is settled on the member's card by
@@ -39,8 +50,10 @@ from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from faust.types import TP
+
+from mallstream.failpoints import failpoint
 
 from . import topics
 from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch, RollupRow, advance, apply_event
@@ -148,13 +161,14 @@ class FootfallAgents:
         self.parking_layouts = {mall.id: ParkingLayout.of(mall) for mall in malls}
         self.zones = {mall.id: ZoneInfo(mall.timezone) for mall in malls}
         self.staff_prefixes = {mall.id: tuple(p.upper() for p in mall.footfall.staff_badge_prefixes) for mall in malls}
-        self.sources = [f"{spec.name}:{p}" for spec in CLOCK_SOURCES for p in range(settings.kafka.partitions)]
+        self.partitions = settings.kafka.partitions
+        self.sources = [f"{spec.name}:{p}" for spec in CLOCK_SOURCES for p in range(self.partitions)]
         #: what each router last marked, per (source, mall), and the offset it read to, per input partition
         self._marked: dict[tuple[str, str], float] = {}
         self._read_to: dict[TP, int] = {}
+        #: per mall whose footfall.by_mall partition this worker holds: its state as in the table, and its clock
         self.states: dict[str, FootfallState] = {}
         self.clocks: dict[str, SourceClock] = {}
-        self._saved_at: dict[str, float] = {}
         raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
         #: a mall's state grows with its counters, areas and the cars inside: paged past one record's size
         self.footfall_table = PagedTable(hub.app.Table("footfall_states", **raw), hub.payload_limit)
@@ -168,6 +182,8 @@ class FootfallAgents:
         app.agent(hub.topic(topics.FOOTFALL_BY_MALL), name="footfall")(self._footfall)
         app.agent(hub.topic(topics.PARKING_BY_MALL), name="parking")(self._parking)
         app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
+        app.on_partitions_revoked.connect(self._forget_malls)
+        lane.on_revoked(self._forget_sources)
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
@@ -246,7 +262,6 @@ class FootfallAgents:
         if state is None:
             stored = self.footfall_table.get(mall_id.encode())
             state = self.states[mall_id] = footfall_from_bytes(stored) if stored else FootfallState()
-            self._saved_at[mall_id] = time.monotonic()
         return state
 
     def _clock(self, mall_id: str) -> SourceClock:
@@ -266,6 +281,7 @@ class FootfallAgents:
                 state, clock = self._state(mall_id), self._clock(mall_id)
                 lag = layout.config.max_clock_lag_s
                 outputs: list[tuple[FootfallOutput, str]] = []
+                events = 0
                 for item in message.items if isinstance(message, FootfallBatch) else [message]:
                     at = time.monotonic()
                     if isinstance(item, FootfallMark):
@@ -277,13 +293,14 @@ class FootfallAgents:
                         now = max(clock.now(at), item.ts.timestamp() - lag)
                         state, produced = apply_event(state, item, now, layout)
                         outputs += [(output, _cause(item)) for output in produced]
-                        self.hub.counters["footfall_events"] += 1
+                        events += 1
+                self.hub.counters["footfall_events"] += events
                 await self._emit(outputs)
-                at = time.monotonic()
-                if any(isinstance(output, AreaDay) for output, _ in outputs) or (
-                        at - self._saved_at[mall_id] >= self.hub.settings.worker.footfall_checkpoint_seconds):
-                    self.footfall_table[event.key] = footfall_to_bytes(state)
-                    self._saved_at[mall_id] = at
+                # before the agent moves on (and so acks this message): see the module docstring
+                self.states[mall_id] = state
+                self.footfall_table[event.key] = footfall_to_bytes(state)
+                if events:
+                    failpoint("footfall.after_state_write")
 
     async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> None:
         """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
@@ -308,6 +325,21 @@ class FootfallAgents:
 
     async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> None:
         await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
+
+    async def _forget_malls(self, app: faust.App, revoked: set[TP], **_: object) -> None:
+        """Partitions of footfall.by_mall moved: their malls' states and clocks are read afresh when they come back."""
+        lost = {tp.partition for tp in revoked if tp.topic == topics.FOOTFALL_BY_MALL.name}
+        for mall_id in [mall_id for mall_id in {*self.states, *self.clocks}
+                        if topics.partition_of(mall_id.encode(), self.partitions) in lost]:
+            self.states.pop(mall_id, None)
+            self.clocks.pop(mall_id, None)
+
+    def _forget_sources(self, revoked: set[TopicPartition]) -> None:
+        """Input partitions the routes lane lost: their marks start again with the next read, wherever it is."""
+        lost = {f"{tp.topic}:{tp.partition}" for tp in revoked}
+        self._marked = {key: moment for key, moment in self._marked.items() if key[0] not in lost}
+        for tp in revoked:
+            self._read_to.pop(TP(tp.topic, tp.partition), None)
 
     async def _tick(self) -> None:
         """Say which inputs are caught up, and move each quiet mall's clock on through its own stream."""

@@ -9,6 +9,12 @@ time, so strangers' tags cost little) so one worker holds a member's presence; t
 receipts join them there, so the same worker adds their spend. Leaving has no read of its
 own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
 present, so the presence table is only ever written from its own stream.
+
+Checkpoints and rebalance. Every input that changes a member's presence or visit writes the
+state to ``vip_states`` (its changelog) in the same agent step, before faust acks the
+message (it flushes the producer before committing), so no offset is committed past a change
+not recorded. Nothing else is kept per partition but the routers' event-time clock of each
+``rfid.reads`` partition, dropped when the routes lane loses that partition.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import faust
 import msgspec
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from mallstream.sinks.alerts import AlertPublisher
 
@@ -70,6 +76,7 @@ class VipAgents:
         app = hub.app
         hub.route_lane.step(topics.RFID_READS.name, self._route)
         hub.route_lane.step(topics.POS_BY_MEMBER.name, self._route_spend)
+        hub.route_lane.on_revoked(self._forget_partitions)
         app.agent(hub.topic(topics.RFID_BY_MEMBER), name="vip_track")(self._track)
         app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
         app.timer(hub.settings.worker.vip_tick_seconds, name="vip_tick")(self._tick)
@@ -94,6 +101,12 @@ class VipAgents:
         seen = self._seen.get(partition)
         if seen is None or moment > seen[0] + now - seen[1]:
             self._seen[partition] = (moment, now)
+
+    def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
+        """The routes lane lost these partitions: their clocks no longer hold ours back, nor run it on."""
+        for tp in revoked:
+            if tp.topic == topics.RFID_READS.name:
+                self._seen.pop(tp.partition, None)
 
     def _state(self, key: bytes) -> VipState | None:
         stored = self.states.get(key)
