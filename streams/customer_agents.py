@@ -26,7 +26,8 @@ latest due day supersedes any older heap entry.
 Checkpoints and rebalance. A receipt that changes a member writes the state to
 ``customer_states`` (its changelog) in the same agent step, and a tick whose evaluation changes
 what is stored likewise, before faust acks the message (it flushes the producer before
-committing): no offset is committed past a change not recorded. What is kept beside the table
+committing): no offset is committed past a change not recorded. A receipt redelivered after a
+crash finds itself folded in already and sends the member's snapshot again. What is kept beside the table
 per partition (the heaps, the clock, the last day ticked, what each member's last snapshot
 showed) is dropped when the partition is revoked and built again from the table and the
 partition's next receipts.
@@ -188,8 +189,9 @@ class CustomerAgents:
         state = self._state(key) or CustomerState(txn.member_id or "")
         now = self._now_for(state, partition, at_least=txn.ts)
         updated, signals = observe(state, txn, now, self.rules, self.params)
-        if updated is state:
-            return  # a redelivered receipt
+        if updated is state:  # a redelivered receipt: the crash that redelivered it may have cut its snapshot off
+            await self._publish(key, state, now, [], always=True)
+            return
         self.hub.counters["customer_evaluations"] += 1
         self.states[key] = _state_encoder.encode(updated)
         self.hub.counters["customer_receipts"] += 1

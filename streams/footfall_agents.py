@@ -18,15 +18,17 @@ input partition has got, and the agent's clock is the least over the busy inputs
 events late. A timer moves a quiet mall's clock on, so intervals close without ticks.
 
 Checkpoints. A mall's state is written to its faust table (so to its changelog) in the same
-agent step as the ``footfall.by_mall`` message that changed it, after the rows it caused were
-sent. faust acks a message only when the agent moves on to the next one, and before it
-commits acked offsets it flushes the producer, so the state write and the rows reach the
-broker before the offset past their message is committed: a crash loses no event's effect on
-the state. The message redelivered after a crash finds a state that may already hold it: a
-redelivered tick, badge read or sale is counted once (the core remembers what it counted) and
-every output row has an id derived from what it is, so the sinks store it once. One write per
-message, not per event: the routers send an input batch as one message per mall.
-The parking agent writes its state the same way, once per message.
+agent step as the ``footfall.by_mall`` message that changed it. faust acks a message only when
+the agent moves on to the next one, and flushes the producer before it commits acked offsets,
+so the state reaches the broker before the offset past its message is committed: a crash
+loses no event's effect on the state. The state may get there ahead of that commit (RocksDB
+keeps it at once): the redelivered message then finds its events counted and is counted once
+(the core remembers what it counted). What closed with it would not be emitted again, so the
+rows a message caused are on the broker before its state is written (waited for only when
+there are rows), and every row has an id derived from what it is, so the sinks store a row
+sent twice once. One write per message, not per event: the routers send an input batch as one
+message per mall. The parking agent writes its state the same way, once per message, after its
+stays, occupancy rows and settlements are on the broker.
 
 Rebalance. The decoded state and the event-time clock of each mall are kept in memory only
 while this worker holds the mall's ``footfall.by_mall`` partition: a revocation drops them
@@ -42,9 +44,10 @@ file's fee table, carried on the stay.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -295,24 +298,25 @@ class FootfallAgents:
                         outputs += [(output, _cause(item)) for output in produced]
                         events += 1
                 self.hub.counters["footfall_events"] += events
-                await self._emit(outputs)
-                # before the agent moves on (and so acks this message): see the module docstring
+                # the rows on the broker before the state that no longer holds them: see the module docstring
+                await asyncio.gather(*await self._emit(outputs))
                 self.states[mall_id] = state
                 self.footfall_table[event.key] = footfall_to_bytes(state)
                 if events:
                     failpoint("footfall.after_state_write")
 
-    async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> None:
+    async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> list[Awaitable[object]]:
         """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
 
         One message per interval, not per row: a clock catching up closes many intervals at
         once. Not one per step either: a batch spanning hours would outgrow a Kafka message.
-        A late row names its cause.
+        A late row names its cause. Returns the sends, each done once the broker has the record.
         """
+        sent = []
         batches: dict[tuple[type, dt.datetime], list] = {}
         for output, cause in outputs:
             if isinstance(output, AreaDay):
-                await self._send(topics.FOOTFALL_DAYS, output.mall_id, output)
+                sent.append(await self._send(topics.FOOTFALL_DAYS, output.mall_id, output))
                 continue
             if isinstance(output, RollupRow) and output.late:
                 output = msgspec.structs.replace(output, cause=cause)
@@ -321,10 +325,11 @@ class FootfallAgents:
         for (kind, _), rows in batches.items():
             spec, wrap = (topics.FOOTFALL_ROLLUPS, RollupBatch) if kind is RollupRow else (topics.FOOTFALL_AREAS, AreaBatch)
             for value in fitting(rows, wrap, self.hub.payload_limit):
-                await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value)
+                sent.append(await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value))
+        return sent
 
-    async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> None:
-        await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
+    async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> Awaitable[object]:
+        return await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
 
     async def _forget_malls(self, app: faust.App, revoked: set[TP], **_: object) -> None:
         """Partitions of footfall.by_mall moved: their malls' states and clocks are read afresh when they come back."""
@@ -382,6 +387,7 @@ class FootfallAgents:
                 stored = self.parking_table.get(event.key)
                 state = parking_from_bytes(stored) if stored else ParkingState()
                 occupancy: list[ParkingOccupancy] = []
+                sent = []
                 for gate_event in batch.events:
                     state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
                     forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
@@ -389,20 +395,24 @@ class FootfallAgents:
                         if isinstance(output, ParkingOccupancy):
                             occupancy.append(msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event)))
                         elif isinstance(output, ParkingStay):
-                            await self._exit(event.key, output)
+                            sent += await self._exit(event.key, output)
                         elif isinstance(output, Alert):
                             self.hub.counters["car_park_full_alerts"] += 1
-                            await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
-                self.parking_table[event.key] = parking_to_bytes(state)
+                            sent.append(await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output)))
                 for value in fitting(occupancy, OccupancyBatch, self.hub.payload_limit):
-                    await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=value)
+                    sent.append(await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=value))
+                # what the gate events caused is on the broker before the state that no longer would cause it
+                await asyncio.gather(*sent)
+                self.parking_table[event.key] = parking_to_bytes(state)
 
-    async def _exit(self, key: bytes, stay: ParkingStay) -> None:
-        """A finished stay: a member's car to the card's worker for settling, anyone else's priced here."""
+    async def _exit(self, key: bytes, stay: ParkingStay) -> list[Awaitable[object]]:
+        """A finished stay: a member's car to the card's worker for settling, anyone else's priced here; the sends."""
         member_id = self.master.member_of_plate(stay.plate)
         stay, settlement = at_exit(stay, member_id, self.hub.loyalty.rule_book().parking, self.zones[stay.mall_id])
+        sent = []
         if settlement is not None:
-            await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=settlement.member_id.encode(),
-                                                                value=encode(settlement))
+            sent.append(await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=settlement.member_id.encode(),
+                                                                           value=encode(settlement)))
             self.hub.counters["parking_settlements"] += 1
-        await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay))
+        sent.append(await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay)))
+        return sent

@@ -13,7 +13,8 @@ present, so the presence table is only ever written from its own stream.
 Checkpoints and rebalance. Every input that changes a member's presence or visit writes the
 state to ``vip_states`` (its changelog) in the same agent step, before faust acks the
 message (it flushes the producer before committing), so no offset is committed past a change
-not recorded. Nothing else is kept per partition but the routers' event-time clock of each
+not recorded. The alerts and visits a step decided are on the broker before its state is
+written: a redelivered input finds them decided, and they would not be decided again. Nothing else is kept per partition but the routers' event-time clock of each
 ``rfid.reads`` partition, dropped when the routes lane loses that partition.
 """
 
@@ -113,14 +114,17 @@ class VipAgents:
         return _state_decoder.decode(stored) if stored else None
 
     async def _emit(self, key: bytes, state: VipState, step: Step) -> None:
-        self.states[key] = _state_encoder.encode(state)
+        """The step's alerts and visits, then, once the broker has them, the state that no longer holds them."""
+        sent = []
         for alert in step.alerts:
             self.hub.counters["vip_alerts"] += 1
             # on MQTT at once, so staff do not wait behind the alerts partition; the topic keeps the record
             published = self.publisher.publish(alert)
-            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published))
+            sent.append(await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published)))
         for visit in step.visits:
-            await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit))
+            sent.append(await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit)))
+        await asyncio.gather(*sent)
+        self.states[key] = _state_encoder.encode(state)
 
     async def _route(self, records: Sequence[ConsumerRecord]) -> None:
         """A routes-lane step: reads of members' cards go on keyed by member; strangers' tags are only counted."""
