@@ -1,8 +1,14 @@
 """Named crash points for fault-injection tests of exactly-once delivery.
 
-``MALLSTREAM_FAILPOINT=sink.after_insert:3`` kills the process with SIGKILL the
-third time the sink passes that point (after a ClickHouse insert, before the
-Kafka offsets are acknowledged). Unset, a failpoint costs one dict lookup.
+``MALLSTREAM_FAILPOINT=sink.after_insert.ledger_entries:3`` kills the process with SIGKILL
+the third time it passes that point. The points:
+
+* ``sink.after_insert.<table>``: after a ClickHouse insert that stored at least one row
+  into ``<table>``, before the Kafka offsets of its batch are committed;
+* ``footfall.after_state_write``: after a mall's footfall state, changed by at least one
+  event, was written to its table, before the agent acks the message that changed it.
+
+Several points may be armed at once, comma-separated. Unset, a failpoint costs one dict lookup.
 """
 
 from __future__ import annotations

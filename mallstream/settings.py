@@ -383,8 +383,6 @@ class Worker(Strict):
     vip_tick_seconds: float = Field(default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving")
     footfall_tick_seconds: float = Field(
         default=5.0, gt=0, description="how often a quiet mall's footfall clock moves on, so intervals close")
-    footfall_checkpoint_seconds: float = Field(
-        default=2.0, gt=0, description="how often a mall's footfall state is written to its table")
     sink: Sink = Sink()
     vip_worker: VipWorker = VipWorker()
 

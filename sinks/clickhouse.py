@@ -100,7 +100,8 @@ class TableSink:
             return 0
         started = time.perf_counter()
         written = self._write_fresh(rows)
-        failpoint("sink.after_insert")
+        if written:
+            failpoint(f"sink.after_insert.{self.table}")
         self.stats.batches += 1
         self.stats.rows_written += written
         self.stats.rows_skipped += len(rows) - written

@@ -23,6 +23,15 @@ changes, not with members x days. The heaps live in memory: they are built from 
 once (at the first need, and again after a rebalance or a new churn model), and a member's
 latest due day supersedes any older heap entry.
 
+Checkpoints and rebalance. A receipt that changes a member writes the state to
+``customer_states`` (its changelog) in the same agent step, and a tick whose evaluation changes
+what is stored likewise, before faust acks the message (it flushes the producer before
+committing): no offset is committed past a change not recorded. A receipt redelivered after a
+crash finds itself folded in already and sends the member's snapshot again. What is kept beside the table
+per partition (the heaps, the clock, the last day ticked, what each member's last snapshot
+showed) is dropped when the partition is revoked and built again from the table and the
+partition's next receipts.
+
 Value classes: the pyramid's cut-offs are recomputed every ``pyramid_seconds`` over the
 members this worker holds. With one worker that is every member, exactly; with several,
 each ranks its own partitions' members, a uniform hash sample of the population, so the
@@ -108,7 +117,7 @@ class CustomerAgents:
         app.agent(tracked, name="customer_track")(self._track)
         app.timer(self.rules.timer_seconds, name="customer_tick")(self._send_ticks)
         app.timer(self.rules.pyramid_seconds, name="customer_pyramid")(self._recompute_cutoffs)
-        app.on_partitions_revoked.connect(self._forget_due_days)
+        app.on_partitions_revoked.connect(self._forget_partitions)
         self.reload_params()
 
     # -- time ---------------------------------------------------------------------------
@@ -180,8 +189,9 @@ class CustomerAgents:
         state = self._state(key) or CustomerState(txn.member_id or "")
         now = self._now_for(state, partition, at_least=txn.ts)
         updated, signals = observe(state, txn, now, self.rules, self.params)
-        if updated is state:
-            return  # a redelivered receipt
+        if updated is state:  # a redelivered receipt: the crash that redelivered it may have cut its snapshot off
+            await self._publish(key, state, now, [], always=True)
+            return
         self.hub.counters["customer_evaluations"] += 1
         self.states[key] = _state_encoder.encode(updated)
         self.hub.counters["customer_receipts"] += 1
@@ -253,8 +263,13 @@ class CustomerAgents:
         self._due_day[key] = day
         heapq.heappush(self._due.setdefault(partition, []), (day, key))
 
-    async def _forget_due_days(self, app: faust.App, revoked: set, **_: object) -> None:
-        """Partitions moved: the heaps are built again from the table the next time they are needed."""
+    async def _forget_partitions(self, app: faust.App, revoked: set, **_: object) -> None:
+        """Partitions moved: what was kept of them goes; the heaps are built again from the table when needed."""
+        lost = {tp.partition for tp in revoked if tp.topic in (topics.POS_BY_MEMBER.name, topics.CUSTOMER_TICKS.name)}
+        for partition in lost:
+            self._seen.pop(partition, None)
+            self._ticked.pop(partition, None)
+        self._shown = {key: shown for key, shown in self._shown.items() if self._partition(key) not in lost}
         self._indexed = False
 
     async def _send_ticks(self) -> None:

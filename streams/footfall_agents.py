@@ -17,10 +17,23 @@ input partition has got, and the agent's clock is the least over the busy inputs
 :class:`SourceClock`), so an input read faster than another does not make the other's
 events late. A timer moves a quiet mall's clock on, so intervals close without ticks.
 
-State lives in memory and is written to its faust table every few seconds and whenever
-a day is reconciled: the footfall state is too big to write at every tick. A redelivered
-tick is counted once (the core remembers ticks for a day) and every output row has an id
-derived from what it is, so the sinks store it once.
+Checkpoints. A mall's state is written to its faust table (so to its changelog) in the same
+agent step as the ``footfall.by_mall`` message that changed it. faust acks a message only when
+the agent moves on to the next one, and flushes the producer before it commits acked offsets,
+so the state reaches the broker before the offset past its message is committed: a crash
+loses no event's effect on the state. The state may get there ahead of that commit (RocksDB
+keeps it at once): the redelivered message then finds its events counted and is counted once
+(the core remembers what it counted). What closed with it would not be emitted again, so the
+rows a message caused are on the broker before its state is written (waited for only when
+there are rows), and every row has an id derived from what it is, so the sinks store a row
+sent twice once. One write per message, not per event: the routers send an input batch as one
+message per mall. The parking agent writes its state the same way, once per message, after its
+stays, occupancy rows and settlements are on the broker.
+
+Rebalance. The decoded state and the event-time clock of each mall are kept in memory only
+while this worker holds the mall's ``footfall.by_mall`` partition: a revocation drops them
+(the table holds the state), and the next message reads the state from the table again. The
+routers' marks are dropped for the input partitions their lane lost.
 
 At an exit the parking agent prices the stay (:func:`~.core.parking_fees.at_exit`): a car
 whose plate the member master data links to a member is settled on the member's card by
@@ -31,16 +44,19 @@ file's fee table, carried on the stay.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from faust.types import TP
+
+from mallstream.failpoints import failpoint
 
 from . import topics
 from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch, RollupRow, advance, apply_event
@@ -152,15 +168,16 @@ class FootfallAgents:
         self.parking_layouts = {mall.id: ParkingLayout.of(mall) for mall in malls}
         self.zones = {mall.id: ZoneInfo(mall.timezone) for mall in malls}
         self.staff_prefixes = {mall.id: tuple(p.upper() for p in mall.footfall.staff_badge_prefixes) for mall in malls}
-        self.sources = [f"{spec.name}:{p}" for spec in CLOCK_SOURCES for p in range(settings.kafka.partitions)]
+        self.partitions = settings.kafka.partitions
+        self.sources = [f"{spec.name}:{p}" for spec in CLOCK_SOURCES for p in range(self.partitions)]
         #: what each router last marked, per (source, mall), and the offset it read to, per input partition
         self._marked: dict[tuple[str, str], float] = {}
         self._read_to: dict[TP, int] = {}
         #: the newest event time each clock input partition has given
         self._event_time: dict[TP, float] = {}
+        #: per mall whose footfall.by_mall partition this worker holds: its state as in the table, and its clock
         self.states: dict[str, FootfallState] = {}
         self.clocks: dict[str, SourceClock] = {}
-        self._saved_at: dict[str, float] = {}
         raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
         #: a mall's state grows with its counters, areas and the cars inside: paged past one record's size
         self.footfall_table = PagedTable(hub.app.Table("footfall_states", **raw), hub.payload_limit)
@@ -174,6 +191,8 @@ class FootfallAgents:
         app.agent(hub.topic(topics.FOOTFALL_BY_MALL), name="footfall")(self._footfall)
         app.agent(hub.topic(topics.PARKING_BY_MALL), name="parking")(self._parking)
         app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
+        app.on_partitions_revoked.connect(self._forget_malls)
+        lane.on_revoked(self._forget_sources)
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
@@ -265,7 +284,6 @@ class FootfallAgents:
         if state is None:
             stored = self.footfall_table.get(mall_id.encode())
             state = self.states[mall_id] = footfall_from_bytes(stored) if stored else FootfallState()
-            self._saved_at[mall_id] = time.monotonic()
         return state
 
     def _clock(self, mall_id: str) -> SourceClock:
@@ -285,6 +303,7 @@ class FootfallAgents:
                 state, clock = self._state(mall_id), self._clock(mall_id)
                 lag = layout.config.max_clock_lag_s
                 outputs: list[tuple[FootfallOutput, str]] = []
+                events = 0
                 for item in message.items if isinstance(message, FootfallBatch) else [message]:
                     at = time.monotonic()
                     if isinstance(item, FootfallMark):
@@ -296,25 +315,27 @@ class FootfallAgents:
                         now = max(clock.now(at), item.ts.timestamp() - lag)
                         state, produced = apply_event(state, item, now, layout)
                         outputs += [(output, _cause(item)) for output in produced]
-                        self.hub.counters["footfall_events"] += 1
-                await self._emit(outputs)
-                at = time.monotonic()
-                if any(isinstance(output, AreaDay) for output, _ in outputs) or (
-                        at - self._saved_at[mall_id] >= self.hub.settings.worker.footfall_checkpoint_seconds):
-                    self.footfall_table[event.key] = footfall_to_bytes(state)
-                    self._saved_at[mall_id] = at
+                        events += 1
+                self.hub.counters["footfall_events"] += events
+                # the rows on the broker before the state that no longer holds them: see the module docstring
+                await asyncio.gather(*await self._emit(outputs))
+                self.states[mall_id] = state
+                self.footfall_table[event.key] = footfall_to_bytes(state)
+                if events:
+                    failpoint("footfall.after_state_write")
 
-    async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> None:
+    async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> list[Awaitable[object]]:
         """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
 
         One message per interval, not per row: a clock catching up closes many intervals at
         once. Not one per step either: a batch spanning hours would outgrow a Kafka message.
-        A late row names its cause.
+        A late row names its cause. Returns the sends, each done once the broker has the record.
         """
+        sent = []
         batches: dict[tuple[type, dt.datetime], list] = {}
         for output, cause in outputs:
             if isinstance(output, AreaDay):
-                await self._send(topics.FOOTFALL_DAYS, output.mall_id, output)
+                sent.append(await self._send(topics.FOOTFALL_DAYS, output.mall_id, output))
                 continue
             if isinstance(output, RollupRow) and output.late:
                 output = msgspec.structs.replace(output, cause=cause)
@@ -323,10 +344,27 @@ class FootfallAgents:
         for (kind, _), rows in batches.items():
             spec, wrap = (topics.FOOTFALL_ROLLUPS, RollupBatch) if kind is RollupRow else (topics.FOOTFALL_AREAS, AreaBatch)
             for value in fitting(rows, wrap, self.hub.payload_limit):
-                await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value)
+                sent.append(await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value))
+        return sent
 
-    async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> None:
-        await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
+    async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> Awaitable[object]:
+        return await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
+
+    async def _forget_malls(self, app: faust.App, revoked: set[TP], **_: object) -> None:
+        """Partitions of footfall.by_mall moved: their malls' states and clocks are read afresh when they come back."""
+        lost = {tp.partition for tp in revoked if tp.topic == topics.FOOTFALL_BY_MALL.name}
+        for mall_id in [mall_id for mall_id in {*self.states, *self.clocks}
+                        if topics.partition_of(mall_id.encode(), self.partitions) in lost]:
+            self.states.pop(mall_id, None)
+            self.clocks.pop(mall_id, None)
+
+    def _forget_sources(self, revoked: set[TopicPartition]) -> None:
+        """Input partitions the routes lane lost: their marks start again with the next read, wherever it is."""
+        lost = {f"{tp.topic}:{tp.partition}" for tp in revoked}
+        self._marked = {key: moment for key, moment in self._marked.items() if key[0] not in lost}
+        for tp in revoked:
+            self._read_to.pop(TP(tp.topic, tp.partition), None)
+            self._event_time.pop(TP(tp.topic, tp.partition), None)
 
     async def _tick(self) -> None:
         """Say which inputs are caught up, and move each quiet mall's clock on through its own stream."""
@@ -369,6 +407,7 @@ class FootfallAgents:
                 stored = self.parking_table.get(event.key)
                 state = parking_from_bytes(stored) if stored else ParkingState()
                 occupancy: list[ParkingOccupancy] = []
+                sent = []
                 for gate_event in batch.events:
                     state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
                     forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
@@ -376,20 +415,24 @@ class FootfallAgents:
                         if isinstance(output, ParkingOccupancy):
                             occupancy.append(msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event)))
                         elif isinstance(output, ParkingStay):
-                            await self._exit(event.key, output)
+                            sent += await self._exit(event.key, output)
                         elif isinstance(output, Alert):
                             self.hub.counters["car_park_full_alerts"] += 1
-                            await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output))
-                self.parking_table[event.key] = parking_to_bytes(state)
+                            sent.append(await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output)))
                 for value in fitting(occupancy, OccupancyBatch, self.hub.payload_limit):
-                    await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=value)
+                    sent.append(await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=value))
+                # what the gate events caused is on the broker before the state that no longer would cause it
+                await asyncio.gather(*sent)
+                self.parking_table[event.key] = parking_to_bytes(state)
 
-    async def _exit(self, key: bytes, stay: ParkingStay) -> None:
-        """A finished stay: a member's car to the card's worker for settling, anyone else's priced here."""
+    async def _exit(self, key: bytes, stay: ParkingStay) -> list[Awaitable[object]]:
+        """A finished stay: a member's car to the card's worker for settling, anyone else's priced here; the sends."""
         member_id = self.master.member_of_plate(stay.plate)
         stay, settlement = at_exit(stay, member_id, self.hub.loyalty.rule_book().parking, self.zones[stay.mall_id])
+        sent = []
         if settlement is not None:
-            await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=settlement.member_id.encode(),
-                                                                value=encode(settlement))
+            sent.append(await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=settlement.member_id.encode(),
+                                                                           value=encode(settlement)))
             self.hub.counters["parking_settlements"] += 1
-        await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay))
+        sent.append(await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay)))
+        return sent

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from mallstream.settings import Kafka, Worker
@@ -35,6 +35,20 @@ log = logging.getLogger(__name__)
 
 #: What a step is given: one topic's records of the batch, in offset order per partition.
 Step = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+#: Told which of the lane's partitions a rebalance took away, before any record of their new assignment is read.
+RevokeHandler = Callable[[set[TopicPartition]], None]
+
+
+class _Revocations(ConsumerRebalanceListener):
+    def __init__(self, handlers: list[RevokeHandler]) -> None:
+        self.handlers = handlers
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for handle in self.handlers:
+            handle(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
 
 
 class BatchLane:
@@ -51,6 +65,7 @@ class BatchLane:
         #: how long the broker may hold a fetch to gather records (0: answer at once); for lanes that batch anyway
         self.gather_ms = gather_ms
         self.steps: dict[str, list[Step]] = defaultdict(list)
+        self.revoke_handlers: list[RevokeHandler] = []
         #: batches and records handled so far (the worker's /stats/ shows them)
         self.batches = 0
         self.records = 0
@@ -59,6 +74,10 @@ class BatchLane:
     def step(self, topic: str, handle: Step) -> None:
         """Give ``handle`` every record of ``topic``; steps of one topic run in the order registered."""
         self.steps[topic].append(handle)
+
+    def on_revoked(self, handle: RevokeHandler) -> None:
+        """Call ``handle`` with the partitions a rebalance takes from this lane: steps drop what they kept of them."""
+        self.revoke_handlers.append(handle)
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this worker's lane reads now."""
@@ -82,7 +101,6 @@ class BatchLane:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            *self.steps,
             bootstrap_servers=self.kafka.bootstrap_servers,
             group_id=self.group,
             client_id=self.group,
@@ -97,6 +115,8 @@ class BatchLane:
             **({"fetch_min_bytes": 1024 * 1024, "fetch_max_wait_ms": self.gather_ms} if self.gather_ms else {}),
             **kafka_options(self.kafka),
         )
+        if self.steps:
+            consumer.subscribe(list(self.steps), listener=_Revocations(self.revoke_handlers))
         await consumer.start()
         self._consumer = consumer
         try:

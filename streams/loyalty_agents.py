@@ -23,6 +23,12 @@ the wall time passed since. When that reaches a new day, a :class:`ScheduleTick`
 day's start is sent to the partition, and the agent runs automatic rebates, voucher
 expiry, birthday gifts and reminders for every card there. ``POST /schedule/?at=`` sends
 the same ticks for an explicit moment.
+
+Checkpoints and rebalance. Every input that changes a card writes it to ``cards`` (its
+changelog) in the same agent step, before its ledger entries are sent and before faust acks
+the message (it flushes the producer before committing): no offset is committed past a change
+not recorded, and a redelivered input comes back replayed. The per-partition clocks and last
+scheduled days are dropped when a partition is revoked; the schedule's runs are idempotent.
 """
 
 from __future__ import annotations
@@ -241,6 +247,7 @@ class LoyaltyAgent:
         app.agent(inputs, name="apply_loyalty")(self._apply)
         app.timer(conf.rules.schedule_seconds, name="loyalty_schedule")(self._schedule_due_days)
         app.timer(conf.rules.schedule_seconds, name="rules_audit")(self._audit_rules)
+        app.on_partitions_revoked.connect(self._forget_partitions)
         #: the rule file content (and refused edit) this worker has put in the audit log
         self._audited: tuple[str | None, str | None] = (None, None)
         self._audited_tag = ""
@@ -461,6 +468,13 @@ class LoyaltyAgent:
         """Event time of a partition: its latest receipt time plus the time passed since."""
         moment, at = self._seen[partition]
         return dt.datetime.fromtimestamp(moment + asyncio.get_running_loop().time() - at, self.zone)
+
+    async def _forget_partitions(self, app: faust.App, revoked: set, **_: object) -> None:
+        """Partitions moved: their clocks start again with their next receipt, on whichever worker holds them."""
+        for tp in revoked:
+            if tp.topic in (topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name):
+                self._seen.pop(tp.partition, None)
+                self._scheduled_day.pop(tp.partition, None)
 
     async def _schedule_due_days(self) -> None:
         """A tick at the start of the day a held partition's event time reached, catching up on the days since the last.

@@ -9,6 +9,13 @@ time, so strangers' tags cost little) so one worker holds a member's presence; t
 receipts join them there, so the same worker adds their spend. Leaving has no read of its
 own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
 present, so the presence table is only ever written from its own stream.
+
+Checkpoints and rebalance. Every input that changes a member's presence or visit writes the
+state to ``vip_states`` (its changelog) in the same agent step, before faust acks the
+message (it flushes the producer before committing), so no offset is committed past a change
+not recorded. The alerts and visits a step decided are on the broker before its state is
+written: a redelivered input finds them decided, and they would not be decided again. Nothing else is kept per partition but the routers' event-time clock of each
+``rfid.reads`` partition, dropped when the routes lane loses that partition.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import faust
 import msgspec
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from mallstream.sinks.alerts import AlertPublisher
 
@@ -70,6 +77,7 @@ class VipAgents:
         app = hub.app
         hub.route_lane.step(topics.RFID_READS.name, self._route)
         hub.route_lane.step(topics.POS_BY_MEMBER.name, self._route_spend)
+        hub.route_lane.on_revoked(self._forget_partitions)
         app.agent(hub.topic(topics.RFID_BY_MEMBER), name="vip_track")(self._track)
         app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
         app.timer(hub.settings.worker.vip_tick_seconds, name="vip_tick")(self._tick)
@@ -95,19 +103,28 @@ class VipAgents:
         if seen is None or moment > seen[0] + now - seen[1]:
             self._seen[partition] = (moment, now)
 
+    def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
+        """The routes lane lost these partitions: their clocks no longer hold ours back, nor run it on."""
+        for tp in revoked:
+            if tp.topic == topics.RFID_READS.name:
+                self._seen.pop(tp.partition, None)
+
     def _state(self, key: bytes) -> VipState | None:
         stored = self.states.get(key)
         return _state_decoder.decode(stored) if stored else None
 
     async def _emit(self, key: bytes, state: VipState, step: Step) -> None:
-        self.states[key] = _state_encoder.encode(state)
+        """The step's alerts and visits, then, once the broker has them, the state that no longer holds them."""
+        sent = []
         for alert in step.alerts:
             self.hub.counters["vip_alerts"] += 1
             # on MQTT at once, so staff do not wait behind the alerts partition; the topic keeps the record
             published = self.publisher.publish(alert)
-            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published))
+            sent.append(await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published)))
         for visit in step.visits:
-            await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit))
+            sent.append(await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit)))
+        await asyncio.gather(*sent)
+        self.states[key] = _state_encoder.encode(state)
 
     async def _route(self, records: Sequence[ConsumerRecord]) -> None:
         """A routes-lane step: reads of members' cards go on keyed by member; strangers' tags are only counted."""

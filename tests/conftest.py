@@ -117,10 +117,12 @@ class WorkerProcess:
         """The local admin key, as the `mallstream` command on the worker's machine sends it."""
         return api_headers(self.config)
 
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+    def kill(self) -> bool:
+        """SIGKILL the worker; whether it was alive to be killed (one that had exited already is not)."""
+        if self.process is None or self.process.poll() is not None:
+            return False
+        self.process.send_signal(signal.SIGKILL)
+        return self.process.wait() == -signal.SIGKILL
 
     def __enter__(self) -> WorkerProcess:
         return self if self.process else self.start()

@@ -99,7 +99,7 @@ class _Interval:
 class FootfallState:
     """One mall's footfall stream: open intervals, recently seen ticks, areas and staff badges."""
 
-    __slots__ = ("now", "closed_until", "open", "counted", "uncounted_staff", "areas", "badges", "next_reset")
+    __slots__ = ("now", "closed_until", "open", "counted", "uncounted_staff", "areas", "badges", "next_reset", "sales")
 
     def __init__(self) -> None:
         self.now = float("-inf")
@@ -113,6 +113,8 @@ class FootfallState:
         self.areas: dict[RowKey, AreaState] = {}
         self.badges = BadgeState()
         self.next_reset: float | None = None
+        #: txn id -> time of the sales and voids counted, kept ``dedup_horizon_s``: a receipt delivered again counts once
+        self.sales: dict[str, float] = {}
 
 
 def apply_tick(state: FootfallState, tick: FootfallTick, now: float,
@@ -151,7 +153,8 @@ def apply_transaction(state: FootfallState, txn: PosTransaction, now: float,
     """Join a receipt to its store's interval: +1 for a sale, -1 for a void; returns are not transactions."""
     change = {"sale": 1, "void": -1}.get(txn.kind, 0)
     outputs = []
-    if change:
+    if change and txn.txn_id not in state.sales:
+        state.sales[txn.txn_id] = txn.ts.timestamp()
         bucket_s = layout.config.bucket_s
         start = txn.ts.timestamp() // bucket_s * bucket_s
         if start >= state.closed_until:
@@ -189,6 +192,7 @@ def advance(state: FootfallState, now: float, layout: FootfallLayout) -> list[Fo
     for counted in state.counted.values():
         forget_before(counted, forget)
     _forget_before(state.uncounted_staff, forget, lambda key: key[1])
+    _forget_before(state.sales, forget, state.sales.__getitem__)
     return outputs
 
 

@@ -76,9 +76,13 @@ NOTHING = Moved()
 
 
 def is_fresh(presence: Presence, epc: str, reader_id: str, ts: float, tuning: PresenceTuning) -> bool:
-    """Whether this read counts: not within the dedup window of the last counted read by the same reader."""
+    """Whether this read counts: past the dedup window after the last counted read by the same reader.
+
+    A reader reports its reads in order, so one no later than the last it counted is a repeat:
+    the same read delivered again after a crash must not count twice.
+    """
     last = presence.counted_at.get(f"{epc} {reader_id}")
-    return last is None or abs(ts - last) >= tuning.dedup_window_s
+    return last is None or ts - last >= tuning.dedup_window_s
 
 
 def observe(presence: Presence, epc: str, reader_id: str, place: str, ts: float,

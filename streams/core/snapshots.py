@@ -36,6 +36,7 @@ def footfall_to_bytes(state: FootfallState) -> bytes:
         areas,
         [[epc, reader, at] for (epc, reader), at in state.badges.last_read.items()],
         [[epc, area, day] for (epc, area), day in state.badges.inside.items()],
+        [[txn_id, at] for txn_id, at in state.sales.items()],
     ])
 
 
@@ -50,8 +51,9 @@ def _counted_from_tick_keys(seen: list) -> dict[str, Ranges]:
 
 
 def footfall_from_bytes(data: bytes) -> FootfallState:
+    # a state written before sales were remembered has no tenth part
     (now, closed_until, next_reset, open_intervals, counted, uncounted, areas, last_read,
-     inside) = msgspec.msgpack.decode(data)
+     inside, *sales) = msgspec.msgpack.decode(data)
     state = FootfallState()
     state.now, state.closed_until, state.next_reset = now, closed_until, next_reset
     for start, counts, transactions in open_intervals:
@@ -65,6 +67,7 @@ def footfall_from_bytes(data: bytes) -> FootfallState:
             setattr(area, name, deque(value) if name == "inside" else value)
     state.badges.last_read = {(epc, reader): at for epc, reader, at in last_read}
     state.badges.inside = {(epc, area): day for epc, area, day in inside}
+    state.sales = {txn_id: at for txn_id, at in (sales[0] if sales else [])}
     return state
 
 

@@ -1,7 +1,9 @@
 """Staff badge passes: which door a member of staff went through, and which way.
 
 A reader reads a badge several times as its wearer walks by, so reads of one badge at
-one reader closer than ``badge_pass_gap_s`` are one pass. A reader has no sense of
+one reader closer than ``badge_pass_gap_s`` are one pass, and a read no later than the badge's
+last read at that reader (redelivered after a crash) is none: passes toggle a badge in and
+out, so a read counted twice would turn its wearer around. A reader has no sense of
 direction; the wearer's side of the door does: every badge starts the business day
 outside, and each pass through a door of an area (the mall's entrances, a store's
 door) takes it in if it was out and out if it was in. This needs a reader at every
@@ -36,7 +38,7 @@ def staff_pass(badges: BadgeState, layout: FootfallLayout, read: RfidRead) -> tu
     seen = (read.epc, read.reader_id)
     previous = badges.last_read.get(seen)
     badges.last_read[seen] = at if previous is None else max(at, previous)
-    if previous is not None and abs(at - previous) < config.badge_pass_gap_s:
+    if previous is not None and at - previous < config.badge_pass_gap_s:
         return None
     local = read.ts.astimezone(layout.timezone)
     starts = config.business_day_starts
