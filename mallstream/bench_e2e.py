@@ -10,11 +10,13 @@ faust app of ``mallstream.bench_naive`` and the ratio; (c) VIP alert latency und
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +81,19 @@ def start_process(command: list[str], log: Path, settings: Settings) -> subproce
             process.kill()
             raise RuntimeError(f"{command[2]} did not start: {log.read_text()[-2000:]}")
     return process
+
+
+@contextlib.contextmanager
+def throwaway_hub(config: Path, settings: Settings, log: Path) -> Iterator[subprocess.Popen]:
+    """The embedded broker and engine of ``settings``, the hub's topics and a worker process; all stopped on exit."""
+    with embedded_services(settings):
+        ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
+                      settings.kafka.replication_factor, settings.worker.app_id)
+        worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"], log, settings)
+        try:
+            yield worker
+        finally:
+            stop_process(worker)
 
 
 def stop_process(process: subprocess.Popen) -> None:

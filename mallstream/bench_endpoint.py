@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,17 +22,15 @@ import clickhouse_connect
 import yaml
 
 from .auth import KeyStore
-from .bench_e2e import start_process, stop_process
+from .bench_e2e import throwaway_hub
 from .bench_vip_latency import _free_port, scratch_config
 from .dashboards.check import expansion
 from .dashboards.grafana import PROVISIONING, read_boards
 from .replay import replay, wait_until_processed
-from .services import embedded_services
 from .settings import load
 from .simulators.mallday import MallDay, record
 from .simulators.members import vip_members
 from .streams.master_data import write_master_data
-from .streams.topics import ensure_topics
 
 BOARD = "mallstream-footfall"
 
@@ -63,25 +60,18 @@ def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
         recording = directory / "day.jsonl"
         record(settings, mall.id, day, recording, progress=False)
         _, key = KeyStore.of(settings).create("bench", "analyst")
-        with embedded_services(settings):
-            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
-                          settings.kafka.replication_factor, settings.worker.app_id)
-            worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
-                                   directory / "worker.log", settings)
-            try:
-                replay(settings, recording, progress=False)
-                if not wait_until_processed(settings, timeout=3600, progress=False):
-                    raise RuntimeError("the worker did not catch up within an hour")
-                client = _client(settings.clickhouse.http_port, key)
-                queries = footfall_queries(mall.id, day, ZoneInfo(mall.timezone))
-                timings: dict[str, list[float]] = {}
-                for _ in range(rounds):
-                    for panel, sql in queries:
-                        started = time.perf_counter()
-                        client.query(sql)
-                        timings.setdefault(panel, []).append(time.perf_counter() - started)
-            finally:
-                stop_process(worker)
+        with throwaway_hub(config, settings, directory / "worker.log"):
+            replay(settings, recording, progress=False)
+            if not wait_until_processed(settings, timeout=3600, progress=False):
+                raise RuntimeError("the worker did not catch up within an hour")
+            client = _client(settings.clickhouse.http_port, key)
+            queries = footfall_queries(mall.id, day, ZoneInfo(mall.timezone))
+            timings: dict[str, list[float]] = {}
+            for _ in range(rounds):
+                for panel, sql in queries:
+                    started = time.perf_counter()
+                    client.query(sql)
+                    timings.setdefault(panel, []).append(time.perf_counter() - started)
     every = sorted(seconds for series in timings.values() for seconds in series)
     slowest = max(timings, key=lambda panel: statistics.median(timings[panel]))
     return {"queries": len(every), "p50": statistics.median(every), "p95": every[int(0.95 * (len(every) - 1))],

@@ -15,9 +15,8 @@ Per scenario (receipts, counter ticks, gate reads), each with a noida-db broker 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-import sys
 from collections import Counter
+from collections.abc import Iterator
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,14 +26,12 @@ import yaml
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from .bench_e2e import peak_rss_mb, start_process, stop_process
+from .bench_e2e import peak_rss_mb, stop_process, throwaway_hub
 from .bench_vip_latency import scratch_config
 from .querying import rows
 from .replay import replay, wait_until_processed
-from .services import embedded_services
 from .settings import Settings, load
 from .simulators.history import SCENARIOS, History, history_config, record
-from .streams.topics import ensure_topics
 
 
 @dataclass(frozen=True)
@@ -105,21 +102,15 @@ def bench_scenario(scenario: str, size: float, seed: int = 7) -> HistoryRun:
         config, history = history_settings(directory, size, seed)
         settings = load(config)
         recorded = record(history, scenario, directory / "events")
-        with embedded_services(settings):
-            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
-                          settings.kafka.replication_factor, settings.worker.app_id)
-            worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
-                                   directory / "worker.log", settings)
-            try:
-                started = time.monotonic()
-                replay(settings, recorded.path)
-                if not wait_until_processed(settings, timeout=6 * 3600):
-                    raise RuntimeError(f"the worker did not catch up with {scenario} within 6 hours")
-                seconds = time.monotonic() - started
-                rss = peak_rss_mb(worker.pid)
-                stored = _clickhouse_rows(settings)
-            finally:
-                stop_process(worker)
+        with throwaway_hub(config, settings, directory / "worker.log") as worker:
+            started = time.monotonic()
+            replay(settings, recorded.path)
+            if not wait_until_processed(settings, timeout=6 * 3600):
+                raise RuntimeError(f"the worker did not catch up with {scenario} within 6 hours")
+            seconds = time.monotonic() - started
+            rss = peak_rss_mb(worker.pid)
+            stored = _clickhouse_rows(settings)
+            stop_process(worker)  # nothing more is produced while the topics are read
             records, size_bytes, largest, by_topic = topic_volume(settings)
     return HistoryRun(scenario, recorded.events, seconds, records, size_bytes, largest, by_topic, stored, rss)
 

@@ -26,10 +26,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from .auth import command_headers
 from .bench_vip_latency import scratch_config
-from .services import embedded_services
 from .settings import Settings, load
 from .streams import topics
-from .streams.topics import ensure_topics
 from .transports import kafka_options
 
 
@@ -130,7 +128,7 @@ def _desk(config: Path, *args: str) -> None:
 def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300) -> list[tuple[str, str]]:
     """Issue 3's latency figures through a fresh broker and worker: till authorisation on a quiet worker (a
     member given 100.00 of stored value first, through the service desk), then receipt to ledger at a steady rate."""
-    from .bench_e2e import start_process, stop_process  # bench_e2e imports this module
+    from .bench_e2e import throwaway_hub  # bench_e2e imports this module
 
     with tempfile.TemporaryDirectory(prefix="bench-loyalty-") as scratch:
         directory = Path(scratch)
@@ -138,21 +136,14 @@ def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300
         members.write_text("member_id,tier,name,epc,birthday\nbench-till,standard,Till,,\n")
         config = scratch_config(directory, members)
         settings = load(config)
-        with embedded_services(settings):
-            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
-                          settings.kafka.replication_factor, settings.worker.app_id)
-            worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"],
-                            directory / "worker.log", settings)
-            try:
-                headers, port = command_headers(settings), settings.worker.web_port
-                wait_until_serving(port, headers)
-                _desk(config, "adjust", "bench-till", "--points", "10000", "--op-id", "bench-points")
-                _desk(config, "rebate", "bench-till", "--strategy", "desk-5000", "--points", "10000",
-                      "--op-id", "bench-rebate")
-                auth = bench_authorisation(port, "bench-till", authorisations, headers)
-                ledger = bench_receipt_latency(settings, receipts, per_second)
-            finally:
-                stop_process(worker)
+        with throwaway_hub(config, settings, directory / "worker.log"):
+            headers, port = command_headers(settings), settings.worker.web_port
+            wait_until_serving(port, headers)
+            _desk(config, "adjust", "bench-till", "--points", "10000", "--op-id", "bench-points")
+            _desk(config, "rebate", "bench-till", "--strategy", "desk-5000", "--points", "10000",
+                  "--op-id", "bench-rebate")
+            auth = bench_authorisation(port, "bench-till", authorisations, headers)
+            ledger = bench_receipt_latency(settings, receipts, per_second)
     return [
         ("(loyalty) till authorisation p50 ms, one till at a time", f"{auth['p50_ms']}"),
         ("(loyalty) till authorisation p99 ms", f"{auth['p99_ms']}"),
