@@ -37,9 +37,14 @@ BOARD = "mallstream-footfall"
 
 def footfall_queries(mall_id: str, day: MallDay, zone: ZoneInfo) -> list[tuple[str, str]]:
     """(panel, SQL) of the footfall board for the simulated day, opening to closing."""
+    return board_queries(mall_id, dt.datetime.combine(day.day, day.opening, zone),
+                         dt.datetime.combine(day.day, day.closing, zone))
+
+
+def board_queries(mall_id: str, start: dt.datetime, end: dt.datetime) -> list[tuple[str, str]]:
+    """(panel, SQL) of the footfall board over [start, end), as Grafana would send them."""
     board = next(board for board in read_boards(PROVISIONING) if board["uid"] == BOARD)
-    start = dt.datetime.combine(day.day, day.opening, zone)
-    expand = expansion(board, mall_id, start, dt.datetime.combine(day.day, day.closing, zone))
+    expand = expansion(board, mall_id, start, end)
     return [(panel["title"], expand.sql(target["rawSql"])) for panel in board["panels"]
             for target in panel.get("targets", [])]
 
@@ -64,7 +69,7 @@ def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
             replay(settings, recording, progress=False)
             if not wait_until_processed(settings, timeout=3600, progress=False):
                 raise RuntimeError("the worker did not catch up within an hour")
-            client = _client(settings.clickhouse.http_port, key)
+            client = endpoint_client(settings.clickhouse.http_port, key)
             queries = footfall_queries(mall.id, day, ZoneInfo(mall.timezone))
             timings: dict[str, list[float]] = {}
             for _ in range(rounds):
@@ -78,7 +83,7 @@ def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
             "max": every[-1], "slowest_panel": slowest, "slowest_median": statistics.median(timings[slowest])}
 
 
-def _client(port: int, key: str):
+def endpoint_client(port: int, key: str):
     """clickhouse-connect on the endpoint, once it listens (the worker opens it after its web port)."""
     deadline = time.monotonic() + 60
     while True:

@@ -37,6 +37,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import yaml
 
+from mallstream.auth import KeyStore
 from mallstream.devices.normalise import Decoded
 from mallstream.services import embedded_services, wait_for_port
 from mallstream.settings import load
@@ -65,7 +66,8 @@ def scratch_config(directory: Path, members: Path, separate: bool = False) -> Pa
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["kafka"].update(bootstrap_servers=f"127.0.0.1:{_free_port()}", data_dir=str(directory / "broker"))
     data["mqtt"].update(port=_free_port())
-    data["clickhouse"].update(path=str(directory / "clickhouse"))
+    data["clickhouse"].update(path=str(directory / "clickhouse"), http_port=_free_port())
+    data.setdefault("auth", {}).update(keys_file=str(directory / "auth" / "keys.json"))
     data["members"]["source"] = str(members)
     data["rules"]["file"] = str(EXAMPLE_CONFIG.parent / "rules.example.yaml")
     data["customers"]["params_file"] = str(directory / "bgnbd.json")
@@ -136,6 +138,27 @@ def _background(live: LiveGateway, rate: float, stop: threading.Event, sent: lis
         sent[0] = n
         next_at += period
         stop.wait(max(0.0, next_at - time.monotonic()))
+
+
+def _query_board(config: Path, key: str, every: float, stop: EventType, timings: Connection) -> None:
+    """In a process of its own (not the gateway's): the footfall board's queries through the worker's ClickHouse
+    endpoint every ``every`` s, as a Grafana on auto-refresh sends them; each query's seconds go to ``timings``."""
+    from zoneinfo import ZoneInfo
+
+    from mallstream.bench_endpoint import board_queries, endpoint_client
+
+    settings = load(config)
+    client = endpoint_client(settings.clickhouse.http_port, key)
+    mall = settings.malls[0]
+    while not stop.is_set():
+        started = time.monotonic()
+        now = dt.datetime.now(ZoneInfo(mall.timezone))
+        for _, sql in board_queries(mall.id, now.replace(hour=0, minute=0, second=0, microsecond=0), now):
+            began = time.perf_counter()
+            client.query(sql)
+            timings.send(time.perf_counter() - began)
+        stop.wait(max(0.0, every - (time.monotonic() - started)))
+    timings.close()
 
 
 def _watch_saves(path: Path, stop: threading.Event, saves: list[float]) -> None:
@@ -209,8 +232,12 @@ def _started(worker: subprocess.Popen, port: int, log: Path) -> None:
 
 
 def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: float = 5000.0,
-                      warmup: float = 5.0, separate: bool = True, log_path: Path | None = None) -> dict:
+                      warmup: float = 5.0, separate: bool = True, log_path: Path | None = None,
+                      board_every: float | None = None) -> dict:
     """Latency of ``vips`` arrival alerts, one every ``every`` s, under ``background_rate`` other events/s.
+
+    ``board_every``: meanwhile the footfall board's queries run through the worker's ClickHouse endpoint
+    every so many seconds, as a floor manager's Grafana refreshing.
 
     ``separate``: the VIP agents run in a worker of their own, as ``worker.vip_worker.separate`` has them; else
     in the one worker with everything else. The main worker's resident memory is sampled once a minute (a soak
@@ -238,6 +265,13 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                     _started(workers[1], settings.worker.vip_worker.web_port, log_path)
                 clock = AlertClock(settings.mqtt.port, settings.alerts.mqtt_prefix)
                 clock.subscribed.wait(10)
+                board_stop, board_timings = multiprocessing.Event(), []
+                if board_every:
+                    _, key = KeyStore.of(settings).create("bench-board", "analyst")
+                    timings, timings_in = multiprocessing.Pipe(duplex=False)
+                    board = multiprocessing.Process(target=_query_board, daemon=True,
+                                                    args=(config, key, board_every, board_stop, timings_in))
+                    board.start()
                 with DeviceEmulators(settings) as emulators, LiveGateway(emulators) as live:
                     stop, sent = threading.Event(), [0]
                     loader = threading.Thread(target=_background, args=(live, background_rate, stop, sent), daemon=True)
@@ -269,6 +303,12 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                     stop.set()
                     if loader.is_alive():
                         loader.join()
+                    if board_every:
+                        board_stop.set()
+                        with contextlib.suppress(EOFError):
+                            while True:
+                                board_timings.append(timings.recv())
+                        board.join(30)
             finally:
                 if clock is not None:
                     clock.close()
@@ -290,6 +330,7 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
         "gateway_to_publish": _percentiles([p - t for p, t in zip(published, read_at, strict=True)]),
         "publish_to_mqtt": _percentiles([r - p for r, p in zip(received, published, strict=True)]),
         "worker_rss_mb_per_minute": [round(mb) for _, mb in resident],
+        "board_queries": {"every_s": board_every, "count": len(board_timings), **_percentiles(board_timings)},
         "timeline": {"started_at": started_at, "broker_saves": saves, "rss_mb": resident,
                      "alerts": [(t, round(seconds * 1000, 1)) for t, seconds in zip(read_at, latencies, strict=True)]},
     }
@@ -303,9 +344,11 @@ if __name__ == "__main__":
     parser.add_argument("--inline", action="store_true", help="the VIP agents in the one worker (default: their own)")
     parser.add_argument("--log", type=Path, help="keep the workers' output in this file")
     parser.add_argument("--plot", type=Path, help="draw each alert's latency over the run to this PNG")
+    parser.add_argument("--board-every", type=float, help="also run the footfall board's queries through the "
+                                                          "worker's ClickHouse endpoint every so many seconds")
     arguments = parser.parse_args()
     figures = bench_vip_latency(arguments.vips, arguments.every, arguments.background, separate=not arguments.inline,
-                                log_path=arguments.log)
+                                log_path=arguments.log, board_every=arguments.board_every)
     if arguments.plot:
         plot_latency(figures, arguments.plot)
     print(json.dumps({name: value for name, value in figures.items() if name != "timeline"}, indent=2))
@@ -313,5 +356,9 @@ if __name__ == "__main__":
     print(f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
           f"({figures['alerts']} alerts, {figures['background_events_per_s']} other events/s, "
           f"VIP agents {figures['vip_worker']})")
+    board = figures["board_queries"]
+    if board["count"]:
+        print(f"footfall board through the ClickHouse endpoint every {board['every_s']:g} s meanwhile: "
+              f"{board['count']} queries, p50 {board['p50_ms']} ms, p99 {board['p99_ms']} ms")
     resident = figures["worker_rss_mb_per_minute"]
     print(f"worker RSS, MiB: {resident[0]} after warm-up, {resident[-1]} at the end, peak {max(resident)}")
