@@ -272,6 +272,7 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                     board = multiprocessing.Process(target=_query_board, daemon=True,
                                                     args=(config, key, board_every, board_stop, timings_in))
                     board.start()
+                    timings_in.close()  # the board's process holds the sending end: its exit ends the receiving
                 with DeviceEmulators(settings) as emulators, LiveGateway(emulators) as live:
                     stop, sent = threading.Event(), [0]
                     loader = threading.Thread(target=_background, args=(live, background_rate, stop, sent), daemon=True)
