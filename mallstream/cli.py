@@ -610,18 +610,26 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
 def report_capture(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
                    plot_to: Path | None) -> None:
     """Capture rate (剥离率): store entries ÷ passers-by at the aisle counter before it (footfall.aisle_counters)."""
-    from .reports import CAPTURE_COLUMNS, VISITOR_GRAINS, capture_sql, for_reading, plot_lines, reading, render
+    from .reports import CAPTURE_COLUMNS, capture_sql
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
     if not mall.footfall.aisle_counters:
         click.echo(f"mallstream: mall {mall.id} has no footfall.aisle_counters: no store has passers-by", err=True)
         sys.exit(1)
+    _ratio_report(settings, mall, window, capture_sql, CAPTURE_COLUMNS, fmt, plot_to, "capture rate",
+                  y="capture_rate", group="store", ylabel="entries per passer-by")
+
+
+def _ratio_report(settings: Settings, mall, window, sql, columns, fmt: str, plot_to: Path | None, what: str,
+                  **plotting: str) -> None:
+    """A ratio per interval from the visitor roll-ups at the finest grain kept: printed, and drawn as percent lines."""
+    from .reports import VISITOR_GRAINS, for_reading, plot_lines, reading, render
+
     read = reading(VISITOR_GRAINS, window)
-    found = _query(settings, for_reading(capture_sql, read))
-    click.echo(render(found, fmt, CAPTURE_COLUMNS, read))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: capture rate, {_intervals(read)}",
-                                              path, y="capture_rate", group="store", ylabel="entries per passer-by",
-                                              percent=True))
+    found = _query(settings, for_reading(sql, read))
+    click.echo(render(found, fmt, columns, read))
+    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: {what}, {_intervals(read)}", path,
+                                              percent=True, **plotting))
 
 
 @report.command("attraction")
@@ -630,15 +638,11 @@ def report_capture(ctx: click.Context, start, end, interval: str, mall_id: str |
 def report_attraction(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
                       plot_to: Path | None) -> None:
     """Floor attraction: visitors entering each floor ÷ visitors entering the mall, per interval."""
-    from .reports import ATTRACTION_COLUMNS, VISITOR_GRAINS, attraction_sql, for_reading, plot_lines, reading, render
+    from .reports import ATTRACTION_COLUMNS, attraction_sql
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
-    read = reading(VISITOR_GRAINS, window)
-    found = _query(settings, for_reading(attraction_sql, read))
-    click.echo(render(found, fmt, ATTRACTION_COLUMNS, read))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: floor attraction, {_intervals(read)}",
-                                              path, y="attraction", group="floor", ylabel="share of mall entries",
-                                              percent=True))
+    _ratio_report(settings, mall, window, attraction_sql, ATTRACTION_COLUMNS, fmt, plot_to, "floor attraction",
+                  y="attraction", group="floor", ylabel="share of mall entries")
 
 
 @report.command("conversion")
