@@ -19,11 +19,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import clickhouse_connect
-import yaml
 
 from .auth import KeyStore
 from .bench_e2e import throwaway_hub
-from .bench_vip_latency import _free_port, scratch_config
+from .bench_vip_latency import scratch_config
 from .dashboards.check import expansion
 from .dashboards.grafana import PROVISIONING, read_boards
 from .replay import replay, wait_until_processed
@@ -55,9 +54,6 @@ def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
         directory = Path(scratch)
         members = directory / "members.csv"
         config = scratch_config(directory, members)
-        data = yaml.safe_load(config.read_text())
-        data["clickhouse"]["http_port"] = _free_port()
-        config.write_text(yaml.safe_dump(data))
         settings = load(config)
         mall = settings.malls[0]
         day = MallDay(visitors=visitors, seed=7)

@@ -31,8 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import lz4.frame
 from chdb.session import Session
+
+from mallstream.streams.core.clickhouse_http import lz4_frames
 
 #: URL parameters that steer the HTTP layer, never settings of the query.
 TRANSPORT = {
@@ -46,16 +47,6 @@ RESULT_SET = re.compile(rb"\A\s*(\(\s*)*(SELECT|WITH|SHOW|DESC|DESCRIBE|EXISTS|E
 #: ``INSERT INTO t (cols) FORMAT X`` followed by the data to insert.
 INSERT_DATA = re.compile(rb"\A\s*(INSERT\s+INTO\s.*?)\sFORMAT\s+(\w+)[ \t]*\r?\n?(.*)\Z", re.I | re.S)
 SETTING_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def lz4_frames(data: bytes) -> bytes:
-    """Decompress every lz4 frame: the client compresses each insert block as a frame of its own."""
-    out = []
-    while data:
-        frame = lz4.frame.LZ4FrameDecompressor()
-        out.append(frame.decompress(data))
-        data = frame.unused_data
-    return b"".join(out)
 
 
 DECOMPRESS = {

@@ -369,7 +369,7 @@ def native_for_revision(data: bytes, revision: int) -> bytes:
 
 # -- compression --------------------------------------------------------------------------------------------------
 
-def _lz4_frames(data: bytes) -> bytes:
+def lz4_frames(data: bytes) -> bytes:
     """Every lz4 frame of a body, one after the other (clients compress each block as a frame of its own)."""
     out = []
     while data:
@@ -384,7 +384,7 @@ CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
     "gzip": (gzip.decompress, lambda data: gzip.compress(data, compresslevel=3)),
     "deflate": (zlib.decompress, lambda data: zlib.compress(data, 3)),
     "zstd": (zstd.decompress, zstd.compress),
-    "lz4": (_lz4_frames, lz4.frame.compress),
+    "lz4": (lz4_frames, lz4.frame.compress),
 }
 #: ClickHouse's own compressed blocks (``decompress=1``): checksum, method, sizes, data
 _NATIVE_BLOCK = struct.Struct("<16sBII")
