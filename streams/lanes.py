@@ -11,6 +11,13 @@ at-least-once, and the steps are idempotent (the sink drops keys it holds alread
 the worker's own consumer, a lane pauses after an empty fetch, and a lane that gathers anyway (the sinks) after every fetch,
 on a broker that answers fetches at once (streams/framework_patches.py); the flush fails after ``kafka.flush_timeout_s``.
 
+A lane may keep state (:meth:`BatchLane.store`): a store per partition, with a changelog
+topic, restored on assignment before the partition is read and dropped on revocation, and
+committed by streams/state/checkpoint.py (state, changelog, flush, local files, offsets).
+A stateful lane assigns partitions by range, so a partition number of every topic it reads
+(all partitioned alike) is held by one worker with its stores; a rebalance waits for the batch
+being handled to be checkpointed before the partitions go.
+
 A step that raises stops the worker loudly (faust's own crash path), after nothing of
 the batch was committed: the records come again on the restart. A step cut short because
 the worker is stopping anyway ends the lane quietly, with the same result.
@@ -18,18 +25,25 @@ the worker is stopping anyway ends the lane quietly, with the same result.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from mallstream.settings import Kafka, Worker
 from mallstream.transports import kafka_options
+
+from .state.changelog import restore
+from .state.checkpoint import Checkpoint
+from .state.store import LaneStore
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +53,15 @@ Step = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
 RevokeHandler = Callable[[set[TopicPartition]], None]
 
 
-class _Revocations(ConsumerRebalanceListener):
-    def __init__(self, handlers: list[RevokeHandler]) -> None:
-        self.handlers = handlers
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, lane: BatchLane) -> None:
+        self.lane = lane
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        for handle in self.handlers:
-            handle(set(revoked))
+        await self.lane.partitions_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
+        await self.lane.partitions_assigned(set(assigned))
 
 
 class BatchLane:
@@ -66,6 +79,12 @@ class BatchLane:
         self.gather_ms = gather_ms
         self.steps: dict[str, list[Step]] = defaultdict(list)
         self.revoke_handlers: list[RevokeHandler] = []
+        self.stores: dict[str, LaneStore] = {}
+        self.checkpoint = Checkpoint(app, group, [])
+        #: partition numbers held with their stores (stateful lanes)
+        self.held: set[int] = set()
+        #: held while a batch is handled and checkpointed: a rebalance waits for it
+        self._busy = asyncio.Lock()
         #: batches and records handled so far (the worker's /stats/ shows them)
         self.batches = 0
         self.records = 0
@@ -78,6 +97,51 @@ class BatchLane:
     def on_revoked(self, handle: RevokeHandler) -> None:
         """Call ``handle`` with the partitions a rebalance takes from this lane: steps drop what they kept of them."""
         self.revoke_handlers.append(handle)
+
+    def store(self, name: str, changelog: str, directory: Path, partition_count: int) -> LaneStore:
+        """A store the lane's steps keep per partition, written to ``changelog`` at every checkpoint."""
+        store = self.stores[name] = LaneStore(name, changelog, directory / self.group, partition_count)
+        self.checkpoint.stores = list(self.stores.values())
+        return store
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Wait for the batch in hand to be checkpointed, then let go of the revoked partitions and their state."""
+        async with self._busy:
+            for handle in self.revoke_handlers:
+                handle(revoked)
+            for partition in {tp.partition for tp in revoked}:
+                for store in self.stores.values():
+                    store.drop(partition)
+                self.held.discard(partition)
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Restore the stores of newly held partitions from their local files and changelogs, before any read."""
+        async with self._busy:
+            new = {tp.partition for tp in assigned} - self.held
+            if not self.stores or not new:
+                self.held |= new
+                return
+            started = time.monotonic()
+            try:
+                applied = await self._restore(new)
+            except Exception as exc:  # reading on without the state would be wrong: the worker stops, loudly
+                log.exception("lane %s: restoring partitions %s failed", self.group, sorted(new))
+                await self.app.crash(exc)
+                raise
+            self.held |= new
+        log.info("lane %s: partitions %s restored (%d changelog records) in %.1f s", self.group, sorted(new), applied,
+                 time.monotonic() - started)
+
+    async def _restore(self, partitions: set[int]) -> int:
+        reader = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=f"{self.group}-restore",
+                                  enable_auto_commit=False, **kafka_options(self.kafka))
+        await reader.start()
+        try:
+            opened = [(TopicPartition(store.changelog, partition), store.opened(partition))
+                      for store in self.stores.values() for partition in sorted(partitions)]
+            return await restore(reader, opened)
+        finally:
+            await reader.stop()
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this worker's lane reads now."""
@@ -112,11 +176,13 @@ class BatchLane:
             rebalance_timeout_ms=int(self.worker.session_timeout * 1000),
             heartbeat_interval_ms=int(self.worker.session_timeout * 100),
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # stores hold a partition number of every topic read: those must go to one worker together
+            partition_assignment_strategy=(RangePartitionAssignor if self.stores else RoundRobinPartitionAssignor,),
             **({"fetch_min_bytes": 1024 * 1024, "fetch_max_wait_ms": self.gather_ms} if self.gather_ms else {}),
             **kafka_options(self.kafka),
         )
         if self.steps:
-            consumer.subscribe(list(self.steps), listener=_Revocations(self.revoke_handlers))
+            consumer.subscribe(list(self.steps), listener=_Rebalance(self))
         await consumer.start()
         self._consumer = consumer
         try:
@@ -124,23 +190,47 @@ class BatchLane:
                 batch = await self._gather(consumer)
                 if not batch:
                     continue
-                try:
-                    await self._handle(batch)
-                except Exception as exc:
-                    if self.app.should_stop:
-                        # the worker is stopping (its producer may be gone already): the batch comes again on the restart
-                        log.info("lane %s: stopped with the worker; its last batch is not committed", self.group)
+                async with self._busy:
+                    batch = self._ready(consumer, batch)
+                    try:
+                        await self._handle(batch)
+                    except Exception as exc:
+                        if self.app.should_stop:
+                            # the worker is stopping (its producer may be gone already): the batch comes again
+                            log.info("lane %s: stopped with the worker; its last batch is not committed", self.group)
+                            return
+                        log.exception("lane %s: a step failed; nothing of the batch is committed", self.group)
+                        await self.app.crash(exc)
                         return
-                    log.exception("lane %s: a step failed; nothing of the batch is committed", self.group)
-                    await self.app.crash(exc)
-                    return
-                # what the steps sent (dead letters, re-keyed records) is on the broker before the offsets move on
-                await self.app.producer.flush()
-                await self._commit(consumer, batch)
+                    # what the steps sent and the stores' changes are on the broker before the offsets move on
+                    await self.checkpoint.commit(consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()})
         finally:
             self._consumer = None
+            for store in self.stores.values():
+                for partition in list(store.partitions):
+                    store.drop(partition)
+            self.held.clear()
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    def _ready(self, consumer: AIOKafkaConsumer,
+               batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """The records the lane may handle now.
+
+        Records of partitions a rebalance took meanwhile are their new owner's to handle. The
+        fetcher may read a newly assigned partition before its stores are restored: its records
+        are read again once they are.
+        """
+        assigned = consumer.assignment()
+        ready = {}
+        for tp, records in batch.items():
+            if tp not in assigned:
+                continue
+            if self.stores and tp.partition not in self.held:
+                consumer.seek(tp, records[0].offset)
+                continue
+            ready[tp] = records
+        return ready
 
     async def _gather(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records until ``max_records`` are held or the first has waited ``max_wait_s`` (empty after a quiet second)."""
@@ -167,15 +257,3 @@ class BatchLane:
                 await handle(records)
         self.batches += 1
         self.records += sum(len(records) for records in by_topic.values())
-
-    async def _commit(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        # partitions a rebalance took away meanwhile are not ours to commit: their new owner reads the records again
-        assigned = consumer.assignment()
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, RebalanceInProgressError, IllegalStateError) as exc:
-            # the partitions moved meanwhile: their new owner reads these records again, and the steps are idempotent
-            log.warning("lane %s: offsets not committed (%s); the records come again", self.group, exc)

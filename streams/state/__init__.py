@@ -1,0 +1,1 @@
+"""State that lives with a lane's partitions: stores, their changelogs, restore and the checkpoint."""
