@@ -23,7 +23,7 @@ from .simulators.emulators import ENCODERS, DeviceWire, gateway_decoder
 from .simulators.pos import PosDay, receipts
 from .sinks.clickhouse import SourcePosition, TableSink, sourced
 from .sinks.warehouse import open_warehouse
-from .sinks.schema import LEDGER_TABLE
+from .sinks.tables import LEDGER_TABLE
 from .bench_engine import bench_engine
 from .bench_footfall import bench_footfall
 from .bench_vip import bench_vip

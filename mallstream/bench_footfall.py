@@ -28,14 +28,13 @@ import numpy as np
 
 from .reports import ReportWindow, conversion_sql, footfall_sql, occupancy_sql, period_sql, visitors_sql
 from .settings import ClickHouse, Device, FootfallConfig, Mall, Place, Store, load
-from .sinks.schema import (
+from .sinks.places import PLACES_COLUMNS, place_rows
+from .sinks.tables import (
     AREA_DAYS_TABLE,
     AREA_OCCUPANCY_TABLE,
     FOOTFALL_ROLLUPS_TABLE,
     FOOTFALL_TICKS_TABLE,
-    PLACES_COLUMNS,
     SinkTable,
-    place_rows,
 )
 from .sinks.warehouse import Warehouse, open_warehouse
 from .streams.core.occupancy import AreaDay, AreaRow

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .querying import quote
-from .sinks.schema import RETENTION
+from .sinks.tables import RETENTION
 
 INTERVALS = {"5m": 5, "10m": 10, "15m": 15, "30m": 30, "60m": 60, "1h": 60, "1d": 1440}
 GROUPINGS = ("entrance", "floor", "zone", "store", "counter")

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 from mallstream.settings import ClickHouse
 
 from .arrow import arrow_schema, arrow_table
-from .schema import MIGRATIONS
+from .migrations import apply_migrations
 
 
 class Warehouse:
@@ -75,22 +75,7 @@ class Warehouse:
 
     def migrate(self) -> list[int]:
         """Create or upgrade the schema; return the migration versions applied now."""
-        self.command("CREATE DATABASE IF NOT EXISTS {db}")
-        self.command(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, description String, "
-            "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
-        )
-        _, rows = self.query("SELECT version FROM {db}.schema_migrations")
-        done = {row[0] for row in rows}
-        applied = []
-        for version, description, statements in MIGRATIONS:
-            if version in done:
-                continue
-            for statement in statements:
-                self.command(statement)
-            self.command(f"INSERT INTO {{db}}.schema_migrations (version, description) VALUES ({version}, '{description}')")
-            applied.append(version)
-        return applied
+        return apply_migrations(self)
 
     def close(self) -> None:
         with self._lock:

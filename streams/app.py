@@ -35,7 +35,7 @@ from faust.types import EventT
 from mallstream.privacy import Pseudonym
 from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
-from mallstream.sinks.schema import (
+from mallstream.sinks.tables import (
     ALERTS_TABLE,
     AUDIT_TABLE,
     CUSTOMER_SNAPSHOTS_TABLE,

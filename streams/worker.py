@@ -10,7 +10,7 @@ from collections.abc import Callable
 import faust
 
 from mallstream.settings import ConfigError, Settings
-from mallstream.sinks.schema import PLACES_COLUMNS, place_rows
+from mallstream.sinks.places import PLACES_COLUMNS, place_rows
 from mallstream.sinks.warehouse import open_warehouse
 from mallstream.transports import kafka_options
 

@@ -19,7 +19,7 @@ from mallstream.auth import command_headers
 from mallstream.services import wait_for_port
 from mallstream.settings import ClickHouse, load
 from mallstream.sinks.clickhouse import TableSink
-from mallstream.sinks.schema import LEDGER_TABLE
+from mallstream.sinks.tables import LEDGER_TABLE
 from tests.chdb_http import serve_chdb
 
 REPO = Path(__file__).resolve().parent.parent

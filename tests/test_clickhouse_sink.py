@@ -10,7 +10,7 @@ from mallstream.settings import ClickHouse
 from mallstream.sinks.clickhouse import SOURCE_COLUMNS, SourcePosition, TableSink, sourced
 from mallstream.sinks.arrow import arrow_type
 from mallstream.sinks.warehouse import open_warehouse
-from mallstream.sinks.schema import LEDGER_TABLE
+from mallstream.sinks.tables import LEDGER_TABLE
 from mallstream.streams.app import SUNK_TOPICS
 from mallstream.streams.records import LedgerEntry
 

@@ -24,17 +24,16 @@ from mallstream.dashboards.grafana import PROVISIONING, read_boards
 from mallstream.privacy import Pseudonym
 from mallstream.reports import year_back
 from mallstream.settings import load
-from mallstream.sinks import warehouse as warehouse_module
 from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
-from mallstream.sinks.schema import (
+from mallstream.sinks.migrations import MIGRATIONS, apply_migrations
+from mallstream.sinks.migrations.v013_parking_hourly import MIGRATION as PARKING_HOURLY
+from mallstream.sinks.places import PLACES_COLUMNS, place_rows
+from mallstream.sinks.tables import (
     FOOTFALL_TICKS_TABLE,
-    MIGRATIONS,
     PARKING_OCCUPANCY_TABLE,
     PARKING_STAYS_TABLE,
-    PLACES_COLUMNS,
     RETENTION,
     SinkTable,
-    place_rows,
 )
 from mallstream.sinks.warehouse import Warehouse, open_warehouse
 from mallstream.streams.core.parking import (
@@ -295,24 +294,22 @@ def test_every_ttl_deletes_only_rows_a_coarser_roll_up_carries_or_says_why_not(t
                 f"nothing feeds {carrier} from {table} or its source"
 
 
-def test_the_migration_back_fills_the_hourly_roll_up_once_from_the_rows_still_kept(tmp_path, monkeypatch):
+def test_the_migration_back_fills_the_hourly_roll_up_once_from_the_rows_still_kept(tmp_path):
     """An existing deployment: occupancy rows and stays stored before the roll-up existed, one of them past its TTL."""
     settings = load(write_config(tmp_path, "127.0.0.1:9"))
     mall = settings.malls[0]
     zone = ZoneInfo(mall.timezone)
     events = [event for event in gate_events(zone, random.Random(3)) if event.car_park_id == "P-B2"]
     occupancy, stays = through_the_parking_core(events, ParkingLayout.of(mall))
-    latest = len(MIGRATIONS) - 1
     warehouse = open_warehouse(settings.clickhouse)
     try:
-        monkeypatch.setattr(warehouse_module, "MIGRATIONS", MIGRATIONS[:latest])
-        warehouse.migrate()
+        before = [migration for migration in MIGRATIONS if migration.version < PARKING_HOURLY.version]
+        apply_migrations(warehouse, before)
         pseudonym = Pseudonym.of(settings)
         sink_in_batches(warehouse, PARKING_OCCUPANCY_TABLE, [OccupancyBatch(occupancy)], random.Random(1))
         sink_in_batches(warehouse, PARKING_STAYS_TABLE, stays, random.Random(2), pseudonym)
-        monkeypatch.undo()
-        assert warehouse.migrate() == [MIGRATIONS[latest][0]]
-        for statement in MIGRATIONS[latest][2]:  # a migration cut short runs again from its start
+        assert apply_migrations(warehouse, [*before, PARKING_HOURLY]) == [PARKING_HOURLY.version]
+        for statement in PARKING_HOURLY.statements:  # a migration cut short runs again from its start
             warehouse.command(statement)
         _, hours = warehouse.query("""
             SELECT hour, argMaxMerge(occupancy_end), max(occupancy_peak), sum(entries), sum(exits)

@@ -12,7 +12,7 @@ import pytest
 from mallstream.privacy import Pseudonym, mask_card_numbers, mask_phone_numbers
 from mallstream.settings import ClickHouse, Privacy, Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
-from mallstream.sinks.schema import (
+from mallstream.sinks.tables import (
     ALERTS_TABLE,
     DEAD_LETTERS_TABLE,
     PARKING_EVENTS_TABLE,

@@ -8,8 +8,9 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from mallstream.sinks.clickhouse import SOURCE_COLUMNS
+from mallstream.sinks.migrations import MIGRATIONS
+from mallstream.sinks.tables import LEDGER_TABLE
 from mallstream.sinks.warehouse import open_warehouse
-from mallstream.sinks.schema import LEDGER_TABLE, MIGRATIONS
 from tests.test_clickhouse_sink import TS, feed, row, totals
 
 
@@ -24,12 +25,12 @@ def warehouse(server):
 def test_migrate_creates_the_schema_once(server):
     wh = open_warehouse(server.model_copy(update={"database": "fresh"}))
     try:
-        every = [version for version, _, _ in MIGRATIONS]
+        every = [migration.version for migration in MIGRATIONS]
         assert wh.migrate() == every
         assert wh.migrate() == []
         _, tables = wh.query("SELECT name, engine FROM system.tables WHERE database = 'fresh' ORDER BY name")
         engines = dict(tables)
-        declared = {name for _, _, statements in MIGRATIONS for statement in statements
+        declared = {name for migration in MIGRATIONS for statement in migration.statements
                     for name in re.findall(r"CREATE (?:TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS \{+db\}+\.(\w+)", statement)}
         assert set(engines) == declared | {"schema_migrations"}
         assert (engines["ledger_entries"], engines["points_daily"], engines["points_daily_mv"]) == \
