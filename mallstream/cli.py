@@ -59,6 +59,24 @@ def _run(function, *args, **kwargs) -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--force", is_flag=True, help="overwrite example files already there")
+def init(directory: Path, force: bool) -> None:
+    """Write the commented example config and rule file into DIRECTORY/config (default: here)."""
+    from .examples import write_examples
+
+    try:
+        written = write_examples(directory, force)
+    except FileExistsError as exc:
+        click.echo(f"mallstream init: {exc}", err=True)
+        sys.exit(1)
+    for path in written:
+        click.echo(f"wrote {path}")
+    here = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    click.echo(f"try it: {here}mallstream up --demo; then edit the copies (comments say what each key does)")
+
+
+@main.command()
 @click.option("--demo/--no-demo", default=False, help="feed a simulated mall day and print live figures")
 @click.pass_context
 def up(ctx: click.Context, demo: bool) -> None:
