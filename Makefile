@@ -19,13 +19,14 @@ scenario: setup
 history: setup
 	MALLSTREAM_SCALE=1000 .venv/bin/python -m pytest -q tests/test_history.py
 
-# every figure of issue 9, the end-to-end ones through throwaway brokers and worker processes
+# throughput and latency: rule cores, ClickHouse sink and device parsers, then end to end (events/s, replay time,
+# worker RSS, the naive faust app for comparison, VIP alert and loyalty latency) through throwaway brokers and workers
 bench: setup
 	.venv/bin/mallstream bench --e2e
 
 # not in CI: ten minutes at 5,000 events/s through gateway, broker and worker; RSS sampled each minute should stay flat
 soak: setup
-	.venv/bin/python -m mallstream.bench_vip_latency --vips 6000 --every 0.1 --background 5000 --log soak-workers.log --plot soak-latency.png
+	.venv/bin/python -m benchmarks.bench_vip_latency --vips 6000 --every 0.1 --background 5000 --log soak-workers.log --plot soak-latency.png
 
 # not in CI: seven 100,000-visitor days through the embedded broker with keep_hours 0 (broker size per day, RSS,
 # recovery of a worker killed on day 5, reports against ground truth); smaller: VISITORS=10000 DAYS=7

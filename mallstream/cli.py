@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -55,6 +56,24 @@ def _run(function, *args, **kwargs) -> None:
     except (ServiceError, TopicLayoutError, FrameworkVersionError) as exc:
         click.echo(f"mallstream: {exc}", err=True)
         sys.exit(2)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--force", is_flag=True, help="overwrite example files already there")
+def init(directory: Path, force: bool) -> None:
+    """Write the commented example config and rule file into DIRECTORY/config (default: here)."""
+    from .examples import write_examples
+
+    try:
+        written = write_examples(directory, force)
+    except FileExistsError as exc:
+        click.echo(f"mallstream init: {exc}", err=True)
+        sys.exit(1)
+    for path in written:
+        click.echo(f"wrote {path}")
+    here = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    click.echo(f"try it: {here}mallstream up --demo; then edit the copies (comments say what each key does)")
 
 
 @main.command()
@@ -462,28 +481,40 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
                                            "with kafka.keep_hours 0, the worker killed on day 5")
 @click.option("--days", type=int, default=7, show_default=True, help="--week: days replayed")
 def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size: float, week: bool, days: int) -> None:
-    """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end."""
-    if history:
-        from .bench_history import run as run_history
+    """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end.
 
-        for name, figure in run_history(size):
+    The benchmarks are in the checkout's benchmarks/ folder, not in the installed package.
+    """
+    if history:
+        for name, figure in _benchmark("bench_history").run(size):
             click.echo(f"{name:<56} {figure:>12}")
         return
-    from .bench import run
-
     if week:
-        from .bench_week import run_week
-
-        for name, figure in run_week(visitors, days):
+        for name, figure in _benchmark("bench_week").run_week(visitors, days):
             click.echo(f"{name:<72} {figure:>16}")
         return
-    figures = run(count)
+    figures = _benchmark("bench").run(count)
     if e2e:
-        from .bench_e2e import run as run_e2e
-
-        figures += run_e2e(visitors, naive)
+        figures += _benchmark("bench_e2e").run(visitors, naive)
     for name, figure in figures:
         click.echo(f"{name:<56} {figure:>12}")
+
+
+def _benchmark(name: str) -> ModuleType:
+    """``benchmarks.<name>`` from the checkout this package runs from; a one-line error when installed from a wheel."""
+    import importlib
+    import os
+
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "benchmarks" / f"{name}.py").is_file():
+        click.echo("mallstream bench: the benchmarks come with a checkout of the source (its benchmarks/ folder), "
+                   "not with the installed package: pip install -e CHECKOUT, then run it again", err=True)
+        sys.exit(2)
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+        # for the processes they start themselves (python -m benchmarks.bench_naive)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 @main.group()

@@ -7,6 +7,7 @@ the dashboards group to itself at import.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,6 +23,8 @@ def load_settings(path: str) -> Settings:
         return load(path)
     except ConfigError as exc:
         click.echo(f"mallstream: bad config: {exc}", err=True)
+        if not Path(path).exists():
+            click.echo("mallstream: `mallstream init` writes the commented example config to config/", err=True)
         sys.exit(2)
 
 

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
-from mallstream.bench_churn import Replay, replay, signal_quality
 from mallstream.churn_fit import FittedParams, fit_from_histories, load_params, save_params
 from mallstream.replay import wait_until_processed
 from mallstream.settings import CustomerRules, load
@@ -32,6 +31,7 @@ from mallstream.streams.core.customers import insight
 from mallstream.streams.core.pyramid import exact_classes
 from mallstream.streams.records import encode
 from tests.conftest import SCALE, WorkerProcess, cli, running_broker, write_config
+from tests.support.churn import Replay, replay, signal_quality
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mallstream.bench_churn import replay, signal_quality
 from mallstream.churn_fit import fit_from_histories
 from mallstream.simulators.purchases import PurchaseSimulation, simulate
 from mallstream.streams.core.bgnbd import BgNbdParams
@@ -32,6 +31,7 @@ from mallstream.streams.core.segments import (
     rfm_segment,
 )
 from mallstream.streams.records import PosLine, PosTransaction
+from tests.support.churn import replay, signal_quality
 
 CST = dt.timezone(dt.timedelta(hours=8))
 DAY0 = dt.date(2026, 3, 2)  # a Monday

@@ -496,9 +496,3 @@ def test_backtest_reports_per_rule_outcomes_and_cost_for_both_rule_books():
     # proposed: no campaign, so t2's voucher is paid in cash: (300 + 50) x 2 points
     assert report.proposed.by_rule["earn-base"].points_issued == 700 and report.proposed.cost == 700
     assert report.proposed.rejected == 0 and report.current.version.startswith("1-")
-
-
-def test_bench_engine_measures_a_positive_rate():
-    from mallstream.bench_engine import bench_engine
-
-    assert bench_engine(300) > 0

@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from mallstream import settings as config
-from mallstream.bench_loyalty import authorise, bench_authorisation
-from mallstream.bench_loyalty import wait_until_serving as until_serving
 from mallstream.replay import wait_until_processed
+from mallstream.till_client import authorise
+from mallstream.till_client import wait_until_serving as until_serving
 from tests.conftest import REPO, WorkerProcess, cli, free_port, write_config
 
 pytestmark = pytest.mark.pipeline
@@ -169,8 +169,10 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
     assert card["balances"]["stored_value_cents"] == 4000 and card["holds"] == []  # settled
     assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-3", amount_cents=4001)["approved"]
 
-    # fifty 1-cent holds in a row all count against the balance (latency figures: python -m mallstream.bench_loyalty)
-    bench_authorisation(worker.port, "M-till", 50, worker.headers)
+    # fifty 1-cent holds in a row all count against the balance (latency figures: python -m benchmarks.bench_loyalty)
+    for number in range(50):
+        hold = authorise(worker.port, worker.headers, member_id="M-till", txn_id=f"hold-{number}", amount_cents=1)
+        assert hold["approved"], hold
     assert len(member(hub_config, "M-till")["holds"]) == 50
     assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-4", amount_cents=3951)["approved"]
     assert authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-5", amount_cents=3950)["approved"]

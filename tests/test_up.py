@@ -19,6 +19,7 @@ import yaml
 
 from mallstream.services import port_open, wait_for_port
 from tests.conftest import cli, free_port, write_config
+from tests.support.processes import assert_nothing_left, children
 
 pytestmark = pytest.mark.pipeline
 
@@ -38,40 +39,6 @@ def embedded_config(tmp_path: Path, separate: bool = False) -> tuple[Path, list[
 def start_up(config: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "up", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent)
-
-
-def processes_naming(directory: Path) -> dict[int, str]:
-    """Live processes (not zombies) whose command line names ``directory``: every part `up` starts does."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            zombie = "\nState:\tZ" in (proc / "status").read_text()
-        except (FileNotFoundError, ProcessLookupError, NotADirectoryError, PermissionError):
-            continue
-        if proc.name.isdigit() and str(directory) in cmdline and not zombie:
-            found[int(proc.name)] = cmdline
-    return found
-
-
-def children(pid: int) -> dict[int, str]:
-    """The live child processes of ``pid`` and their command lines."""
-    found = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if f"\nPPid:\t{pid}\n" in (proc / "status").read_text():
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
-
-
-def assert_nothing_left(tmp_path: Path, ports: list[int], output: str) -> None:
-    left = processes_naming(tmp_path)
-    for pid in left:  # so that a failing run leaves nothing behind either
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"still running after up exited: {left}\n{output}"
-    assert not [port for port in ports if port_open("127.0.0.1", port)], output
 
 
 @pytest.mark.parametrize("separate", [False, True], ids=["one-worker", "separate-vip-worker"])

@@ -3,9 +3,9 @@
 (b) events/s one worker takes a simulated mall day (POS, RFID, footfall, parking) through
 every agent, table and sink; (e) the wall time of that replay, from the first event sent to
 every event stored; (f) the worker's peak RSS; (g) the same recorded day through the naive
-faust app of ``mallstream.bench_naive`` and the ratio; (c) VIP alert latency under load
-(``mallstream.bench_vip_latency``); receipt-to-ledger and till authorisation latency
-(``mallstream.bench_loyalty``). Each part starts a throwaway noida-db broker of its own.
+faust app of ``benchmarks.bench_naive`` and the ratio; (c) VIP alert latency under load
+(``benchmarks.bench_vip_latency``); receipt-to-ledger and till authorisation latency
+(``benchmarks.bench_loyalty``). Each part starts a throwaway noida-db broker of its own.
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mallstream.replay import replay, wait_until_processed
+from mallstream.streams import topics
+from mallstream.services import embedded_services, wait_for_port
+from mallstream.settings import Settings, load
+from mallstream.simulators.mallday import MallDay, record
+from mallstream.simulators.members import vip_members
+from mallstream.streams.master_data import write_master_data
+from mallstream.streams.topics import ensure_topics
+
 from . import bench_loyalty
 from .bench_vip_latency import bench_vip_latency, scratch_config
-from .replay import replay, wait_until_processed
-from .streams import topics
-from .services import embedded_services, wait_for_port
-from .settings import Settings, load
-from .simulators.mallday import MallDay, record
-from .simulators.members import vip_members
-from .streams.master_data import write_master_data
-from .streams.topics import ensure_topics
 
 
 @dataclass
@@ -49,7 +50,7 @@ class WorkerRun:
         return self.events / self.cpu_seconds
 
 
-#: What the naive app reads (mallstream/bench_naive.py): the input topics, nothing downstream.
+#: What the naive app reads (benchmarks/bench_naive.py): the input topics, nothing downstream.
 NAIVE_INPUTS = [spec.name for spec in topics.INPUT_TOPICS.values()]
 
 def cpu_seconds(pid: int) -> float:
@@ -137,7 +138,7 @@ def bench_day(visitors: int, naive: bool) -> dict[str, WorkerRun]:
         events = sum(1 for _ in recording.open("rb"))
         kinds = {"hub": [sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"]}
         if naive:
-            kinds["naive"] = [sys.executable, "-m", "mallstream.bench_naive", str(config)]
+            kinds["naive"] = [sys.executable, "-m", "benchmarks.bench_naive", str(config)]
         for kind, command in kinds.items():
             # a broker of its own each time: the replay and the group's lag are this app's alone
             settings = _with(settings, "kafka", data_dir=directory / f"broker-{kind}")

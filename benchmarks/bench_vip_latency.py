@@ -7,7 +7,7 @@ carries, people-counter ticks) go through the same gateway, broker and worker. S
 fresh broker and Mosquitto of its own (a broker with history would have the new worker read
 it all first), a worker process and an in-process gateway::
 
-    python -m mallstream.bench_vip_latency
+    python -m benchmarks.bench_vip_latency
 
 Each alert also carries when the worker published it, so the latency splits into: gateway to
 publish (spool, broker, the route and track agents, which publish on MQTT as they decide)
@@ -145,7 +145,7 @@ def _query_board(config: Path, key: str, every: float, stop: EventType, timings:
     endpoint every ``every`` s, as a Grafana on auto-refresh sends them; each query's seconds go to ``timings``."""
     from zoneinfo import ZoneInfo
 
-    from mallstream.bench_endpoint import board_queries, endpoint_client
+    from .bench_endpoint import board_queries, endpoint_client
 
     settings = load(config)
     client = endpoint_client(settings.clickhouse.http_port, key)

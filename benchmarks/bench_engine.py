@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .backtesting import with_members
-from .simulators.pos import PosDay, receipts
-from .streams.core.accounts import MemberCard
-from .streams.core.engine import evaluate
-from .streams.core.rules import RuleFile
+from mallstream.backtesting import with_members
+from mallstream.simulators.pos import PosDay, receipts
+from mallstream.streams.core.accounts import MemberCard
+from mallstream.streams.core.engine import evaluate
+from mallstream.streams.core.rules import RuleFile
 
 EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "config" / "rules.example.yaml"
 

@@ -3,7 +3,7 @@
 ``bench_authorisation``: sequential ``POST /authorise/`` calls (each placing a 1-cent hold),
 timed at the caller, HTTP included. ``bench_receipt_latency``: receipts produced at a steady
 rate straight to ``pos.transactions``; the time from each send to the first of its entries
-on the ``ledger`` topic. ``run`` (``python -m mallstream.bench_loyalty``, and a part of
+on the ``ledger`` topic. ``run`` (``python -m benchmarks.bench_loyalty``, and a part of
 ``mallstream bench --e2e``) takes both through a fresh broker and worker.
 """
 
@@ -17,31 +17,22 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from .auth import command_headers
+from mallstream.auth import command_headers
+from mallstream.settings import Settings, load
+from mallstream.streams import topics
+from mallstream.till_client import authorise, wait_until_serving
+from mallstream.transports import kafka_options
+
 from .bench_vip_latency import scratch_config
-from .settings import Settings, load
-from .streams import topics
-from .transports import kafka_options
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
     return {"p50_ms": round(cuts[49], 2), "p99_ms": round(cuts[98], 2), "count": len(samples_ms)}
-
-
-def authorise(port: int, headers: dict[str, str] | None = None, **params: object) -> dict:
-    """One till authorisation against the worker on ``port`` (``headers``: a till's or admin key); the JSON answer."""
-    url = f"http://127.0.0.1:{port}/authorise/?{urllib.parse.urlencode(params)}"
-    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def bench_authorisation(port: int, member_id: str, count: int, headers: dict[str, str] | None = None) -> dict[str, float]:
@@ -107,26 +98,13 @@ def bench_receipt_latency(settings: Settings, count: int, per_second: float, mem
     return percentiles([(seen[txn] - sent[txn]) * 1000 for txn in sent])
 
 
-def wait_until_serving(port: int, headers: dict[str, str], timeout: float = 60) -> None:
-    """Until the worker holds its partitions, card requests are 503 (try again)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            authorise(port, headers, member_id="nobody", txn_id="probe", amount_cents=1)
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code not in (503, 504) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
 def _desk(config: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(config), "loyalty", *args,
                     "--by", "bench", "--why", "bench float"], check=True, capture_output=True)
 
 
 def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300) -> list[tuple[str, str]]:
-    """Issue 3's latency figures through a fresh broker and worker: till authorisation on a quiet worker (a
+    """The loyalty latency figures through a fresh broker and worker: till authorisation on a quiet worker (a
     member given 100.00 of stored value first, through the service desk), then receipt to ledger at a steady rate."""
     from .bench_e2e import throwaway_hub  # bench_e2e imports this module
 

@@ -26,12 +26,13 @@ import yaml
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
+from mallstream.querying import rows
+from mallstream.replay import replay, wait_until_processed
+from mallstream.settings import Settings, load
+from mallstream.simulators.history import SCENARIOS, History, history_config, record
+
 from .bench_e2e import peak_rss_mb, stop_process, throwaway_hub
 from .bench_vip_latency import scratch_config
-from .querying import rows
-from .replay import replay, wait_until_processed
-from .settings import Settings, load
-from .simulators.history import SCENARIOS, History, history_config, record
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,17 @@ from pathlib import Path
 
 import yaml
 
+from mallstream.replay import replay, wait_until_processed
+from mallstream.services import embedded_services
+from mallstream.settings import Settings, load
+from mallstream.simulators.mallday import GroundTruth, MallDay, record
+from mallstream.simulators.members import vip_members
+from mallstream.streams.master_data import write_master_data
+from mallstream.streams.retention import broker_data_bytes
+from mallstream.streams.topics import ensure_topics
+
 from .bench_e2e import start_process, stop_process
 from .bench_vip_latency import scratch_config
-from .replay import replay, wait_until_processed
-from .services import embedded_services
-from .settings import Settings, load
-from .simulators.mallday import GroundTruth, MallDay, record
-from .simulators.members import vip_members
-from .streams.master_data import write_master_data
-from .streams.retention import broker_data_bytes
-from .streams.topics import ensure_topics
 
 MONDAY = dt.date(2026, 11, 23)
 #: the day whose replay the worker is SIGKILLed in (1-based)

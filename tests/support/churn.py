@@ -1,25 +1,21 @@
-"""Measuring the churn core: signal quality on simulated histories, update cost, fit time, state memory.
+"""The churn core replayed over simulated purchase histories, and its signals scored against their known truth.
 
-The functions return numbers and leave printing to the caller (tests assert on
-them; ``mallstream bench`` can report them).
+The core's own tests and the worker's pipeline test both score signals this way, the latter
+also comparing the worker's signals with the core's replay of the same receipts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
-import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 
-from .churn_fit import fit_from_histories
-from .simulators.purchases import CHINA, PurchaseHistories, PurchaseSimulation, member_id, receipts, simulate
-from .streams.core.bgnbd import BgNbdParams
-from .streams.core.customers import ChurnSignal, CustomerRules, CustomerState, observe, tick
+from mallstream.simulators.purchases import CHINA, PurchaseHistories, member_id, receipts
+from mallstream.streams.core.bgnbd import BgNbdParams
+from mallstream.streams.core.customers import ChurnSignal, CustomerRules, CustomerState, observe, tick
 
 
 @dataclass(frozen=True)
@@ -103,55 +99,4 @@ def signal_quality(histories: PurchaseHistories, signals: Iterable[ChurnSignal],
         steady_flagged=sum(1 for m in raised if steady[m]) / max(int(steady.sum()), 1),
         flagged=len(raised),
         detectable=len(detectable),
-    )
-
-
-def update_cost_us(members: int = 2000, seed: int = 7) -> float:
-    """Mean microseconds of one ``observe`` (state update, P(alive), stage and signal) over a simulation's receipts."""
-    histories = simulate(PurchaseSimulation(members=members, days=365, seed=seed))
-    rules = CustomerRules()
-    params = BgNbdParams(r=0.8, alpha=12.0, a=0.6, b=3.0)
-    txns = list(receipts(histories))
-    states: dict[str, CustomerState] = {}
-    started = time.perf_counter()
-    for txn in txns:
-        member = txn.member_id or ""
-        states[member], _ = observe(states.get(member) or CustomerState(member), txn, txn.ts, rules, params)
-    return (time.perf_counter() - started) / len(txns) * 1e6
-
-
-def fit_seconds(members: int = 100_000, seed: int = 7) -> float:
-    """Wall time of the offline BG/NBD fit on ``members`` simulated members' histories."""
-    histories = simulate(PurchaseSimulation(members=members, days=365, seed=seed))
-    started = time.perf_counter()
-    fit_from_histories(histories.purchase_days, as_of_day=histories.simulation.days)
-    return time.perf_counter() - started
-
-
-@dataclass(frozen=True)
-class StateMemory:
-    """Member state for ``members`` members, measured on a sample and scaled."""
-
-    members: int
-    msgpack_bytes: int
-    python_bytes: int
-
-
-def state_memory(sample_members: int = 5000, per_members: int = 100_000, seed: int = 7) -> StateMemory:
-    """Msgpack size and Python heap of member states after a year of simulated receipts, scaled to ``per_members``.
-
-    The Python figure is what decoding every state's msgpack allocates (tracemalloc), as a table holding them would.
-    """
-    histories = simulate(PurchaseSimulation(members=sample_members, days=365, seed=seed))
-    states = replay(histories, CustomerRules(), BgNbdParams(r=0.8, alpha=12.0, a=0.6, b=3.0), tick_every_days=30).states
-    blobs = [msgspec.msgpack.encode(state) for state in states.values()]
-    decoder = msgspec.msgpack.Decoder(CustomerState)
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    decoded = [decoder.decode(blob) for blob in blobs]
-    python_bytes = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    scale = per_members / len(decoded)
-    return StateMemory(
-        members=per_members, msgpack_bytes=int(sum(map(len, blobs)) * scale), python_bytes=int(python_bytes * scale)
     )

@@ -3,7 +3,7 @@
 Unlike ``mallstream bench`` this needs a running broker and Mosquitto; it starts its own
 gateway (in this process) on a free push port with a spool of its own::
 
-    python -m mallstream.bench_gateway 5000 --bootstrap 127.0.0.1:9092 --mqtt-port 1883
+    python -m benchmarks.bench_gateway 5000 --bootstrap 127.0.0.1:9092 --mqtt-port 1883
 """
 
 from __future__ import annotations

@@ -17,17 +17,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .devices.bridges import Placed
-from .settings import ClickHouse, Device
-from .simulators.emulators import ENCODERS, DeviceWire, gateway_decoder
-from .simulators.pos import PosDay, receipts
-from .sinks.clickhouse import SourcePosition, TableSink, sourced
-from .sinks.warehouse import open_warehouse
-from .sinks.tables import LEDGER_TABLE
+from mallstream.devices.bridges import Placed
+from mallstream.settings import ClickHouse, Device
+from mallstream.simulators.emulators import ENCODERS, DeviceWire, gateway_decoder
+from mallstream.simulators.pos import PosDay, receipts
+from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
+from mallstream.sinks.warehouse import open_warehouse
+from mallstream.sinks.tables import LEDGER_TABLE
+from mallstream.streams.records import FootfallTick, InputEvent, LedgerEntry, ParkingEvent, RfidRead
+
 from .bench_engine import bench_engine
 from .bench_footfall import bench_footfall
 from .bench_vip import bench_vip
-from .streams.records import FootfallTick, InputEvent, LedgerEntry, ParkingEvent, RfidRead
 
 #: Device protocols whose gateway drivers are benched.
 DEVICE_PROTOCOLS = ("chafon-288m", "r2000", "zebra-fx", "impinj-r700", "xovis", "hikvision-isapi")

@@ -9,7 +9,7 @@ zone and store) goes through the same core, and its ticks and rows are written s
 into a scratch chdb, so the materialized views build the minute, hourly and daily
 roll-ups as in production; then each query the reports run is timed::
 
-    python -m mallstream.bench_footfall --days 30
+    python -m benchmarks.bench_footfall --days 30
 """
 
 from __future__ import annotations
@@ -26,21 +26,21 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .reports import ReportWindow, conversion_sql, footfall_sql, occupancy_sql, period_sql, visitors_sql
-from .settings import ClickHouse, Device, FootfallConfig, Mall, Place, Store, load
-from .sinks.places import PLACES_COLUMNS, place_rows
-from .sinks.tables import (
+from mallstream.reports import ReportWindow, conversion_sql, footfall_sql, occupancy_sql, period_sql, visitors_sql
+from mallstream.settings import ClickHouse, Device, FootfallConfig, Mall, Place, Store, load
+from mallstream.sinks.places import PLACES_COLUMNS, place_rows
+from mallstream.sinks.tables import (
     AREA_DAYS_TABLE,
     AREA_OCCUPANCY_TABLE,
     FOOTFALL_ROLLUPS_TABLE,
     FOOTFALL_TICKS_TABLE,
     SinkTable,
 )
-from .sinks.warehouse import Warehouse, open_warehouse
-from .streams.core.occupancy import AreaDay, AreaRow
-from .streams.core.footfall import FootfallState, RollupRow, apply_tick
-from .streams.core.footfall_layout import FootfallLayout
-from .streams.records import FootfallTick
+from mallstream.sinks.warehouse import Warehouse, open_warehouse
+from mallstream.streams.core.occupancy import AreaDay, AreaRow
+from mallstream.streams.core.footfall import FootfallState, RollupRow, apply_tick
+from mallstream.streams.core.footfall_layout import FootfallLayout
+from mallstream.streams.records import FootfallTick
 
 ENTRANCES, ZONES, STORES = 6, 4, 30
 _OPENING = dt.datetime(2026, 11, 23, 10, tzinfo=ZoneInfo("Asia/Shanghai"))

@@ -5,7 +5,7 @@ footfall dashboard, expanded as Grafana expands it for that day, goes to the wor
 HTTP endpoint through clickhouse-connect (Native, as Grafana's clickhouse-go asks), round after
 round, as a board refreshing every 10 s would. Printed: p50, p95 and the slowest query::
 
-    python -m mallstream.bench_endpoint --visitors 20000 --rounds 20
+    python -m benchmarks.bench_endpoint --visitors 20000 --rounds 20
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from zoneinfo import ZoneInfo
 
 import clickhouse_connect
 
-from .auth import KeyStore
+from mallstream.auth import KeyStore
+from mallstream.dashboards.check import expansion
+from mallstream.dashboards.grafana import PROVISIONING, read_boards
+from mallstream.replay import replay, wait_until_processed
+from mallstream.settings import load
+from mallstream.simulators.mallday import MallDay, record
+from mallstream.simulators.members import vip_members
+from mallstream.streams.master_data import write_master_data
+
 from .bench_e2e import throwaway_hub
 from .bench_vip_latency import scratch_config
-from .dashboards.check import expansion
-from .dashboards.grafana import PROVISIONING, read_boards
-from .replay import replay, wait_until_processed
-from .settings import load
-from .simulators.mallday import MallDay, record
-from .simulators.members import vip_members
-from .streams.master_data import write_master_data
 
 BOARD = "mallstream-footfall"
 

@@ -11,9 +11,9 @@ import datetime as dt
 import random
 import time
 
-from .settings import Device, Mall, Place, Store, VipPolicy
-from .streams.core.vip import Member, VipPlaces, VipState, on_read
-from .streams.records import RfidRead
+from mallstream.settings import Device, Mall, Place, Store, VipPolicy
+from mallstream.streams.core.vip import Member, VipPlaces, VipState, on_read
+from mallstream.streams.records import RfidRead
 
 _START = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
 _BENCH_MALL = Mall(

@@ -1,11 +1,11 @@
-"""The naive faust app of issue 9 (g), the yardstick the worker's throughput is compared with.
+"""The naive faust app, the yardstick the worker's throughput is compared with (``mallstream bench --e2e``).
 
 Defined so it cannot be made slow on purpose: one agent per input topic, ``async for event
 in stream``, the same rule cores as the worker called per event, one faust Table write per
 touched key per event, the memory store and faust's default settings. It sends and sinks
 nothing (no ledger, no ClickHouse), which only flatters it::
 
-    python -m mallstream.bench_naive CONFIG
+    python -m benchmarks.bench_naive CONFIG
 """
 
 from __future__ import annotations
@@ -17,21 +17,26 @@ from pathlib import Path
 import faust
 import msgspec
 
-from .settings import Settings, load
-from .streams import topics
-from .streams.core.customers import CustomerState, observe
-from .streams.core.engine import evaluate
-from .streams.core.footfall import FootfallState, apply_event
-from .streams.core.footfall_layout import FootfallLayout
-from .streams.core.parking import ParkingLayout, ParkingState, apply_parking_event
-from .streams.core.malls import MallDirectory
-from .streams.core.routing import route_receipt
-from .streams.core.rules import RuleFile
-from .streams.core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
-from .streams.core.vip import VipPlaces, VipState, on_read
-from .streams.loyalty_agents import RULES_CHECK_S, decode_card, encode_card
-from .streams.master_data import load_master_data
-from .streams.records import FootfallTick, ParkingEvent, PosTransaction, RfidRead, decode
+from mallstream.settings import Settings, load
+from mallstream.streams import topics
+from mallstream.streams.core.customers import CustomerState, observe
+from mallstream.streams.core.engine import evaluate
+from mallstream.streams.core.footfall import FootfallState, apply_event
+from mallstream.streams.core.footfall_layout import FootfallLayout
+from mallstream.streams.core.parking import ParkingLayout, ParkingState, apply_parking_event
+from mallstream.streams.core.malls import MallDirectory
+from mallstream.streams.core.routing import route_receipt
+from mallstream.streams.core.rules import RuleFile
+from mallstream.streams.core.snapshots import (
+    footfall_from_bytes,
+    footfall_to_bytes,
+    parking_from_bytes,
+    parking_to_bytes,
+)
+from mallstream.streams.core.vip import VipPlaces, VipState, on_read
+from mallstream.streams.loyalty_agents import RULES_CHECK_S, decode_card, encode_card
+from mallstream.streams.master_data import load_master_data
+from mallstream.streams.records import FootfallTick, ParkingEvent, PosTransaction, RfidRead, decode
 
 _pack = msgspec.msgpack.Encoder()
 

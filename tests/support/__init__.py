@@ -1,0 +1,1 @@
+"""What several test modules share: helpers that are neither fixtures nor part of the runtime."""
