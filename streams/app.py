@@ -101,6 +101,8 @@ RAW_DEVICE_TOPICS = frozenset(spec.name for spec in (topics.RFID_READS, topics.F
 
 #: The most records the routes lane takes at once.
 ROUTE_BATCH = 1000
+#: The most records the members lane takes at once (a till's authorisation waits for its batch).
+MEMBER_BATCH = 500
 #: How long the broker may hold the sink lane's fetches to gather rows (at most half a sink's flush interval).
 SINK_GATHER_S = 0.2
 
@@ -214,8 +216,13 @@ class Hub:
         self.app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         for spec, _ in SUNK_TOPICS:
             self.sink_lane.step(spec.name, self._sink_step(spec))
-        self.loyalty = LoyaltyAgent(self, master)
-        self.customers = CustomerAgents(self, master)
+        #: the loyalty and customer agents read their member-keyed topics a batch at a time, with the cards and
+        #: customer states as the lane's stores: a message per event would cost more in faust than the rules
+        self.member_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "members"),
+                                     MEMBER_BATCH, 0.0)
+        self.lanes.append(self.member_lane)
+        self.loyalty = LoyaltyAgent(self, master, self.member_lane)
+        self.customers = CustomerAgents(self, master, self.member_lane)
         self.footfall = FootfallAgents(self, master)
 
     async def _partitions_revoked(self, app: faust.App, revoked: set, **_: object) -> None:

@@ -23,11 +23,13 @@ changes, not with members x days. The heaps live in memory: they are built from 
 once (at the first need, and again after a rebalance or a new churn model), and a member's
 latest due day supersedes any older heap entry.
 
-Checkpoints and rebalance. A receipt that changes a member writes the state to
-``customer_states`` (its changelog) in the same agent step, and a tick whose evaluation changes
-what is stored likewise, before faust acks the message (it flushes the producer before
-committing): no offset is committed past a change not recorded. A receipt redelivered after a
-crash finds itself folded in already and sends the member's snapshot again. What is kept beside the table
+Checkpoints and rebalance. The agent is a step of the members lane (streams/lanes.py), after the
+loyalty agent's on ``pos.by_member``; the states are a store of the lane, per partition. A
+receipt that changes a member writes the state to the store, and a tick whose evaluation
+changes what is stored likewise; the lane's checkpoint puts each changed state on the
+``customer_states`` changelog once per batch and flushes before it commits the offsets. A
+receipt read again after a crash finds itself folded in already and sends the member's
+snapshot again. What is kept beside the table
 per partition (the heaps, the clock, the last day ticked, what each member's last snapshot
 showed) is dropped when the partition is revoked and built again from the table and the
 partition's next receipts.
@@ -44,12 +46,13 @@ import datetime as dt
 import heapq
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import faust
 import msgspec
+from aiokafka import ConsumerRecord, TopicPartition
 
 from mallstream.churn_fit import load_params
 
@@ -58,6 +61,7 @@ from .core.bgnbd import BgNbdParams
 from .core.customers import ChurnSignal, CustomerState, Insight, insight, next_change_day, observe, tick
 from .core.pyramid import PyramidCutoffs, pyramid_cutoffs, value_class
 from .core.segments import SIGNAL_KINDS
+from .lanes import BatchLane
 from .master_data import MasterData, Profile
 from .records import Alert, CustomerSnapshot, CustomerTick, PosTransaction, decode, encode
 
@@ -88,8 +92,9 @@ def parse_as_of(text: str, zone: dt.tzinfo) -> dt.datetime:
 class CustomerAgents:
     """The customer agents of one hub, with the member master data and the fitted churn model."""
 
-    def __init__(self, hub: Hub, master: MasterData) -> None:
+    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
         self.hub = hub
+        self.lane = lane
         self.rules = hub.settings.customers
         self.profiles = master.profiles
         self.zone = ZoneInfo(hub.settings.malls[0].timezone)
@@ -111,13 +116,15 @@ class CustomerAgents:
         self._due: dict[int, list[tuple[int, bytes]]] = {}
         self._due_day: dict[bytes, int] = {}
         self._indexed = False
-        self.states = hub.app.Table("customer_states", partitions=self.partitions, key_type=bytes, value_type=bytes)
+        worker = hub.settings.worker
+        self.states = lane.store("customer_states", topics.changelog_topic(worker.app_id, "customer_states"),
+                                 worker.state_dir / "lanes", self.partitions)
+        for spec in (topics.POS_BY_MEMBER, topics.CUSTOMER_TICKS):
+            lane.step(spec.name, self._track)
+        lane.on_revoked(self._forget_partitions)
         app = hub.app
-        tracked = app.topic(topics.POS_BY_MEMBER.name, topics.CUSTOMER_TICKS.name, partitions=self.partitions)
-        app.agent(tracked, name="customer_track")(self._track)
         app.timer(self.rules.timer_seconds, name="customer_tick")(self._send_ticks)
         app.timer(self.rules.pyramid_seconds, name="customer_pyramid")(self._recompute_cutoffs)
-        app.on_partitions_revoked.connect(self._forget_partitions)
         self.reload_params()
 
     # -- time ---------------------------------------------------------------------------
@@ -161,27 +168,31 @@ class CustomerAgents:
 
     async def _recompute_cutoffs(self) -> None:
         """New cut-offs over the members held; members whose class they change get a fresh snapshot."""
-        held = [(key, _state_decoder.decode(stored)) for key, stored in list(self.states.items())]
-        self.cutoffs = pyramid_cutoffs([state.spend_cents for _, state in held])
+        held = [(partition, key) for partition, store in self.states.held() for key in store.keys()]
+        self.cutoffs = pyramid_cutoffs([_state_decoder.decode(self.states.partition(partition)[key]).spend_cents
+                                        for partition, key in held])
         self.hub.counters["customers_held"] = len(held)
-        for key, _ in held:  # a snapshot only for members whose shown class (or stage...) changed
+        for partition, key in held:  # a snapshot only for members whose shown class (or stage...) changed
             # read again: the agent may have folded in a receipt while earlier snapshots were sent, and a
             # stale state published at a later "now" would replace the newer snapshot in ClickHouse
-            state = _state_decoder.decode(self.states[key])
-            await self._publish(key, state, self._now_for(state, self._partition(key)), [], always=False)
+            stored = self.states.partitions.get(partition)
+            if stored is None or key not in stored:
+                continue  # the partition moved meanwhile
+            state = _state_decoder.decode(stored[key])
+            await self._publish(key, state, self._now_for(state, partition), [], always=False)
 
     # -- the agent ------------------------------------------------------------------------
 
-    async def _track(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "customer tracking"):
-                message = decode(Tracked, event.value)  # type: ignore[arg-type]
-                partition = event.message.partition
+    async def _track(self, records: Sequence[ConsumerRecord]) -> None:
+        for record in records:
+            async with self.hub.dead_letter_on_failure(record, "customer tracking"):
+                message = decode(Tracked, record.value)  # type: ignore[arg-type]
+                partition = record.partition
                 if isinstance(message, CustomerTick):
                     await self._tick_days_before(partition, message.now)
                 elif message.member_id is not None:
                     await self._tick_days_before(partition, message.ts)
-                    await self._observe(event.key, message, partition)
+                    await self._observe(record.key, message, partition)
 
     async def _observe(self, key: bytes, txn: PosTransaction, partition: int) -> None:
         self._saw(partition, txn.ts)
@@ -193,7 +204,7 @@ class CustomerAgents:
             await self._publish(key, state, now, [], always=True)
             return
         self.hub.counters["customer_evaluations"] += 1
-        self.states[key] = _state_encoder.encode(updated)
+        self.states.partition(partition)[key] = _state_encoder.encode(updated)
         self.hub.counters["customer_receipts"] += 1
         self._schedule(key, partition, updated, now)
         await self._publish(key, updated, now, signals, always=True)
@@ -230,7 +241,7 @@ class CustomerAgents:
             updated, signals = tick(state, now, self.rules, self.params)
             self.hub.counters["customer_evaluations"] += 1
             if updated.alert_level != state.alert_level:  # ticks come in time order: no need to store evaluated_s
-                self.states[key] = _state_encoder.encode(updated)
+                self.states.partition(partition)[key] = _state_encoder.encode(updated)
             self._schedule(key, partition, updated, now)
             await self._publish(key, updated, now, signals, always=False)
         self.hub.counters["customer_ticks"] += 1
@@ -243,9 +254,10 @@ class CustomerAgents:
             self._due.clear()
             self._due_day.clear()
             self._indexed = True
-            for key, stored in list(self.states.items()):
-                held = self._partition(key)
-                if held in self._ticked:  # a partition not seen yet is indexed once it is (see _saw)
+            for held, store in self.states.held():
+                if held not in self._ticked:
+                    continue  # a partition not seen yet is indexed once it is (see _saw)
+                for key, stored in store.items():
                     state = _state_decoder.decode(stored)
                     self._push(key, held, next_change_day(state, self._ticked[held], self.rules, self.params))
         return self._due.setdefault(partition, [])
@@ -263,9 +275,9 @@ class CustomerAgents:
         self._due_day[key] = day
         heapq.heappush(self._due.setdefault(partition, []), (day, key))
 
-    async def _forget_partitions(self, app: faust.App, revoked: set, **_: object) -> None:
+    def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
         """Partitions moved: what was kept of them goes; the heaps are built again from the table when needed."""
-        lost = {tp.partition for tp in revoked if tp.topic in (topics.POS_BY_MEMBER.name, topics.CUSTOMER_TICKS.name)}
+        lost = {tp.partition for tp in revoked}
         for partition in lost:
             self._seen.pop(partition, None)
             self._ticked.pop(partition, None)
@@ -275,10 +287,8 @@ class CustomerAgents:
     async def _send_ticks(self) -> None:
         """Ask each quiet held partition to tick up to the last day end its clock has passed."""
         self.reload_params()
-        held = {tp.partition for tp in self.hub.app.assignor.assigned_actives()
-                if tp.topic == topics.POS_BY_MEMBER.name}
         ticks = self.hub.topic(topics.CUSTOMER_TICKS)
-        for partition in sorted(held & self._seen.keys()):
+        for partition in sorted(self.lane.held & self._seen.keys()):
             now = self.clock(partition)
             if (now - self.lateness).date().toordinal() - 1 > self._ticked[partition]:
                 await ticks.send(value=encode(CustomerTick(now=now)), partition=partition)

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from mallstream.settings import Kafka, Worker
@@ -43,6 +42,7 @@ from mallstream.transports import kafka_options
 
 from .state.changelog import restore
 from .state.checkpoint import Checkpoint
+from .state.owners import OwnersAssignor
 from .state.store import LaneStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class BatchLane:
         self.held: set[int] = set()
         #: held while a batch is handled and checkpointed: a rebalance waits for it
         self._busy = asyncio.Lock()
+        #: with stores: range assignment, and who holds which partition (the worker's web address)
+        self.owners = OwnersAssignor(str(app.conf.canonical_url))
         #: batches and records handled so far (the worker's /stats/ shows them)
         self.batches = 0
         self.records = 0
@@ -143,6 +145,10 @@ class BatchLane:
         finally:
             await reader.stop()
 
+    def owner_of(self, partition: int) -> str | None:
+        """The web address of the worker holding ``partition`` (with its stores), as of the last rebalance."""
+        return self.owners.owners.get(partition)
+
     def assignment(self) -> set[TopicPartition]:
         """The partitions this worker's lane reads now."""
         return self._consumer.assignment() if self._consumer is not None else set()
@@ -177,7 +183,7 @@ class BatchLane:
             heartbeat_interval_ms=int(self.worker.session_timeout * 100),
             max_partition_fetch_bytes=4 * 1024 * 1024,
             # stores hold a partition number of every topic read: those must go to one worker together
-            partition_assignment_strategy=(RangePartitionAssignor if self.stores else RoundRobinPartitionAssignor,),
+            partition_assignment_strategy=(self.owners if self.stores else RoundRobinPartitionAssignor,),
             **({"fetch_min_bytes": 1024 * 1024, "fetch_max_wait_ms": self.gather_ms} if self.gather_ms else {}),
             **kafka_options(self.kafka),
         )

@@ -5,8 +5,8 @@
     customers.signals ---+                         --> members.notifications --notify_members--> webhook
         ^ timer: a ScheduleTick per held partition when its event time reaches a new day
 
-The card lives in a faust table keyed by member and is written only from this one
-stream: a till's authorisation or a service-desk operation arriving over HTTP becomes
+The card lives in a store of the members lane keyed by member and is written only from
+this one step: a till's authorisation or a service-desk operation arriving over HTTP becomes
 a request on ``loyalty.requests`` (keyed by member, co-partitioned with ``pos.by_member``),
 and the HTTP view awaits the answer the agent gives to a future keyed by request id in
 the same worker. A member's car leaving a car park comes the same way, from the parking
@@ -24,11 +24,14 @@ day's start is sent to the partition, and the agent runs automatic rebates, vouc
 expiry, birthday gifts and reminders for every card there. ``POST /schedule/?at=`` sends
 the same ticks for an explicit moment.
 
-Checkpoints and rebalance. Every input that changes a card writes it to ``cards`` (its
-changelog) in the same agent step, before its ledger entries are sent and before faust acks
-the message (it flushes the producer before committing): no offset is committed past a change
-not recorded, and a redelivered input comes back replayed. The per-partition clocks and last
-scheduled days are dropped when a partition is revoked; the schedule's runs are idempotent.
+Checkpoints and rebalance. The agent is a step of the members lane (streams/lanes.py): it
+reads its inputs a batch at a time, and the cards are a store of the lane, per partition. Every
+input that changes a card writes it to the store; the lane's checkpoint puts each changed
+card on the ``cards`` changelog once per batch, flushes, and only then commits the batch's
+offsets. A batch read again after a crash finds its inputs on the cards already: they come
+back replayed, and their ledger entries are sent again with the same ids. The per-partition
+clocks and last scheduled days are dropped when a partition is revoked; the schedule's runs
+are idempotent.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ import logging
 import pwd
 import zlib
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 import faust
 import msgspec
+from aiokafka import ConsumerRecord, TopicPartition
 
 from mallstream.sinks.alerts import post_json
 
@@ -57,6 +62,7 @@ from .core.notices import notices, reminders
 from .core.operations import group_grant, manual, scheduled_run
 from .core.parking_fees import ParkingStay, settle_at_exit
 from .core.rules import RuleBook, RuleFile
+from .lanes import BatchLane
 from .paging import PagedTable
 from .master_data import MasterData
 from .records import (
@@ -222,8 +228,9 @@ def rules_audit(rules: RuleFile, book: RuleBook, previous: str | None, hub: Hub,
 class LoyaltyAgent:
     """Cards in a table, the rule file, the agent applying every input to a card, and the schedule."""
 
-    def __init__(self, hub: Hub, master: MasterData) -> None:
+    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
         self.hub = hub
+        self.lane = lane
         conf = hub.settings
         self.rules = RuleFile(conf.resolve(conf.rules.file), check_every_s=RULES_CHECK_S)
         self.rules.current()  # a rule file that was never good stops the worker at start
@@ -238,24 +245,32 @@ class LoyaltyAgent:
         #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
         self._seen: dict[int, tuple[float, float]] = {}
         self._scheduled_day: dict[int, dt.date] = {}
-        #: a card remembers its receipts for the rule file's retention_days: a busy member's outgrows a record
-        self.cards = PagedTable(hub.app.Table("cards", partitions=self.partitions, key_type=bytes, value_type=bytes),
-                                hub.payload_limit)
+        self.cards = lane.store("cards", topics.changelog_topic(conf.worker.app_id, "cards"),
+                                conf.worker.state_dir / "lanes", self.partitions)
+        for spec in (topics.POS_BY_MEMBER, topics.LOYALTY_REQUESTS, topics.CUSTOMER_SIGNALS):
+            lane.step(spec.name, self._apply)
+        lane.on_revoked(self._forget_partitions)
         app = hub.app
-        inputs = app.topic(topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name, topics.CUSTOMER_SIGNALS.name,
-                           partitions=self.partitions)
-        app.agent(inputs, name="apply_loyalty")(self._apply)
         app.timer(conf.rules.schedule_seconds, name="loyalty_schedule")(self._schedule_due_days)
         app.timer(conf.rules.schedule_seconds, name="rules_audit")(self._audit_rules)
-        app.on_partitions_revoked.connect(self._forget_partitions)
         #: the rule file content (and refused edit) this worker has put in the audit log
         self._audited: tuple[str | None, str | None] = (None, None)
         self._audited_tag = ""
         if conf.notifications.webhook_url:
             app.agent(hub.topic(topics.MEMBER_NOTIFICATIONS), name="notify_members")(self._deliver)
 
+    def _table(self, partition: int) -> PagedTable:
+        """The cards of a partition this worker holds: a card remembers its receipts for the rule file's
+        retention_days, so a busy member's may outgrow a record and is paged."""
+        return PagedTable(self.cards.partition(partition), self.hub.payload_limit)
+
     def card(self, member_id: str) -> MemberCard | None:
-        stored = self.cards.get(member_id.encode())
+        """The member's card, if this worker holds its partition."""
+        key = member_id.encode()
+        partition = topics.partition_of(key, self.partitions)
+        if partition not in self.cards.partitions:
+            return None
+        stored = self._table(partition).get(key)
         return decode_card(stored) if stored else None
 
     def rule_book(self) -> RuleBook:
@@ -293,61 +308,61 @@ class LoyaltyAgent:
 
     # -- the agent ------------------------------------------------------------------------
 
-    async def _apply(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "loyalty"):
-                message = decode(LoyaltyInput, event.value)  # type: ignore[arg-type]
-                partition = event.message.partition
+    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+        for record in records:
+            async with self.hub.dead_letter_on_failure(record, "loyalty"):
+                message = decode(LoyaltyInput, record.value)  # type: ignore[arg-type]
+                key, cards = record.key, self._table(record.partition)
                 if isinstance(message, PosTransaction):
-                    await self._receipt(event.key, message, partition)
+                    await self._receipt(cards, key, message, record.partition)
                 elif isinstance(message, HoldRequest):
-                    self._hold(event.key, message)
+                    self._hold(cards, key, message)
                 elif isinstance(message, ManualOperation):
-                    await self._manual(event.key, message)
+                    await self._manual(cards, key, message)
                 elif isinstance(message, ScheduleTick):
-                    await self._scheduled(partition, message.now, message.since)
+                    await self._scheduled(cards, message.now, message.since)
                 elif isinstance(message, ParkingSettlement):
-                    await self._parking(event.key, message)
+                    await self._parking(cards, key, message)
                 else:
-                    await self._signal(event.key, message)
+                    await self._signal(cards, key, message)
 
-    def _stored(self, key: bytes, member_id: str) -> MemberCard | None:
+    def _stored(self, cards: PagedTable, key: bytes, member_id: str) -> MemberCard | None:
         """The card, with the master data's birthday if the card has none yet."""
-        stored = self.cards.get(key)
+        stored = cards.get(key)
         card = decode_card(stored) if stored else None
         birthday = self.birthdays.get(member_id)
         if card is not None and card.birthday is None and birthday is not None:
             card = msgspec.structs.replace(card, birthday=birthday)
         return card
 
-    async def _receipt(self, key: bytes, txn: PosTransaction, partition: int) -> None:
+    async def _receipt(self, cards: PagedTable, key: bytes, txn: PosTransaction, partition: int) -> None:
         if txn.member_id is None:
             self.hub.counters["receipts_anonymous"] += 1
             return
         self._saw(partition, txn.ts)
-        card, effects = evaluate(self._stored(key, txn.member_id), txn, self.rule_book(), dt.datetime.now(dt.UTC),
+        card, effects = evaluate(self._stored(cards, key, txn.member_id), txn, self.rule_book(), dt.datetime.now(dt.UTC),
                                  self.birthdays.get(txn.member_id))
-        await self._commit(key, card, effects, Context.of_receipt(txn), resend_replayed=True)
+        await self._commit(cards, key, card, effects, Context.of_receipt(txn), resend_replayed=True)
         self.hub.counters["receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"] += 1
 
-    def _hold(self, key: bytes, request: HoldRequest) -> None:
+    def _hold(self, cards: PagedTable, key: bytes, request: HoldRequest) -> None:
         """A till authorisation: a hold placed (written to the card) or refused; no ledger entry, nothing moved yet."""
         book = self.rule_book()
-        card = self._stored(key, request.member_id) or enrol(request.member_id, book)
+        card = self._stored(cards, key, request.member_id) or enrol(request.member_id, book)
         ask = AuthRequest(request.hold_id, request.txn_id, request.amount_cents, request.voucher_id)
         held, decision = authorise(card, ask, book, dt.datetime.now(dt.UTC))
         if held is not card:
-            self.cards[key] = encode_card(held)
+            cards[key] = encode_card(held)
         self.hub.counters["holds_placed" if decision.approved else "holds_refused"] += 1
         self._answer(request.request_id, {"member_id": request.member_id, **msgspec.to_builtins(decision)})
 
-    async def _manual(self, key: bytes, operation: ManualOperation) -> None:
+    async def _manual(self, cards: PagedTable, key: bytes, operation: ManualOperation) -> None:
         book = self.rule_book()
-        card = self._stored(key, operation.member_id) or enrol(operation.member_id, book,
+        card = self._stored(cards, key, operation.member_id) or enrol(operation.member_id, book,
                                                                self.birthdays.get(operation.member_id))
         card, effects = manual(card, operation, book, operation.ts)
         day = operation.ts.astimezone(self.zone).date()
-        entries = await self._commit(key, card, effects, Context(self.default_mall, "", operation.ts, day),
+        entries = await self._commit(cards, key, card, effects, Context(self.default_mall, "", operation.ts, day),
                                      resend_replayed=True)
         self.hub.counters["manual_operations"] += 1
         answer = {
@@ -359,40 +374,40 @@ class LoyaltyAgent:
         await self.hub.audit(operation_audit(operation, answer, entries, self.default_mall))
         self._answer(operation.request_id, answer)
 
-    async def _parking(self, key: bytes, request: ParkingSettlement) -> None:
+    async def _parking(self, cards: PagedTable, key: bytes, request: ParkingSettlement) -> None:
         """A member's car left a car park: free parking or the fee on the card, once per stay."""
         book = self.rule_book()
-        card = self._stored(key, request.member_id) or enrol(request.member_id, book,
+        card = self._stored(cards, key, request.member_id) or enrol(request.member_id, book,
                                                              self.birthdays.get(request.member_id))
         stay = ParkingStay(request.stay_id, request.entry, request.exit, request.business_day)
         card, effects = settle_at_exit(card, stay, book, request.exit)
-        await self._commit(key, card, effects, Context(request.mall_id, request.car_park_id, request.exit,
+        await self._commit(cards, key, card, effects, Context(request.mall_id, request.car_park_id, request.exit,
                                                        request.business_day), resend_replayed=True)
         free = any(effect.kind == "parking_discount" for effect in effects)
         self.hub.counters["parking_free" if free else "parking_charged"] += 1
 
-    async def _signal(self, key: bytes, signal: Alert) -> None:
+    async def _signal(self, cards: PagedTable, key: bytes, signal: Alert) -> None:
         """A customer signal (churn_risk...): the rule file's group grants for that signal, once per signal."""
         book = self.rule_book()
         member_id = signal.member_id or key.decode()
         for grant in (g for g in book.group_grants if g.signal == signal.kind):
-            card = self._stored(key, member_id) or enrol(member_id, book, self.birthdays.get(member_id))
-            cards, effects = group_grant({member_id: card}, [member_id], book, signal.ts,
+            card = self._stored(cards, key, member_id) or enrol(member_id, book, self.birthdays.get(member_id))
+            granted, effects = group_grant({member_id: card}, [member_id], book, signal.ts,
                                          f"{grant.id}:{int(signal.ts.timestamp())}", grant.points,
                                          grant.voucher_campaign, by="customers.signals",
                                          why=f"{signal.kind}: {signal.message}", rule_id=grant.id)
             day = signal.ts.astimezone(self.zone).date()
-            await self._commit(key, cards[member_id], effects, Context(signal.mall_id, "", signal.ts, day),
+            await self._commit(cards, key, granted[member_id], effects, Context(signal.mall_id, "", signal.ts, day),
                                resend_replayed=False)
             self.hub.counters["group_grants"] += 1
 
-    async def _scheduled(self, partition: int, now: dt.datetime, since: dt.datetime | None) -> None:
+    async def _scheduled(self, cards: PagedTable, now: dt.datetime, since: dt.datetime | None) -> None:
         """Rebate runs, expiry, birthday gifts and reminders due at ``now`` (since ``since``) for every card of the partition."""
         book = self.rule_book()
         now = now.astimezone(self.zone)
         context = Context(self.default_mall, "", now, now.date())
-        for key in self.cards.keys():
-            stored = self.cards.get(key) if topics.partition_of(key, self.partitions) == partition else None
+        for key in cards.keys():
+            stored = cards.get(key)
             if stored is None:
                 continue
             card = decode_card(stored)
@@ -400,13 +415,13 @@ class LoyaltyAgent:
             reminded, due = reminders(ran, now, self.expiring_within)
             if reminded is not card:  # runs already done come back replayed and leave the card as it was
                 fresh = [effect for effect in effects if not effect.replayed]
-                await self._commit(key, reminded, fresh, context, resend_replayed=False)
+                await self._commit(cards, key, reminded, fresh, context, resend_replayed=False)
             for notification in due:
                 await self._notify(notification)
         self.hub.counters["schedule_runs"] += 1
 
     async def _commit(
-        self, key: bytes, card: MemberCard, effects: list[Effect], context: Context, resend_replayed: bool
+        self, cards: PagedTable, key: bytes, card: MemberCard, effects: list[Effect], context: Context, resend_replayed: bool
     ) -> list[LedgerEntry]:
         """Write the card, then send its ledger entries, rejects and notifications.
 
@@ -416,7 +431,7 @@ class LoyaltyAgent:
         """
         fresh = [effect for effect in effects if not effect.replayed]
         if fresh or not effects:
-            self.cards[key] = encode_card(card)
+            cards[key] = encode_card(card)
         entries = ledger_entries(card, effects if resend_replayed else fresh, context)
         for entry in entries:
             await self.hub.topic(topics.LEDGER).send(key=key, value=encode(entry))
@@ -469,22 +484,19 @@ class LoyaltyAgent:
         moment, at = self._seen[partition]
         return dt.datetime.fromtimestamp(moment + asyncio.get_running_loop().time() - at, self.zone)
 
-    async def _forget_partitions(self, app: faust.App, revoked: set, **_: object) -> None:
+    def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
         """Partitions moved: their clocks start again with their next receipt, on whichever worker holds them."""
         for tp in revoked:
-            if tp.topic in (topics.POS_BY_MEMBER.name, topics.LOYALTY_REQUESTS.name):
-                self._seen.pop(tp.partition, None)
-                self._scheduled_day.pop(tp.partition, None)
+            self._seen.pop(tp.partition, None)
+            self._scheduled_day.pop(tp.partition, None)
 
     async def _schedule_due_days(self) -> None:
         """A tick at the start of the day a held partition's event time reached, catching up on the days since the last.
 
         One tick per partition and timer call, however many days a fast replay went through meanwhile.
         """
-        held = {tp.partition for tp in self.hub.app.assignor.assigned_actives()
-                if tp.topic == topics.LOYALTY_REQUESTS.name}
         requests = self.hub.topic(topics.LOYALTY_REQUESTS)
-        for partition in sorted(held & self._seen.keys()):
+        for partition in sorted(self.lane.held & self._seen.keys()):
             today = self.clock(partition).date()
             last = self._scheduled_day.get(partition)
             if last is not None and today <= last:

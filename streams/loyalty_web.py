@@ -19,11 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import aiohttp
 import msgspec
 from faust.web import Request, Response, View
 
 from .access import principal_of
 from .app import Hub
+from .topics import partition_of
 from .records import AuditRecord, HoldRequest, ManualOperation
 
 
@@ -33,15 +35,40 @@ def _request(kind: type[HoldRequest] | type[ManualOperation], request: Request, 
     return msgspec.convert(values, kind, strict=False)
 
 
+#: Set on a request one worker sends on to another: the second answers it, whatever it holds.
+FORWARDED = "X-Mallstream-Forwarded"
+
+
+async def answered_elsewhere(hub: Hub, view: View, request: Request, member_id: str) -> Response | None:
+    """The answer of the worker holding the member's card, when that is another worker; else None.
+
+    The members lane's group tells every worker who holds which partition (streams/state/owners.py).
+    A worker holding no partition yet (starting, or in a rebalance) answers itself: its request goes
+    through the member's partition and waits for the answer, as faust's table routes did.
+    """
+    partition = partition_of(member_id.encode(), hub.loyalty.partitions)
+    owner = hub.member_lane.owner_of(partition)
+    if owner is None or partition in hub.member_lane.held or request.headers.get(FORWARDED):
+        return None
+    headers = {name: value for name, value in request.headers.items() if name.lower() not in ("host", "content-length")}
+    async with aiohttp.ClientSession() as session, session.request(
+            request.method, owner.rstrip("/") + request.path_qs, headers={**headers, FORWARDED: "1"},
+            data=await request.read(), timeout=aiohttp.ClientTimeout(total=hub.settings.rules.answer_timeout_s + 5),
+    ) as reply:
+        return view.bytes(await reply.read(), content_type=reply.content_type, status=reply.status)
+
+
 def register_loyalty_views(hub: Hub) -> None:
     app = hub.app
-    cards = hub.loyalty.cards.table  # requests go to the worker holding the card's partition
 
     async def ask(view: View, kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object) -> Response:
         try:
             message = _request(kind, request, **fields)
         except msgspec.ValidationError as exc:
             return view.json({"error": str(exc)}, status=400)
+        elsewhere = await answered_elsewhere(hub, view, request, message.member_id)
+        if elsewhere is not None:
+            return elsewhere
         try:
             return view.json(await hub.loyalty.ask(message))
         except TimeoutError:
@@ -50,7 +77,6 @@ def register_loyalty_views(hub: Hub) -> None:
 
     @app.page("/authorise/")
     class Authorise(View):
-        @app.table_route(table=cards, query_param="member_id")
         async def post(self, request: Request) -> Response:
             """Place a hold on stored value or a voucher for a receipt the till has not posted yet."""
             hold_id = request.query.get("hold_id") or request.query.get("txn_id", "")
@@ -58,7 +84,6 @@ def register_loyalty_views(hub: Hub) -> None:
 
     @app.page("/operations/")
     class Operations(View):
-        @app.table_route(table=cards, query_param="member_id")
         async def post(self, request: Request) -> Response:
             """A service-desk operation (points adjustment, manual rebate, card status), once per op_id.
 

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-import faust
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.structs import TopicPartition
@@ -148,24 +147,31 @@ class RetentionKeeper:
         self.report = await asyncio.to_thread(self._round, checkpoints, why_not)
         return self.report
 
-    def _changelogs(self) -> dict[str, faust.types.CollectionT]:
-        """This worker's changelog topics and their tables."""
-        return {table.changelog_topic.get_topic_name(): table for table in self.hub.app.tables.values()}
+    def _changelogs(self) -> set[str]:
+        """This worker's changelog topics: its faust tables' and its lanes' stores'."""
+        faust_tables = {table.changelog_topic.get_topic_name() for table in self.hub.app.tables.values()}
+        return faust_tables | {store.changelog for lane in self.hub.lanes for store in lane.stores.values()}
+
+    def _stateful_groups(self) -> list[str]:
+        """The consumer groups whose members hold state restored from these changelogs."""
+        return [self.hub.app.conf.id] + [lane.group for lane in self.hub.lanes if lane.stores]
 
     def _checkpoints(self) -> tuple[dict[tuple[str, int], int], str | None]:
         """Changelog offsets the local stores have applied and persisted, or why none may be used now.
 
         Read in the event loop, between rebalances only: a rebalance closes and reopens the stores.
+        A lane's stores are files whatever ``worker.store`` says; faust's tables only with RocksDB.
         """
+        found = {(store.changelog, partition): held.saved
+                 for lane in self.hub.lanes for store in lane.stores.values() for partition, held in store.held()}
         app = self.hub.app
         if self.settings.worker.store != "rocksdb":
-            return {}, "worker.store is memory: the state is rebuilt from the whole changelogs"
+            return found, "worker.store is memory: faust's tables are rebuilt from their whole changelogs"
         if app.rebalancing or app.in_recovery:
             return {}, "the worker is rebalancing or recovering its tables"
-        changelogs = self._changelogs()
-        found = {}
+        tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values()}
         for tp in app.assignor.assigned_actives():
-            table = changelogs.get(tp.topic)
+            table = tables.get(tp.topic)
             offset = table.persisted_offset(tp) if table is not None else None
             if offset is not None:
                 found[(tp.topic, tp.partition)] = offset
@@ -178,15 +184,17 @@ class RetentionKeeper:
         consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
                                  **kafka_options(kafka))
         try:
-            changelogs = set(self._changelogs())
+            changelogs = self._changelogs()
             names = sorted(changelogs) + ([spec.name for spec in topics.ALL_TOPICS] if self.hub.role != "vip" else [])
             partitions = _partitions(consumer, names)
-            if why_not is None and changelogs:
-                members = admin.describe_groups([self.hub.app.conf.id])[self.hub.app.conf.id]["members"]
-                if len(members) > 1:
-                    why_not = f"{len(members)} workers are in the group: a standby may still need older records"
-            parts = self._partitions_now(admin, consumer, partitions, changelogs,
-                                         {} if why_not else checkpoints, worker)
+            if checkpoints and changelogs:
+                crowded = {group: len(found["members"]) for group, found in
+                           admin.describe_groups(self._stateful_groups()).items() if len(found["members"]) > 1}
+                if crowded:
+                    why_not = (f"several workers are in the groups {crowded}: "
+                               "a worker taking partitions over may still need older records")
+                    checkpoints = {}
+            parts = self._partitions_now(admin, consumer, partitions, changelogs, checkpoints, worker)
             decided = plan(parts)
             deleted = 0
             if kafka.trims and decided.delete_before:

@@ -112,12 +112,13 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
     "parking_event": PARKING_EVENTS,
 }
 
-#: faust tables; each has a changelog topic ``<app_id>-<table>-changelog``.
+#: State stores, faust's tables and the lanes' stores; each has a changelog topic ``<app_id>-<table>-changelog``.
 TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
 #: Topics the faust agents consume, in the worker's consumer group ``<app_id>``.
-AGENT_INPUTS = (POS_TRANSACTIONS, POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, RFID_BY_MEMBER,
-                FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS, CUSTOMER_TICKS)
+AGENT_INPUTS = (POS_TRANSACTIONS, RFID_BY_MEMBER, FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS)
+#: What the members lane reads (loyalty and customer agents, with the cards and customer states), all keyed by member.
+MEMBER_INPUTS = (POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, CUSTOMER_TICKS)
 #: Topics the routes lane re-keys by member or mall (streams/lanes.py); the sinks lane reads
 #: streams/app.py's ``SUNK_TOPICS``.
 ROUTED = (RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, POS_BY_MEMBER)

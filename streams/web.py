@@ -20,7 +20,7 @@ from .core.clickhouse_http import refusal_of
 from .core.customers import AsOfError
 from .customer_agents import parse_as_of
 from .loyalty_agents import member_view
-from .loyalty_web import register_loyalty_views
+from .loyalty_web import answered_elsewhere, register_loyalty_views
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
 #: What a query over HTTP may set: how the result is written, nothing else.
@@ -53,9 +53,11 @@ def register_views(hub: Hub) -> None:
     register_loyalty_views(hub)
 
     @app.page("/member/{member_id}/")
-    @app.table_route(table=hub.loyalty.cards.table, match_info="member_id")
     async def member(web: View, request: Request, member_id: str) -> Response:
-        """Member 360, answered by the worker that holds the member's card (others forward the request)."""
+        """Member 360, answered by the worker that holds the member's card (others send the request on)."""
+        elsewhere = await answered_elsewhere(hub, web, request, member_id)
+        if elsewhere is not None:
+            return elsewhere
         card = hub.loyalty.card(member_id)
         if card is None:
             return web.json({"member_id": member_id, "error": "unknown member"}, status=404)

@@ -141,10 +141,14 @@ def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_p
     assert {tp: lows[tp] for tp in held} == held
     assert read_from(broker, held) == sum(ends[tp] - held[tp] for tp in held)
     assert report["held_back_by"][LAGGING] == sum(ends[tp] - held[tp] for tp in held)
-    changelog_lows = sum(lows[tp] for tp in lows if tp.topic in changelogs)
+    def trimmed(table: str) -> int:
+        return sum(lows[tp] for tp in lows if tp.topic == topics.changelog_topic("mallstream", table))
+
+    # the members lane keeps its cards in local files whatever worker.store says: its changelog is trimmed
+    assert trimmed("cards") > 0, "the keeper trimmed no changelog of the members lane"
     if store == "rocksdb":
-        assert changelog_lows > 0, "the keeper trimmed no changelog"
+        assert trimmed("sale_owners") > 0, "the keeper trimmed no changelog of a faust table"
         assert report["changelogs_kept"] is None
     else:
-        assert changelog_lows == 0, "a changelog the in-memory store is rebuilt from was trimmed"
+        assert trimmed("sale_owners") == 0, "a changelog the in-memory store is rebuilt from was trimmed"
         assert "memory" in report["changelogs_kept"]

@@ -32,8 +32,9 @@ class PartitionStore:
         self.changed: dict[bytes, Value] = {}
         #: applied since the file was last written (the steps' writes and what a restore read): for the file
         self.unsaved: dict[bytes, Value] = {}
-        #: the changelog offset the state holds up to (the next record to apply)
+        #: the changelog offset the state holds up to (the next record to apply), and the one the file holds up to
         self.applied = 0
+        self.saved = 0
         self._db: sqlite3.Connection | None = None
 
     # -- the mapping the steps use ------------------------------------------------------
@@ -76,14 +77,14 @@ class PartitionStore:
         db.execute("CREATE TABLE IF NOT EXISTS applied (one INTEGER PRIMARY KEY CHECK (one = 1), next INTEGER)")
         self.data = dict(db.execute("SELECT key, value FROM kv"))
         found = db.execute("SELECT next FROM applied").fetchone()
-        self.applied = found[0] if found else 0
+        self.applied = self.saved = found[0] if found else 0
 
     def forget_local(self) -> None:
         """The file is of no use (its offset is past the changelog's end): start empty, from the changelog."""
         assert self._db is not None
         self.data.clear()
         self.unsaved.clear()
-        self.applied = 0
+        self.applied = self.saved = 0
         self._db.execute("DELETE FROM kv")
 
     def apply(self, key: bytes, value: Value, offset: int) -> None:
@@ -114,6 +115,7 @@ class PartitionStore:
             db.executemany("DELETE FROM kv WHERE key = ?", ((key,) for key, value in unsaved.items() if value is None))
             db.execute("INSERT OR REPLACE INTO applied VALUES (1, ?)", (self.applied,))
             db.execute("COMMIT")
+            self.saved = self.applied
         except BaseException:
             db.execute("ROLLBACK")
             raise
