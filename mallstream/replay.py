@@ -107,6 +107,7 @@ def consumer_groups(worker: Worker) -> dict[str, list[str]]:
     groups = {app_id: [spec.name for spec in topics.AGENT_INPUTS],
               topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
               topics.lane_group(app_id, "members"): [spec.name for spec in topics.MEMBER_INPUTS],
+              topics.lane_group(app_id, "receipts"): [topics.POS_TRANSACTIONS.name],
               topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
     if worker.vip_worker.separate:
         vip = topics.vip_app_id(app_id)

@@ -1,7 +1,7 @@
 """The faust worker: thin agents around the rule core.
 
     pos.transactions --route--> pos.by_member --loyalty--> ledger --sink--> ClickHouse
-          (sale_owners table)         (cards table, streams/loyalty_agents.py)
+       (receipts lane: sale_owners)   (members lane: cards, streams/loyalty_agents.py)
     anything malformed --------------------------------> deadletters --sink--> ClickHouse
     rfid.reads, footfall.ticks, parking.events, devices.health ----------sink--> ClickHouse
     rfid.reads --> VIP agents (streams/vip_agents.py) --> alerts, MQTT, vip.visits --sink--> ClickHouse
@@ -198,10 +198,16 @@ class Hub:
     def _add_main_agents(self, master: MasterData) -> None:
         """Everything but the VIP agents: receipts, loyalty, customers, footfall, parking and the sinks."""
         conf = self.settings
-        raw = {"partitions": conf.kafka.partitions, "key_type": bytes, "value_type": bytes}
-        #: who made each sale, for returns without the card; kept the rule file's retention_days
-        self.sale_owners = SaleOwners(self.app.Table("sale_owners", **raw), conf.kafka.partitions)
-        self.app.on_partitions_revoked.connect(self._partitions_revoked)
+        #: receipts are routed to their member a batch at a time, with who made each sale (for returns without
+        #: the card, kept the rule file's retention_days) as the lane's store
+        self.receipt_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "receipts"),
+                                      ROUTE_BATCH, 0.0)
+        self.lanes.append(self.receipt_lane)
+        owners = self.receipt_lane.store("sale_owners", topics.changelog_topic(conf.worker.app_id, "sale_owners"),
+                                         conf.worker.state_dir / "lanes", conf.kafka.partitions)
+        self.sale_owners = SaleOwners(owners.partition)
+        self.receipt_lane.step(topics.POS_TRANSACTIONS.name, self._route_receipts)
+        self.receipt_lane.on_revoked(lambda revoked: self.sale_owners.forget_partitions({tp.partition for tp in revoked}))
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
         self.sinks = {
@@ -213,7 +219,6 @@ class Hub:
                                    sink_conf.batch_rows, sink_conf.flush_seconds,
                                    gather_ms=round(min(SINK_GATHER_S, sink_conf.flush_seconds / 2) * 1000))
         self.lanes.append(self.sink_lane)
-        self.app.agent(self.topic(topics.POS_TRANSACTIONS), name="route_receipts")(self._route_receipts)
         for spec, _ in SUNK_TOPICS:
             self.sink_lane.step(spec.name, self._sink_step(spec))
         #: the loyalty and customer agents read their member-keyed topics a batch at a time, with the cards and
@@ -224,9 +229,6 @@ class Hub:
         self.loyalty = LoyaltyAgent(self, master, self.member_lane)
         self.customers = CustomerAgents(self, master, self.member_lane)
         self.footfall = FootfallAgents(self, master)
-
-    async def _partitions_revoked(self, app: faust.App, revoked: set, **_: object) -> None:
-        self.sale_owners.reread()
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -259,21 +261,22 @@ class Hub:
 
     # -- agents -------------------------------------------------------------------------
 
-    async def _route_receipts(self, stream: faust.StreamT) -> None:
+    async def _route_receipts(self, records: Sequence[ConsumerRecord]) -> None:
         by_member = self.topic(topics.POS_BY_MEMBER)
-        async for event in stream.events():
-            async with self.dead_letter_on_failure(event, "routing"):
-                txn = decode(PosTransaction, event.value)
+        for record in records:
+            async with self.dead_letter_on_failure(record, "routing"):
+                txn = decode(PosTransaction, record.value)
                 key = txn.routing_key.encode()
-                if event.key != key:
+                partition = record.partition
+                if record.key != key:
                     # a producer keyed it otherwise: put it where its sale's owner is known
                     self.counters["rekeyed"] += 1
-                    await event.forward(self.topic(topics.POS_TRANSACTIONS), key=key)
+                    await self.topic(topics.POS_TRANSACTIONS).send(key=key, value=record.value)
                     continue
                 original = txn.original_txn_id
-                routed = route_receipt(txn, self.sale_owners.owner(original.encode()) if original else None, self.malls)
+                owner = self.sale_owners.owner(original.encode(), partition) if original else None
+                routed = route_receipt(txn, owner, self.malls)
                 if routed.remember_owner:
-                    partition = event.message.partition
                     self.sale_owners.remember(key, routed.remember_owner, txn.business_day, partition)
                     window = dt.timedelta(days=self.loyalty.rule_book().retention_days)
                     self.counters["sale_owners_forgotten"] += self.sale_owners.forget_before(

@@ -116,7 +116,7 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
 #: Topics the faust agents consume, in the worker's consumer group ``<app_id>``.
-AGENT_INPUTS = (POS_TRANSACTIONS, RFID_BY_MEMBER, FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS)
+AGENT_INPUTS = (RFID_BY_MEMBER, FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS)
 #: What the members lane reads (loyalty and customer agents, with the cards and customer states), all keyed by member.
 MEMBER_INPUTS = (POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, CUSTOMER_TICKS)
 #: Topics the routes lane re-keys by member or mall (streams/lanes.py); the sinks lane reads

@@ -193,11 +193,11 @@ def test_a_lost_store_comes_back_whole_from_its_changelog(broker, tmp_path):
 def test_sigkill_at_every_step_of_the_checkpoint_loses_nothing_and_counts_nothing_twice(broker, tmp_path, step):
     sums = send_inputs(broker, 3000, seed=5)
     worker = LaneWorker(broker, tmp_path / "state", "w1", tmp_path / "w1.log")
-    for passes in (2, 5):  # a kill in the first batches and one later, each with state on the changelog before it
-        worker.start(failpoint=f"lane.{GROUP}.{step}:{passes}")
-        assert worker.killed_by_failpoint(), f"the failpoint {step} never fired: {(tmp_path / 'w1.log').read_text()[-2000:]}"
-    worker.start()
     try:
+        for passes in (2, 5):  # a kill in the first batches and one later, each with state on the changelog before it
+            worker.start(failpoint=f"lane.{GROUP}.{step}:{passes}")
+            assert worker.killed_by_failpoint(), f"{step} never fired: {(tmp_path / 'w1.log').read_text()[-2000:]}"
+        worker.start()
         wait_until_committed(broker, worker)
     finally:
         worker.stop()
