@@ -201,7 +201,7 @@ class Hub:
         #: receipts are routed to their member a batch at a time, with who made each sale (for returns without
         #: the card, kept the rule file's retention_days) as the lane's store
         self.receipt_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "receipts"),
-                                      ROUTE_BATCH, 0.0)
+                                      ROUTE_BATCH, 0.0, aligned=True)
         self.lanes.append(self.receipt_lane)
         owners = self.receipt_lane.store("sale_owners", topics.changelog_topic(conf.worker.app_id, "sale_owners"),
                                          conf.worker.state_dir / "lanes", conf.kafka.partitions)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import defaultdict
@@ -53,6 +54,10 @@ Step = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
 RevokeHandler = Callable[[set[TopicPartition]], None]
 
 
+def _produced_at(record: ConsumerRecord) -> int:
+    return record.timestamp
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, lane: BatchLane) -> None:
         self.lane = lane
@@ -68,7 +73,7 @@ class BatchLane:
     """One consumer group reading ``topics`` in batches for the steps registered on them."""
 
     def __init__(self, app: faust.App, kafka: Kafka, worker: Worker, group: str, max_records: int,
-                 max_wait_s: float, gather_ms: int = 0) -> None:
+                 max_wait_s: float, gather_ms: int = 0, aligned: bool = False) -> None:
         self.app = app
         self.kafka = kafka
         self.worker = worker
@@ -77,6 +82,12 @@ class BatchLane:
         self.max_wait_s = max_wait_s
         #: how long the broker may hold a fetch to gather records (0: answer at once); for lanes that batch anyway
         self.gather_ms = gather_ms
+        #: hand on no record produced after the newest of the slowest partition still reading (see :meth:`_ready`)
+        self.aligned = aligned
+        #: per partition, when the last record handed on was produced (aligned lanes)
+        self._produced_to: dict[TopicPartition, int] = {}
+        #: per partition cut short, when its next record was produced
+        self._next_at: dict[TopicPartition, int] = {}
         self.steps: dict[str, list[Step]] = defaultdict(list)
         self.revoke_handlers: list[RevokeHandler] = []
         self.stores: dict[str, LaneStore] = {}
@@ -111,6 +122,9 @@ class BatchLane:
         async with self._busy:
             for handle in self.revoke_handlers:
                 handle(revoked)
+            for tp in revoked:
+                self._produced_to.pop(tp, None)
+                self._next_at.pop(tp, None)
             for partition in {tp.partition for tp in revoked}:
                 for store in self.stores.values():
                     store.drop(partition)
@@ -197,7 +211,7 @@ class BatchLane:
                 if not batch:
                     continue
                 async with self._busy:
-                    batch = self._ready(consumer, batch)
+                    batch = await self._ready(consumer, batch)
                     try:
                         await self._handle(batch)
                     except Exception as exc:
@@ -219,8 +233,8 @@ class BatchLane:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    def _ready(self, consumer: AIOKafkaConsumer,
-               batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
+    async def _ready(self, consumer: AIOKafkaConsumer,
+                     batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
         """The records the lane may handle now.
 
         Records of partitions a rebalance took meanwhile are their new owner's to handle. The
@@ -236,7 +250,45 @@ class BatchLane:
                 consumer.seek(tp, records[0].offset)
                 continue
             ready[tp] = records
-        return ready
+        return await self._aligned(consumer, ready) if self.aligned else ready
+
+    async def _aligned(self, consumer: AIOKafkaConsumer,
+                       batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """The batch cut where the slowest partition still reading has got to, by the time records were produced.
+
+        A fetch brings whole runs of one partition: a backlog read as it comes would hand on one
+        partition's next month before another's next day, and a step keeping event time per key
+        downstream (the customer agent's day ends) would meet the day late. Records past the cut
+        are read again later; partitions ahead are held back meanwhile, so the fetches bring the
+        slow ones. A partition read to its end holds nothing back.
+        """
+        marks = []
+        for tp in consumer.assignment():
+            records = batch.get(tp)
+            position = records[-1].offset + 1 if records else await consumer.position(tp)
+            end = consumer.highwater(tp)
+            if end is not None and position >= end:
+                continue
+            # an absent partition may still bring records from where it was cut, or at least from its last handed on
+            marks.append(records[-1].timestamp if records else self._next_at.get(tp, self._produced_to.get(tp, -1)))
+        if not marks:
+            self.hold_back(set())
+            return batch
+        cut = min(marks)
+        aligned, ahead = {}, set()
+        for tp, records in batch.items():
+            kept = records if records[-1].timestamp <= cut else [r for r in records if r.timestamp <= cut]
+            if len(kept) < len(records):
+                consumer.seek(tp, records[len(kept)].offset)
+                self._next_at[tp] = records[len(kept)].timestamp
+                ahead.add(tp)
+            else:
+                self._next_at.pop(tp, None)
+            if kept:
+                aligned[tp] = kept
+                self._produced_to[tp] = kept[-1].timestamp
+        self.hold_back(ahead)
+        return aligned
 
     async def _gather(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records until ``max_records`` are held or the first has waited ``max_wait_s`` (empty after a quiet second)."""
@@ -255,11 +307,15 @@ class BatchLane:
         return batch
 
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_topic: dict[str, list[ConsumerRecord]] = defaultdict(list)
+        by_topic: dict[str, list[list[ConsumerRecord]]] = defaultdict(list)
         for tp, records in batch.items():
-            by_topic[tp.topic] += records
-        for topic, records in by_topic.items():
+            by_topic[tp.topic].append(records)
+        for topic, partitions in by_topic.items():
+            # interleaved by the time they were produced, as a stream of the topic would deliver them: a step
+            # keeping event time (the customer agent's day ends) must not see one partition's hour before another's
+            # minute; each partition's records stay in offset order
+            records = list(heapq.merge(*partitions, key=_produced_at))
             for handle in self.steps[topic]:
                 await handle(records)
         self.batches += 1
-        self.records += sum(len(records) for records in by_topic.values())
+        self.records += sum(len(records) for records in batch.values())
