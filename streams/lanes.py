@@ -304,6 +304,11 @@ class BatchLane:
             if held >= self.max_records or left <= 0:
                 break
             got = await consumer.getmany(timeout_ms=int(left * 1000), max_records=self.max_records - held)
+        if self.aligned and batch:
+            # what the fetcher holds already of the partitions the first take left out: the cut needs every one
+            absent = [tp for tp in consumer.assignment() - consumer.paused() if tp not in batch]
+            for tp, records in (await consumer.getmany(*absent, timeout_ms=0, max_records=self.max_records)).items():
+                batch[tp] += records
         return batch
 
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
