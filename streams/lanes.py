@@ -82,7 +82,7 @@ class BatchLane:
         self.max_wait_s = max_wait_s
         #: how long the broker may hold a fetch to gather records (0: answer at once); for lanes that batch anyway
         self.gather_ms = gather_ms
-        #: hand on no record produced after the newest of the slowest partition still reading (see :meth:`_ready`)
+        #: hand on no record produced after the newest of the slowest partition still reading (see :meth:`_aligned`)
         self.aligned = aligned
         #: per partition, when the last record handed on was produced (aligned lanes)
         self._produced_to: dict[TopicPartition, int] = {}

@@ -99,7 +99,10 @@ def register_stats(hub: Hub) -> None:
             {
                 "counters": dict(hub.counters),
                 "sinks": {name: vars(sink.stats) for name, (_, sink) in hub.sinks.items()},
-                "lanes": {lane.group: {"batches": lane.batches, "records": lane.records} for lane in hub.lanes},
+                "lanes": {lane.group: {"batches": lane.batches, "records": lane.records,
+                                       "held": sorted(lane.held) if lane.stores else None,
+                                       "changelog_records": lane.checkpoint.changelog_records}
+                          for lane in hub.lanes},
                 "retention": hub.keeper.stats(),
             }
         )
