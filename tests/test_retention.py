@@ -106,7 +106,8 @@ def read_from(broker: str, starts: dict[TopicPartition, int]) -> int:
         consumer.close()
 
 
-@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+@pytest.mark.parametrize("store", ["rocksdb", pytest.param("memory", marks=pytest.mark.skipif(
+    SCALE == 1, reason="half a minute more: `make scenario` runs it"))])
 def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_path, broker, store):
     hub_config = write_config(
         tmp_path, broker, kafka={"keep_hours": 0, "trim": "on", "trim_every_seconds": 1},
