@@ -316,10 +316,10 @@ class BatchLane:
         for tp, records in batch.items():
             by_topic[tp.topic].append(records)
         for topic, partitions in by_topic.items():
-            # interleaved by the time they were produced, as a stream of the topic would deliver them: a step
-            # keeping event time (the customer agent's day ends) must not see one partition's hour before another's
-            # minute; each partition's records stay in offset order
-            records = list(heapq.merge(*partitions, key=_produced_at))
+            # an aligned lane hands them on interleaved by the time they were produced, as a stream of the topic
+            # would deliver them (each partition's records stay in offset order); the others, partition by partition
+            records = (list(heapq.merge(*partitions, key=_produced_at)) if self.aligned
+                       else [record for records in partitions for record in records])
             for handle in self.steps[topic]:
                 await handle(records)
         self.batches += 1
