@@ -102,6 +102,15 @@ def wait_until_committed(bootstrap: str, *workers: LaneWorker, timeout: float = 
         consumer.close()
 
 
+def run_to_the_end(bootstrap: str, worker: LaneWorker) -> None:
+    """Start the worker, wait until the group committed every input, and stop it."""
+    worker.start()
+    try:
+        wait_until_committed(bootstrap, worker)
+    finally:
+        worker.stop()
+
+
 def read_topic(bootstrap: str, topic: str) -> list:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -150,18 +159,11 @@ def assert_exact(bootstrap: str, sums: dict[str, int], inputs: int) -> None:
 
 def test_a_restarted_lane_restores_its_state_from_the_local_store_and_the_changelog_tail(broker, tmp_path):
     sums = send_inputs(broker, 2000, seed=1)
-    worker = LaneWorker(broker, tmp_path / "state", "w1", tmp_path / "w1.log").start()
-    try:
-        wait_until_committed(broker, worker)
-    finally:
-        worker.stop()
+    worker = LaneWorker(broker, tmp_path / "state", "w1", tmp_path / "w1.log")
+    run_to_the_end(broker, worker)
     assert local_totals(tmp_path / "state") == changelog_totals(broker)
     more = send_inputs(broker, 1000, seed=2, first_id=2000)
-    worker.start()
-    try:
-        wait_until_committed(broker, worker)
-    finally:
-        worker.stop()
+    run_to_the_end(broker, worker)
     log = (tmp_path / "w1.log").read_text()
     assert "restored (0 changelog records)" in log, "the second start read the changelog again, not the local store"
     for account, amount in more.items():
@@ -171,18 +173,11 @@ def test_a_restarted_lane_restores_its_state_from_the_local_store_and_the_change
 
 def test_a_lost_store_comes_back_whole_from_its_changelog(broker, tmp_path):
     sums = send_inputs(broker, 1500, seed=3)
-    worker = LaneWorker(broker, tmp_path / "state", "w1", tmp_path / "w1.log").start()
-    try:
-        wait_until_committed(broker, worker)
-    finally:
-        worker.stop()
+    worker = LaneWorker(broker, tmp_path / "state", "w1", tmp_path / "w1.log")
+    run_to_the_end(broker, worker)
     shutil.rmtree(tmp_path / "state")
     more = send_inputs(broker, 500, seed=4, first_id=1500)
-    worker.start()
-    try:
-        wait_until_committed(broker, worker)
-    finally:
-        worker.stop()
+    run_to_the_end(broker, worker)
     for account, amount in more.items():
         sums[account] += amount
     assert_exact(broker, sums, 2000)
