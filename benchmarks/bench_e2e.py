@@ -122,19 +122,25 @@ def _replay_through(command: list[str], settings: Settings, recording: Path, eve
         stop_process(process)
 
 
+def recorded_day(directory: Path, visitors: int) -> tuple[Path, Settings, MallDay, Path]:
+    """A scratch hub's config in ``directory`` with the day's VIP members, and the day of ``visitors`` recorded there."""
+    members = directory / "members.csv"
+    config = scratch_config(directory, members)
+    settings = load(config)
+    mall = settings.malls[0]
+    day = MallDay(visitors=visitors, seed=7)
+    write_master_data(members, vip_members(mall, day))
+    recording = directory / "day.jsonl"
+    record(settings, mall.id, day, recording, progress=False)
+    return config, settings, day, recording
+
+
 def bench_day(visitors: int, naive: bool) -> dict[str, WorkerRun]:
     """Replay one simulated day of ``visitors`` through a fresh worker (and, fresh again, the naive app)."""
     runs: dict[str, WorkerRun] = {}
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:
         directory = Path(scratch)
-        members = directory / "members.csv"
-        config = scratch_config(directory, members)
-        settings = load(config)
-        mall = settings.malls[0]
-        day = MallDay(visitors=visitors, seed=7)
-        write_master_data(members, vip_members(mall, day))
-        recording = directory / "day.jsonl"
-        record(settings, mall.id, day, recording, progress=False)
+        config, settings, _, recording = recorded_day(directory, visitors)
         events = sum(1 for _ in recording.open("rb"))
         kinds = {"hub": [sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"]}
         if naive:

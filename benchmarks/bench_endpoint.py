@@ -24,13 +24,9 @@ from mallstream.auth import KeyStore
 from mallstream.dashboards.check import expansion
 from mallstream.dashboards.grafana import PROVISIONING, read_boards
 from mallstream.replay import replay, wait_until_processed
-from mallstream.settings import load
-from mallstream.simulators.mallday import MallDay, record
-from mallstream.simulators.members import vip_members
-from mallstream.streams.master_data import write_master_data
+from mallstream.simulators.mallday import MallDay
 
-from .bench_e2e import throwaway_hub
-from .bench_vip_latency import scratch_config
+from .bench_e2e import recorded_day, throwaway_hub
 
 BOARD = "mallstream-footfall"
 
@@ -53,14 +49,8 @@ def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
     """Replay a day of ``visitors``, then time ``rounds`` of the footfall board's queries; seconds per query."""
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as scratch:
         directory = Path(scratch)
-        members = directory / "members.csv"
-        config = scratch_config(directory, members)
-        settings = load(config)
+        config, settings, day, recording = recorded_day(directory, visitors)
         mall = settings.malls[0]
-        day = MallDay(visitors=visitors, seed=7)
-        write_master_data(members, vip_members(mall, day))
-        recording = directory / "day.jsonl"
-        record(settings, mall.id, day, recording, progress=False)
         _, key = KeyStore.of(settings).create("bench", "analyst")
         with throwaway_hub(config, settings, directory / "worker.log"):
             replay(settings, recording, progress=False)
