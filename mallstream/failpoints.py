@@ -5,8 +5,9 @@ the third time it passes that point. The points:
 
 * ``sink.after_insert.<table>``: after a ClickHouse insert that stored at least one row
   into ``<table>``, before the Kafka offsets of its batch are committed;
-* ``footfall.after_state_write``: after a mall's footfall state, changed by at least one
-  event, was written to its table, before the agent acks the message that changed it.
+* ``lane.<group>.after_steps|after_changelog|after_flush|after_save|after_commit``: at each
+  step of a batch lane's checkpoint (streams/state/checkpoint.py), e.g. ``lane.mallstream-malls.after_flush``
+  once the malls' footfall and parking states are on their changelogs, before the offsets are committed.
 
 Several points may be armed at once, comma-separated. Unset, a failpoint costs one dict lookup.
 """

@@ -104,15 +104,15 @@ def consumer_groups(worker: Worker) -> dict[str, list[str]]:
     from .streams.app import SUNK_TOPICS
 
     app_id = worker.app_id
-    groups = {app_id: [spec.name for spec in topics.AGENT_INPUTS],
-              topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
+    groups = {topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
               topics.lane_group(app_id, "members"): [spec.name for spec in topics.MEMBER_INPUTS],
               topics.lane_group(app_id, "receipts"): [topics.POS_TRANSACTIONS.name],
+              topics.lane_group(app_id, "malls"): [spec.name for spec in topics.MALL_INPUTS],
               topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
+    # the faust agents are the VIP agents: in the worker, or in a VIP worker of its own with its own routes lane
+    vip = topics.vip_app_id(app_id) if worker.vip_worker.separate else app_id
+    groups[vip] = [spec.name for spec in topics.VIP_AGENT_INPUTS]
     if worker.vip_worker.separate:
-        vip = topics.vip_app_id(app_id)
-        groups[vip] = [spec.name for spec in topics.VIP_AGENT_INPUTS]
-        groups[app_id] = [name for name in groups[app_id] if name not in groups[vip]]
         groups[topics.lane_group(vip, "routes")] = [spec.name for spec in topics.VIP_ROUTED]
     return groups
 

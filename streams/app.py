@@ -103,6 +103,8 @@ RAW_DEVICE_TOPICS = frozenset(spec.name for spec in (topics.RFID_READS, topics.F
 ROUTE_BATCH = 1000
 #: The most records the members lane takes at once (a till's authorisation waits for its batch).
 MEMBER_BATCH = 500
+#: The most records the malls lane takes at once (each a batch of one mall's events from the routes lane).
+MALL_BATCH = 200
 #: How long the broker may hold the sink lane's fetches to gather rows (at most half a sink's flush interval).
 SINK_GATHER_S = 0.2
 
@@ -192,6 +194,9 @@ class Hub:
             self.vip = VipAgents(self, master)
         for lane in self.lanes:
             lane.install()
+        if not self.app.agents:
+            # the main worker beside a VIP worker, without webhooks: every input is a lane's, faust reads nothing
+            self.app.boot_strategy.enable_kafka_consumer = False
         self.keeper = RetentionKeeper(self)
         self.keeper.install()
 
@@ -228,7 +233,11 @@ class Hub:
         self.lanes.append(self.member_lane)
         self.loyalty = LoyaltyAgent(self, master, self.member_lane)
         self.customers = CustomerAgents(self, master, self.member_lane)
-        self.footfall = FootfallAgents(self, master)
+        #: footfall and parking read their mall-keyed topics a batch at a time, with each mall's state as a store
+        self.mall_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "malls"),
+                                   MALL_BATCH, 0.0)
+        self.lanes.append(self.mall_lane)
+        self.footfall = FootfallAgents(self, master, self.mall_lane)
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]

@@ -2,38 +2,34 @@
 
     footfall.ticks --route--+
     rfid.reads (staff) -----+--> footfall.by_mall --footfall--> footfall.rollups, .areas, .days --sink--> ClickHouse
-    pos.by_member (sales) --+     (+ clock marks)  (footfall_states)
+    pos.by_member (sales) --+     (+ clock marks)  (malls lane: footfall_states)
     parking.events --route--> parking.by_mall --parking--> parking.stays, parking.occupancy --sink--> ClickHouse
-                                                (parking_states)  alerts (car_park_full)
+                                                (malls lane: parking_states)  alerts (car_park_full)
                                                                   loyalty.requests (a member's car left: settle it)
 
 A mall's footfall state depends on all its counters, readers and tills, so their events
 are re-keyed by mall onto one topic and one worker holds the state. The routers are steps
 of the worker's routes lane (streams/lanes.py): each sends what it was given in one batch
-as one message per mall (a message per event cost more in faust than the core spends on it); the parking agent writes its state and sends its occupancy
-rows once per such message. The core needs an
-event-time clock: each router also sends :class:`FootfallMark` records saying how far its
-input partition has got, and the agent's clock is the least over the busy inputs (see
-:class:`SourceClock`), so an input read faster than another does not make the other's
+as one message per mall. The footfall and parking agents are steps of the malls lane
+(``<app_id>-malls``), whose stores hold each mall's state: a batch of messages costs one
+state read and one write per mall, and its rows go out as one message per interval. The
+core needs an event-time clock: each router also sends :class:`FootfallMark` records saying
+how far its input partition has got, and the agent's clock is the least over the busy inputs
+(see :class:`SourceClock`), so an input read faster than another does not make the other's
 events late. A timer moves a quiet mall's clock on, so intervals close without ticks.
 
-Checkpoints. A mall's state is written to its faust table (so to its changelog) in the same
-agent step as the ``footfall.by_mall`` message that changed it. faust acks a message only when
-the agent moves on to the next one, and flushes the producer before it commits acked offsets,
-so the state reaches the broker before the offset past its message is committed: a crash
-loses no event's effect on the state. The state may get there ahead of that commit (RocksDB
-keeps it at once): the redelivered message then finds its events counted and is counted once
-(the core remembers what it counted). What closed with it would not be emitted again, so the
-rows a message caused are on the broker before its state is written (waited for only when
-there are rows), and every row has an id derived from what it is, so the sinks store a row
-sent twice once. One write per message, not per event: the routers send an input batch as one
-message per mall. The parking agent writes its state the same way, once per message, after its
-stays, occupancy rows and settlements are on the broker.
+Checkpoints. The malls lane's checkpoint (streams/state/checkpoint.py) puts the batch's rows
+and each changed state on the broker before it commits the batch's offsets. A crash before
+that reads the batch again against the state before it, and the rows come again with the
+same ids (derived from what they are), which the sinks store once. A crash after the states
+reached their changelog but before the commit reads the batch again against the state after
+it: the cores remember what they counted (the footfall core its dedup ranges, the parking core
+the exits it saw), so nothing counts twice, and what closed then was sent already.
 
 Rebalance. The decoded state and the event-time clock of each mall are kept in memory only
-while this worker holds the mall's ``footfall.by_mall`` partition: a revocation drops them
-(the table holds the state), and the next message reads the state from the table again. The
-routers' marks are dropped for the input partitions their lane lost.
+while this worker holds the mall's partition of the malls lane: a revocation drops them (the
+store holds the state), and the next batch reads the state from the store again. The routers'
+marks are dropped for the input partitions their lane lost.
 
 At an exit the parking agent prices the stay (:func:`~.core.parking_fees.at_exit`): a car
 whose plate the member master data links to a member is settled on the member's card by
@@ -51,12 +47,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import faust
 import msgspec
 from aiokafka import ConsumerRecord, TopicPartition
 from faust.types import TP
 
-from mallstream.failpoints import failpoint
 
 from . import topics
 from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch, RollupRow, advance, apply_event
@@ -91,7 +85,7 @@ from .records import (
 
 if TYPE_CHECKING:
     from .app import Hub
-    from .lanes import Step
+    from .lanes import BatchLane, Step
     from .master_data import MasterData
 
 #: What travels on footfall.by_mall: the routers' batches, and the timer's marks.
@@ -147,6 +141,14 @@ def _utc(moment: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(moment, dt.UTC)
 
 
+def _by_key(records: Sequence[ConsumerRecord]) -> dict[bytes, list[ConsumerRecord]]:
+    """A batch's records per key (per mall), each key's in the order read."""
+    by_key: dict[bytes, list[ConsumerRecord]] = {}
+    for record in records:
+        by_key.setdefault(record.key, []).append(record)
+    return by_key
+
+
 def _cause(event: FootfallTick | RfidRead | PosTransaction) -> str:
     """What a late row came from, the same at every redelivery of the event."""
     if isinstance(event, PosTransaction):
@@ -159,7 +161,7 @@ def _cause(event: FootfallTick | RfidRead | PosTransaction) -> str:
 class FootfallAgents:
     """The footfall and parking agents of one hub, with the malls' layouts compiled from the config."""
 
-    def __init__(self, hub: Hub, master: MasterData) -> None:
+    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
         self.hub = hub
         self.master = master
         settings = hub.settings
@@ -178,21 +180,24 @@ class FootfallAgents:
         #: per mall whose footfall.by_mall partition this worker holds: its state as in the table, and its clock
         self.states: dict[str, FootfallState] = {}
         self.clocks: dict[str, SourceClock] = {}
-        raw = {"partitions": settings.kafka.partitions, "key_type": bytes, "value_type": bytes}
-        #: a mall's state grows with its counters, areas and the cars inside: paged past one record's size
-        self.footfall_table = PagedTable(hub.app.Table("footfall_states", **raw), hub.payload_limit)
-        self.parking_table = PagedTable(hub.app.Table("parking_states", **raw), hub.payload_limit)
-        app = hub.app
-        lane = hub.route_lane
-        lane.step(topics.FOOTFALL_TICKS.name, self._router("footfall routing", self._tick_of))
-        lane.step(topics.RFID_READS.name, self._router("footfall badge routing", self._badge_of))
-        lane.step(topics.POS_BY_MEMBER.name, self._router("footfall sales routing", self._sale_of))
-        lane.step(topics.PARKING_EVENTS.name, self._route_parking)
-        app.agent(hub.topic(topics.FOOTFALL_BY_MALL), name="footfall")(self._footfall)
-        app.agent(hub.topic(topics.PARKING_BY_MALL), name="parking")(self._parking)
-        app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
-        app.on_partitions_revoked.connect(self._forget_malls)
-        lane.on_revoked(self._forget_sources)
+        #: per mall: its footfall and parking state, paged past one record's size (it grows with its counters,
+        #: areas and the cars inside)
+        stores = settings.worker.state_dir / "lanes"
+        app_id = settings.worker.app_id
+        self.footfall_store = lane.store("footfall_states", topics.changelog_topic(app_id, "footfall_states"), stores,
+                                         self.partitions)
+        self.parking_store = lane.store("parking_states", topics.changelog_topic(app_id, "parking_states"), stores,
+                                        self.partitions)
+        routes = hub.route_lane
+        routes.step(topics.FOOTFALL_TICKS.name, self._router("footfall routing", self._tick_of))
+        routes.step(topics.RFID_READS.name, self._router("footfall badge routing", self._badge_of))
+        routes.step(topics.POS_BY_MEMBER.name, self._router("footfall sales routing", self._sale_of))
+        routes.step(topics.PARKING_EVENTS.name, self._route_parking)
+        routes.on_revoked(self._forget_sources)
+        lane.step(topics.FOOTFALL_BY_MALL.name, self._footfall)
+        lane.step(topics.PARKING_BY_MALL.name, self._parking)
+        lane.on_revoked(self._forget_malls)
+        hub.app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
@@ -279,10 +284,14 @@ class FootfallAgents:
 
     # -- the footfall state of each mall ---------------------------------------------------
 
-    def _state(self, mall_id: str) -> FootfallState:
+    def _footfall_table(self, partition: int) -> PagedTable:
+        """The footfall states of a partition this worker holds: a mall's grows with its counters, areas and badges."""
+        return PagedTable(self.footfall_store.partition(partition), self.hub.payload_limit)
+
+    def _state(self, mall_id: str, partition: int) -> FootfallState:
         state = self.states.get(mall_id)
         if state is None:
-            stored = self.footfall_table.get(mall_id.encode())
+            stored = self._footfall_table(partition).get(mall_id.encode())
             state = self.states[mall_id] = footfall_from_bytes(stored) if stored else FootfallState()
         return state
 
@@ -292,37 +301,46 @@ class FootfallAgents:
             clock = self.clocks[mall_id] = SourceClock(self.sources, time.monotonic())
         return clock
 
-    async def _footfall(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "footfall"):
-                message = decode(ByMall, event.value)  # type: ignore[arg-type]
-                mall_id = event.key.decode()
-                layout = self.layouts.get(mall_id)
-                if layout is None:
-                    continue
-                state, clock = self._state(mall_id), self._clock(mall_id)
-                lag = layout.config.max_clock_lag_s
-                outputs: list[tuple[FootfallOutput, str]] = []
-                events = 0
-                for item in message.items if isinstance(message, FootfallBatch) else [message]:
-                    at = time.monotonic()
-                    if isinstance(item, FootfallMark):
-                        if item.source:
-                            clock.saw(item, at)
-                        moment = clock.now(at) if item.source else item.ts.timestamp()
-                        outputs += [(output, "") for output in advance(state, moment, layout)]
-                    else:
-                        now = max(clock.now(at), item.ts.timestamp() - lag)
-                        state, produced = apply_event(state, item, now, layout)
-                        outputs += [(output, _cause(item)) for output in produced]
-                        events += 1
-                self.hub.counters["footfall_events"] += events
-                # the rows on the broker before the state that no longer holds them: see the module docstring
-                await asyncio.gather(*await self._emit(outputs))
-                self.states[mall_id] = state
-                self.footfall_table[event.key] = footfall_to_bytes(state)
-                if events:
-                    failpoint("footfall.after_state_write")
+    async def _footfall(self, records: Sequence[ConsumerRecord]) -> None:
+        """A malls-lane step: each mall's messages of the batch in order, its state written once, its rows sent."""
+        sent: list[Awaitable[object]] = []
+        for key, mall_records in _by_key(records).items():
+            mall_id = key.decode()
+            layout = self.layouts.get(mall_id)
+            if layout is None:
+                continue
+            partition = mall_records[0].partition
+            state, clock = self._state(mall_id, partition), self._clock(mall_id)
+            outputs: list[tuple[FootfallOutput, str]] = []
+            for record in mall_records:
+                async with self.hub.dead_letter_on_failure(record, "footfall"):
+                    message = decode(ByMall, record.value)  # type: ignore[arg-type]
+                    state = self._apply(state, clock, message, layout, outputs)
+            sent += await self._emit(outputs)
+            self.states[mall_id] = state
+            self._footfall_table(partition)[key] = footfall_to_bytes(state)
+        # a failed send fails the step, so the batch is not committed (the lane's checkpoint flushes the rest)
+        await asyncio.gather(*sent)
+
+    def _apply(self, state: FootfallState, clock: SourceClock, message: ByMall, layout: FootfallLayout,
+               outputs: list[tuple[FootfallOutput, str]]) -> FootfallState:
+        """One footfall.by_mall message through the core: the state it leaves, and what closed added to ``outputs``."""
+        lag = layout.config.max_clock_lag_s
+        events = 0
+        for item in message.items if isinstance(message, FootfallBatch) else [message]:
+            at = time.monotonic()
+            if isinstance(item, FootfallMark):
+                if item.source:
+                    clock.saw(item, at)
+                moment = clock.now(at) if item.source else item.ts.timestamp()
+                outputs += [(output, "") for output in advance(state, moment, layout)]
+            else:
+                now = max(clock.now(at), item.ts.timestamp() - lag)
+                state, produced = apply_event(state, item, now, layout)
+                outputs += [(output, _cause(item)) for output in produced]
+                events += 1
+        self.hub.counters["footfall_events"] += events
+        return state
 
     async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> list[Awaitable[object]]:
         """Per interval, its roll-up rows as one message and its area rows as another; a day closing, per area.
@@ -350,9 +368,9 @@ class FootfallAgents:
     async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> Awaitable[object]:
         return await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
 
-    async def _forget_malls(self, app: faust.App, revoked: set[TP], **_: object) -> None:
-        """Partitions of footfall.by_mall moved: their malls' states and clocks are read afresh when they come back."""
-        lost = {tp.partition for tp in revoked if tp.topic == topics.FOOTFALL_BY_MALL.name}
+    def _forget_malls(self, revoked: set[TopicPartition]) -> None:
+        """Partitions of the malls lane moved: their malls' states and clocks are read afresh when they come back."""
+        lost = {tp.partition for tp in revoked}
         for mall_id in [mall_id for mall_id in {*self.states, *self.clocks}
                         if topics.partition_of(mall_id.encode(), self.partitions) in lost]:
             self.states.pop(mall_id, None)
@@ -396,34 +414,36 @@ class FootfallAgents:
             for value in fitting(gate_events, ParkingBatch, self.hub.payload_limit):
                 await by_mall.send(key=mall_id.encode(), value=value)
 
-    async def _parking(self, stream: faust.StreamT) -> None:
-        """A batch of one mall's gate events: the state written once, the occupancy rows sent as one message."""
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "parking"):
-                batch = decode(ParkingBatch, event.value)
-                layout = self.parking_layouts.get(event.key.decode())
-                if layout is None:
-                    continue
-                stored = self.parking_table.get(event.key)
-                state = parking_from_bytes(stored) if stored else ParkingState()
-                occupancy: list[ParkingOccupancy] = []
-                sent = []
-                for gate_event in batch.events:
-                    state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
-                    forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
-                    for output in outputs:
-                        if isinstance(output, ParkingOccupancy):
-                            occupancy.append(msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event)))
-                        elif isinstance(output, ParkingStay):
-                            sent += await self._exit(event.key, output)
-                        elif isinstance(output, Alert):
-                            self.hub.counters["car_park_full_alerts"] += 1
-                            sent.append(await self.hub.topic(topics.ALERTS).send(key=event.key, value=encode(output)))
-                for value in fitting(occupancy, OccupancyBatch, self.hub.payload_limit):
-                    sent.append(await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=event.key, value=value))
-                # what the gate events caused is on the broker before the state that no longer would cause it
-                await asyncio.gather(*sent)
-                self.parking_table[event.key] = parking_to_bytes(state)
+    async def _parking(self, records: Sequence[ConsumerRecord]) -> None:
+        """A malls-lane step: each mall's gate events of the batch in order, its state written once, its rows sent."""
+        sent: list[Awaitable[object]] = []
+        for key, mall_records in _by_key(records).items():
+            layout = self.parking_layouts.get(key.decode())
+            if layout is None:
+                continue
+            table = PagedTable(self.parking_store.partition(mall_records[0].partition), self.hub.payload_limit)
+            stored = table.get(key)
+            state = parking_from_bytes(stored) if stored else ParkingState()
+            occupancy: list[ParkingOccupancy] = []
+            for record in mall_records:
+                async with self.hub.dead_letter_on_failure(record, "parking"):
+                    batch = decode(ParkingBatch, record.value)
+                    for gate_event in batch.events:
+                        state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
+                        forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
+                        for output in outputs:
+                            if isinstance(output, ParkingOccupancy):
+                                occupancy.append(msgspec.structs.replace(
+                                    output, cause=gate_event.event_id or identity(gate_event)))
+                            elif isinstance(output, ParkingStay):
+                                sent += await self._exit(key, output)
+                            elif isinstance(output, Alert):
+                                self.hub.counters["car_park_full_alerts"] += 1
+                                sent.append(await self.hub.topic(topics.ALERTS).send(key=key, value=encode(output)))
+            for value in fitting(occupancy, OccupancyBatch, self.hub.payload_limit):
+                sent.append(await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=key, value=value))
+            table[key] = parking_to_bytes(state)
+        await asyncio.gather(*sent)
 
     async def _exit(self, key: bytes, stay: ParkingStay) -> list[Awaitable[object]]:
         """A finished stay: a member's car to the card's worker for settling, anyone else's priced here; the sends."""

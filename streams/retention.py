@@ -165,7 +165,7 @@ class RetentionKeeper:
         found = {(store.changelog, partition): held.saved
                  for lane in self.hub.lanes for store in lane.stores.values() for partition, held in store.held()}
         app = self.hub.app
-        if self.settings.worker.store != "rocksdb":
+        if self.settings.worker.store != "rocksdb" and app.tables:
             return found, "worker.store is memory: faust's tables are rebuilt from their whole changelogs"
         if app.rebalancing or app.in_recovery:
             return {}, "the worker is rebalancing or recovering its tables"

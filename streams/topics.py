@@ -115,14 +115,15 @@ INPUT_TOPICS: dict[str, TopicSpec] = {
 #: State stores, faust's tables and the lanes' stores; each has a changelog topic ``<app_id>-<table>-changelog``.
 TABLES = ("sale_owners", "cards", "vip_states", "customer_states", "footfall_states", "parking_states")
 
-#: Topics the faust agents consume, in the worker's consumer group ``<app_id>``.
-AGENT_INPUTS = (RFID_BY_MEMBER, FOOTFALL_BY_MALL, PARKING_BY_MALL, ALERTS)
 #: What the members lane reads (loyalty and customer agents, with the cards and customer states), all keyed by member.
 MEMBER_INPUTS = (POS_BY_MEMBER, LOYALTY_REQUESTS, CUSTOMER_SIGNALS, CUSTOMER_TICKS)
+#: What the malls lane reads (footfall and parking agents, with each mall's state), keyed by mall.
+MALL_INPUTS = (FOOTFALL_BY_MALL, PARKING_BY_MALL)
 #: Topics the routes lane re-keys by member or mall (streams/lanes.py); the sinks lane reads
 #: streams/app.py's ``SUNK_TOPICS``.
 ROUTED = (RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, POS_BY_MEMBER)
-#: What the VIP agents read: with ``worker.vip_worker.separate`` in the VIP worker's groups (:func:`vip_app_id`).
+#: What the VIP agents read, the only faust agents: in the worker's consumer group ``<app_id>``, or with
+#: ``worker.vip_worker.separate`` in the VIP worker's (:func:`vip_app_id`).
 VIP_AGENT_INPUTS = (RFID_BY_MEMBER, ALERTS)
 VIP_ROUTED = (RFID_READS, POS_BY_MEMBER)
 

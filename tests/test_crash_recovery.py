@@ -161,10 +161,10 @@ def test_five_sigkills_during_a_mall_day_lose_nothing_and_count_nothing_twice(tm
             kills += worker.kill()
             assert sending.wait(timeout=120) == 0
             worker.start()
-        # after an insert that stored ledger entries, before its offsets were committed; then after a footfall
-        # state write holding events, before its message was acked
+        # after an insert that stored ledger entries, before its offsets were committed; then after the malls
+        # lane's footfall and parking states reached their changelogs, before its offsets were committed
         for failpoint, part in (("sink.after_insert.ledger_entries:1", parts[3]),
-                                ("footfall.after_state_write:2", parts[4])):
+                                ("lane.mallstream-malls.after_flush:2", parts[4])):
             worker.stop()
             worker.start(failpoint=failpoint)
             assert replay(config, part).wait(timeout=120) == 0
