@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mallstream.replay import replay, wait_until_processed
-from mallstream.streams import topics
 from mallstream.services import embedded_services, wait_for_port
 from mallstream.settings import Settings, load
 from mallstream.simulators.mallday import MallDay, record
 from mallstream.simulators.members import vip_members
+from mallstream.streams import topics
 from mallstream.streams.master_data import write_master_data
 from mallstream.streams.topics import ensure_topics
 
@@ -52,6 +52,7 @@ class WorkerRun:
 
 #: What the naive app reads (benchmarks/bench_naive.py): the input topics, nothing downstream.
 NAIVE_INPUTS = [spec.name for spec in topics.INPUT_TOPICS.values()]
+
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far."""
@@ -88,8 +89,12 @@ def start_process(command: list[str], log: Path, settings: Settings) -> subproce
 def throwaway_hub(config: Path, settings: Settings, log: Path) -> Iterator[subprocess.Popen]:
     """The embedded broker and engine of ``settings``, the hub's topics and a worker process; all stopped on exit."""
     with embedded_services(settings):
-        ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
-                      settings.kafka.replication_factor, settings.worker.app_id)
+        ensure_topics(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.partitions,
+            settings.kafka.replication_factor,
+            settings.worker.app_id,
+        )
         worker = start_process([sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"], log, settings)
         try:
             yield worker
@@ -107,8 +112,9 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _replay_through(command: list[str], settings: Settings, recording: Path, events: int, log: Path,
-                    groups: dict[str, list[str]] | None) -> WorkerRun:
+def _replay_through(
+    command: list[str], settings: Settings, recording: Path, events: int, log: Path, groups: dict[str, list[str]] | None
+) -> WorkerRun:
     """Start the worker, replay the recording flat out, and time it until its groups have read everything."""
     process = start_process(command, log, settings)
     try:
@@ -149,8 +155,12 @@ def bench_day(visitors: int, naive: bool) -> dict[str, WorkerRun]:
             # a broker of its own each time: the replay and the group's lag are this app's alone
             settings = _with(settings, "kafka", data_dir=directory / f"broker-{kind}")
             with embedded_services(settings):
-                ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
-                              settings.kafka.replication_factor, settings.worker.app_id)
+                ensure_topics(
+                    settings.kafka.bootstrap_servers,
+                    settings.kafka.partitions,
+                    settings.kafka.replication_factor,
+                    settings.worker.app_id,
+                )
                 # the hub's own groups by default; the naive app has one, reading the input topics
                 groups = None if kind == "hub" else {f"{settings.worker.app_id}-naive": NAIVE_INPUTS}
                 runs[kind] = _replay_through(command, settings, recording, events, directory / f"{kind}.log", groups)
@@ -176,8 +186,10 @@ def run(visitors: int, naive: bool = True, vip_latency: bool = True, loyalty: bo
     if vip_latency:
         latency = bench_vip_latency()
         figures += [
-            (f"(c) VIP alert p50 ms, {latency['background_events_per_s']:,} other events/s",
-             f"{latency['gateway_to_mqtt']['p50_ms']}"),
+            (
+                f"(c) VIP alert p50 ms, {latency['background_events_per_s']:,} other events/s",
+                f"{latency['gateway_to_mqtt']['p50_ms']}",
+            ),
             ("(c) VIP alert p99 ms", f"{latency['gateway_to_mqtt']['p99_ms']}"),
             ("(c) VIP alerts on MQTT by 30 s after the last read", f"{latency['alerts']} of {latency['of_reads']}"),
         ]

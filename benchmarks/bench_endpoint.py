@@ -33,16 +33,20 @@ BOARD = "mallstream-footfall"
 
 def footfall_queries(mall_id: str, day: MallDay, zone: ZoneInfo) -> list[tuple[str, str]]:
     """(panel, SQL) of the footfall board for the simulated day, opening to closing."""
-    return board_queries(mall_id, dt.datetime.combine(day.day, day.opening, zone),
-                         dt.datetime.combine(day.day, day.closing, zone))
+    return board_queries(
+        mall_id, dt.datetime.combine(day.day, day.opening, zone), dt.datetime.combine(day.day, day.closing, zone)
+    )
 
 
 def board_queries(mall_id: str, start: dt.datetime, end: dt.datetime) -> list[tuple[str, str]]:
     """(panel, SQL) of the footfall board over [start, end), as Grafana would send them."""
     board = next(board for board in read_boards(PROVISIONING) if board["uid"] == BOARD)
     expand = expansion(board, mall_id, start, end)
-    return [(panel["title"], expand.sql(target["rawSql"])) for panel in board["panels"]
-            for target in panel.get("targets", [])]
+    return [
+        (panel["title"], expand.sql(target["rawSql"]))
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
@@ -66,8 +70,14 @@ def bench_endpoint(visitors: int, rounds: int) -> dict[str, float]:
                     timings.setdefault(panel, []).append(time.perf_counter() - started)
     every = sorted(seconds for series in timings.values() for seconds in series)
     slowest = max(timings, key=lambda panel: statistics.median(timings[panel]))
-    return {"queries": len(every), "p50": statistics.median(every), "p95": every[int(0.95 * (len(every) - 1))],
-            "max": every[-1], "slowest_panel": slowest, "slowest_median": statistics.median(timings[slowest])}
+    return {
+        "queries": len(every),
+        "p50": statistics.median(every),
+        "p95": every[int(0.95 * (len(every) - 1))],
+        "max": every[-1],
+        "slowest_panel": slowest,
+        "slowest_median": statistics.median(timings[slowest]),
+    }
 
 
 def endpoint_client(port: int, key: str):
@@ -88,10 +98,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     figures = bench_endpoint(args.visitors, args.rounds)
-    print(f"footfall board through the ClickHouse endpoint, {args.visitors:,} visitors' day, "
-          f"{figures['queries']} queries: p50 {figures['p50'] * 1000:.1f} ms, p95 {figures['p95'] * 1000:.1f} ms, "
-          f"max {figures['max'] * 1000:.1f} ms; slowest panel {figures['slowest_panel']!r} "
-          f"(median {figures['slowest_median'] * 1000:.1f} ms)")
+    print(
+        f"footfall board through the ClickHouse endpoint, {args.visitors:,} visitors' day, "
+        f"{figures['queries']} queries: p50 {figures['p50'] * 1000:.1f} ms, p95 {figures['p95'] * 1000:.1f} ms, "
+        f"max {figures['max'] * 1000:.1f} ms; slowest panel {figures['slowest_panel']!r} "
+        f"(median {figures['slowest_median'] * 1000:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

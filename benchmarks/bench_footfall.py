@@ -37,9 +37,9 @@ from mallstream.sinks.tables import (
     SinkTable,
 )
 from mallstream.sinks.warehouse import Warehouse, open_warehouse
-from mallstream.streams.core.occupancy import AreaDay, AreaRow
 from mallstream.streams.core.footfall import FootfallState, RollupRow, apply_tick
 from mallstream.streams.core.footfall_layout import FootfallLayout
+from mallstream.streams.core.occupancy import AreaDay, AreaRow
 from mallstream.streams.records import FootfallTick
 
 ENTRANCES, ZONES, STORES = 6, 4, 30
@@ -61,9 +61,12 @@ def bench_mall() -> Mall:
         entrances=[Place(id=f"E{n}", floor=floors[n % 3].id) for n in range(ENTRANCES)],
         zones=[Place(id=f"Z{n}", floor=floors[n % 3].id, area_m2=500) for n in range(ZONES)],
         stores=[Store(id=f"S{n}", floor=floors[n % 3].id, area_m2=300) for n in range(STORES)],
-        people_counters=[Device(id=f"C-{place}", place=place) for place in
-                         [f"E{n}" for n in range(ENTRANCES)] + [f"Z{n}" for n in range(ZONES)]
-                         + [f"S{n}" for n in range(STORES)]],
+        people_counters=[
+            Device(id=f"C-{place}", place=place)
+            for place in [f"E{n}" for n in range(ENTRANCES)]
+            + [f"Z{n}" for n in range(ZONES)]
+            + [f"S{n}" for n in range(STORES)]
+        ],
     )
 
 
@@ -72,10 +75,15 @@ def bench_ticks(mall: Mall, count: int, seed: int = 1) -> list[FootfallTick]:
     rng = np.random.default_rng(seed)
     counters = [counter.id for counter in mall.people_counters]
     flows = rng.poisson(4, size=(count, 2)).tolist()
-    return [FootfallTick(counter_id=counters[n % len(counters)],
-                         ts=_OPENING + dt.timedelta(minutes=n // len(counters) + 1),
-                         count_in=people_in, count_out=people_out)
-            for n, (people_in, people_out) in enumerate(flows)]
+    return [
+        FootfallTick(
+            counter_id=counters[n % len(counters)],
+            ts=_OPENING + dt.timedelta(minutes=n // len(counters) + 1),
+            count_in=people_in,
+            count_out=people_out,
+        )
+        for n, (people_in, people_out) in enumerate(flows)
+    ]
 
 
 def bench_footfall(count: int) -> float:
@@ -109,9 +117,15 @@ def month_of_ticks(mall: Mall, first_day: dt.date, days: int, seed: int = 3) -> 
             mean = _HOURLY_PEOPLE[minute // 60] * busier
             ends = midnight + dt.timedelta(minutes=minute + 1)
             flows = rng.poisson(mean, size=(len(counters), 2)).tolist()
-            for counter, (people_in, people_out) in zip(counters, flows):
-                yield FootfallTick(counter_id=counter, ts=ends, count_in=people_in, count_out=people_out,
-                                   interval_s=60, mall_id=mall.id)
+            for counter, (people_in, people_out) in zip(counters, flows, strict=False):
+                yield FootfallTick(
+                    counter_id=counter,
+                    ts=ends,
+                    count_in=people_in,
+                    count_out=people_out,
+                    interval_s=60,
+                    mall_id=mall.id,
+                )
 
 
 def write_month(warehouse: Warehouse, mall: Mall, first_day: dt.date, days: int) -> dict[str, int]:
@@ -119,7 +133,8 @@ def write_month(warehouse: Warehouse, mall: Mall, first_day: dt.date, days: int)
     layout = FootfallLayout.of(mall)
     state = FootfallState()
     pending: dict[str, tuple[SinkTable, list[tuple]]] = {
-        table.name: (table, []) for table in (FOOTFALL_TICKS_TABLE, *_TABLE_OF.values())}
+        table.name: (table, []) for table in (FOOTFALL_TICKS_TABLE, *_TABLE_OF.values())
+    }
     written = dict.fromkeys(pending, 0)
 
     def flush(name: str) -> None:
@@ -147,19 +162,22 @@ def report_queries(mall: Mall, first_day: dt.date, days: int) -> dict[str, str]:
     zone = ZoneInfo(mall.timezone)
     start = dt.datetime.combine(first_day, dt.time(0), zone)
     month = ReportWindow(mall.id, mall.timezone, start, start + dt.timedelta(days=days))
-    day = ReportWindow(mall.id, mall.timezone, start + dt.timedelta(days=days // 2),
-                       start + dt.timedelta(days=days // 2 + 1), 15)
+    day = ReportWindow(
+        mall.id, mall.timezone, start + dt.timedelta(days=days // 2), start + dt.timedelta(days=days // 2 + 1), 15
+    )
     mall_id, *bounds = day.bounds()
     _, *month_bounds = month.bounds()
     return {
-        "people per counter, 15 min, one day (footfall_minute)": footfall_sql(mall_id, mall.timezone, *bounds, 15,
-                                                                               "counter"),
+        "people per counter, 15 min, one day (footfall_minute)": footfall_sql(
+            mall_id, mall.timezone, *bounds, 15, "counter"
+        ),
         "visitors per entrance, 15 min, one day": visitors_sql(mall_id, mall.timezone, *bounds, 15, "entrance"),
         "visitors per entrance, 15 min, month": visitors_sql(mall_id, mall.timezone, *month_bounds, 15, "entrance"),
         "visitors per entrance, hourly, month": visitors_sql(mall_id, mall.timezone, *month_bounds, 60, "entrance"),
         "daily totals and peak hour, month": period_sql(month, "day", "mall"),
-        "daily totals and peak 15 min, month": period_sql(dataclasses.replace(month, interval_minutes=15), "day",
-                                                          "entrance"),
+        "daily totals and peak 15 min, month": period_sql(
+            dataclasses.replace(month, interval_minutes=15), "day", "entrance"
+        ),
         "day-of-week share and per-entrance average, by week": period_sql(month, "week", "entrance"),
         "per-entrance average per day, by month": period_sql(month, "month", "entrance"),
         "conversion per store, hourly, month": conversion_sql(month),
@@ -197,8 +215,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     written, timings = bench_footfall_queries(args.days, args.repeats)
-    print(f"wrote {', '.join(f'{rows:,} {table}' for table, rows in written.items())} "
-          f"in {time.perf_counter() - started:.0f} s")
+    print(
+        f"wrote {', '.join(f'{rows:,} {table}' for table, rows in written.items())} "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
     for name, millis, rows in timings:
         print(f"{name:<58} {millis:>8.1f} ms {rows:>7,} rows")
 

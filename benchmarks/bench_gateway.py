@@ -42,11 +42,15 @@ def bench_gateway(events: int, bootstrap: str = "127.0.0.1:9092", mqtt_port: int
         day = dataclasses.replace(day, visitors=day.visitors * 2)
     records = records[:events]
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as spool_dir:
-        settings = load(EXAMPLE_CONFIG).model_copy(update={
-            "kafka": Kafka(mode="external", bootstrap_servers=bootstrap),
-            "mqtt": Mqtt(mode="external", port=mqtt_port),
-            "gateway": Gateway(http_host="127.0.0.1", http_port=_free_port(), spool_path=Path(spool_dir) / "spool.db"),
-        })
+        settings = load(EXAMPLE_CONFIG).model_copy(
+            update={
+                "kafka": Kafka(mode="external", bootstrap_servers=bootstrap),
+                "mqtt": Mqtt(mode="external", port=mqtt_port),
+                "gateway": Gateway(
+                    http_host="127.0.0.1", http_port=_free_port(), spool_path=Path(spool_dir) / "spool.db"
+                ),
+            }
+        )
         run = drive(settings, lambda emulators: emulators.play(records))
     delivered = sum(health.events for health in run.health.values())
     per_transport: Counter[str] = Counter()

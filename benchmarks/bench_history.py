@@ -15,10 +15,10 @@ Per scenario (receipts, counter ticks, gate reads), each with a noida-db broker 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +55,19 @@ def topic_volume(settings: Settings) -> tuple[int, int, int, dict[str, int]]:
     One partition at a time: noida-db answers a fetch with up to the partition limit of every partition
     asked, whatever the request's own limit, and a fetch of all would exceed what a client takes in one frame.
     """
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
-                             max_partition_fetch_bytes=8 << 20, receive_message_max_bytes=1 << 30)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+        receive_message_max_bytes=1 << 30,
+    )
     try:
-        partitions = [TopicPartition(topic, p) for topic in sorted(consumer.topics()) if not topic.startswith("__")
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in sorted(consumer.topics())
+            if not topic.startswith("__")
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         ends = consumer.end_offsets(partitions)
         records = size = largest = 0
         by_topic: Counter[str] = Counter()
@@ -78,9 +86,12 @@ def topic_volume(settings: Settings) -> tuple[int, int, int, dict[str, int]]:
 
 
 def _clickhouse_rows(settings: Settings) -> int:
-    found = rows(settings, f"SELECT sum(rows) AS n FROM system.parts WHERE active AND "
-                           f"database = '{settings.clickhouse.database}' "
-                           "SETTINGS output_format_json_quote_64bit_integers = 0")
+    found = rows(
+        settings,
+        f"SELECT sum(rows) AS n FROM system.parts WHERE active AND "
+        f"database = '{settings.clickhouse.database}' "
+        "SETTINGS output_format_json_quote_64bit_integers = 0",
+    )
     return int(found[0]["n"] or 0)
 
 
@@ -127,8 +138,10 @@ def run(size: float, scenarios: tuple[str, ...] = SCENARIOS) -> Iterator[tuple[s
             (f"(history) {scenario}: Kafka bytes per input event", f"{found.kafka_bytes / per_event:,.0f}"),
             (f"(history) {scenario}: Kafka records per input event", f"{found.kafka_records / per_event:,.1f}"),
             (f"(history) {scenario}: largest Kafka record, bytes", f"{found.largest_record:,}"),
-            *((f"(history) {scenario}:   of which {topic}, bytes per input event", f"{size / per_event:,.0f}")
-              for topic, size in sorted(found.bytes_by_topic.items(), key=lambda item: -item[1])[:6]),
+            *(
+                (f"(history) {scenario}:   of which {topic}, bytes per input event", f"{size / per_event:,.0f}")
+                for topic, size in sorted(found.bytes_by_topic.items(), key=lambda item: -item[1])[:6]
+            ),
             (f"(history) {scenario}: ClickHouse rows per input event", f"{found.clickhouse_rows / per_event:,.2f}"),
             (f"(history) {scenario}: worker peak RSS, MiB", f"{found.peak_rss_mb:,.0f}"),
         ]

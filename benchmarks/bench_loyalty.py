@@ -35,7 +35,9 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(cuts[49], 2), "p99_ms": round(cuts[98], 2), "count": len(samples_ms)}
 
 
-def bench_authorisation(port: int, member_id: str, count: int, headers: dict[str, str] | None = None) -> dict[str, float]:
+def bench_authorisation(
+    port: int, member_id: str, count: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """p50/p99 in ms of ``count`` authorisations of 1 cent each, one after the other."""
     samples = []
     run = time.time_ns()
@@ -50,9 +52,14 @@ def bench_authorisation(port: int, member_id: str, count: int, headers: dict[str
 
 def bench_receipt_latency(settings: Settings, count: int, per_second: float, members: int = 200) -> dict[str, float]:
     """p50/p99 in ms from sending a receipt to the first ledger entry of it, at a steady rate."""
-    consumer = KafkaConsumer(topics.LEDGER.name, bootstrap_servers=settings.kafka.bootstrap_servers,
-                             auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=5,
-                             **kafka_options(settings.kafka))
+    consumer = KafkaConsumer(
+        topics.LEDGER.name,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+        **kafka_options(settings.kafka),
+    )
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
     consumer.seek_to_end()
@@ -69,17 +76,27 @@ def bench_receipt_latency(settings: Settings, count: int, per_second: float, mem
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=0,
-                             **kafka_options(settings.kafka))
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=0, **kafka_options(settings.kafka)
+    )
     run = time.time_ns()
     store = settings.malls[0].stores[0].id
     now = dt.datetime.now(dt.UTC).astimezone()
     try:
         for i in range(count):
             txn_id = f"lat-{run}-{i}"
-            receipt = {"type": "pos_transaction", "txn_id": txn_id, "store_id": store, "workstation_id": "bench",
-                       "seq": i, "ts": now.isoformat(), "business_day": now.date().isoformat(), "kind": "sale",
-                       "total": "12.30", "member_id": f"bench-member-{i % members}"}
+            receipt = {
+                "type": "pos_transaction",
+                "txn_id": txn_id,
+                "store_id": store,
+                "workstation_id": "bench",
+                "seq": i,
+                "ts": now.isoformat(),
+                "business_day": now.date().isoformat(),
+                "kind": "sale",
+                "total": "12.30",
+                "member_id": f"bench-member-{i % members}",
+            }
             sent[txn_id] = time.perf_counter()
             producer.send(topics.POS_TRANSACTIONS.name, key=txn_id.encode(), value=json.dumps(receipt).encode())
             time.sleep(max(0.0, sent[txn_id] + 1 / per_second - time.perf_counter()))
@@ -99,8 +116,23 @@ def bench_receipt_latency(settings: Settings, count: int, per_second: float, mem
 
 
 def _desk(config: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(config), "loyalty", *args,
-                    "--by", "bench", "--why", "bench float"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mallstream.cli",
+            "-c",
+            str(config),
+            "loyalty",
+            *args,
+            "--by",
+            "bench",
+            "--why",
+            "bench float",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300) -> list[tuple[str, str]]:
@@ -118,8 +150,17 @@ def run(receipts: int = 3000, per_second: float = 200, authorisations: int = 300
             headers, port = command_headers(settings), settings.worker.web_port
             wait_until_serving(port, headers)
             _desk(config, "adjust", "bench-till", "--points", "10000", "--op-id", "bench-points")
-            _desk(config, "rebate", "bench-till", "--strategy", "desk-5000", "--points", "10000",
-                  "--op-id", "bench-rebate")
+            _desk(
+                config,
+                "rebate",
+                "bench-till",
+                "--strategy",
+                "desk-5000",
+                "--points",
+                "10000",
+                "--op-id",
+                "bench-rebate",
+            )
             auth = bench_authorisation(port, "bench-till", authorisations, headers)
             ledger = bench_receipt_latency(settings, receipts, per_second)
     return [

@@ -23,8 +23,8 @@ from mallstream.streams.core.customers import CustomerState, observe
 from mallstream.streams.core.engine import evaluate
 from mallstream.streams.core.footfall import FootfallState, apply_event
 from mallstream.streams.core.footfall_layout import FootfallLayout
-from mallstream.streams.core.parking import ParkingLayout, ParkingState, apply_parking_event
 from mallstream.streams.core.malls import MallDirectory
+from mallstream.streams.core.parking import ParkingLayout, ParkingState, apply_parking_event
 from mallstream.streams.core.routing import route_receipt
 from mallstream.streams.core.rules import RuleFile
 from mallstream.streams.core.snapshots import (
@@ -43,10 +43,17 @@ _pack = msgspec.msgpack.Encoder()
 
 def naive_app(settings: Settings) -> faust.App:
     """The app, its tables and its four agents, under the consumer group ``<app_id>-naive``."""
-    app = faust.App(f"{settings.worker.app_id}-naive", broker=f"kafka://{settings.kafka.bootstrap_servers}",
-                    store="memory://", web_port=settings.worker.web_port, web_host="127.0.0.1", autodiscover=False,
-                    # events and states are bytes already (JSON, msgpack): no codec on top
-                    key_serializer="raw", value_serializer="raw")
+    app = faust.App(
+        f"{settings.worker.app_id}-naive",
+        broker=f"kafka://{settings.kafka.bootstrap_servers}",
+        store="memory://",
+        web_port=settings.worker.web_port,
+        web_host="127.0.0.1",
+        autodiscover=False,
+        # events and states are bytes already (JSON, msgpack): no codec on top
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
     def table(name: str) -> faust.Table:
         return app.Table(name, partitions=settings.kafka.partitions, key_type=bytes, value_type=bytes)
@@ -55,8 +62,9 @@ def naive_app(settings: Settings) -> faust.App:
         return app.topic(spec.name, key_type=bytes, value_type=bytes)
 
     sale_owners, cards, customers, vip_states, footfall_states, parking_states = (
-        table(name) for name in ("sale_owners", "cards", "customer_states", "vip_states", "footfall_states",
-                                 "parking_states"))
+        table(name)
+        for name in ("sale_owners", "cards", "customer_states", "vip_states", "footfall_states", "parking_states")
+    )
     rules = RuleFile(settings.resolve(settings.rules.file), check_every_s=RULES_CHECK_S)  # as the worker does
     master = load_master_data(settings.members.source and settings.resolve(settings.members.source))
     malls = MallDirectory(settings.malls)
@@ -111,7 +119,9 @@ def naive_app(settings: Settings) -> faust.App:
             key = gate_event.car_park_id.encode()
             stored = parking_states.get(key)
             state = parking_from_bytes(stored) if stored else ParkingState()
-            parking_states[key] = parking_to_bytes(apply_parking_event(state, gate_event, gate_event.ts, parking_layout)[0])
+            parking_states[key] = parking_to_bytes(
+                apply_parking_event(state, gate_event, gate_event.ts, parking_layout)[0]
+            )
 
     return app
 

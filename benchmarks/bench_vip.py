@@ -21,8 +21,11 @@ _BENCH_MALL = Mall(
     entrances=[Place(id="E-north"), Place(id="E-south")],
     zones=[Place(id="Z-vip")],
     stores=[Store(id="S101", brand_counters=["Lancome"]), Store(id="S102", brand_counters=["Dior"])],
-    rfid_readers=[Device(id=f"R-{place}-{n}", place=place)
-                  for place in ("E-north", "E-south", "Z-vip", "S101", "S102") for n in (1, 2)],
+    rfid_readers=[
+        Device(id=f"R-{place}-{n}", place=place)
+        for place in ("E-north", "E-south", "Z-vip", "S101", "S102")
+        for n in (1, 2)
+    ],
 )
 READS_PER_PASS = 12
 PASS_SECONDS = 2.0
@@ -39,10 +42,16 @@ def vip_reads(count: int, members: int = 2000, seed: int = 1) -> list[RfidRead]:
         place = rng.randrange(len(readers) // 2)
         clock += rng.expovariate(5.0)
         for burst in range(READS_PER_PASS):
-            reads.append(RfidRead(
-                reader_id=readers[2 * place + burst % 2], antenna=1 + burst % 4, epc=epc, rssi_dbm=-55,
-                ts=_START + dt.timedelta(seconds=clock + burst * PASS_SECONDS / READS_PER_PASS),
-                duplicate=rng.random() < 0.1))
+            reads.append(
+                RfidRead(
+                    reader_id=readers[2 * place + burst % 2],
+                    antenna=1 + burst % 4,
+                    epc=epc,
+                    rssi_dbm=-55,
+                    ts=_START + dt.timedelta(seconds=clock + burst * PASS_SECONDS / READS_PER_PASS),
+                    duplicate=rng.random() < 0.1,
+                )
+            )
     return sorted(reads, key=lambda read: read.ts)[:count]
 
 

@@ -81,6 +81,7 @@ def scratch_config(directory: Path, members: Path, separate: bool = False) -> Pa
 
 def _clock_alerts(port: int, prefix: str, arrivals: Connection, subscribed: EventType) -> None:
     """In a process of its own: send back when each arrival alert was received, by the wall clock."""
+
     def received(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         at = time.time()
         alert = json.loads(message.payload)
@@ -103,8 +104,9 @@ class AlertClock:
         context = multiprocessing.get_context("spawn")
         self.subscribed = context.Event()
         self._arrivals, sending = context.Pipe(duplex=False)
-        self._process = context.Process(target=_clock_alerts, args=(port, prefix, sending, self.subscribed),
-                                        daemon=True)
+        self._process = context.Process(
+            target=_clock_alerts, args=(port, prefix, sending, self.subscribed), daemon=True
+        )
         self._process.start()
         self.arrivals: list[tuple[float, dict]] = []
 
@@ -128,10 +130,14 @@ def _background(live: LiveGateway, rate: float, stop: threading.Event, sent: lis
     n = 0
     while not stop.is_set():
         now = dt.datetime.now(dt.UTC)
-        reads = [RfidRead(reader_id="R-S101", antenna=1 + i % 4, epc=f"FFFF{(n + i) % 100_000:012X}", rssi_dbm=-60.0,
-                          ts=now) for i in range(BACKGROUND_BATCH // 2)]
-        ticks = [FootfallTick(counter_id="C-south", ts=now, count_in=1, interval_s=1)
-                 for _ in range(BACKGROUND_BATCH - len(reads))]
+        reads = [
+            RfidRead(reader_id="R-S101", antenna=1 + i % 4, epc=f"FFFF{(n + i) % 100_000:012X}", rssi_dbm=-60.0, ts=now)
+            for i in range(BACKGROUND_BATCH // 2)
+        ]
+        ticks = [
+            FootfallTick(counter_id="C-south", ts=now, count_in=1, interval_s=1)
+            for _ in range(BACKGROUND_BATCH - len(reads))
+        ]
         live.gateway.submit("R-S101", Decoded(events=reads), mall_id=mall_id)
         live.gateway.submit("C-south", Decoded(events=ticks), mall_id=mall_id)
         n += BACKGROUND_BATCH
@@ -181,8 +187,9 @@ def plot_latency(figures: dict, path: Path) -> None:
     from matplotlib.ticker import ScalarFormatter
 
     start = figures["timeline"]["started_at"]
-    figure, (latency, memory) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, layout="constrained",
-                                             height_ratios=(3, 1))
+    figure, (latency, memory) = plt.subplots(
+        2, 1, figsize=(11, 6), sharex=True, layout="constrained", height_ratios=(3, 1)
+    )
     reads = [at - start for at, _ in figures["timeline"]["alerts"]]
     latency.scatter(reads, [ms for _, ms in figures["timeline"]["alerts"]], s=4, label="alert")
     for number, at in enumerate(figures["timeline"]["broker_saves"]):
@@ -192,12 +199,17 @@ def plot_latency(figures: dict, path: Path) -> None:
     latency.yaxis.set_major_formatter(ScalarFormatter())
     latency.yaxis.set_minor_formatter(ScalarFormatter())
     latency.set_ylabel("gateway to MQTT, ms")
-    latency.set_title(f"VIP alert latency, {figures['alerts']} alerts under {figures['background_events_per_s']:,} "
-                      f"other events/s (p50 {figures['gateway_to_mqtt']['p50_ms']} ms, "
-                      f"p99 {figures['gateway_to_mqtt']['p99_ms']} ms)")
+    latency.set_title(
+        f"VIP alert latency, {figures['alerts']} alerts under {figures['background_events_per_s']:,} "
+        f"other events/s (p50 {figures['gateway_to_mqtt']['p50_ms']} ms, "
+        f"p99 {figures['gateway_to_mqtt']['p99_ms']} ms)"
+    )
     latency.legend(loc="upper right")
-    memory.plot([at - start for at, _ in figures["timeline"]["rss_mb"]], [mb for _, mb in figures["timeline"]["rss_mb"]],
-                marker="o")
+    memory.plot(
+        [at - start for at, _ in figures["timeline"]["rss_mb"]],
+        [mb for _, mb in figures["timeline"]["rss_mb"]],
+        marker="o",
+    )
     memory.set_ylabel("main worker RSS, MiB")
     memory.set_xlabel("seconds into the run")
     figure.savefig(path, dpi=110)
@@ -209,8 +221,11 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50_ms": None, "p99_ms": None, "max_ms": None}
     ms = np.array(values) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
-            "max_ms": round(float(ms.max()), 1)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
 
 
 def _resident_mb(worker: subprocess.Popen, log: Path) -> float:
@@ -231,9 +246,15 @@ def _started(worker: subprocess.Popen, port: int, log: Path) -> None:
         time.sleep(0.1)
 
 
-def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: float = 5000.0,
-                      warmup: float = 5.0, separate: bool = True, log_path: Path | None = None,
-                      board_every: float | None = None) -> dict:
+def bench_vip_latency(
+    vips: int = 300,
+    every: float = 0.1,
+    background_rate: float = 5000.0,
+    warmup: float = 5.0,
+    separate: bool = True,
+    log_path: Path | None = None,
+    board_every: float | None = None,
+) -> dict:
     """Latency of ``vips`` arrival alerts, one every ``every`` s, under ``background_rate`` other events/s.
 
     ``board_every``: meanwhile the footfall board's queries run through the worker's ClickHouse endpoint
@@ -269,8 +290,9 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                 if board_every:
                     _, key = KeyStore.of(settings).create("bench-board", "analyst")
                     timings, timings_in = multiprocessing.Pipe(duplex=False)
-                    board = multiprocessing.Process(target=_query_board, daemon=True,
-                                                    args=(config, key, board_every, board_stop, timings_in))
+                    board = multiprocessing.Process(
+                        target=_query_board, daemon=True, args=(config, key, board_every, board_stop, timings_in)
+                    )
                     board.start()
                     timings_in.close()  # the board's process holds the sending end: its exit ends the receiving
                 with DeviceEmulators(settings) as emulators, LiveGateway(emulators) as live:
@@ -283,16 +305,22 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
                     gc.freeze()
                     time.sleep(warmup)  # the worker's consumers settle in under load
                     saves: list[float] = []
-                    watcher = threading.Thread(target=_watch_saves, daemon=True,
-                                               args=(settings.kafka.data_dir / "kafka.json", stop, saves))
+                    watcher = threading.Thread(
+                        target=_watch_saves, daemon=True, args=(settings.kafka.data_dir / "kafka.json", stop, saves)
+                    )
                     watcher.start()
                     started, started_at, sent_before = time.monotonic(), time.time(), sent[0]
                     resident = [(time.time(), _resident_mb(worker, log_path))]
                     for number, card in enumerate(cards, 1):
                         if number % max(1, round(60 / every)) == 0:
                             resident.append((time.time(), _resident_mb(worker, log_path)))
-                        emulators.play([RfidRead(reader_id="R-north", antenna=1, epc=card, rssi_dbm=-50.0,
-                                                 ts=dt.datetime.now(dt.UTC))])
+                        emulators.play(
+                            [
+                                RfidRead(
+                                    reader_id="R-north", antenna=1, epc=card, rssi_dbm=-50.0, ts=dt.datetime.now(dt.UTC)
+                                )
+                            ]
+                        )
                         time.sleep(every)
                         clock.count()  # the pipe is drained as it goes: a full one would hold the clock up
                     seconds = time.monotonic() - started
@@ -332,8 +360,12 @@ def bench_vip_latency(vips: int = 300, every: float = 0.1, background_rate: floa
         "publish_to_mqtt": _percentiles([r - p for r, p in zip(received, published, strict=True)]),
         "worker_rss_mb_per_minute": [round(mb) for _, mb in resident],
         "board_queries": {"every_s": board_every, "count": len(board_timings), **_percentiles(board_timings)},
-        "timeline": {"started_at": started_at, "broker_saves": saves, "rss_mb": resident,
-                     "alerts": [(t, round(seconds * 1000, 1)) for t, seconds in zip(read_at, latencies, strict=True)]},
+        "timeline": {
+            "started_at": started_at,
+            "broker_saves": saves,
+            "rss_mb": resident,
+            "alerts": [(t, round(seconds * 1000, 1)) for t, seconds in zip(read_at, latencies, strict=True)],
+        },
     }
 
 
@@ -345,21 +377,34 @@ if __name__ == "__main__":
     parser.add_argument("--inline", action="store_true", help="the VIP agents in the one worker (default: their own)")
     parser.add_argument("--log", type=Path, help="keep the workers' output in this file")
     parser.add_argument("--plot", type=Path, help="draw each alert's latency over the run to this PNG")
-    parser.add_argument("--board-every", type=float, help="also run the footfall board's queries through the "
-                                                          "worker's ClickHouse endpoint every so many seconds")
+    parser.add_argument(
+        "--board-every",
+        type=float,
+        help="also run the footfall board's queries through the worker's ClickHouse endpoint every so many seconds",
+    )
     arguments = parser.parse_args()
-    figures = bench_vip_latency(arguments.vips, arguments.every, arguments.background, separate=not arguments.inline,
-                                log_path=arguments.log, board_every=arguments.board_every)
+    figures = bench_vip_latency(
+        arguments.vips,
+        arguments.every,
+        arguments.background,
+        separate=not arguments.inline,
+        log_path=arguments.log,
+        board_every=arguments.board_every,
+    )
     if arguments.plot:
         plot_latency(figures, arguments.plot)
     print(json.dumps({name: value for name, value in figures.items() if name != "timeline"}, indent=2))
     latency = figures["gateway_to_mqtt"]
-    print(f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
-          f"({figures['alerts']} alerts, {figures['background_events_per_s']} other events/s, "
-          f"VIP agents {figures['vip_worker']})")
+    print(
+        f"VIP alert latency, gateway receive -> MQTT: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
+        f"({figures['alerts']} alerts, {figures['background_events_per_s']} other events/s, "
+        f"VIP agents {figures['vip_worker']})"
+    )
     board = figures["board_queries"]
     if board["count"]:
-        print(f"footfall board through the ClickHouse endpoint every {board['every_s']:g} s meanwhile: "
-              f"{board['count']} queries, p50 {board['p50_ms']} ms, p99 {board['p99_ms']} ms")
+        print(
+            f"footfall board through the ClickHouse endpoint every {board['every_s']:g} s meanwhile: "
+            f"{board['count']} queries, p50 {board['p50_ms']} ms, p99 {board['p99_ms']} ms"
+        )
     resident = figures["worker_rss_mb_per_minute"]
     print(f"worker RSS, MiB: {resident[0]} after warm-up, {resident[-1]} at the end, peak {max(resident)}")

@@ -52,8 +52,12 @@ def _broker_pid(settings: Settings) -> int:
 
 def _report(config: Path, *args: str, days: int) -> list[dict]:
     window = ("--from", str(MONDAY), "--to", str(MONDAY + dt.timedelta(days=days)))
-    result = subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(config), "report", *args, *window,
-                             "--format", "json"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mallstream.cli", "-c", str(config), "report", *args, *window, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout)
 
 
@@ -65,18 +69,24 @@ def check_reports(config: Path, settings: Settings, truths: list[GroundTruth]) -
     days = len(truths)
     hourly = _report(config, "footfall", "--visitors", "--by", "entrance", days=days)
     reported = {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in hourly if row["total"]}
-    true_hours = {(place, hour[:19].replace("T", " ")): (flows["in"], flows["out"]) for truth in truths
-                  for place in entrances for hour, flows in truth.visitors.get(place, {}).items()
-                  if flows["in"] or flows["out"]}
+    true_hours = {
+        (place, hour[:19].replace("T", " ")): (flows["in"], flows["out"])
+        for truth in truths
+        for place in entrances
+        for hour, flows in truth.visitors.get(place, {}).items()
+        if flows["in"] or flows["out"]
+    }
     conversion = _report(config, "conversion", "--interval", "1d", days=days)
     sales = {row["interval_start"][:10]: row["transactions"] for row in conversion if row["level"] == "mall"}
     true_sales = {str(truth.day): sum(figures["sales"] for figures in truth.transactions.values()) for truth in truths}
     parking = _report(config, "parking", days=days)
     exits = Counter(row["interval_start"][:10] for row in parking for _ in range(row["exits"]))
     true_exits = Counter(stay["exit"][:10] for truth in truths for stay in truth.parking_stays)
-    return {"visitors per entrance and hour": _differences(reported, true_hours),
-            "transactions per day": _differences(sales, true_sales),
-            "car-park exits per day": _differences(exits, true_exits)}
+    return {
+        "visitors per entrance and hour": _differences(reported, true_hours),
+        "transactions per day": _differences(sales, true_sales),
+        "car-park exits per day": _differences(exits, true_exits),
+    }
 
 
 def _differences(reported: Mapping, truth: Mapping) -> str:
@@ -105,8 +115,12 @@ def run_week(visitors: int, days: int, keep_hours: float = 0.0) -> list[tuple[st
         command = [sys.executable, "-m", "mallstream.cli", "-c", str(config), "worker"]
         truths = []
         with embedded_services(settings):
-            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.partitions,
-                          settings.kafka.replication_factor, settings.worker.app_id)
+            ensure_topics(
+                settings.kafka.bootstrap_servers,
+                settings.kafka.partitions,
+                settings.kafka.replication_factor,
+                settings.worker.app_id,
+            )
             log = directory / "worker.log"
             worker = start_process(command, log, settings)
             try:
@@ -124,12 +138,17 @@ def run_week(visitors: int, days: int, keep_hours: float = 0.0) -> list[tuple[st
                         raise RuntimeError(f"day {number} was not processed within an hour")
                     if number == KILL_DAY:
                         figures.append(("restart on day 5: web port open after, s", f"{port_s:,.1f}"))
-                        figures.append(("restart on day 5: every group caught up after, s",
-                                        f"{time.monotonic() - restarted:,.1f}"))
+                        figures.append(
+                            ("restart on day 5: every group caught up after, s", f"{time.monotonic() - restarted:,.1f}")
+                        )
                     time.sleep(2 * settings.kafka.trim_every_seconds)  # a keeper round after the day's last commit
-                    figures.append((f"day {number} ({day.day:%a}): broker data MiB / broker RSS MiB / worker RSS MiB",
-                                    f"{broker_data_bytes(settings) / 2**20:,.1f} / {rss_mb(_broker_pid(settings)):,.0f}"
-                                    f" / {rss_mb(worker.pid):,.0f}"))
+                    figures.append(
+                        (
+                            f"day {number} ({day.day:%a}): broker data MiB / broker RSS MiB / worker RSS MiB",
+                            f"{broker_data_bytes(settings) / 2**20:,.1f} / {rss_mb(_broker_pid(settings)):,.0f}"
+                            f" / {rss_mb(worker.pid):,.0f}",
+                        )
+                    )
             finally:
                 stop_process(worker)
             checks = check_reports(config, settings, truths)

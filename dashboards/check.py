@@ -31,12 +31,15 @@ def expansion(board: dict, mall_id: str, start: dt.datetime, end: dt.datetime) -
     return Expansion(start, end, interval_s, variables)
 
 
-def panel_results(settings: Settings, board: dict, mall_id: str, start: dt.datetime,
-                  end: dt.datetime) -> Iterator[PanelResult]:
+def panel_results(
+    settings: Settings, board: dict, mall_id: str, start: dt.datetime, end: dt.datetime
+) -> Iterator[PanelResult]:
     """Each template variable's query and each panel's queries run for the range; a failing query is its error."""
     expand = expansion(board, mall_id, start, end)
     queries = [(f"variable ${item['name']}", [item["query"]]) for item in board["templating"]["list"]]
-    queries += [(panel["title"], [target["rawSql"] for target in panel.get("targets", [])]) for panel in board["panels"]]
+    queries += [
+        (panel["title"], [target["rawSql"] for target in panel.get("targets", [])]) for panel in board["panels"]
+    ]
     with session(settings) as ask:
         for title, sqls in queries:
             found: list[dict] = []
@@ -49,8 +52,9 @@ def panel_results(settings: Settings, board: dict, mall_id: str, start: dt.datet
             yield PanelResult(board["title"], title, found)
 
 
-def problems(settings: Settings, boards: list[dict], mall_id: str, start: dt.datetime, end: dt.datetime,
-             require_data: bool) -> list[Problem]:
+def problems(
+    settings: Settings, boards: list[dict], mall_id: str, start: dt.datetime, end: dt.datetime, require_data: bool
+) -> list[Problem]:
     """Schema errors first, then every query that fails (or, with ``require_data``, returns nothing)."""
     found = validate(boards)
     for board in boards:

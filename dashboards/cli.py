@@ -23,15 +23,24 @@ def _range(mall: Mall, start: dt.datetime | None, end: dt.datetime | None) -> tu
     """The range in the mall's time zone; by default today so far, as the live boards open."""
     zone = ZoneInfo(mall.timezone)
     now = dt.datetime.now(zone)
-    return ((start.replace(tzinfo=zone) if start else now.replace(hour=0, minute=0, second=0, microsecond=0)),
-            (end.replace(tzinfo=zone) if end else now))
+    return (
+        (start.replace(tzinfo=zone) if start else now.replace(hour=0, minute=0, second=0, microsecond=0)),
+        (end.replace(tzinfo=zone) if end else now),
+    )
 
 
 provisioning_option = click.option(
-    "--provisioning", "root", type=click.Path(file_okay=False, path_type=Path), default=PROVISIONING,
-    show_default=True, help="provisioning folder whose dashboards are read (or written by export)")
+    "--provisioning",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=PROVISIONING,
+    show_default=True,
+    help="provisioning folder whose dashboards are read (or written by export)",
+)
 range_options = [
-    click.option("--from", "start", type=click.DateTime(LOCAL_TIMES), help="local time of the mall (default: today 00:00)"),
+    click.option(
+        "--from", "start", type=click.DateTime(LOCAL_TIMES), help="local time of the mall (default: today 00:00)"
+    ),
     click.option("--to", "end", type=click.DateTime(LOCAL_TIMES), help="local time of the mall (default: now)"),
     click.option("--mall", "mall_id", help="mall id from the config (default: the first)"),
 ]
@@ -99,14 +108,19 @@ def check(ctx: click.Context, root: Path, start, end, mall_id: str | None, requi
     if found:
         click.echo(f"check: {len(found)} problem(s) in {len(boards)} dashboards", err=True)
         sys.exit(1)
-    click.echo(f"check: {len(boards)} dashboards, {panels} panels: schema valid, every query ran"
-               + (" and returned rows" if require_data else ""))
+    click.echo(
+        f"check: {len(boards)} dashboards, {panels} panels: schema valid, every query ran"
+        + (" and returned rows" if require_data else "")
+    )
 
 
 @dashboards.command()
 @click.option("--url", required=True, help="Grafana's address, e.g. http://127.0.0.1:3000")
-@click.option("--token", help="service account token; better in the environment, where the process list does not "
-                               "show it: GRAFANA_TOKEN, or GRAFANA_TOKEN_FILE naming a file that holds it")
+@click.option(
+    "--token",
+    help="service account token; better in the environment, where the process list does not "
+    "show it: GRAFANA_TOKEN, or GRAFANA_TOKEN_FILE naming a file that holds it",
+)
 @provisioning_option
 @click.pass_context
 def push(ctx: click.Context, url: str, token: str | None, root: Path) -> None:

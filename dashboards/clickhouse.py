@@ -92,7 +92,8 @@ class Expansion:
         name, argument = match["name"], match["arg"]
         start, end = int(self.start.timestamp()), int(self.end.timestamp())
         simple = {
-            "fromTime": f"toDateTime({start})", "toTime": f"toDateTime({end})",
+            "fromTime": f"toDateTime({start})",
+            "toTime": f"toDateTime({end})",
             "fromTime_ms": f"fromUnixTimestamp64Milli({start * 1000})",
             "toTime_ms": f"fromUnixTimestamp64Milli({end * 1000})",
             "interval_s": str(max(self.interval_s, 1)),

@@ -47,17 +47,35 @@ def datasource(settings: Settings, password: str) -> dict:
     clickhouse = settings.clickhouse
     if clickhouse.mode == "embedded":
         if clickhouse.http_port is None:
-            raise ConfigError(settings.source, "clickhouse.http_port", "null, so Grafana has no ClickHouse to query: "
-                              "set the port the worker serves the embedded engine on (8123)")
+            raise ConfigError(
+                settings.source,
+                "clickhouse.http_port",
+                "null, so Grafana has no ClickHouse to query: "
+                "set the port the worker serves the embedded engine on (8123)",
+            )
         host = "127.0.0.1" if clickhouse.http_host in ("0.0.0.0", "::", "") else clickhouse.http_host
         address = {"host": host, "port": clickhouse.http_port, "secure": False, "username": GRAFANA_USER}
     else:
-        address = {"host": clickhouse.host, "port": clickhouse.port, "secure": clickhouse.secure,
-                   "username": clickhouse.username}
+        address = {
+            "host": clickhouse.host,
+            "port": clickhouse.port,
+            "secure": clickhouse.secure,
+            "username": clickhouse.username,
+        }
     source = {
-        "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": PLUGIN, "access": "proxy", "isDefault": True,
-        "jsonData": {"host": address["host"], "port": address["port"], "protocol": "http", "secure": address["secure"],
-                     "username": address["username"], "defaultDatabase": clickhouse.database},
+        "name": DATASOURCE_NAME,
+        "uid": DATASOURCE_UID,
+        "type": PLUGIN,
+        "access": "proxy",
+        "isDefault": True,
+        "jsonData": {
+            "host": address["host"],
+            "port": address["port"],
+            "protocol": "http",
+            "secure": address["secure"],
+            "username": address["username"],
+            "defaultDatabase": clickhouse.database,
+        },
         "secureJsonData": {"password": password},
     }
     if clickhouse.secure and not clickhouse.verify:
@@ -73,15 +91,32 @@ def write_provisioning(settings: Settings, boards: list[dict], root: Path) -> li
     # Grafana puts the environment variable's value in when it reads the file
     source = datasource(settings, f"${{{password_env(settings)}}}")
     files = {
-        root / "datasources" / "clickhouse.yaml": yaml.safe_dump({"apiVersion": 1, "datasources": [source]},
-                                                                 sort_keys=False),
-        root / "dashboards" / "mallstream.yaml": yaml.safe_dump({"apiVersion": 1, "providers": [{
-            "name": "mallstream", "folder": FOLDER_TITLE, "folderUid": FOLDER_UID, "type": "file",
-            "disableDeletion": False, "allowUiUpdates": False, "updateIntervalSeconds": 30,
-            "options": {"path": f"${{GF_PATHS_PROVISIONING}}/{DASHBOARDS_DIR}"}}]}, sort_keys=False),
+        root / "datasources" / "clickhouse.yaml": yaml.safe_dump(
+            {"apiVersion": 1, "datasources": [source]}, sort_keys=False
+        ),
+        root / "dashboards" / "mallstream.yaml": yaml.safe_dump(
+            {
+                "apiVersion": 1,
+                "providers": [
+                    {
+                        "name": "mallstream",
+                        "folder": FOLDER_TITLE,
+                        "folderUid": FOLDER_UID,
+                        "type": "file",
+                        "disableDeletion": False,
+                        "allowUiUpdates": False,
+                        "updateIntervalSeconds": 30,
+                        "options": {"path": f"${{GF_PATHS_PROVISIONING}}/{DASHBOARDS_DIR}"},
+                    }
+                ],
+            },
+            sort_keys=False,
+        ),
     }
-    files |= {root / DASHBOARDS_DIR / f"{board['uid']}.json": json.dumps(board, indent=2, ensure_ascii=False) + "\n"
-              for board in boards}
+    files |= {
+        root / DASHBOARDS_DIR / f"{board['uid']}.json": json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+        for board in boards
+    }
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -98,12 +133,16 @@ def push(url: str, token: str, source: dict, boards: list[dict], timeout: float 
     address = urllib.parse.urlsplit(url)
     if address.scheme not in ("http", "https") or not address.hostname:
         raise PushError(f"{url!r} is not a Grafana URL (http://host:port)")
-    grafana = GrafanaFace(token, host=address.hostname, port=address.port, protocol=address.scheme,
-                          url_path_prefix=address.path.strip("/") + "/" if address.path.strip("/") else "",
-                          timeout=timeout)
+    grafana = GrafanaFace(
+        token,
+        host=address.hostname,
+        port=address.port,
+        protocol=address.scheme,
+        url_path_prefix=address.path.strip("/") + "/" if address.path.strip("/") else "",
+        timeout=timeout,
+    )
     try:
-        return [_folder(grafana), _datasource(grafana, source)] + [
-            _dashboard(grafana, board) for board in boards]
+        return [_folder(grafana), _datasource(grafana, source)] + [_dashboard(grafana, board) for board in boards]
     except requests.RequestException as exc:
         raise PushError(f"cannot reach Grafana at {url}: {exc.__class__.__name__}") from None
     except GrafanaUnauthorizedError:
@@ -139,8 +178,12 @@ def _datasource(grafana: GrafanaFace, source: dict) -> str:
 
 
 def _dashboard(grafana: GrafanaFace, board: dict) -> str:
-    answer = grafana.dashboard.update_dashboard({
-        "dashboard": {**board, "id": None}, "folderUid": FOLDER_UID, "overwrite": True,
-        "message": "pushed by mallstream dashboards push",
-    })
+    answer = grafana.dashboard.update_dashboard(
+        {
+            "dashboard": {**board, "id": None},
+            "folderUid": FOLDER_UID,
+            "overwrite": True,
+            "message": "pushed by mallstream dashboards push",
+        }
+    )
     return f"dashboard {board['uid']} {answer.get('status', 'saved')} (version {answer.get('version', '?')})"

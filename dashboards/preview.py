@@ -9,12 +9,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.dates import DateFormatter  # noqa: E402
-from matplotlib.gridspec import GridSpec  # noqa: E402
+import functools
+import itertools
+import operator
 
-from .check import PanelResult  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.dates import DateFormatter
+from matplotlib.gridspec import GridSpec
+
+from .check import PanelResult
 
 GRID_COLUMNS = 24
 #: Colours of Grafana's dark theme for the threshold colours the boards use.
@@ -35,8 +39,14 @@ def _threshold_colour(panel: dict, value: float) -> str:
 
 
 #: Grafana units the boards use: (factor, prefix, suffix) to write a value as Grafana shows it.
-UNITS = {"percent": (1, "", " %"), "percentunit": (100, "", " %"), "ms": (1, "", " ms"), "s": (1, "", " s"),
-         "m": (1, "", " min"), "currencyCNY": (1, "¥", "")}
+UNITS = {
+    "percent": (1, "", " %"),
+    "percentunit": (100, "", " %"),
+    "ms": (1, "", " ms"),
+    "s": (1, "", " s"),
+    "m": (1, "", " min"),
+    "currencyCNY": (1, "¥", ""),
+}
 
 
 def _formatted(panel: dict, value: float) -> str:
@@ -46,14 +56,26 @@ def _formatted(panel: dict, value: float) -> str:
 
 
 def _stat(axes: Axes, panel: dict, rows: list[dict]) -> None:
-    values = [(next((v for v in row.values() if isinstance(v, str)), name), number)
-              for row in rows for name, number in _numbers(row).items()]
+    values = [
+        (next((v for v in row.values() if isinstance(v, str)), name), number)
+        for row in rows
+        for name, number in _numbers(row).items()
+    ]
     if not values:
         return
     label, value = values[0]
     axes.set_facecolor(_threshold_colour(panel, value))
-    axes.text(0.5, 0.5, _formatted(panel, value), ha="center", va="center", fontsize=34, fontweight="bold",
-              color="white", transform=axes.transAxes)
+    axes.text(
+        0.5,
+        0.5,
+        _formatted(panel, value),
+        ha="center",
+        va="center",
+        fontsize=34,
+        fontweight="bold",
+        color="white",
+        transform=axes.transAxes,
+    )
     if len(values) == 1 and label != panel["title"]:
         axes.text(0.5, 0.12, label, ha="center", color="white", fontsize=10, transform=axes.transAxes)
 
@@ -68,19 +90,22 @@ def _series(axes: Axes, panel: dict, rows: list[dict]) -> None:
             lines[f"{name} {column}".strip() if name else column].append((when, value))
     bars = panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("drawStyle") == "bars"
     for label, points in sorted(lines.items()):
-        times, values = zip(*points)
+        times, values = zip(*points, strict=False)
         if bars:
             axes.bar(times, values, width=0.8 * _spacing(times), label=label, alpha=0.8)
         else:
             axes.plot(times, values, label=label, linewidth=1.8)
-    axes.xaxis.set_major_formatter(DateFormatter("%H:%M" if len({t.date() for t, _ in sum(lines.values(), [])}) == 1
-                                                 else "%m-%d"))
+    axes.xaxis.set_major_formatter(
+        DateFormatter(
+            "%H:%M" if len({t.date() for t, _ in functools.reduce(operator.iadd, lines.values(), [])}) == 1 else "%m-%d"
+        )
+    )
     axes.legend(fontsize=7, loc="upper left", facecolor=PANEL, labelcolor=TEXT, framealpha=0.6)
     axes.grid(alpha=0.2)
 
 
 def _spacing(times: tuple[dt.datetime, ...]) -> float:
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:]) if b > a]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times) if b > a]
     return (min(gaps) if gaps else 3600) / 86400  # matplotlib's dates are days
 
 
@@ -101,7 +126,7 @@ def _bar_chart(axes: Axes, panel: dict, rows: list[dict]) -> None:
         values = [_numbers(row)[column] for row in rows]
         positions = [index + (number - (len(columns) - 1) / 2) * width for index in range(len(rows))]
         axes.bar(positions, values, width, label=column)
-        for x, value in zip(positions, values):
+        for x, value in zip(positions, values, strict=False):
             axes.text(x, value, _formatted(panel, value), ha="center", va="bottom", color=TEXT, fontsize=7)
     axes.set_xticks(range(len(rows)), names)
     if len(columns) > 1:
@@ -131,12 +156,21 @@ def render(board: dict, results: list[PanelResult], path: Path) -> None:
     panels = board["panels"]
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
     figure = plt.figure(figsize=(18, height * 0.42 + 1.0), facecolor=BACKGROUND)
-    grid = GridSpec(height, GRID_COLUMNS, figure=figure, hspace=2.4, wspace=0.6, left=0.03, right=0.99,
-                    top=1 - 0.9 / (height * 0.42 + 1.0), bottom=0.03)
+    grid = GridSpec(
+        height,
+        GRID_COLUMNS,
+        figure=figure,
+        hspace=2.4,
+        wspace=0.6,
+        left=0.03,
+        right=0.99,
+        top=1 - 0.9 / (height * 0.42 + 1.0),
+        bottom=0.03,
+    )
     figure.suptitle(board["title"], color=TEXT, fontsize=16, x=0.02, ha="left")
     for panel in panels:
         place = panel["gridPos"]
-        axes = figure.add_subplot(grid[place["y"]:place["y"] + place["h"], place["x"]:place["x"] + place["w"]])
+        axes = figure.add_subplot(grid[place["y"] : place["y"] + place["h"], place["x"] : place["x"] + place["w"]])
         axes.set_facecolor(PANEL)
         axes.tick_params(colors=TEXT, labelsize=7)
         for spine in axes.spines.values():
@@ -144,8 +178,15 @@ def render(board: dict, results: list[PanelResult], path: Path) -> None:
         axes.set_title(panel["title"], color=TEXT, fontsize=10, loc="left")
         result = by_title.get(panel["title"])
         if result is None or result.error or not result.rows:
-            axes.text(0.5, 0.5, result.error[:80] if result and result.error else "No data", ha="center",
-                      va="center", color=TEXT, transform=axes.transAxes)
+            axes.text(
+                0.5,
+                0.5,
+                result.error[:80] if result and result.error else "No data",
+                ha="center",
+                va="center",
+                color=TEXT,
+                transform=axes.transAxes,
+            )
         else:
             DRAW[panel["type"]](axes, panel, result.rows)
         if panel["type"] in ("stat", "table") or result is None or not result.rows:

@@ -43,14 +43,16 @@ class SchemaCheckMissing(RuntimeError):
 def _panel_source(panel: dict) -> str:
     """The panel as a TypeScript constant of the schema's panel type and its plugin's option types."""
     schema = f"../../{SCHEMA}"
-    lines = [f'import type * as dashboard from "{schema}/dashboard/x/dashboard_types.gen";',
-             'import type { Json } from "../json";']
+    lines = [
+        f'import type * as dashboard from "{schema}/dashboard/x/dashboard_types.gen";',
+        'import type { Json } from "../json";',
+    ]
     kind = str(panel.get("type", ""))
     plugin_types = sorted((SCHEMA_CHECK / SCHEMA / "composable" / kind / "panelcfg" / "x").glob("*_types.gen.d.ts"))
     if panel.get("type") != "row" and not plugin_types:
-        return "\n".join(lines + [f'const unknownPanelType: "no panel plugin of this type" = {json.dumps(kind)};'])
+        return "\n".join([*lines, f'const unknownPanelType: "no panel plugin of this type" = {json.dumps(kind)};'])
     if panel.get("type") == "row":
-        return "\n".join(lines + [f"const panel: Json<dashboard.RowPanel> = {json.dumps(panel, indent=1)};"])
+        return "\n".join([*lines, f"const panel: Json<dashboard.RowPanel> = {json.dumps(panel, indent=1)};"])
     module = plugin_types[0].name.removesuffix(".d.ts")
     lines.append(f'import type * as plugin from "{schema}/composable/{kind}/panelcfg/x/{module}";')
     source = (SCHEMA_CHECK / SCHEMA / "composable" / kind / "panelcfg" / "x" / plugin_types[0].name).read_text()
@@ -69,7 +71,9 @@ const panel: Checked = {json.dumps(panel, indent=1)};""")
 def validate(dashboards: list[dict]) -> list[Problem]:
     """Every place where a dashboard or one of its panels breaks Grafana's schema."""
     if not TSC.exists():
-        raise SchemaCheckMissing(f"run `npm ci` in {SCHEMA_CHECK} (scripts/setup.sh does) to get @grafana/schema and tsc")
+        raise SchemaCheckMissing(
+            f"run `npm ci` in {SCHEMA_CHECK} (scripts/setup.sh does) to get @grafana/schema and tsc"
+        )
     with tempfile.TemporaryDirectory(dir=SCHEMA_CHECK, prefix=".check-") as work:
         root = Path(work)
         (root / "json.ts").write_text(JSON_OF)
@@ -82,17 +86,37 @@ def validate(dashboards: list[dict]) -> list[Problem]:
             (folder / "dashboard.ts").write_text(
                 f'import type * as dashboard from "../../{SCHEMA}/dashboard/x/dashboard_types.gen";\n'
                 f'import type {{ Json }} from "../json";\n'
-                f"const board: Omit<Json<dashboard.Dashboard>, \"panels\"> = {json.dumps(whole, indent=1)};\n")
+                f'const board: Omit<Json<dashboard.Dashboard>, "panels"> = {json.dumps(whole, indent=1)};\n'
+            )
             owners[f"d{number}/dashboard.ts"] = (title, "")
             for index, panel in enumerate(board.get("panels", [])):
                 (folder / f"p{index}.ts").write_text(_panel_source(panel))
                 owners[f"d{number}/p{index}.ts"] = (title, str(panel.get("title", f"panel {index}")))
-        (root / "tsconfig.json").write_text(json.dumps({"compilerOptions": {
-            "strict": True, "noEmit": True, "noUnusedLocals": False, "skipLibCheck": True,
-            "module": "esnext", "moduleResolution": "bundler", "target": "es2022", "types": []},
-            "include": ["**/*.ts"]}))
-        result = subprocess.run(["node", str(TSC), "-p", str(root), "--pretty", "false"],
-                                capture_output=True, text=True, cwd=root, timeout=300)
+        (root / "tsconfig.json").write_text(
+            json.dumps(
+                {
+                    "compilerOptions": {
+                        "strict": True,
+                        "noEmit": True,
+                        "noUnusedLocals": False,
+                        "skipLibCheck": True,
+                        "module": "esnext",
+                        "moduleResolution": "bundler",
+                        "target": "es2022",
+                        "types": [],
+                    },
+                    "include": ["**/*.ts"],
+                }
+            )
+        )
+        result = subprocess.run(
+            ["node", str(TSC), "-p", str(root), "--pretty", "false"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=300,
+            check=False,
+        )
     errors: list[Problem] = []
     for line in result.stdout.splitlines():
         match = _ERROR.match(line)

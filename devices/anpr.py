@@ -50,7 +50,12 @@ class PlateState:
 
 
 def _admit(
-    state: PlateState, gate: Gate, plate: str, ts: dt.datetime, received_at: dt.datetime, raw: bytes,
+    state: PlateState,
+    gate: Gate,
+    plate: str,
+    ts: dt.datetime,
+    received_at: dt.datetime,
+    raw: bytes,
     window: dt.timedelta,
 ) -> tuple[PlateState, Decoded]:
     """The parking event of one plate read, unless it repeats a read within the window."""
@@ -63,8 +68,12 @@ def _admit(
     if last is not None and abs(ts - last) <= window:
         return new_state, Decoded()
     event = ParkingEvent(
-        gate_id=gate.gate_id, car_park_id=gate.car_park_id, plate=plate, direction=gate.direction,
-        ts=ts, clock_skew_s=clock_skew(ts, received_at),
+        gate_id=gate.gate_id,
+        car_park_id=gate.car_park_id,
+        plate=plate,
+        direction=gate.direction,
+        ts=ts,
+        clock_skew_s=clock_skew(ts, received_at),
     )
     try:
         return new_state, Decoded(events=[decode(ParkingEvent, encode(event))])

@@ -18,6 +18,7 @@ Xovis ``routes`` (``"<serial>/<counter_id>"`` -> ``in``/``out``) and a car-park 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -138,7 +139,9 @@ def _xovis(placed: Placed) -> PayloadDriver:
             for serial_no, _, counter in [spec.rpartition("/")]
         }
     except ValueError as exc:
-        raise BridgeConfigError(f"device {placed.device.id!r}: routes keys are '<serial>/<counter_id>': {exc}") from None
+        raise BridgeConfigError(
+            f"device {placed.device.id!r}: routes keys are '<serial>/<counter_id>': {exc}"
+        ) from None
     return StatefulDriver(CounterState(), lambda s, p, t, _: decode_xovis(s, p, t, routes))
 
 
@@ -160,7 +163,9 @@ def _gate(placed: Placed) -> Gate:
 
 def _hikvision(placed: Placed) -> PayloadDriver:
     gate = _gate(placed)
-    return StatefulDriver(PlateState(), lambda s, p, t, ct: (*decode_hikvision(s, p, t, gate, ct or "application/xml"), []))
+    return StatefulDriver(
+        PlateState(), lambda s, p, t, ct: (*decode_hikvision(s, p, t, gate, ct or "application/xml"), [])
+    )
 
 
 def _plate_recognizer(placed: Placed) -> PayloadDriver:
@@ -209,7 +214,12 @@ class SerialBridge:
     """One serial reader: a thread reads the port, feeds the stream, flushes it when the line goes quiet."""
 
     def __init__(
-        self, placed: Placed, stream: SerialFrameStream, baudrate: int, gateway: Gateway, read_timeout: float = 0.05,
+        self,
+        placed: Placed,
+        stream: SerialFrameStream,
+        baudrate: int,
+        gateway: Gateway,
+        read_timeout: float = 0.05,
     ) -> None:
         self.device_id, self.mall_id, self.address = placed.device.id, placed.mall_id, placed.device.address
         self.stream, self.baudrate, self.gateway, self.read_timeout = stream, baudrate, gateway, read_timeout
@@ -254,10 +264,9 @@ class SerialBridge:
         self._submit(self.stream.flush(_now()), frames=0)
 
     def _submit(self, decoded: Decoded, frames: int) -> None:
-        try:
+        # a full spool is counted and logged by the gateway; a serial line cannot be asked to resend
+        with contextlib.suppress(SpoolFull):
             self.gateway.submit(self.device_id, decoded, frames=frames, mall_id=self.mall_id)
-        except SpoolFull:
-            pass  # counted and logged by the gateway; a serial line cannot be asked to resend
 
 
 # --- MQTT -----------------------------------------------------------------------------------------
@@ -304,10 +313,8 @@ class MqttBridge:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         for topic_filter, device in self.inputs.items():
             if mqtt.topic_matches_sub(topic_filter, message.topic):
-                try:
+                with contextlib.suppress(SpoolFull):  # counted and logged by the gateway
                     device.receive(message.payload)
-                except SpoolFull:
-                    pass  # counted and logged by the gateway
                 return
 
 
@@ -326,15 +333,16 @@ class HttpPushBridge:
     the spool is full (the device retries later), 200 otherwise.
     """
 
-    def __init__(self, address: tuple[str, int], inputs: Mapping[str, PayloadInput], gate: Gatekeeper,
-                 max_body: int = 4 << 20):
+    def __init__(
+        self, address: tuple[str, int], inputs: Mapping[str, PayloadInput], gate: Gatekeeper, max_body: int = 4 << 20
+    ):
         bridge = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 bridge.handle(self)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug(format, *args)
 
         self.inputs, self.gate, self.max_body = inputs, gate, max_body
@@ -367,10 +375,18 @@ class HttpPushBridge:
             request.close_connection = True  # the body stays unread
             if device is not None:
                 device.gateway.record_error(device.device_id, f"push refused ({refused.status}): {refused.reason}")
-            log.warning("push to %s from %s refused: %s", request.path.split("?", 1)[0], request.client_address[0],
-                        refused.reason)
-            return _reply(request, HTTPStatus(refused.status), {"error": refused.reason},
-                          CHALLENGE if refused.status == 401 else {})
+            log.warning(
+                "push to %s from %s refused: %s",
+                request.path.split("?", 1)[0],
+                request.client_address[0],
+                refused.reason,
+            )
+            return _reply(
+                request,
+                HTTPStatus(refused.status),
+                {"error": refused.reason},
+                CHALLENGE if refused.status == 401 else {},
+            )
         if device is None:
             return _reply(request, HTTPStatus.NOT_FOUND, {"error": f"no device pushes to {request.path}"})
         length = request.headers.get("Content-Length")
@@ -389,8 +405,9 @@ class HttpPushBridge:
         _reply(request, HTTPStatus.OK, {"events": len(decoded.events), "rejected": [r.reason for r in decoded.rejects]})
 
 
-def _reply(request: BaseHTTPRequestHandler, status: HTTPStatus, body: dict[str, Any],
-           headers: Mapping[str, str] = {}) -> None:
+def _reply(
+    request: BaseHTTPRequestHandler, status: HTTPStatus, body: dict[str, Any], headers: Mapping[str, str] = {}
+) -> None:
     data = json.dumps(body).encode()
     request.send_response(status)
     for name, value in headers.items():
@@ -459,8 +476,11 @@ def start_bridges(
         if keys is None:
             keys = KeyStore.of(settings)
             if not any(record.role in ("device", "admin") and record.revoked_at is None for record in keys.records()):
-                log.warning("no device keys in %s: every HTTP push will be refused (401) until one is made with "
-                            "`mallstream keys create --role device --name <device>`", keys.path)
+                log.warning(
+                    "no device keys in %s: every HTTP push will be refused (401) until one is made with "
+                    "`mallstream keys create --role device --name <device>`",
+                    keys.path,
+                )
         gate = Gatekeeper(keys, settings.auth)
         # binds now: a taken port fails before any start
         bridges.append(HttpPushBridge(http_address, http_inputs, gate, settings.gateway.max_body_mb << 20))

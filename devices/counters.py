@@ -79,8 +79,16 @@ class _Counting:
         self.readings = dict(state.readings)
         self._ticks: dict[str, _Tick] = {}
 
-    def total(self, key: str, hub_id: str, direction: Direction, ts: dt.datetime, value: int,
-              modulus: int | None = None, max_rollover_step: int = 0) -> None:
+    def total(
+        self,
+        key: str,
+        hub_id: str,
+        direction: Direction,
+        ts: dt.datetime,
+        value: int,
+        modulus: int | None = None,
+        max_rollover_step: int = 0,
+    ) -> None:
         """A cumulative total of one device counter."""
         previous = self.readings.get(key)
         if previous is not None and (ts < previous.ts or (ts == previous.ts and value <= (previous.value or 0))):
@@ -90,8 +98,9 @@ class _Counting:
             delta = cumulative_delta(previous.value, value, modulus=modulus, max_rollover_step=max_rollover_step)
             self._add(hub_id, direction, previous.ts, ts, max(0, delta - previous.counted_since))
 
-    def period(self, key: str, hub_id: str, direction: Direction, ts: dt.datetime, count: int,
-               default_interval: dt.timedelta) -> None:
+    def period(
+        self, key: str, hub_id: str, direction: Direction, ts: dt.datetime, count: int, default_interval: dt.timedelta
+    ) -> None:
         """People counted by the device over the period ending at ``ts``."""
         previous = self.readings.get(key)
         if previous is not None and ts <= previous.ts:

@@ -39,14 +39,14 @@ from collections.abc import Sequence
 
 import msgspec
 from kafka import KafkaProducer
-from kafka.producer.future import FutureRecordMetadata
 from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from mallstream.settings import Kafka, Settings
 from mallstream.streams.records import DeviceEvent, DeviceHealth, Record, RfidRead, dead_letter, encode
-from mallstream.transports import kafka_options
 from mallstream.streams.topics import DEAD_LETTERS, DEVICE_HEALTH, INPUT_KEYS, INPUT_TOPICS, ensure_topics
+from mallstream.transports import kafka_options
 
 from .bridges import start_bridges
 from .normalise import Decoded, SequenceGap
@@ -112,7 +112,12 @@ class Gateway:
     # --- input -------------------------------------------------------------------------------
 
     def submit(
-        self, device_id: str, decoded: Decoded, *, frames: int = 1, mall_id: str | None = None,
+        self,
+        device_id: str,
+        decoded: Decoded,
+        *,
+        frames: int = 1,
+        mall_id: str | None = None,
         gaps: Sequence[SequenceGap] = (),
     ) -> None:
         """Spool one transport unit's events and dead letters; raises SpoolFull (counted) if the disk budget is spent."""
@@ -144,8 +149,15 @@ class Gateway:
         with self._health_lock:
             return dict(self._health)
 
-    def _count(self, device_id: str, now: dt.datetime, *, last_seen: str | None = None,
-               last_error: str | None = None, **increments: int) -> None:
+    def _count(
+        self,
+        device_id: str,
+        now: dt.datetime,
+        *,
+        last_seen: str | None = None,
+        last_error: str | None = None,
+        **increments: int,
+    ) -> None:
         """Add to a device's counters (and note when it was seen or what failed last)."""
         with self._health_lock:
             health = self._health.get(device_id) or DeviceHealth(device_id=device_id, ts=now)
@@ -232,8 +244,14 @@ class Gateway:
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
             security = kafka_options(self.kafka)
-            ensure_topics(self.kafka.bootstrap_servers, self.kafka.partitions, self.kafka.replication_factor, self.app_id,
-                          security, retention_ms=self.kafka.topic_retention_ms)
+            ensure_topics(
+                self.kafka.bootstrap_servers,
+                self.kafka.partitions,
+                self.kafka.replication_factor,
+                self.app_id,
+                security,
+                retention_ms=self.kafka.topic_retention_ms,
+            )
             self._producer = KafkaProducer(
                 bootstrap_servers=self.kafka.bootstrap_servers,
                 **security,
@@ -258,8 +276,11 @@ class Gateway:
         producer = self._connect()
         while self._rounds and self._rounds[0].is_done:
             self._rounds.popleft()
-        fresh = [] if len(self._rounds) >= ROUNDS_IN_FLIGHT else self.spool.peek(
-            self.max_in_flight - len(self._in_flight), after=self._sent_up_to)
+        fresh = (
+            []
+            if len(self._rounds) >= ROUNDS_IN_FLIGHT
+            else self.spool.peek(self.max_in_flight - len(self._in_flight), after=self._sent_up_to)
+        )
         for spooled in fresh:
             message = spooled.message
             future = producer.send(message.topic, key=message.key, value=message.value)

@@ -38,7 +38,9 @@ class PosProducer:
             receipt.validate()
             txn = receipt
         else:
-            payload = receipt if isinstance(receipt, bytes) else msgspec.json.encode({"type": "pos_transaction", **receipt})
+            payload = (
+                receipt if isinstance(receipt, bytes) else msgspec.json.encode({"type": "pos_transaction", **receipt})
+            )
             txn = decode(PosTransaction, payload)
         self._hub.send(POS_TRANSACTIONS.name, key=txn.routing_key.encode(), value=encode(txn))
 

@@ -142,8 +142,10 @@ def _key(element: Element) -> TransactionKey:
     seq = _text(element, "SequenceNumber")
     try:
         return TransactionKey(
-            _text(element, "RetailStoreID"), _text(element, "WorkstationID"),
-            dt.date.fromisoformat(_text(element, "BusinessDayDate")), int(seq),
+            _text(element, "RetailStoreID"),
+            _text(element, "WorkstationID"),
+            dt.date.fromisoformat(_text(element, "BusinessDayDate")),
+            int(seq),
         )
     except ValueError as exc:
         raise ValueError(f"bad transaction key: {exc}") from None
@@ -163,8 +165,13 @@ def _receipt(key: TransactionKey, transaction: Element, retail: Element, store_t
         raise ValueError("RetailTransaction has no TransactionGrandAmount total")
     grand = _parse_decimal(grand_totals[0])
     link = _descendant(retail, "TransactionLink")
-    kind = "void" if link is not None and "void" in (link.get("ReasonCode") or "").lower() \
-        else "return" if grand < 0 else "sale"
+    kind = (
+        "void"
+        if link is not None and "void" in (link.get("ReasonCode") or "").lower()
+        else "return"
+        if grand < 0
+        else "sale"
+    )
     sign = -1 if grand < 0 else 1
 
     lines, tenders = [], []
@@ -187,8 +194,9 @@ def _receipt(key: TransactionKey, transaction: Element, retail: Element, store_t
         business_day=key.business_day,
         kind=kind,
         total=total,
-        lines=[PosLine(line.sku, line.qty, line.unit_price, amount)
-               for line, amount in zip(lines, amounts, strict=True)],
+        lines=[
+            PosLine(line.sku, line.qty, line.unit_price, amount) for line, amount in zip(lines, amounts, strict=True)
+        ],
         tenders=tenders,
         member_id=_optional_text(_descendant(retail, *LOYALTY_ID_ELEMENTS)),
         original_txn_id=_key(link).txn_id if kind != "sale" and link is not None else None,

@@ -192,8 +192,15 @@ class JsonReaderStream(ReaderStream):
         ts = utc_timestamp(timestamp)
         if isinstance(ts, str):
             return Reject(ts, raw)
-        return checked_read(raw, reader_id=self.reader_id, antenna=antenna, epc=epc.upper(), rssi_dbm=rssi_dbm,
-                            ts=ts, clock_skew_s=clock_skew(ts, received_at))
+        return checked_read(
+            raw,
+            reader_id=self.reader_id,
+            antenna=antenna,
+            epc=epc.upper(),
+            rssi_dbm=rssi_dbm,
+            ts=ts,
+            clock_skew_s=clock_skew(ts, received_at),
+        )
 
 
 class _ZebraTagData(msgspec.Struct):

@@ -230,8 +230,14 @@ class SerialFrameStream(ReaderStream):
             return [tags]
         ts = received_at.astimezone(dt.UTC)
         return [
-            checked_read(piece, reader_id=self.reader_id, antenna=tag.antenna, epc=tag.epc.hex().upper(),
-                         rssi_dbm=tag.rssi_dbm, ts=ts)
+            checked_read(
+                piece,
+                reader_id=self.reader_id,
+                antenna=tag.antenna,
+                epc=tag.epc.hex().upper(),
+                rssi_dbm=tag.rssi_dbm,
+                ts=ts,
+            )
             for tag in tags
         ]
 
@@ -253,7 +259,7 @@ class ChafonStream(SerialFrameStream):
     TAG_DATA_STATUSES = frozenset({0x01, 0x02, 0x03, 0x04})
     NO_TAG_STATUS = 0xFB
     #: Antenna bitmask in the data field -> 1-based antenna index.
-    ANTENNA_BITS = {0x01: 1, 0x02: 2, 0x04: 3, 0x08: 4}
+    ANTENNA_BITS: ClassVar[dict[int, int]] = {0x01: 1, 0x02: 2, 0x04: 3, 0x08: 4}
     _MIN_LEN = 5  # Adr reCmd Status CRC(2)
 
     def _frame_at(self, data: bytes, start: int) -> int | str | None:

@@ -155,7 +155,8 @@ class Spool:
         # older than the recent ones in memory, so committed: the backlog of an outage or an earlier process
         rows = self._reader.execute(
             "SELECT id, topic, key, value FROM outbox WHERE id > ? AND id < ? ORDER BY id LIMIT ?",
-            (after, first_recent, limit)).fetchall()
+            (after, first_recent, limit),
+        ).fetchall()
         if not rows:  # nothing older is left: the recent ones follow
             return self.peek(limit, after=first_recent - 1)
         return [Spooled(row[0], Message(row[1], row[2], row[3])) for row in rows]
@@ -237,8 +238,10 @@ class Spool:
         """Insert ``appended`` and delete up to ``ack_id``, durably; how many messages and bytes were deleted."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT INTO outbox (id, topic, key, value) VALUES (?, ?, ?, ?)",
-                                 [(s.id, s.message.topic, s.message.key, s.message.value) for s in appended])
+            self._db.executemany(
+                "INSERT INTO outbox (id, topic, key, value) VALUES (?, ?, ?, ?)",
+                [(s.id, s.message.topic, s.message.key, s.message.value) for s in appended],
+            )
             count, size = self._db.execute(f"{_TALLY} WHERE id <= ?", (ack_id,)).fetchone()
             self._db.execute("DELETE FROM outbox WHERE id <= ?", (ack_id,))
         return count, size

@@ -52,8 +52,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "till": frozenset({"authorise"}),
     "analyst": frozenset({"sql", "stats"}),
     "device": frozenset({"push"}),
-    "admin": frozenset({"member", "board", "ack", "operate", "schedule", "stats", "authorise", "sql", "push",
-                        "admin"}),
+    "admin": frozenset({"member", "board", "ack", "operate", "schedule", "stats", "authorise", "sql", "push", "admin"}),
 }
 ROLES: tuple[str, ...] = get_args(Role)
 assert set(ROLES) == set(PERMISSIONS)
@@ -236,8 +235,9 @@ class KeyStore:
 
 def _minted(name: str, role: str, zones: tuple[str, ...]) -> tuple[KeyRecord, str]:
     key = new_key()
-    return KeyRecord(key_id=secrets.token_hex(6), name=name, role=role, sha256=digest(key), created_at=_now(),
-                     zones=zones), key
+    return KeyRecord(
+        key_id=secrets.token_hex(6), name=name, role=role, sha256=digest(key), created_at=_now(), zones=zones
+    ), key
 
 
 def _revoked(records: list[KeyRecord], name_or_id: str) -> list[KeyRecord]:
@@ -296,15 +296,18 @@ class Gatekeeper:
         if key is None:
             if self.anonymous_role is not None:
                 return Principal("anonymous", self.anonymous_role)
-            raise Refused(401, "credentials required: an API key as bearer token, basic-auth password or "
-                               f"{self.secret_header} header")
+            raise Refused(
+                401,
+                f"credentials required: an API key as bearer token, basic-auth password or {self.secret_header} header",
+            )
         principal = self.keys.verify(key)
         if principal is None:
             raise Refused(401, "unknown or revoked API key")
         return principal
 
-    def admit(self, headers: Mapping[str, str], permissions: Iterable[str],
-              also: Callable[[Principal], None] | None = None) -> Principal:
+    def admit(
+        self, headers: Mapping[str, str], permissions: Iterable[str], also: Callable[[Principal], None] | None = None
+    ) -> Principal:
         """The principal, if it may do one of ``permissions`` (and ``also`` does not raise); raises (and counts)
         :class:`Refused` otherwise."""
         try:
@@ -331,8 +334,10 @@ def command_key(settings: Settings) -> str | None:
 
 
 #: What the command adds when a worker refuses it for want of a key.
-NO_KEY_HINT = (f"the worker wants an API key: set ${API_KEY_ENV} (mallstream keys create), or run as the user "
-               "whose worker keeps local.key beside the keys file")
+NO_KEY_HINT = (
+    f"the worker wants an API key: set ${API_KEY_ENV} (mallstream keys create), or run as the user "
+    "whose worker keeps local.key beside the keys file"
+)
 
 
 def command_headers(settings: Settings) -> dict[str, str]:

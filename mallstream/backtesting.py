@@ -52,18 +52,33 @@ def render_backtest(report: BacktestReport) -> str:
     for rule in sorted(report.current.by_rule.keys() | report.proposed.by_rule.keys()):
         for label, book in (("current", report.current), ("proposed", report.proposed)):
             outcome = book.by_rule.get(rule, RuleOutcome())
-            rows.append([rule, label, outcome.points_issued, outcome.vouchers_issued,
-                         _money(outcome.vouchers_redeemed), _money(outcome.discounts), _money(outcome.rebates),
-                         _money(outcome.parking_waived), _money(outcome.cost(report.point_value_cents))])
-    table = tabulate(rows, headers=["rule", "rules", "points", "vouchers", "redeemed", "discounts", "rebates",
-                                    "parking waived", "cost"], colalign=("left", "left") + ("right",) * 7,
-                     disable_numparse=True)
+            rows.append(
+                [
+                    rule,
+                    label,
+                    outcome.points_issued,
+                    outcome.vouchers_issued,
+                    _money(outcome.vouchers_redeemed),
+                    _money(outcome.discounts),
+                    _money(outcome.rebates),
+                    _money(outcome.parking_waived),
+                    _money(outcome.cost(report.point_value_cents)),
+                ]
+            )
+    table = tabulate(
+        rows,
+        headers=["rule", "rules", "points", "vouchers", "redeemed", "discounts", "rebates", "parking waived", "cost"],
+        colalign=("left", "left") + ("right",) * 7,
+        disable_numparse=True,
+    )
     current, proposed = report.current, report.proposed
     change = proposed.cost - current.cost
-    return (f"{report.transactions:,} receipts; a point costs {report.point_value_cents} cent(s)\n{table}\n\n"
-            f"current  {current.version}: cost {_money(current.cost)}, {current.rejected} receipts rejected\n"
-            f"proposed {proposed.version}: cost {_money(proposed.cost)}, {proposed.rejected} receipts rejected\n"
-            f"change: {'+' if change >= 0 else '-'}{_money(abs(change))}")
+    return (
+        f"{report.transactions:,} receipts; a point costs {report.point_value_cents} cent(s)\n{table}\n\n"
+        f"current  {current.version}: cost {_money(current.cost)}, {current.rejected} receipts rejected\n"
+        f"proposed {proposed.version}: cost {_money(proposed.cost)}, {proposed.rejected} receipts rejected\n"
+        f"change: {'+' if change >= 0 else '-'}{_money(abs(change))}"
+    )
 
 
 def plot_backtest(report: BacktestReport, path: Path) -> None:
@@ -74,16 +89,20 @@ def plot_backtest(report: BacktestReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rules = sorted(report.current.by_rule.keys() | report.proposed.by_rule.keys())
-    costs = {label: [book.by_rule.get(rule, RuleOutcome()).cost(report.point_value_cents) / 100 for rule in rules]
-             for label, book in (("current", report.current), ("proposed", report.proposed))}
+    costs = {
+        label: [book.by_rule.get(rule, RuleOutcome()).cost(report.point_value_cents) / 100 for rule in rules]
+        for label, book in (("current", report.current), ("proposed", report.proposed))
+    }
     figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(rules) + 2), 4.5))
     width = 0.4
-    for offset, (label, values) in zip((-width / 2, width / 2), costs.items()):
+    for offset, (label, values) in zip((-width / 2, width / 2), costs.items(), strict=False):
         axes.bar([i + offset for i in range(len(rules))], values, width, label=label)
     axes.set_xticks(range(len(rules)), rules, rotation=30, ha="right")
     axes.set_ylabel("cost (currency units)")
-    axes.set_title(f"Backtest over {report.transactions:,} receipts: cost by rule "
-                   f"({_money(report.current.cost)} now, {_money(report.proposed.cost)} proposed)")
+    axes.set_title(
+        f"Backtest over {report.transactions:,} receipts: cost by rule "
+        f"({_money(report.current.cost)} now, {_money(report.proposed.cost)} proposed)"
+    )
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)

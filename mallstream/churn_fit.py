@@ -104,6 +104,8 @@ def summary_from_snapshots(
         raise ValueError("no member has purchased yet: nothing to fit")
     first, last, repeat = summary.reshape(-1, 3).T
     if last.max() >= as_of_day:
-        raise ValueError(f"as of {dt.date.fromordinal(as_of_day)} is not after the last purchase on "
-                         f"{dt.date.fromordinal(int(last.max()))}: the stream's snapshots cannot be rewound")
+        raise ValueError(
+            f"as of {dt.date.fromordinal(as_of_day)} is not after the last purchase on "
+            f"{dt.date.fromordinal(int(last.max()))}: the stream's snapshots cannot be rewound"
+        )
     return repeat, last - first, as_of_day - first

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -26,14 +26,21 @@ DEFAULT_CONFIG = "config/mall.example.yaml"
 
 @click.group()
 @click.option(
-    "-c", "--config", "config_path", envvar="MALLSTREAM_CONFIG", default=DEFAULT_CONFIG, show_default=True,
+    "-c",
+    "--config",
+    "config_path",
+    envvar="MALLSTREAM_CONFIG",
+    default=DEFAULT_CONFIG,
+    show_default=True,
     help="YAML config file (env MALLSTREAM_CONFIG)",
 )
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
 @click.pass_context
 def main(ctx: click.Context, config_path: str, verbose: bool) -> None:
     """mallstream: POS, RFID, footfall and parking in one stream."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     ctx.obj = config_path
     ctx.meta["loglevel"] = "info" if verbose else "warning"
 
@@ -98,13 +105,23 @@ def up(ctx: click.Context, demo: bool) -> None:
         from .demo import write_demo_members
 
         write_demo_members(settings)
-    worker = [sys.executable, "-m", "mallstream.cli", "-c", ctx.obj, *(["-v"] if ctx.meta["loglevel"] == "info" else []),
-              "worker", *(["--demo"] if demo else [])]
+    worker = [
+        sys.executable,
+        "-m",
+        "mallstream.cli",
+        "-c",
+        ctx.obj,
+        *(["-v"] if ctx.meta["loglevel"] == "info" else []),
+        "worker",
+        *(["--demo"] if demo else []),
+    ]
 
     def serve() -> None:
         with embedded_services(settings, parts):
-            click.echo(f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
-                       f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/")
+            click.echo(
+                f"mallstream up: broker {settings.kafka.bootstrap_servers}, ClickHouse "
+                f"{settings.clickhouse.mode}, worker http://127.0.0.1:{settings.worker.web_port}/stats/"
+            )
             click.echo(_login_help(settings, show_key=demo))
             click.echo(f"mallstream up: {broker_summary(settings)}")
             parts.start("worker", worker, echo=True)
@@ -132,13 +149,17 @@ def _login_help(settings: Settings, show_key: bool) -> str:
     key = store.ensure_local_key()
     where = store.path.with_name("local.key")
     shown = key if show_key else f"the key in {where}"
-    return (f"log in to {board} as user 'local' with password {shown} (API: 'Authorization: Bearer <key>'); "
-            "keys for staff, tills and devices: mallstream keys create --role ROLE --name NAME")
+    return (
+        f"log in to {board} as user 'local' with password {shown} (API: 'Authorization: Bearer <key>'); "
+        "keys for staff, tills and devices: mallstream keys create --role ROLE --name NAME"
+    )
 
 
 @main.command()
 @click.option("--vip", is_flag=True, help="run only the VIP agents (needs worker.vip_worker.separate: true)")
-@click.option("--demo", is_flag=True, hidden=True, help="a worker of `up --demo`: its members; the main one feeds the day")
+@click.option(
+    "--demo", is_flag=True, hidden=True, help="a worker of `up --demo`: its members; the main one feeds the day"
+)
 @click.pass_context
 def worker(ctx: click.Context, vip: bool, demo: bool) -> None:
     """Run one worker against the configured (already running) broker; start more to scale out."""
@@ -167,8 +188,10 @@ def gateway(ctx: click.Context) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     conf = settings.gateway
-    click.echo(f"mallstream gateway: push endpoints on {conf.http_host}:{conf.http_port} (device keys from "
-               f"{settings.auth.keys_path()}), spool {conf.spool_path}")
+    click.echo(
+        f"mallstream gateway: push endpoints on {conf.http_host}:{conf.http_port} (device keys from "
+        f"{settings.auth.keys_path()}), spool {conf.spool_path}"
+    )
     try:
         run_gateway(settings, stop)
     except BridgeConfigError as exc:
@@ -184,7 +207,8 @@ def gateway(ctx: click.Context) -> None:
 @click.pass_context
 def replay(ctx: click.Context, file: Path, speed: float, wait: bool, timeout: float) -> None:
     """Send a JSON-lines file of events (each with a "type") into the hub."""
-    from .replay import GroupOffsets, replay as send, wait_until_processed
+    from .replay import GroupOffsets, wait_until_processed
+    from .replay import replay as send
 
     settings = _settings(ctx)
     started = time.monotonic()
@@ -239,8 +263,13 @@ def import_poslog(ctx: click.Context, files: tuple[Path, ...], mall_id: str | No
     settings = _settings(ctx)
     mall = pick_mall(settings, mall_id)
     state, sent, rejected = PosLogState(), 0, 0
-    with _broker_errors(), broker_errors(settings.kafka), PosProducer(
-            settings.kafka.bootstrap_servers, **kafka_options(settings.kafka), **producer_limits(settings.kafka)) as hub:
+    with (
+        _broker_errors(),
+        broker_errors(settings.kafka),
+        PosProducer(
+            settings.kafka.bootstrap_servers, **kafka_options(settings.kafka), **producer_limits(settings.kafka)
+        ) as hub,
+    ):
         for path in tqdm(files, unit="file", disable=len(files) < 10):
             state, decoded, gaps = decode_poslog(state, path.read_bytes(), ZoneInfo(mall.timezone))
             hub.publish(decoded, source=f"poslog:{path.resolve()}", mall_id=mall.id)
@@ -280,8 +309,10 @@ def member(ctx: click.Context, member_id: str, as_of: str | None) -> None:
 
     settings = _settings(ctx)
     query = f"?{urllib.parse.urlencode({'as_of': as_of})}" if as_of else ""
-    request = urllib.request.Request(_worker_url(settings, f"/member/{urllib.parse.quote(member_id, safe='')}/{query}"),
-                                     headers=command_headers(settings))
+    request = urllib.request.Request(
+        _worker_url(settings, f"/member/{urllib.parse.quote(member_id, safe='')}/{query}"),
+        headers=command_headers(settings),
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             click.echo(response.read().decode())
@@ -302,8 +333,9 @@ def _post_to_worker(settings: Settings, path: str, params: dict[str, object]) ->
     from .auth import command_headers
 
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    request = urllib.request.Request(_worker_url(settings, f"{path}?{query}"), data=b"", method="POST",
-                                     headers=command_headers(settings))
+    request = urllib.request.Request(
+        _worker_url(settings, f"{path}?{query}"), data=b"", method="POST", headers=command_headers(settings)
+    )
     try:
         with urllib.request.urlopen(request, timeout=settings.rules.answer_timeout_s + 10) as response:
             return json.loads(response.read())
@@ -323,12 +355,14 @@ def loyalty() -> None:
 
 def _desk_operation(function):
     """The options every service-desk command shares; a retry with the same --op-id changes nothing."""
-    for option in reversed([
-        click.argument("member_id"),
-        click.option("--op-id", required=True, help="the desk's ticket or operation id: a retry with it is safe"),
-        click.option("--by", "by", required=True, help="who does it (staff id)"),
-        click.option("--why", "why", required=True, help="why, as it will stand on the ledger"),
-    ]):
+    for option in reversed(
+        [
+            click.argument("member_id"),
+            click.option("--op-id", required=True, help="the desk's ticket or operation id: a retry with it is safe"),
+            click.option("--by", "by", required=True, help="who does it (staff id)"),
+            click.option("--why", "why", required=True, help="why, as it will stand on the ledger"),
+        ]
+    ):
         function = option(function)
     return function
 
@@ -356,10 +390,13 @@ def loyalty_adjust(ctx: click.Context, member_id: str, op_id: str, by: str, why:
 @click.option("--strategy", "strategy_id", required=True, help="a rebate strategy of the rule file with mode: manual")
 @click.option("--points", type=int, required=True, help="points to convert (at most the balance)")
 @click.pass_context
-def loyalty_rebate(ctx: click.Context, member_id: str, op_id: str, by: str, why: str, strategy_id: str, points: int) -> None:
+def loyalty_rebate(
+    ctx: click.Context, member_id: str, op_id: str, by: str, why: str, strategy_id: str, points: int
+) -> None:
     """Convert points into stored value at the service desk."""
-    _operate(ctx, member_id=member_id, op_id=op_id, by=by, why=why, action="rebate", strategy_id=strategy_id,
-             points=points)
+    _operate(
+        ctx, member_id=member_id, op_id=op_id, by=by, why=why, action="rebate", strategy_id=strategy_id, points=points
+    )
 
 
 @loyalty.command("status")
@@ -395,7 +432,9 @@ def _key_store(ctx: click.Context):
 
 @keys.command("create")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="what the key may do (README: Security)")
-@click.option("--name", required=True, help="who or what holds it: a person, a till, a camera (unique among active keys)")
+@click.option(
+    "--name", required=True, help="who or what holds it: a person, a till, a camera (unique among active keys)"
+)
 @click.option("--zone", "zones", multiple=True, help="counter_staff: a place whose alerts they handle (repeatable)")
 @click.pass_context
 def keys_create(ctx: click.Context, role: str, name: str, zones: tuple[str, ...]) -> None:
@@ -408,8 +447,11 @@ def keys_create(ctx: click.Context, role: str, name: str, zones: tuple[str, ...]
         sys.exit(2)
     click.echo(key)
     scope = f" for {', '.join(record.zones)}" if record.zones else ""
-    click.echo(f"created key {record.key_id} '{record.name}' ({record.role}{scope}) in {store.path}; the key above is "
-               "shown only now: send it as 'Authorization: Bearer <key>' or as the basic-auth password", err=True)
+    click.echo(
+        f"created key {record.key_id} '{record.name}' ({record.role}{scope}) in {store.path}; the key above is "
+        "shown only now: send it as 'Authorization: Bearer <key>' or as the basic-auth password",
+        err=True,
+    )
 
 
 @keys.command("list")
@@ -420,8 +462,12 @@ def keys_list(ctx: click.Context, show_all: bool) -> None:
     from tabulate import tabulate
 
     records = [r for r in _key_store(ctx).records() if show_all or r.revoked_at is None]
-    click.echo(tabulate([(r.key_id, r.name, r.role, ",".join(r.zones), r.created_at, r.revoked_at or "")
-                         for r in records], headers=["id", "name", "role", "zones", "created", "revoked"]))
+    click.echo(
+        tabulate(
+            [(r.key_id, r.name, r.role, ",".join(r.zones), r.created_at, r.revoked_at or "") for r in records],
+            headers=["id", "name", "role", "zones", "created", "revoked"],
+        )
+    )
 
 
 @keys.command("revoke")
@@ -438,10 +484,20 @@ def keys_revoke(ctx: click.Context, name_or_id: str) -> None:
 
 
 @main.command()
-@click.option("--rules", "rules_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="the proposed rule file")
-@click.option("--input", "input_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON-lines receipts (as `replay` takes); other event types are skipped")
+@click.option(
+    "--rules",
+    "rules_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the proposed rule file",
+)
+@click.option(
+    "--input",
+    "input_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON-lines receipts (as `replay` takes); other event types are skipped",
+)
 @click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw the costs to a PNG")
 @click.pass_context
 def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Path | None) -> None:
@@ -473,12 +529,24 @@ def backtest(ctx: click.Context, rules_path: Path, input_file: Path, plot_to: Pa
 @click.option("--e2e", is_flag=True, help="also the figures through a broker and worker processes (b, c, e, f, g)")
 @click.option("--visitors", type=int, default=100_000, show_default=True, help="--e2e: visitors of the replayed day")
 @click.option("--naive/--no-naive", default=True, show_default=True, help="--e2e: the naive faust app for comparison")
-@click.option("--history", is_flag=True,
-              help="only the long histories of `simulate history`, each through its own broker and worker")
-@click.option("--size", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
-              help="--history: share of the full size")
-@click.option("--week", is_flag=True, help="only: --days simulated days of --visitors through the embedded default "
-                                           "with kafka.keep_hours 0, the worker killed on day 5")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="only the long histories of `simulate history`, each through its own broker and worker",
+)
+@click.option(
+    "--size",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="--history: share of the full size",
+)
+@click.option(
+    "--week",
+    is_flag=True,
+    help="only: --days simulated days of --visitors through the embedded default "
+    "with kafka.keep_hours 0, the worker killed on day 5",
+)
 @click.option("--days", type=int, default=7, show_default=True, help="--week: days replayed")
 def bench(count: int, e2e: bool, visitors: int, naive: bool, history: bool, size: float, week: bool, days: int) -> None:
     """Print throughput figures: rule cores and the ClickHouse sink; with --e2e, the worker end to end.
@@ -507,8 +575,11 @@ def _benchmark(name: str) -> ModuleType:
 
     checkout = Path(__file__).resolve().parent.parent
     if not (checkout / "benchmarks" / f"{name}.py").is_file():
-        click.echo("mallstream bench: the benchmarks come with a checkout of the source (its benchmarks/ folder), "
-                   "not with the installed package: pip install -e CHECKOUT, then run it again", err=True)
+        click.echo(
+            "mallstream bench: the benchmarks come with a checkout of the source (its benchmarks/ folder), "
+            "not with the installed package: pip install -e CHECKOUT, then run it again",
+            err=True,
+        )
         sys.exit(2)
     if str(checkout) not in sys.path:
         sys.path.insert(0, str(checkout))
@@ -526,12 +597,15 @@ def _window_options(function):
     """--from, --to, --interval, --mall, --format and --plot, as every interval report takes them."""
     options = [
         click.option("--from", "start", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall"),
-        click.option("--to", "end", type=click.DateTime(LOCAL_TIMES), required=True,
-                     help="local time of the mall (exclusive)"),
+        click.option(
+            "--to", "end", type=click.DateTime(LOCAL_TIMES), required=True, help="local time of the mall (exclusive)"
+        ),
         click.option("--interval", type=click.Choice(list(INTERVALS)), default="60m", show_default=True),
         click.option("--mall", "mall_id", help="mall id from the config (default: the first)"),
         click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True),
-        click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG"),
+        click.option(
+            "--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG"
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -547,8 +621,9 @@ def _report(ctx: click.Context, mall_id: str | None, start, end, interval: str):
     settings = _settings(ctx)
     mall = pick_mall(settings, mall_id)
     zone = ZoneInfo(mall.timezone)
-    window = ReportWindow(mall.id, mall.timezone, start.replace(tzinfo=zone), end.replace(tzinfo=zone),
-                          INTERVALS[interval])
+    window = ReportWindow(
+        mall.id, mall.timezone, start.replace(tzinfo=zone), end.replace(tzinfo=zone), INTERVALS[interval]
+    )
     return settings, mall, window
 
 
@@ -573,21 +648,43 @@ def _plotted(plot_to: Path | None, draw) -> None:
         click.echo(f"plot written to {plot_to}", err=True)
 
 
-compare_option = click.option("--compare", type=click.Choice(COMPARISONS),
-                              help="each interval beside the same interval a year before, and the change")
+compare_option = click.option(
+    "--compare",
+    type=click.Choice(COMPARISONS),
+    help="each interval beside the same interval a year before, and the change",
+)
 
 
 @report.command("footfall")
 @_window_options
-@click.option("--by", type=click.Choice(VISITOR_LEVELS), default="entrance", show_default=True,
-              help="mall: with --visitors or --period")
+@click.option(
+    "--by",
+    type=click.Choice(VISITOR_LEVELS),
+    default="entrance",
+    show_default=True,
+    help="mall: with --visitors or --period",
+)
 @click.option("--visitors", is_flag=True, help="visitors (staff deducted) instead of people counted")
-@click.option("--period", type=click.Choice(PERIODS),
-              help="visitors per day, week or month: totals, per day, share, busiest --interval")
+@click.option(
+    "--period",
+    type=click.Choice(PERIODS),
+    help="visitors per day, week or month: totals, per day, share, busiest --interval",
+)
 @compare_option
 @click.pass_context
-def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall_id: str | None, fmt: str,
-                    plot_to: Path | None, visitors: bool, period: str | None, compare: str | None) -> None:
+def report_footfall(
+    ctx: click.Context,
+    start,
+    end,
+    interval: str,
+    by: str,
+    mall_id: str | None,
+    fmt: str,
+    plot_to: Path | None,
+    visitors: bool,
+    period: str | None,
+    compare: str | None,
+) -> None:
     """People (or visitors) in, out, total and net per interval, by entrance, floor, zone, store or counter."""
     from .reports import (
         COLUMNS,
@@ -621,12 +718,19 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
     what = "visitors" if visitors else "footfall"
     if compare:
         read, then = compare_readings(VISITOR_GRAINS if visitors else FOOTFALL_GRAINS, window)
-        found = compared(_query(settings, FootfallQuery(read.window, by, visitors).sql(read)),
-                         _query(settings, FootfallQuery(then.window, by, visitors).sql(then)),
-                         ("interval_start", "place"), ("in", "out"))
+        found = compared(
+            _query(settings, FootfallQuery(read.window, by, visitors).sql(read)),
+            _query(settings, FootfallQuery(then.window, by, visitors).sql(then)),
+            ("interval_start", "place"),
+            ("in", "out"),
+        )
         click.echo(render(found, fmt, compared_columns(COLUMNS, ("in", "out")), read))
-        _plotted(plot_to, lambda path: plot_compared(found, f"{name}: {what} in by {by} against last year, "
-                                                           f"{_intervals(read)}", path, "in"))
+        _plotted(
+            plot_to,
+            lambda path: plot_compared(
+                found, f"{name}: {what} in by {by} against last year, {_intervals(read)}", path, "in"
+            ),
+        )
         return
     query = FootfallQuery(window, by, visitors)
     read = query.reading()
@@ -638,8 +742,9 @@ def report_footfall(ctx: click.Context, start, end, interval: str, by: str, mall
 @report.command("capture")
 @_window_options
 @click.pass_context
-def report_capture(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
-                   plot_to: Path | None) -> None:
+def report_capture(
+    ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str, plot_to: Path | None
+) -> None:
     """Capture rate (剥离率): store entries ÷ passers-by at the aisle counter before it (footfall.aisle_counters)."""
     from .reports import CAPTURE_COLUMNS, capture_sql
 
@@ -647,40 +752,69 @@ def report_capture(ctx: click.Context, start, end, interval: str, mall_id: str |
     if not mall.footfall.aisle_counters:
         click.echo(f"mallstream: mall {mall.id} has no footfall.aisle_counters: no store has passers-by", err=True)
         sys.exit(1)
-    _ratio_report(settings, mall, window, capture_sql, CAPTURE_COLUMNS, fmt, plot_to, "capture rate",
-                  y="capture_rate", group="store", ylabel="entries per passer-by")
+    _ratio_report(
+        settings,
+        mall,
+        window,
+        capture_sql,
+        CAPTURE_COLUMNS,
+        fmt,
+        plot_to,
+        "capture rate",
+        y="capture_rate",
+        group="store",
+        ylabel="entries per passer-by",
+    )
 
 
-def _ratio_report(settings: Settings, mall, window, sql, columns, fmt: str, plot_to: Path | None, what: str,
-                  **plotting: str) -> None:
+def _ratio_report(
+    settings: Settings, mall, window, sql, columns, fmt: str, plot_to: Path | None, what: str, **plotting: str
+) -> None:
     """A ratio per interval from the visitor roll-ups at the finest grain kept: printed, and drawn as percent lines."""
     from .reports import VISITOR_GRAINS, for_reading, plot_lines, reading, render
 
     read = reading(VISITOR_GRAINS, window)
     found = _query(settings, for_reading(sql, read))
     click.echo(render(found, fmt, columns, read))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: {what}, {_intervals(read)}", path,
-                                              percent=True, **plotting))
+    _plotted(
+        plot_to,
+        lambda path: plot_lines(
+            found, f"{mall.name or mall.id}: {what}, {_intervals(read)}", path, percent=True, **plotting
+        ),
+    )
 
 
 @report.command("attraction")
 @_window_options
 @click.pass_context
-def report_attraction(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
-                      plot_to: Path | None) -> None:
+def report_attraction(
+    ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str, plot_to: Path | None
+) -> None:
     """Floor attraction: visitors entering each floor ÷ visitors entering the mall, per interval."""
     from .reports import ATTRACTION_COLUMNS, attraction_sql
 
     settings, mall, window = _report(ctx, mall_id, start, end, interval)
-    _ratio_report(settings, mall, window, attraction_sql, ATTRACTION_COLUMNS, fmt, plot_to, "floor attraction",
-                  y="attraction", group="floor", ylabel="share of mall entries")
+    _ratio_report(
+        settings,
+        mall,
+        window,
+        attraction_sql,
+        ATTRACTION_COLUMNS,
+        fmt,
+        plot_to,
+        "floor attraction",
+        y="attraction",
+        group="floor",
+        ylabel="share of mall entries",
+    )
 
 
 @report.command("conversion")
 @_window_options
 @click.pass_context
-def report_conversion(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
-                      plot_to: Path | None) -> None:
+def report_conversion(
+    ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str, plot_to: Path | None
+) -> None:
     """Bag rate: transactions ÷ visitors per store and for the mall, per interval."""
     from .reports import CONVERSION_COLUMNS, VISITOR_GRAINS, conversion_sql, plot_lines, reading, render
 
@@ -688,16 +822,26 @@ def report_conversion(ctx: click.Context, start, end, interval: str, mall_id: st
     read = reading(VISITOR_GRAINS, window)
     found = _query(settings, conversion_sql(window, read))
     click.echo(render(found, fmt, CONVERSION_COLUMNS, read))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: conversion, {_intervals(read)}",
-                                              path, y="conversion", ylabel="transactions per visitor", percent=True))
+    _plotted(
+        plot_to,
+        lambda path: plot_lines(
+            found,
+            f"{mall.name or mall.id}: conversion, {_intervals(read)}",
+            path,
+            y="conversion",
+            ylabel="transactions per visitor",
+            percent=True,
+        ),
+    )
 
 
 @report.command("occupancy")
 @_window_options
 @click.option("--by", type=click.Choice(AREA_LEVELS), default="mall", show_default=True)
 @click.pass_context
-def report_occupancy(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
-                     plot_to: Path | None, by: str) -> None:
+def report_occupancy(
+    ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str, plot_to: Path | None, by: str
+) -> None:
     """Corrected occupancy per area (mean, peak, density at peak), departures and mean dwell, per interval."""
     from .reports import OCCUPANCY_COLUMNS, OCCUPANCY_GRAINS, occupancy_sql, plot_lines, reading, render
 
@@ -705,17 +849,33 @@ def report_occupancy(ctx: click.Context, start, end, interval: str, mall_id: str
     read = reading(OCCUPANCY_GRAINS, window)
     found = _query(settings, occupancy_sql(window, by, read))
     click.echo(render(found, fmt, OCCUPANCY_COLUMNS, read))
-    _plotted(plot_to, lambda path: plot_lines(found, f"{mall.name or mall.id}: occupancy by {by}, {_intervals(read)}"
-                                              " (mean)", path, y="occupancy_mean", group="area",
-                                              ylabel="people inside"))
+    _plotted(
+        plot_to,
+        lambda path: plot_lines(
+            found,
+            f"{mall.name or mall.id}: occupancy by {by}, {_intervals(read)} (mean)",
+            path,
+            y="occupancy_mean",
+            group="area",
+            ylabel="people inside",
+        ),
+    )
 
 
 @report.command("parking")
 @_window_options
 @compare_option
 @click.pass_context
-def report_parking(ctx: click.Context, start, end, interval: str, mall_id: str | None, fmt: str,
-                   plot_to: Path | None, compare: str | None) -> None:
+def report_parking(
+    ctx: click.Context,
+    start,
+    end,
+    interval: str,
+    mall_id: str | None,
+    fmt: str,
+    plot_to: Path | None,
+    compare: str | None,
+) -> None:
     """Occupancy per car park over time, stays of the cars leaving, and full-park alerts."""
     from .parking_report import (
         ALERT_COLUMNS,
@@ -732,11 +892,19 @@ def report_parking(ctx: click.Context, start, end, interval: str, mall_id: str |
     name = mall.name or mall.id
     if compare:
         read, then = compare_readings(PARKING_GRAINS, window)
-        found = compared(_query(settings, parking_sql(read.window, read)), _query(settings, parking_sql(then.window, then)),
-                         ("interval_start", "car_park"), COMPARED_FIGURES)
+        found = compared(
+            _query(settings, parking_sql(read.window, read)),
+            _query(settings, parking_sql(then.window, then)),
+            ("interval_start", "car_park"),
+            COMPARED_FIGURES,
+        )
         click.echo(render(found, fmt, compared_columns(PARKING_COLUMNS, COMPARED_FIGURES), read))
-        _plotted(plot_to, lambda path: plot_compared(found, f"{name}: cars in against last year, {_intervals(read)}",
-                                                     path, "entries", group="car_park"))
+        _plotted(
+            plot_to,
+            lambda path: plot_compared(
+                found, f"{name}: cars in against last year, {_intervals(read)}", path, "entries", group="car_park"
+            ),
+        )
         return
     read = reading(PARKING_GRAINS, window)
     found = _query(settings, parking_sql(window, read))
@@ -748,8 +916,11 @@ def report_parking(ctx: click.Context, start, end, interval: str, mall_id: str |
 
 
 @report.command("customers")
-@click.option("--by", type=click.Choice(CUSTOMER_SPLITS),
-              help="each value class's visits by weekday or hour, spend by price band; or the members' favourite brands")
+@click.option(
+    "--by",
+    type=click.Choice(CUSTOMER_SPLITS),
+    help="each value class's visits by weekday or hour, spend by price band; or the members' favourite brands",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="with --by")
 @click.option("--plot", "plot_to", type=click.Path(dir_okay=False, path_type=Path), help="also draw it to a PNG")
 @click.pass_context
@@ -795,9 +966,17 @@ def report_campaigns(ctx: click.Context, start, end, mall_id: str | None, fmt: s
     if fmt == "json":
         import json
 
-        click.echo(json.dumps({"campaigns": [{c: row[c] for c in CAMPAIGN_COLUMNS} for row in found],
-                               "composition": [{c: row[c] for c in COMPOSITION_COLUMNS} for row in composition]},
-                              ensure_ascii=False, indent=1, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "campaigns": [{c: row[c] for c in CAMPAIGN_COLUMNS} for row in found],
+                    "composition": [{c: row[c] for c in COMPOSITION_COLUMNS} for row in composition],
+                },
+                ensure_ascii=False,
+                indent=1,
+                default=str,
+            )
+        )
         return
     click.echo(render(found, fmt, CAMPAIGN_COLUMNS))
     if fmt == "table":
@@ -810,13 +989,24 @@ def churn() -> None:
 
 
 @churn.command("fit")
-@click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON-lines events (as `replay` takes): fit on the members' sale days")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON-lines events (as `replay` takes): fit on the members' sale days",
+)
 @click.option("--from-clickhouse", is_flag=True, help="fit on the member snapshots the stream wrote")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]),
-              help="the day T runs to (default: the day after the last purchase)")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="parameters file (default: customers.params_file; a running worker takes it up)")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="the day T runs to (default: the day after the last purchase)",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="parameters file (default: customers.params_file; a running worker takes it up)",
+)
 @click.pass_context
 def churn_fit(ctx: click.Context, input_file: Path | None, from_clickhouse: bool, as_of, out: Path | None) -> None:
     """Fit BG/NBD (Fader, Hardie & Lee 2005) to the members' purchase days; cron it to refit on a schedule."""
@@ -855,7 +1045,9 @@ def churn_fit(ctx: click.Context, input_file: Path | None, from_clickhouse: bool
     members = len(summary[0])
     save_params(path, FittedParams(params, dt.date.fromordinal(as_of_day), members, dt.datetime.now(dt.UTC)))
     click.echo(f"r={params.r:.6g} alpha={params.alpha:.6g} a={params.a:.6g} b={params.b:.6g}")
-    click.echo(f"fitted on {members:,} members as of {dt.date.fromordinal(as_of_day)} in {seconds:.3f} s; written to {path}")
+    click.echo(
+        f"fitted on {members:,} members as of {dt.date.fromordinal(as_of_day)} in {seconds:.3f} s; written to {path}"
+    )
 
 
 def _snapshot_histories(settings: Settings) -> list:
@@ -864,10 +1056,15 @@ def _snapshot_histories(settings: Settings) -> list:
 
     from .querying import rows
 
-    found = rows(settings, """SELECT first_purchase, last_purchase, repeat_days FROM {db}.customer_snapshots FINAL
-                              WHERE first_purchase IS NOT NULL""")
-    return [(dt.date.fromisoformat(r["first_purchase"]), dt.date.fromisoformat(r["last_purchase"]), int(r["repeat_days"]))
-            for r in found]
+    found = rows(
+        settings,
+        """SELECT first_purchase, last_purchase, repeat_days FROM {db}.customer_snapshots FINAL
+                              WHERE first_purchase IS NOT NULL""",
+    )
+    return [
+        (dt.date.fromisoformat(r["first_purchase"]), dt.date.fromisoformat(r["last_purchase"]), int(r["repeat_days"]))
+        for r in found
+    ]
 
 
 @main.group()
@@ -881,16 +1078,38 @@ def simulate() -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--duration", type=float, help="hours from opening to simulate (default: the whole day)")
 @click.option("--visitors", type=int, help="override the scenario's number of visitors")
-@click.option("--speed", type=float, default=0.0, show_default=True,
-              help="live: keep event spacing, this many times faster (0: flat out)")
-@click.option("--record", "record_to", type=click.Path(dir_okay=False, path_type=Path),
-              help="write a JSON-lines file for `mallstream replay` instead of driving the devices; "
-                   "ground truth goes beside it (.truth.json)")
-@click.option("--record-raw", "raw_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="live: also keep what each device sent in this directory (for `simulate play-raw`)")
+@click.option(
+    "--speed",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="live: keep event spacing, this many times faster (0: flat out)",
+)
+@click.option(
+    "--record",
+    "record_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write a JSON-lines file for `mallstream replay` instead of driving the devices; "
+    "ground truth goes beside it (.truth.json)",
+)
+@click.option(
+    "--record-raw",
+    "raw_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="live: also keep what each device sent in this directory (for `simulate play-raw`)",
+)
 @click.pass_context
-def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: int, duration: float | None,
-                 visitors: int | None, speed: float, record_to: Path | None, raw_dir: Path | None) -> None:
+def simulate_day(
+    ctx: click.Context,
+    scenario: str,
+    mall_id: str | None,
+    seed: int,
+    duration: float | None,
+    visitors: int | None,
+    speed: float,
+    record_to: Path | None,
+    raw_dir: Path | None,
+) -> None:
     """A whole mall day of device and till events, with its ground truth.
 
     Without --record it is played live: emulated devices (serial ptys, MQTT, HTTP pushes, tills)
@@ -911,29 +1130,51 @@ def simulate_day(ctx: click.Context, scenario: str, mall_id: str | None, seed: i
     started = time.monotonic()
     if record_to is not None:
         mallday.record(settings, mall.id, day, record_to)
-        click.echo(f"recorded {day.visitors:,} visitors to {record_to} in {time.monotonic() - started:.1f} s; "
-                   f"ground truth in {mallday.truth_path(record_to)}")
+        click.echo(
+            f"recorded {day.visitors:,} visitors to {record_to} in {time.monotonic() - started:.1f} s; "
+            f"ground truth in {mallday.truth_path(record_to)}"
+        )
         return
     from .simulators.live import simulate_live
 
     run = _live(settings, lambda: simulate_live(settings, mall, day, speed=speed, raw_dir=raw_dir)[0])
-    click.echo(f"played {day.visitors:,} visitors live in {run.seconds:.1f} s"
-               + (f"; raw device traffic and ground truth in {raw_dir}" if raw_dir else ""))
+    click.echo(
+        f"played {day.visitors:,} visitors live in {run.seconds:.1f} s"
+        + (f"; raw device traffic and ground truth in {raw_dir}" if raw_dir else "")
+    )
 
 
 @simulate.command("history")
-@click.option("--scenario", "scenarios", type=click.Choice(["all", "purchases", "counters", "parking"]), multiple=True,
-              default=("all",), show_default=True, help="which history to write (repeatable)")
-@click.option("--size", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="share of the full size: members, counters, car parks and days each scale by its square root")
+@click.option(
+    "--scenario",
+    "scenarios",
+    type=click.Choice(["all", "purchases", "counters", "parking"]),
+    multiple=True,
+    default=("all",),
+    show_default=True,
+    help="which history to write (repeatable)",
+)
+@click.option(
+    "--size",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="share of the full size: members, counters, car parks and days each scale by its square root",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="the last day (default: 30 days before today)")
 @click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="directory for <scenario>.jsonl, <scenario>.truth.json and mall.yaml")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="directory for <scenario>.jsonl, <scenario>.truth.json and mall.yaml",
+)
 @click.pass_context
-def simulate_history(ctx: click.Context, scenarios: tuple[str, ...], size: float, seed: int, end, mall_id: str | None,
-                     out: Path) -> None:
+def simulate_history(
+    ctx: click.Context, scenarios: tuple[str, ...], size: float, seed: int, end, mall_id: str | None, out: Path
+) -> None:
     """Months of history with ground truth: 18 months of member receipts, a year of counter ticks, three months
     of car-park gate reads. mall.yaml is the config with the scenarios' counters and car parks added."""
     import dataclasses
@@ -950,23 +1191,30 @@ def simulate_history(ctx: click.Context, scenarios: tuple[str, ...], size: float
     config = out / "mall.yaml"
     base = yaml.safe_load(Path(ctx.obj).read_text(encoding="utf-8"))
     try:
-        config.write_text(yaml.safe_dump(history_config(base, history), allow_unicode=True, sort_keys=False),
-                          encoding="utf-8")
+        config.write_text(
+            yaml.safe_dump(history_config(base, history), allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
         for scenario in SCENARIOS if "all" in scenarios else dict.fromkeys(scenarios):
             started = time.monotonic()
             recorded = record(history, scenario, out)
-            click.echo(f"{scenario}: {recorded.events:,} events to {recorded.path} in "
-                       f"{time.monotonic() - started:.1f} s; ground truth in {recorded.truth_path}")
+            click.echo(
+                f"{scenario}: {recorded.events:,} events to {recorded.path} in "
+                f"{time.monotonic() - started:.1f} s; ground truth in {recorded.truth_path}"
+            )
     except ValueError as exc:  # a mall without stores or places for the devices
         click.echo(f"mallstream: {settings.source}: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"replay against {config} (the config with these counters and car parks): mallstream -c {config} up, "
-               f"then mallstream -c {config} replay {out}/<scenario>.jsonl --wait")
+    click.echo(
+        f"replay against {config} (the config with these counters and car parks): mallstream -c {config} up, "
+        f"then mallstream -c {config} replay {out}/<scenario>.jsonl --wait"
+    )
 
 
 @simulate.command("play-raw")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--speed", type=float, default=0.0, show_default=True, help="keep spacing, this many times faster (0: flat out)")
+@click.option(
+    "--speed", type=float, default=0.0, show_default=True, help="keep spacing, this many times faster (0: flat out)"
+)
 @click.pass_context
 def simulate_play_raw(ctx: click.Context, directory: Path, speed: float) -> None:
     """Send what devices sent (a --record-raw directory) to a gateway started here, unit for unit."""
@@ -1003,8 +1251,13 @@ def _live(settings: Settings, play):
 @click.option("--scenario", type=click.Choice(["weekday", "weekend", "outage"]), default="weekday", show_default=True)
 @click.option("--mall", "mall_id", help="mall id from the config (default: the first)")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="CSV for members.source in the config")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV for members.source in the config",
+)
 @click.pass_context
 def simulate_members(ctx: click.Context, scenario: str, mall_id: str | None, seed: int, out: Path) -> None:
     """Member master data for the VIP cards a simulated day hands out (tier, name, EPC, liked brands)."""

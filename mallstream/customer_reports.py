@@ -9,6 +9,7 @@ members favour (单个顾客喜好: members whose top three brands hold the bran
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,18 +40,21 @@ class ClassSplit:
         if self.by == "hour":
             return [f"{hour:02d}:00" for hour in range(24)]
         bounds = [format(edge.normalize(), "f") for edge in edges]
-        return [f"< {bounds[0]}", *(f"{low}-{high}" for low, high in zip(bounds, bounds[1:])), f"{bounds[-1]} +"]
+        return [f"< {bounds[0]}", *(f"{low}-{high}" for low, high in itertools.pairwise(bounds)), f"{bounds[-1]} +"]
 
     def sql(self, edges: Sequence[Decimal]) -> str:
         """One row per bucket with any visits or spend: each class's figure, and its share of that class's total."""
+
         def figure(name: str) -> str:
             total = f"sumIf(figure, value_class = '{name}')"
             return f"toDecimal64({total}, 2) / 100" if self.money else total
 
         per_class = ", ".join(f"{figure(name)} AS {name}" for name in CLASSES)
-        shares = ", ".join(f"round(sumIf(figure, value_class = '{name}') / "
-                           f"nullIf(sum(sumIf(figure, value_class = '{name}')) OVER (), 0), 4) AS {name}_share"
-                           for name in CLASSES)
+        shares = ", ".join(
+            f"round(sumIf(figure, value_class = '{name}') / "
+            f"nullIf(sum(sumIf(figure, value_class = '{name}')) OVER (), 0), 4) AS {name}_share"
+            for name in CLASSES
+        )
         return f"""
             SELECT {self.labels(edges)!r}[bucket] AS {self.by}, {per_class}, {shares}
             FROM {{db}}.{self.view} ARRAY JOIN {self.array} AS figure, arrayEnumerate({self.array}) AS bucket
@@ -76,8 +80,17 @@ CUSTOMER_SPLITS = (*SPLITS, "brand")
 
 #: Per campaign in a range of business days: who took part, vouchers issued, their value, what was redeemed
 #: and clawed back, and the spend of the receipts that earned them (money in cents).
-CAMPAIGN_COLUMNS = ("campaign", "members_issued", "members_redeemed", "vouchers_issued", "issued", "redeemed",
-                    "clawed", "triggering_spend", "redeemed_share")
+CAMPAIGN_COLUMNS = (
+    "campaign",
+    "members_issued",
+    "members_redeemed",
+    "vouchers_issued",
+    "issued",
+    "redeemed",
+    "clawed",
+    "triggering_spend",
+    "redeemed_share",
+)
 COMPOSITION_COLUMNS = ("campaign", "value_class", "lifecycle_stage", "members", "share")
 
 
@@ -88,7 +101,9 @@ def campaign_sql(mall: str, days: str) -> str:
     over the whole range, from the ledger the view reads.
     """
     cents = "toDecimal64(sum({0}), 2) / 100 AS {1}"
-    money = ", ".join(cents.format(f"{name}_cents", name) for name in ("issued", "redeemed", "clawed", "triggering_spend"))
+    money = ", ".join(
+        cents.format(f"{name}_cents", name) for name in ("issued", "redeemed", "clawed", "triggering_spend")
+    )
     return f"""
         SELECT campaign, members_issued, members_redeemed, vouchers_issued, issued, redeemed, clawed, triggering_spend,
                if(issued > 0, round(redeemed / issued, 4), NULL) AS redeemed_share
@@ -136,8 +151,12 @@ def plot_split(rows: Sequence[dict], by: str, path: Path) -> None:
         labels = [row[split.by] for row in rows]
         width = 0.8 / len(CLASSES)
         for number, name in enumerate(CLASSES):
-            axes.bar(np.arange(len(rows)) + number * width, [(row[f"{name}_share"] or 0) * 100 for row in rows],
-                     width, label=f"class {name}")
+            axes.bar(
+                np.arange(len(rows)) + number * width,
+                [(row[f"{name}_share"] or 0) * 100 for row in rows],
+                width,
+                label=f"class {name}",
+            )
         axes.set_xticks(np.arange(len(rows)) + width * (len(CLASSES) - 1) / 2, labels)
         axes.set_ylabel(f"% of the class's {split.what}")
         axes.set_title(f"{split.what} by {by} per value class")
@@ -145,6 +164,8 @@ def plot_split(rows: Sequence[dict], by: str, path: Path) -> None:
     axes.grid(alpha=0.3, axis="y" if by != "brand" else "x")
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
 STAGES = ("new", "developing", "mature", "declining", "churned", "no purchase")
 
 PYRAMID_SQL = """
@@ -172,12 +193,22 @@ def render_customers(pyramid: Sequence[dict], lifecycle: Sequence[dict]) -> str:
     """Two tables for people: spend share and head count per class, members per stage."""
     from tabulate import tabulate
 
-    classes = [{"class": row["value_class"], "members": row["members"], "member share": f"{row['member_share']:.1%}",
-                "spend": row["spend_cents"] / 100, "spend share": f"{row['spend_share']:.1%}"}
-               for row in pyramid]
+    classes = [
+        {
+            "class": row["value_class"],
+            "members": row["members"],
+            "member share": f"{row['member_share']:.1%}",
+            "spend": row["spend_cents"] / 100,
+            "spend share": f"{row['spend_share']:.1%}",
+        }
+        for row in pyramid
+    ]
     # spend as a number with its format: tabulate re-reads a formatted string ("1,038,076.84" -> 1.03808e+06)
-    return (tabulate(classes, headers="keys", intfmt=",", floatfmt=",.2f", tablefmt="simple") + "\n\n"
-            + tabulate(lifecycle, headers="keys", intfmt=",", tablefmt="simple"))
+    return (
+        tabulate(classes, headers="keys", intfmt=",", floatfmt=",.2f", tablefmt="simple")
+        + "\n\n"
+        + tabulate(lifecycle, headers="keys", intfmt=",", tablefmt="simple")
+    )
 
 
 def plot_customers(pyramid: Sequence[dict], lifecycle: Sequence[dict], path: Path) -> None:

@@ -66,14 +66,18 @@ def with_demo_members(settings: Settings) -> Settings:
     """The settings a demo worker runs with: the members :func:`write_demo_members` wrote, unless the config names its own."""
     if settings.members.source is not None:
         return settings
-    return settings.model_copy(update={"members": settings.members.model_copy(
-        update={"source": _demo_members_path(settings)})})
+    return settings.model_copy(
+        update={"members": settings.members.model_copy(update={"source": _demo_members_path(settings)})}
+    )
 
 
 def _tagged(event: InputEvent, run_id: str, index: int) -> InputEvent:
     if isinstance(event, PosTransaction):
-        return msgspec.structs.replace(event, txn_id=f"demo{run_id}-{event.txn_id}",
-                                       original_txn_id=event.original_txn_id and f"demo{run_id}-{event.original_txn_id}")
+        return msgspec.structs.replace(
+            event,
+            txn_id=f"demo{run_id}-{event.txn_id}",
+            original_txn_id=event.original_txn_id and f"demo{run_id}-{event.original_txn_id}",
+        )
     return msgspec.structs.replace(event, event_id=f"demo{run_id}-{index}")
 
 
@@ -81,8 +85,9 @@ def attach_demo(hub: Hub) -> None:
     """Add the feeder task and the reporting timer to the worker."""
     mall = hub.settings.malls[0]
     run_id = dt.datetime.now().strftime("%H%M%S")
-    day = dataclasses.replace(mallday.scenario("weekday", mall, seed=int(run_id)), visitors=VISITORS,
-                              day=dt.date.today())
+    day = dataclasses.replace(
+        mallday.scenario("weekday", mall, seed=int(run_id)), visitors=VISITORS, day=dt.date.today()
+    )
 
     @hub.app.task
     async def feed_the_mall() -> None:
@@ -113,4 +118,3 @@ def attach_demo(hub: Hub) -> None:
             f"  people in {people_in:>6,}  VIP alerts {alerts:>4,}  VIP visits {visits:>4,}  dead letters {c['dead_letters']:>3,}"
             f"\n          {hub.keeper.report.line()}"
         )
-

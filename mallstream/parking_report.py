@@ -24,8 +24,21 @@ from pathlib import Path
 from .querying import quote
 from .reports import Grain, Reading, ReportWindow, agg_pyplot, interval_start_sql, reading, series_by
 
-PARKING_COLUMNS = ("interval_start", "car_park", "capacity", "occupancy_end", "occupancy_peak", "entries", "exits",
-                   "mean_stay_min", "median_stay_min", "fees", "free_exits", "waived", "full_alerts")
+PARKING_COLUMNS = (
+    "interval_start",
+    "car_park",
+    "capacity",
+    "occupancy_end",
+    "occupancy_peak",
+    "entries",
+    "exits",
+    "mean_stay_min",
+    "median_stay_min",
+    "fees",
+    "free_exits",
+    "waived",
+    "full_alerts",
+)
 ALERT_COLUMNS = ("at", "car_park", "message")
 #: What ``--compare last-year`` sets beside each interval: cars in first (its change is the one given).
 COMPARED_FIGURES = ("entries", "exits", "occupancy_peak")
@@ -33,10 +46,16 @@ PARKING_GRAINS = (Grain("gate event", "parking_occupancy", "ts", 1), Grain("hour
 
 #: Per grain: the occupancy figures of an interval, and its cars in (a gate-event row that is no stay is an entry).
 _OCCUPANCY_FIGURES = {
-    "parking_occupancy": ("""argMax(occupancy, (ts, event_id)) AS occupancy_end, max(occupancy) AS peak_seen,
-                             toInt64(count()) AS gate_events""", "gate_events - exits"),
-    "parking_hourly": ("""argMaxMerge(occupancy_end) AS occupancy_end, max(occupancy_peak) AS peak_seen,
-                          sum(entries) AS entries_counted""", "entries_counted"),
+    "parking_occupancy": (
+        """argMax(occupancy, (ts, event_id)) AS occupancy_end, max(occupancy) AS peak_seen,
+                             toInt64(count()) AS gate_events""",
+        "gate_events - exits",
+    ),
+    "parking_hourly": (
+        """argMaxMerge(occupancy_end) AS occupancy_end, max(occupancy_peak) AS peak_seen,
+                          sum(entries) AS entries_counted""",
+        "entries_counted",
+    ),
 }
 
 
@@ -113,16 +132,18 @@ def plot_parking(rows: Sequence[dict], alerts: Sequence[dict], title: str, path:
     plt = agg_pyplot()
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
-    figure, (occupied, stays) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, height_ratios=(2, 1),
-                                             layout="constrained")
+    figure, (occupied, stays) = plt.subplots(
+        2, 1, figsize=(11, 7), sharex=True, height_ratios=(2, 1), layout="constrained"
+    )
     for car_park, (times, values) in sorted(series_by(rows, "car_park", "interval_start", "occupancy_peak").items()):
-        line, = occupied.step(times, values, where="post", label=f"{car_park} peak", linewidth=1.8)
+        (line,) = occupied.step(times, values, where="post", label=f"{car_park} peak", linewidth=1.8)
         capacity = max(row["capacity"] for row in rows if row["car_park"] == car_park)
         occupied.axhline(capacity, color=line.get_color(), linestyle="--", linewidth=1, label=f"{car_park} capacity")
         raised = [dt.datetime.fromisoformat(alert["at"]) for alert in alerts if alert["car_park"] == car_park]
         if raised:
-            occupied.plot(raised, [capacity] * len(raised), "v", color="crimson", markersize=9,
-                          label=f"{car_park} full alert")
+            occupied.plot(
+                raised, [capacity] * len(raised), "v", color="crimson", markersize=9, label=f"{car_park} full alert"
+            )
     for car_park, (times, values) in sorted(series_by(rows, "car_park", "interval_start", "mean_stay_min").items()):
         stays.plot(times, values, marker=".", label=car_park)
     occupied.set_title(title)

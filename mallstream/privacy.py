@@ -93,6 +93,7 @@ def mask_card_numbers(text: str) -> str:
 
     Other long numbers (timestamps in milliseconds, sequence numbers) mostly fail the check and stay.
     """
+
     def mask(match: re.Match[str]) -> str:
         return _last_four(match) if _luhn(re.sub(r"\D", "", match.group())) else match.group()
 

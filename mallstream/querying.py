@@ -62,7 +62,8 @@ def _ask_worker(settings: Settings, query: str, fmt: str) -> bytes:
     statement, output = split_settings(query)
     request = urllib.request.Request(
         f"http://127.0.0.1:{settings.worker.web_port}/sql/",
-        data=json.dumps({"query": statement, "format": fmt, "settings": output}).encode(), method="POST",
+        data=json.dumps({"query": statement, "format": fmt, "settings": output}).encode(),
+        method="POST",
         headers=command_headers(settings),
     )
     try:
@@ -82,8 +83,10 @@ def _error(exc: urllib.error.HTTPError) -> str:
 
 
 #: A trailing ``SETTINGS a = 1, b = 0`` clause, which the worker takes as a field of its own.
-_SETTINGS_CLAUSE = re.compile(r"(?is)\A(?P<statement>.*\S)\s+SETTINGS\s+(?P<clause>\w+\s*=\s*[\w.]+"
-                              r"(?:\s*,\s*\w+\s*=\s*[\w.]+)*)\s*;?\s*\Z")
+_SETTINGS_CLAUSE = re.compile(
+    r"(?is)\A(?P<statement>.*\S)\s+SETTINGS\s+(?P<clause>\w+\s*=\s*[\w.]+"
+    r"(?:\s*,\s*\w+\s*=\s*[\w.]+)*)\s*;?\s*\Z"
+)
 
 
 def split_settings(query: str) -> tuple[str, dict[str, str]]:

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from .sending import Deliveries, broker_errors, client_limits, producer_limits
 from .settings import Settings, Worker
 from .simulators.pacing import Pacer
-from .transports import kafka_options
 from .streams import topics
 from .streams.records import DEVICE_TYPES, dead_letter, encode
+from .transports import kafka_options
 
 
 @dataclass
@@ -60,17 +60,34 @@ def replay(settings: Settings, path: Path, speed: float = 0.0, progress: bool = 
     # a replay may come before any worker: left to the broker, its topics would get one partition
     kafka = settings.kafka
     with broker_errors(kafka):
-        topics.ensure_topics(kafka.bootstrap_servers, kafka.partitions, kafka.replication_factor,
-                             settings.worker.app_id, {**kafka_options(kafka), **client_limits(kafka)})
+        topics.ensure_topics(
+            kafka.bootstrap_servers,
+            kafka.partitions,
+            kafka.replication_factor,
+            settings.worker.app_id,
+            {**kafka_options(kafka), **client_limits(kafka)},
+        )
     started = time.monotonic()
     pacer = Pacer(speed)
-    with broker_errors(settings.kafka), Deliveries(KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=10, batch_size=1 << 18, acks="all",
-        **kafka_options(settings.kafka), **producer_limits(settings.kafka),
-    )) as hub:
-        with path.open("rb") as handle, tqdm(
-            handle, total=_count_lines(path), unit="ev", desc=f"replay {path.name}", disable=not progress
-        ) as lines:
+    with (
+        broker_errors(settings.kafka),
+        Deliveries(
+            KafkaProducer(
+                bootstrap_servers=settings.kafka.bootstrap_servers,
+                linger_ms=10,
+                batch_size=1 << 18,
+                acks="all",
+                **kafka_options(settings.kafka),
+                **producer_limits(settings.kafka),
+            )
+        ) as hub,
+    ):
+        with (
+            path.open("rb") as handle,
+            tqdm(
+                handle, total=_count_lines(path), unit="ev", desc=f"replay {path.name}", disable=not progress
+            ) as lines,
+        ):
             for lineno, line in enumerate(lines, 1):
                 line = line.strip()
                 if not line:
@@ -104,11 +121,13 @@ def consumer_groups(worker: Worker) -> dict[str, list[str]]:
     from .streams.app import SUNK_TOPICS
 
     app_id = worker.app_id
-    groups = {topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
-              topics.lane_group(app_id, "members"): [spec.name for spec in topics.MEMBER_INPUTS],
-              topics.lane_group(app_id, "receipts"): [topics.POS_TRANSACTIONS.name],
-              topics.lane_group(app_id, "malls"): [spec.name for spec in topics.MALL_INPUTS],
-              topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS]}
+    groups = {
+        topics.lane_group(app_id, "routes"): [spec.name for spec in topics.ROUTED],
+        topics.lane_group(app_id, "members"): [spec.name for spec in topics.MEMBER_INPUTS],
+        topics.lane_group(app_id, "receipts"): [topics.POS_TRANSACTIONS.name],
+        topics.lane_group(app_id, "malls"): [spec.name for spec in topics.MALL_INPUTS],
+        topics.lane_group(app_id, "sinks"): [spec.name for spec, _ in SUNK_TOPICS],
+    }
     # the faust agents are the VIP agents: in the worker, or in a VIP worker of its own with its own routes lane
     vip = topics.vip_app_id(app_id) if worker.vip_worker.separate else app_id
     groups[vip] = [spec.name for spec in topics.VIP_AGENT_INPUTS]
@@ -149,12 +168,20 @@ class GroupOffsets:
         conf = settings.kafka
         self._conf = conf
         self._groups = groups or consumer_groups(settings.worker)
-        self._retrying = Retrying(retry=retry_if_exception_type(KafkaError), stop=stop_after_delay(conf.unreachable_timeout_s),
-                                  wait=wait_fixed(0.5), reraise=True)
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(KafkaError),
+            stop=stop_after_delay(conf.unreachable_timeout_s),
+            wait=wait_fixed(0.5),
+            reraise=True,
+        )
         options = {**kafka_options(conf), **client_limits(conf)}
         with broker_errors(conf):
-            self._admin = KafkaAdminClient(bootstrap_servers=conf.bootstrap_servers, client_id="mallstream-replay", **options)
-            self._consumer = KafkaConsumer(bootstrap_servers=conf.bootstrap_servers, enable_auto_commit=False, **options)
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=conf.bootstrap_servers, client_id="mallstream-replay", **options
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=conf.bootstrap_servers, enable_auto_commit=False, **options
+            )
 
     def read(self) -> Offsets:
         """Every group's committed position and the partitions it reads (a broker hiccup is retried)."""
@@ -164,8 +191,11 @@ class GroupOffsets:
     def _read(self) -> Offsets:
         offsets = Offsets({}, {}, {})
         for group, names in self._groups.items():
-            partitions = [TopicPartition(name, p) for name in names
-                          for p in sorted(self._consumer.partitions_for_topic(name) or ())]
+            partitions = [
+                TopicPartition(name, p)
+                for name in names
+                for p in sorted(self._consumer.partitions_for_topic(name) or ())
+            ]
             ends = self._consumer.end_offsets(partitions)
             starts = self._consumer.beginning_offsets(partitions)
             done = self._admin.list_group_offsets({group: partitions}).get(group, {})
@@ -186,8 +216,13 @@ class GroupOffsets:
         self.close()
 
 
-def wait_until_processed(settings: Settings, timeout: float = 600.0, progress: bool = True,
-                         groups: Mapping[str, Sequence[str]] | None = None, since: Positions | None = None) -> bool:
+def wait_until_processed(
+    settings: Settings,
+    timeout: float = 600.0,
+    progress: bool = True,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    since: Positions | None = None,
+) -> bool:
     """Block until the groups (default: the worker's) have no lag twice in a row; False on timeout.
 
     The bar counts the messages the groups committed since ``since`` (default: since the wait began)

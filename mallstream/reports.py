@@ -54,8 +54,16 @@ CONVERSION_COLUMNS = ("interval_start", "level", "place", "visitors", "transacti
 CAPTURE_COLUMNS = ("interval_start", "store", "passers_by", "entries", "capture_rate")
 ATTRACTION_COLUMNS = ("interval_start", "floor", "entries", "mall_entries", "attraction")
 COMPARISONS = ("last-year",)
-OCCUPANCY_COLUMNS = ("interval_start", "level", "area", "occupancy_mean", "occupancy_peak", "density_peak",
-                     "departures", "dwell_min")
+OCCUPANCY_COLUMNS = (
+    "interval_start",
+    "level",
+    "area",
+    "occupancy_mean",
+    "occupancy_peak",
+    "density_peak",
+    "departures",
+    "dwell_min",
+)
 #: What a period's rows are grouped by (on a local date), and what a row's ``share`` is a share of.
 _PERIOD_OF = {"day": "toDate({})", "week": "toMonday({})", "month": "toStartOfMonth({})"}
 _SHARE_OF = {"day": "toMonday(period)", "week": "0", "month": "0"}
@@ -119,8 +127,10 @@ class Reading:
         said = f"grain: {self.grain.name}"
         if self.expired is None:
             return said
-        return (f"{said} ({self.asked_minutes}-minute intervals asked; {self.expired.name} rows are kept "
-                f"{self.expired.kept_days} days, so this range is answered by the {self.grain.name})")
+        return (
+            f"{said} ({self.asked_minutes}-minute intervals asked; {self.expired.name} rows are kept "
+            f"{self.expired.kept_days} days, so this range is answered by the {self.grain.name})"
+        )
 
 
 def reading(grains: Sequence[Grain], window: ReportWindow, now: dt.datetime | None = None) -> Reading:
@@ -161,8 +171,16 @@ class FootfallQuery:
         return make(mall, read.window.timezone, start, end, read.window.interval_minutes, self.by, grain=read.grain)
 
 
-def footfall_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, by: str,
-                 places: str = "", grain: Grain | None = None) -> str:
+def footfall_sql(
+    mall: str,
+    timezone: str,
+    start: str,
+    end: str,
+    interval_minutes: int,
+    by: str,
+    places: str = "",
+    grain: Grain | None = None,
+) -> str:
     """The footfall report's SQL with mall, start and end as SQL expressions, so a dashboard can pass macros.
 
     ``places`` is an extra condition on the places joined (``p``), for a dashboard's place filters.
@@ -199,8 +217,9 @@ def interval_start_sql(column: str, timezone: str, interval_minutes: int) -> str
     return f"toStartOfInterval({local}, INTERVAL {interval_minutes} MINUTE)"
 
 
-def visitors_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, level: str,
-                 grain: Grain | None = None) -> str:
+def visitors_sql(
+    mall: str, timezone: str, start: str, end: str, interval_minutes: int, level: str, grain: Grain | None = None
+) -> str:
     """Visitors (staff deducted) per interval and place at one level, in the footfall report's columns."""
     grain = grain or _exact(VISITOR_GRAINS, interval_minutes)
     moment = grain.moment
@@ -269,8 +288,9 @@ def conversion_sql(window: ReportWindow, read: Reading | None = None) -> str:
         {_NUMBERS}"""
 
 
-def capture_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, stores: str = "",
-                grain: Grain | None = None) -> str:
+def capture_sql(
+    mall: str, timezone: str, start: str, end: str, interval_minutes: int, stores: str = "", grain: Grain | None = None
+) -> str:
     """Capture rate per interval and store: store entries ÷ passers-by at the aisle counter before it.
 
     Only stores with an aisle counter have passers-by; an interval nobody passed has no rate, so no row.
@@ -289,8 +309,9 @@ def capture_sql(mall: str, timezone: str, start: str, end: str, interval_minutes
         {_NUMBERS}"""
 
 
-def attraction_sql(mall: str, timezone: str, start: str, end: str, interval_minutes: int, floors: str = "",
-                   grain: Grain | None = None) -> str:
+def attraction_sql(
+    mall: str, timezone: str, start: str, end: str, interval_minutes: int, floors: str = "", grain: Grain | None = None
+) -> str:
     """Floor attraction per interval: visitors entering each floor ÷ visitors entering the mall.
 
     A floor's entries are its transition counters' and the entrances opening onto it: a floor without
@@ -326,17 +347,21 @@ def year_back(moment: dt.datetime) -> dt.datetime:
         return moment.replace(year=moment.year - 1, day=28)
 
 
-def compare_readings(grains: Sequence[Grain], window: ReportWindow,
-                     now: dt.datetime | None = None) -> tuple[Reading, Reading]:
+def compare_readings(
+    grains: Sequence[Grain], window: ReportWindow, now: dt.datetime | None = None
+) -> tuple[Reading, Reading]:
     """This window's reading and last year's, at one interval: last year's may have to be widened to the hour."""
     before = replace(window, start=year_back(window.start), end=year_back(window.end))
     then = reading(grains, before, now)
     return reading(grains, replace(window, interval_minutes=then.window.interval_minutes), now), then
 
 
-def compared(rows: Sequence[dict], last_year: Sequence[dict], keys: Sequence[str], figures: Sequence[str]) -> list[dict]:
+def compared(
+    rows: Sequence[dict], last_year: Sequence[dict], keys: Sequence[str], figures: Sequence[str]
+) -> list[dict]:
     """This period's rows, each with the same interval's figures a year before (``<figure>_last_year``: null
     where last year has no row) and ``change``, the relative change of the first figure."""
+
     def shifted(row: dict) -> tuple:
         start = year_back(dt.datetime.fromisoformat(row[keys[0]]))
         return (start.strftime("%Y-%m-%d %H:%M:%S"), *(row[name] for name in keys[1:]))
@@ -433,8 +458,16 @@ def series_by(rows: Sequence[dict], group: str, x: str, y: str) -> dict[str, tup
     return series
 
 
-def plot_lines(rows: Sequence[dict], title: str, path: Path, y: str, ylabel: str, group: str = "place",
-               x: str = "interval_start", percent: bool = False) -> None:
+def plot_lines(
+    rows: Sequence[dict],
+    title: str,
+    path: Path,
+    y: str,
+    ylabel: str,
+    group: str = "place",
+    x: str = "interval_start",
+    percent: bool = False,
+) -> None:
     """One line per ``group`` value over time, to a PNG."""
     plt = agg_pyplot()
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
@@ -466,7 +499,7 @@ def plot_compared(rows: Sequence[dict], title: str, path: Path, figure_name: str
     now = series_by(rows, group, "interval_start", figure_name)
     before = series_by(rows, group, "interval_start", f"{figure_name}_last_year")
     for name, (times, values) in sorted(now.items()):
-        line, = axes.plot(times, values, label=f"{name}", linewidth=1.8)
+        (line,) = axes.plot(times, values, label=f"{name}", linewidth=1.8)
         if name in before:
             axes.plot(*before[name], label=f"{name} last year", linewidth=1.2, linestyle="--", color=line.get_color())
     locator = AutoDateLocator()
@@ -498,11 +531,14 @@ def plot_periods(rows: Sequence[dict], title: str, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(11, 5), layout="constrained")
     for number, place in enumerate(places):
         found = [figures.get((period, place)) for period in periods]
-        bars = axes.bar(np.arange(len(periods)) + number * width, [row["in"] if row else 0 for row in found],
-                        width, label=place)
+        bars = axes.bar(
+            np.arange(len(periods)) + number * width, [row["in"] if row else 0 for row in found], width, label=place
+        )
         axes.bar_label(bars, labels=[f"{row['share']:.0%}" if row else "" for row in found], fontsize="x-small")
-    axes.set_xticks(np.arange(len(periods)) + width * (len(places) - 1) / 2,
-                    [dt.date.fromisoformat(period).strftime("%a %d %b") for period in periods])
+    axes.set_xticks(
+        np.arange(len(periods)) + width * (len(places) - 1) / 2,
+        [dt.date.fromisoformat(period).strftime("%a %d %b") for period in periods],
+    )
     axes.set_title(title)
     axes.set_ylabel("visitors in (label: share)")
     axes.grid(alpha=0.3, axis="y")

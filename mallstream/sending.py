@@ -29,15 +29,23 @@ def producer_limits(conf: Kafka) -> dict[str, int]:
     A batch not acknowledged within the delivery timeout fails instead of being retried again.
     """
     limit = int(conf.unreachable_timeout_s * 1000)
-    return {"bootstrap_timeout_ms": limit, "max_block_ms": limit, "delivery_timeout_ms": limit,
-            "request_timeout_ms": min(30_000, limit // 2), "reconnect_backoff_max_ms": min(1000, limit // 4)}
+    return {
+        "bootstrap_timeout_ms": limit,
+        "max_block_ms": limit,
+        "delivery_timeout_ms": limit,
+        "request_timeout_ms": min(30_000, limit // 2),
+        "reconnect_backoff_max_ms": min(1000, limit // 4),
+    }
 
 
 def client_limits(conf: Kafka) -> dict[str, int]:
     """The same bounds for a consumer or admin client (their request timeout must exceed a fetch's 500 ms wait)."""
     limit = int(conf.unreachable_timeout_s * 1000)
-    return {"bootstrap_timeout_ms": limit, "request_timeout_ms": min(30_000, max(1000, limit // 2)),
-            "reconnect_backoff_max_ms": min(1000, limit // 4)}
+    return {
+        "bootstrap_timeout_ms": limit,
+        "request_timeout_ms": min(30_000, max(1000, limit // 2)),
+        "reconnect_backoff_max_ms": min(1000, limit // 4),
+    }
 
 
 @contextmanager
@@ -46,8 +54,10 @@ def broker_errors(conf: Kafka) -> Iterator[None]:
     try:
         yield
     except KafkaTimeoutError as exc:
-        raise BrokerError(f"the Kafka broker at {conf.bootstrap_servers} did not answer for "
-                          f"{conf.unreachable_timeout_s:g} s (kafka.unreachable_timeout_s); gave up: {exc}") from exc
+        raise BrokerError(
+            f"the Kafka broker at {conf.bootstrap_servers} did not answer for "
+            f"{conf.unreachable_timeout_s:g} s (kafka.unreachable_timeout_s); gave up: {exc}"
+        ) from exc
     except KafkaError as exc:
         raise BrokerError(f"the Kafka broker at {conf.bootstrap_servers} refused a record: {exc!r}") from exc
 

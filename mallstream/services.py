@@ -52,7 +52,12 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-@retry(retry=retry_if_result(lambda up: not up), stop=stop_after_delay(20), wait=wait_fixed(0.1), retry_error_callback=lambda _: False)
+@retry(
+    retry=retry_if_result(lambda up: not up),
+    stop=stop_after_delay(20),
+    wait=wait_fixed(0.1),
+    retry_error_callback=lambda _: False,
+)
 def wait_for_port(host: str, port: int) -> bool:
     return port_open(host, port)
 
@@ -117,20 +122,31 @@ class Parts:
     def start(self, name: str, command: list[str], stop_timeout: float = 30.0, echo: bool = False) -> Part:
         """Start a part; ``echo`` passes its stdout and stderr on to ours (the workers'), else they are kept quiet."""
         self._check()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=None if echo else subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, process_group=0)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=None if echo else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
         part = Part(name, process, stop_timeout, echo)
         self.parts.append(part)
         return part
 
     def wait_for_port(self, part: Part, host: str, port: int, timeout: float = 20.0) -> None:
         """Until ``part`` listens on ``port``; a stop request or the part exiting ends the wait at once."""
+
         def listening() -> bool:
             self._check()
             return port_open(host, port)
 
-        opened = Retrying(retry=retry_if_result(lambda up: not up), stop=stop_after_delay(timeout), wait=wait_fixed(0.1),
-                          sleep=self.stopping.wait, retry_error_callback=lambda _: False)(listening)
+        opened = Retrying(
+            retry=retry_if_result(lambda up: not up),
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(0.1),
+            sleep=self.stopping.wait,
+            retry_error_callback=lambda _: False,
+        )(listening)
         if not opened:
             raise ServiceError(f"the {part.name} did not open {host}:{port} within {timeout:g} s")
 
@@ -208,8 +224,10 @@ def start_mosquitto(parts: Parts, settings: Settings) -> None:
     if not Path(binary).exists():
         raise ServiceError("mosquitto is not installed (apt-get install mosquitto), or set mqtt.mode: off")
     if settings.mqtt.tls:
-        raise ServiceError("the embedded Mosquitto does not serve TLS: set mqtt.mode: external for a broker with "
-                           "a certificate, or tls: false")
+        raise ServiceError(
+            "the embedded Mosquitto does not serve TLS: set mqtt.mode: external for a broker with "
+            "a certificate, or tls: false"
+        )
     conf = settings.kafka.data_dir.resolve().parent / "mosquitto.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     access = "allow_anonymous true\n"
@@ -237,7 +255,7 @@ def embedded_mosquitto(settings: Settings) -> Iterator[None]:
 @contextmanager
 def embedded_services(settings: Settings, parts: Parts | None = None) -> Iterator[Parts]:
     """Everything the config marks embedded, started in order (among ``parts``) and stopped in reverse."""
-    with (parts or Parts()) as running:
+    with parts or Parts() as running:
         if settings.kafka.mode == "embedded":
             start_broker(running, settings)
         if settings.mqtt.mode == "embedded":

@@ -94,9 +94,14 @@ class FootfallConfig(Strict):
     bucket_s: int = Field(default=60, gt=0, description="roll-up interval; 5-60 minute reports add these up")
     allowed_lateness_s: int = Field(default=300, ge=0, description="a tick this late still lands in its interval")
     dedup_horizon_s: int = Field(default=86_400, gt=0, description="how long a re-pushed tick is recognised")
-    max_clock_lag_s: int = Field(default=172_800, gt=0, description=(
-        "the mall's clock never lags its newest event by more: in a backlog, an input read ahead of the others "
-        "closes intervals (the others' events then add late rows) instead of holding every open one in memory"))
+    max_clock_lag_s: int = Field(
+        default=172_800,
+        gt=0,
+        description=(
+            "the mall's clock never lags its newest event by more: in a backlog, an input read ahead of the others "
+            "closes intervals (the others' events then add late rows) instead of holding every open one in memory"
+        ),
+    )
     staff_passages: frozenset[str] = Field(default=frozenset(), description="counters at staff-only doors")
     staff_badge_prefixes: tuple[str, ...] = Field(default=(), description="EPC prefixes of staff badges")
     badge_pass_gap_s: float = Field(default=10.0, gt=0, description="reads of one badge closer than this are one pass")
@@ -144,8 +149,10 @@ class Mall(Strict):
         stores = {store.id for store in self.stores}
         for store, counter in self.footfall.aisle_counters.items():
             if store not in stores or counter not in counters:
-                raise ValueError(f"footfall.aisle_counters: {store!r}: {counter!r} needs a store and a people "
-                                 f"counter of mall {self.id}")
+                raise ValueError(
+                    f"footfall.aisle_counters: {store!r}: {counter!r} needs a store and a people "
+                    f"counter of mall {self.id}"
+                )
         return self
 
 
@@ -153,11 +160,14 @@ class PresenceTuning(Strict):
     """How RFID reads become presence; defaults suit readers that mostly see doorways."""
 
     dedup_window_s: float = Field(
-        default=2.0, ge=0, description="a tag read again by one reader within this counts once")
+        default=2.0, ge=0, description="a tag read again by one reader within this counts once"
+    )
     min_dwell_s: float = Field(
-        default=5.0, ge=0, description="silence at the old place before a new place is committed")
+        default=5.0, ge=0, description="silence at the old place before a new place is committed"
+    )
     absence_timeout_s: float = Field(
-        default=7200.0, gt=0,
+        default=7200.0,
+        gt=0,
         description="unseen this long = gone; a VIP may shop for over an hour where no reader sees them",
     )
     exit_timeout_s: float = Field(default=120.0, gt=0, description="gone sooner after coming back to an entrance")
@@ -201,10 +211,15 @@ class Rules(Strict):
     """Loyalty in the worker: where the rules are (validated and re-read by ``streams/core/rules.py``) and its timings."""
 
     file: Path = Field(default=Path("config/rules.example.yaml"), description="loyalty rule file (YAML)")
-    point_value_cents: Decimal = Field(default=Decimal(1), ge=0, description="what a point costs the mall, for backtests")
+    point_value_cents: Decimal = Field(
+        default=Decimal(1), ge=0, description="what a point costs the mall, for backtests"
+    )
     schedule_seconds: float = Field(
-        default=5.0, gt=0, description="how often the worker checks whether event time reached a new day "
-                                       "(automatic rebates, voucher expiry, birthday gifts and reminders run then)")
+        default=5.0,
+        gt=0,
+        description="how often the worker checks whether event time reached a new day "
+        "(automatic rebates, voucher expiry, birthday gifts and reminders run then)",
+    )
     answer_timeout_s: float = Field(default=5.0, gt=0, description="how long a till or service-desk call waits")
 
 
@@ -233,35 +248,75 @@ class Kafka(Strict):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
     sasl_password_env: str = Field(default="MALLSTREAM_KAFKA_PASSWORD", description="env var holding the SASL password")
-    ssl_ca_file: Path | None = Field(default=None, description="CA bundle the brokers' certificates are checked "
-                                                                "against (default: the system's)")
+    ssl_ca_file: Path | None = Field(
+        default=None, description="CA bundle the brokers' certificates are checked against (default: the system's)"
+    )
     ssl_cert_file: Path | None = Field(default=None, description="client certificate, for brokers that ask for one")
     ssl_key_file: Path | None = None
-    broker_long_polls: bool = Field(default=False, description=(
-        "the brokers hold an empty fetch until data arrives (fetch.max.wait.ms), as Kafka does; noida-db answers "
-        "at once, so the worker then paces its fetches itself (empty_fetch_wait_ms). Unset: true in external mode, "
-        "false in embedded; set it false for a noida-db run apart"))
-    empty_fetch_wait_ms: int = Field(default=10, ge=0, le=1000, description=(
-        "the worker waits this long after a fetch that brought nothing, unless broker_long_polls; Kafka itself "
-        "holds an empty fetch (fetch.max.wait.ms), noida-db answers at once and the consumer would spin"))
-    flush_timeout_s: float = Field(default=60.0, gt=0, description=(
-        "the worker stops with an error when what it produced is not handed to the broker this long after it "
-        "flushes before a commit (nothing is committed: a restarted worker processes the inputs again)"))
-    max_request_size: int = Field(default=1_048_576, ge=65_536, description=(
-        "the largest record the hub produces, in bytes (the producer's max.request.size; keep it within the "
-        "brokers' message.max.bytes): larger batches are split and larger table values paged"))
-    unreachable_timeout_s: float = Field(default=60.0, ge=1, description=(
-        "a command sending to the broker (replay, import-poslog, simulate) gives up with an error once the broker "
-        "has not answered for this long; the gateway keeps spooling and logs the outage"))
-    keep_hours: float = Field(default=24.0, ge=0, description=(
-        "records are kept at least this long by their timestamps, so a new consumer can still read the last day; "
-        "older ones go once every consumer group of the hub has read them (see trim)"))
-    trim: Literal["auto", "on", "off"] = Field(default="auto", description=(
-        "the worker deletes what no one needs any more (Kafka DeleteRecords) every trim_every_seconds; "
-        "auto: only with the embedded broker, which has no retention of its own"))
+    broker_long_polls: bool = Field(
+        default=False,
+        description=(
+            "the brokers hold an empty fetch until data arrives (fetch.max.wait.ms), as Kafka does; noida-db answers "
+            "at once, so the worker then paces its fetches itself (empty_fetch_wait_ms). Unset: true in external mode, "
+            "false in embedded; set it false for a noida-db run apart"
+        ),
+    )
+    empty_fetch_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description=(
+            "the worker waits this long after a fetch that brought nothing, unless broker_long_polls; Kafka itself "
+            "holds an empty fetch (fetch.max.wait.ms), noida-db answers at once and the consumer would spin"
+        ),
+    )
+    flush_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "the worker stops with an error when what it produced is not handed to the broker this long after it "
+            "flushes before a commit (nothing is committed: a restarted worker processes the inputs again)"
+        ),
+    )
+    max_request_size: int = Field(
+        default=1_048_576,
+        ge=65_536,
+        description=(
+            "the largest record the hub produces, in bytes (the producer's max.request.size; keep it within the "
+            "brokers' message.max.bytes): larger batches are split and larger table values paged"
+        ),
+    )
+    unreachable_timeout_s: float = Field(
+        default=60.0,
+        ge=1,
+        description=(
+            "a command sending to the broker (replay, import-poslog, simulate) gives up with an error once the broker "
+            "has not answered for this long; the gateway keeps spooling and logs the outage"
+        ),
+    )
+    keep_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description=(
+            "records are kept at least this long by their timestamps, so a new consumer can still read the last day; "
+            "older ones go once every consumer group of the hub has read them (see trim)"
+        ),
+    )
+    trim: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "the worker deletes what no one needs any more (Kafka DeleteRecords) every trim_every_seconds; "
+            "auto: only with the embedded broker, which has no retention of its own"
+        ),
+    )
     trim_every_seconds: float = Field(default=60.0, gt=0, description="how often the worker trims the topics")
-    topic_retention_hours: float = Field(default=168.0, gt=0, description=(
-        "external Kafka: retention.ms of the input and internal topics the hub creates (changelogs are compacted)"))
+    topic_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description=(
+            "external Kafka: retention.ms of the input and internal topics the hub creates (changelogs are compacted)"
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -274,8 +329,10 @@ class Kafka(Strict):
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Kafka:
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
-            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username "
-                             f"(the password comes from ${self.sasl_password_env})")
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username "
+                f"(the password comes from ${self.sasl_password_env})"
+            )
         if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
             raise ValueError("ssl_cert_file and ssl_key_file go together")
         return self
@@ -306,21 +363,34 @@ class ClickHouse(Strict):
     port: int = 8123
     secure: bool = Field(default=False, description="HTTPS (port 8443 on a stock server)")
     verify: bool = Field(default=True, description="check the server's certificate (never turn off in production)")
-    ca_file: Path | None = Field(default=None, description="CA the server's certificate is checked against "
-                                                           "(default: the system's)")
+    ca_file: Path | None = Field(
+        default=None, description="CA the server's certificate is checked against (default: the system's)"
+    )
     database: str = "mallstream"
     username: str = "default"
     password_env: str = Field(default="MALLSTREAM_CLICKHOUSE_PASSWORD")
-    http_port: int | None = Field(default=8123, ge=1, le=65535, description=(
-        "embedded: the worker serves its engine here as a read-only ClickHouse HTTP endpoint (Grafana's ClickHouse "
-        "data source, clickhouse-connect), admitting analyst and admin API keys; null: not served"))
+    http_port: int | None = Field(
+        default=8123,
+        ge=1,
+        le=65535,
+        description=(
+            "embedded: the worker serves its engine here as a read-only ClickHouse HTTP endpoint (Grafana's ClickHouse "
+            "data source, clickhouse-connect), admitting analyst and admin API keys; null: not served"
+        ),
+    )
     http_host: str = Field(default="127.0.0.1", description="address the endpoint binds (0.0.0.0: every interface)")
-    http_max_execution_s: float = Field(default=30.0, gt=0, description=(
-        "the longest a query of the endpoint runs (max_execution_time); a client may ask for less"))
+    http_max_execution_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=("the longest a query of the endpoint runs (max_execution_time); a client may ask for less"),
+    )
     http_max_result_rows: int = Field(default=1_000_000, ge=1, description="the most rows a query answers")
     http_max_result_mb: int = Field(default=256, ge=1, description="the most MB a query's result takes in the engine")
-    http_concurrency: int = Field(default=2, ge=1, description=(
-        "queries of the endpoint run at once, each in a thread of its own; more wait their turn"))
+    http_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description=("queries of the endpoint run at once, each in a thread of its own; more wait their turn"),
+    )
 
     @property
     def password(self) -> str:
@@ -336,8 +406,9 @@ class Mqtt(Strict):
     username: str | None = Field(default=None, description="none: connect anonymously")
     password_env: str = Field(default="MALLSTREAM_MQTT_PASSWORD", description="env var holding the password")
     tls: bool = Field(default=False, description="MQTT over TLS (port 8883 by convention)")
-    ca_file: Path | None = Field(default=None, description="CA the broker's certificate is checked against "
-                                                           "(default: the system's)")
+    ca_file: Path | None = Field(
+        default=None, description="CA the broker's certificate is checked against (default: the system's)"
+    )
     cert_file: Path | None = Field(default=None, description="client certificate, for brokers that ask for one")
     key_file: Path | None = None
 
@@ -362,12 +433,21 @@ class Sink(Strict):
 class VipWorker(Strict):
     """Whether the VIP agents run in a worker process of their own (``mallstream worker --vip``)."""
 
-    separate: bool = Field(default=False, description=(
-        "true: only `mallstream worker --vip` runs the VIP agents, in consumer groups <app_id>-vip*, so counter "
-        "staff's alerts never wait behind the other agents or the ClickHouse inserts (one interpreter lock each)"))
+    separate: bool = Field(
+        default=False,
+        description=(
+            "true: only `mallstream worker --vip` runs the VIP agents, in consumer groups <app_id>-vip*, so counter "
+            "staff's alerts never wait behind the other agents or the ClickHouse inserts (one interpreter lock each)"
+        ),
+    )
     web_port: int = Field(default=6067, description="the VIP worker's /stats/")
-    empty_fetch_wait_ms: int = Field(default=2, ge=0, description=(
-        "kafka.empty_fetch_wait_ms for the VIP worker: shorter, as a read waits that long at most at each hop"))
+    empty_fetch_wait_ms: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "kafka.empty_fetch_wait_ms for the VIP worker: shorter, as a read waits that long at most at each hop"
+        ),
+    )
 
 
 class Worker(Strict):
@@ -380,9 +460,12 @@ class Worker(Strict):
     max_body_kb: int = Field(default=1024, ge=1, description="larger request bodies are refused (413)")
     store: Literal["rocksdb", "memory"] = "rocksdb"
     session_timeout: float = Field(default=10.0, ge=3, description="seconds before a dead worker's partitions move")
-    vip_tick_seconds: float = Field(default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving")
+    vip_tick_seconds: float = Field(
+        default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving"
+    )
     footfall_tick_seconds: float = Field(
-        default=5.0, gt=0, description="how often a quiet mall's footfall clock moves on, so intervals close")
+        default=5.0, gt=0, description="how often a quiet mall's footfall clock moves on, so intervals close"
+    )
     sink: Sink = Sink()
     vip_worker: VipWorker = VipWorker()
 
@@ -402,7 +485,9 @@ class AlertDelivery(Strict):
 
 
 class Gateway(Strict):
-    spool_path: Path = Field(default=Path(".state/gateway/spool.sqlite3"), description="disk buffer while Kafka is away")
+    spool_path: Path = Field(
+        default=Path(".state/gateway/spool.sqlite3"), description="disk buffer while Kafka is away"
+    )
     spool_max_mb: int = Field(default=1024, ge=1)
     http_host: str = "0.0.0.0"
     http_port: int = 8080
@@ -424,10 +509,13 @@ class Auth(Strict):
         description=f"API keys, stored hashed; ${KEYS_FILE_ENV} overrides. Every worker and gateway reads it",
     )
     local_key: bool = Field(
-        default=True, description="keep an admin key for the mallstream command on this machine in local.key "
-                                  "beside the keys file (mode 0600)")
+        default=True,
+        description="keep an admin key for the mallstream command on this machine in local.key "
+        "beside the keys file (mode 0600)",
+    )
     anonymous_role: Role | None = Field(
-        default=None, description="a request without credentials acts in this role; none: refused (401)")
+        default=None, description="a request without credentials acts in this role; none: refused (401)"
+    )
     secret_header: str = Field(default="X-Api-Key", description="header a device or client may send its key in")
 
     def keys_path(self) -> Path:
@@ -439,11 +527,13 @@ class Privacy(Strict):
 
     hash_key_env: str = Field(
         default="MALLSTREAM_HASH_KEY",
-        description="env var holding the key of the keyed hash that stands in for EPCs and plates in ClickHouse")
+        description="env var holding the key of the keyed hash that stands in for EPCs and plates in ClickHouse",
+    )
     hash_key_file: Path = Field(
         default=Path(".state/auth/hash.key"),
         description="used when the env var is unset; created with a random key at first use. Workers on several "
-                    "machines must share one key, or the same tag hashes differently")
+        "machines must share one key, or the same tag hashes differently",
+    )
 
 
 # -- customer intelligence (issue 7): read by streams/core/segments.py and customers.py ----------------
@@ -484,7 +574,9 @@ class RfmSegment(Strict):
     monetary: tuple[int, int] = (1, 5)
 
     def holds(self, r: int, f: int, m: int) -> bool:
-        return all(low <= score <= high for (low, high), score in ((self.recency, r), (self.frequency, f), (self.monetary, m)))
+        return all(
+            low <= score <= high for (low, high), score in ((self.recency, r), (self.frequency, f), (self.monetary, m))
+        )
 
 
 DEFAULT_SEGMENTS = (
@@ -544,7 +636,9 @@ class CustomerRules(Strict):
         description="unit-price edges of the five bands: under 100, 100-300, 300-800, 800-2000, 2000 and over",
     )
     preference_period_days: int = Field(default=90, ge=3, description="the period top brands and categories describe")
-    preference_slots: int = Field(default=8, ge=TOP_PREFERENCES, description="brands (and categories) tracked per member")
+    preference_slots: int = Field(
+        default=8, ge=TOP_PREFERENCES, description="brands (and categories) tracked per member"
+    )
     trend_fast_half_life_days: float = Field(default=30.0, gt=0, description="half-life of the recent spend rate")
     trend_slow_half_life_days: float = Field(default=180.0, gt=0, description="half-life of the long-run spend rate")
     lifecycle: LifecycleRules = LifecycleRules()
@@ -575,7 +669,8 @@ class Customers(CustomerRules):
         default=1, ge=1, description="members without a purchase are re-evaluated at the end of every n-th day"
     )
     tick_lateness_hours: float = Field(
-        default=1.0, ge=0,
+        default=1.0,
+        ge=0,
         description="a day's tick waits this long after the day's end for receipts that arrive late",
     )
     timer_seconds: float = Field(default=5.0, gt=0, description="how often the worker checks for due ticks")

@@ -41,8 +41,11 @@ def kafka_options(conf: Kafka) -> dict[str, Any]:
     """The security keywords every kafka-python client (producer, consumer, admin) takes."""
     options: dict[str, Any] = {"security_protocol": conf.security_protocol}
     if conf.security_protocol.startswith("SASL"):
-        options.update(sasl_mechanism=conf.sasl_mechanism, sasl_plain_username=conf.sasl_username,
-                       sasl_plain_password=conf.sasl_password)
+        options.update(
+            sasl_mechanism=conf.sasl_mechanism,
+            sasl_plain_username=conf.sasl_username,
+            sasl_plain_password=conf.sasl_password,
+        )
     if conf.tls:
         options["ssl_context"] = tls_context(conf.ssl_ca_file, conf.ssl_cert_file, conf.ssl_key_file)
     return options
@@ -52,8 +55,9 @@ def faust_credentials(conf: Kafka) -> faust.auth.Credentials | None:
     """faust's ``broker_credentials`` for the same settings; None for a plaintext broker."""
     context = tls_context(conf.ssl_ca_file, conf.ssl_cert_file, conf.ssl_key_file) if conf.tls else None
     if conf.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=conf.sasl_username, password=conf.sasl_password, ssl_context=context,
-                                     mechanism=conf.sasl_mechanism)
+        return faust.SASLCredentials(
+            username=conf.sasl_username, password=conf.sasl_password, ssl_context=context, mechanism=conf.sasl_mechanism
+        )
     if context is not None:
         return faust.SSLCredentials(context)
     return None

@@ -8,6 +8,9 @@ if [ ! -x /usr/bin/chromium ]; then  # only the tests need a browser: the alert 
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+echo "test: ruff (lint and format)"
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
 status=$?

@@ -63,12 +63,12 @@ from mallstream.devices.bridges import PAYLOAD_PROTOCOLS, SERIAL_PROTOCOLS, Plac
 from mallstream.devices.counters import UINT16_MODULUS, Direction
 from mallstream.devices.normalise import Decoded
 from mallstream.devices.pos_producer import PosProducer
-from mallstream.sending import producer_limits
 from mallstream.devices.rfid_serial import Tag
+from mallstream.sending import producer_limits
 from mallstream.settings import Device, Kafka, Mqtt, Settings
 from mallstream.simulators.pacing import Pacer
-from mallstream.transports import kafka_options, mqtt_client
 from mallstream.streams.records import FootfallTick, InputEvent, ParkingEvent, PosTransaction, RfidRead, encode
+from mallstream.transports import kafka_options, mqtt_client
 
 from .rfid_frames import (
     chafon_inventory_frames,
@@ -156,8 +156,14 @@ class Injected:
 class DeviceWire:
     """One device's end of the wire: how it sends (``multipart_anpr``) and the faults that hit it."""
 
-    def __init__(self, device_id: str, faults: WireFaults = WireFaults(), injected: Injected | None = None,
-                 *, multipart_anpr: bool = False) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        faults: WireFaults = WireFaults(),
+        injected: Injected | None = None,
+        *,
+        multipart_anpr: bool = False,
+    ) -> None:
         self.device_id, self.faults, self.multipart_anpr = device_id, faults, multipart_anpr
         self.injected = injected if injected is not None else Injected()
         self._rngs: dict[str, random.Random] = {}
@@ -195,7 +201,7 @@ class DeviceWire:
             bit = rng.randrange(len(body) * 8)
             body[bit // 8] ^= 1 << bit % 8
         else:
-            del body[rng.randint(1, len(body) // 2):]
+            del body[rng.randint(1, len(body) // 2) :]
         self.note(kind, corrupt_bytes=len(body))
         return [first._replace(body=bytes(body), corrupt=True), *rest]
 
@@ -244,8 +250,15 @@ class CumulativeCounter:
     ``uint16_rollover``; any report may be pushed twice.
     """
 
-    def __init__(self, routes: Mapping[str, Direction], report: Report, wire: DeviceWire, *,
-                 reset: Report | None = None, wraps_at: int | None = None) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Direction],
+        report: Report,
+        wire: DeviceWire,
+        *,
+        reset: Report | None = None,
+        wraps_at: int | None = None,
+    ) -> None:
         self.report, self.wire, self.reset, self.wraps_at = report, wire, reset, wraps_at
         start = wraps_at - ROLLOVER_HEADROOM if wraps_at and wire.faults.uint16_rollover else 0
         self.totals = dict.fromkeys(routes, start)
@@ -260,8 +273,11 @@ class CumulativeCounter:
         if last is None:
             last = tick.ts - dt.timedelta(seconds=tick.interval_s)
             payloads += self.report(last, self.totals)
-        elif (self.reset and tick.ts - last >= dt.timedelta(seconds=2)  # an Axis stamps whole seconds
-              and self.wire.happens(COUNTER_RESET, self.wire.faults.counter_reset_rate)):
+        elif (
+            self.reset
+            and tick.ts - last >= dt.timedelta(seconds=2)  # an Axis stamps whole seconds
+            and self.wire.happens(COUNTER_RESET, self.wire.faults.counter_reset_rate)
+        ):
             self.totals = dict.fromkeys(self.totals, 0)
             payloads += self.reset(last + (tick.ts - last) / 2, self.totals)
             self.wire.note(COUNTER_RESET)
@@ -306,16 +322,27 @@ class XovisPushes:
 
     def _push(self, serial: str, counters: list[tuple[int, int]], ts: dt.datetime, event_type: str) -> Payload:
         self._package_id += 1
-        events = [{"category": "COUNT", "type": event_type,
-                   "attributes": {"counter_id": counter_id, "counter_value": value}}
-                  for counter_id, value in counters]
-        frame = {"framenumber": self._package_id, "time": round(ts.timestamp() * 1000), "tracked_objects": [],
-                 "events": events}
-        return Payload(msgspec.json.encode({"live_data": {
-            "package_info": {"version": "5.0", "id": self._package_id, "agent_id": self.agent_id},
-            "sensor_info": {"serial_number": serial, "type": "PC2SE"},
-            "frames": [frame],
-        }}))
+        events = [
+            {"category": "COUNT", "type": event_type, "attributes": {"counter_id": counter_id, "counter_value": value}}
+            for counter_id, value in counters
+        ]
+        frame = {
+            "framenumber": self._package_id,
+            "time": round(ts.timestamp() * 1000),
+            "tracked_objects": [],
+            "events": events,
+        }
+        return Payload(
+            msgspec.json.encode(
+                {
+                    "live_data": {
+                        "package_info": {"version": "5.0", "id": self._package_id, "agent_id": self.agent_id},
+                        "sensor_info": {"serial_number": serial, "type": "PC2SE"},
+                        "frames": [frame],
+                    }
+                }
+            )
+        )
 
 
 def xovis_counter(placed: Placed, wire: DeviceWire) -> CumulativeCounter:
@@ -325,10 +352,15 @@ def xovis_counter(placed: Placed, wire: DeviceWire) -> CumulativeCounter:
 
 def axis_reports(serial: str, device_tz: dt.tzinfo) -> Report:
     """Axis live sums: totals since the count began, stamped in the camera's zone without an offset."""
+
     def report(ts: dt.datetime, totals: Mapping[str, int]) -> list[Payload]:
         stamp = ts.astimezone(device_tz).strftime("%Y%m%d%H%M%S")
-        return [Payload(msgspec.json.encode({"serial": serial, "timestamp": stamp,
-                                              "in": totals["in"], "out": totals["out"]}))]
+        return [
+            Payload(
+                msgspec.json.encode({"serial": serial, "timestamp": stamp, "in": totals["in"], "out": totals["out"]})
+            )
+        ]
+
     return report
 
 
@@ -340,8 +372,13 @@ def axis_counter(placed: Placed, wire: DeviceWire) -> CumulativeCounter:
 
 def milesight_report(ts: dt.datetime, totals: Mapping[str, int]) -> list[Payload]:
     """A VS350 uplink: uint16 totals that wrap at 65536; a live uplink carries no device time."""
-    return [Payload(msgspec.json.encode({"total_in": totals["in"] % UINT16_MODULUS,
-                                         "total_out": totals["out"] % UINT16_MODULUS}))]
+    return [
+        Payload(
+            msgspec.json.encode(
+                {"total_in": totals["in"] % UINT16_MODULUS, "total_out": totals["out"] % UINT16_MODULUS}
+            )
+        )
+    ]
 
 
 BOTH_WAYS: Mapping[str, Direction] = {"in": "in", "out": "out"}
@@ -363,29 +400,39 @@ def hikvision_alert(event: ParkingEvent) -> bytes:
 
 def hikvision_multipart(alert: bytes) -> Payload:
     """The multipart/form-data push cameras send with pictures: the alert as anpr.xml, then a plate picture."""
+
     def part(name: str, content_type: str, content: bytes) -> bytes:
-        head = (f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
-                f"Content-Type: {content_type}\r\nContent-Length: {len(content)}\r\n\r\n")
+        head = (
+            f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+            f"Content-Type: {content_type}\r\nContent-Length: {len(content)}\r\n\r\n"
+        )
         return head.encode() + content + b"\r\n"
 
     body = part("anpr.xml", "text/xml", alert) + part("licensePlatePicture.jpg", "image/jpeg", PICTURE)
-    return Payload(body + f"--{MULTIPART_BOUNDARY}--\r\n".encode(),
-                   f"multipart/form-data; boundary={MULTIPART_BOUNDARY}")
+    return Payload(
+        body + f"--{MULTIPART_BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
+    )
 
 
 def hikvision_encoder(multipart: bool) -> Encoder:
     def encode(event: ParkingEvent) -> list[Payload]:
         alert = hikvision_alert(event)
         return [hikvision_multipart(alert) if multipart else Payload(alert, "application/xml")]
+
     return encode
 
 
 def plate_recognizer_encoder(camera_id: str) -> Encoder:
     """Stream webhooks from one camera: the plate in lower case, as Stream reports it, in UTC."""
+
     def encode(event: ParkingEvent) -> list[Payload]:
-        data = {"camera_id": camera_id, "timestamp": event.ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-                "results": [{"plate": event.plate.lower(), "score": 0.9}]}
+        data = {
+            "camera_id": camera_id,
+            "timestamp": event.ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "results": [{"plate": event.plate.lower(), "score": 0.9}],
+        }
         return [Payload(msgspec.json.encode({"hook": {"id": camera_id, "event": "recognition"}, "data": data}))]
+
     return encode
 
 
@@ -402,8 +449,9 @@ ENCODERS: dict[str, Callable[[Placed, DeviceWire], Encoder]] = {
     "impinj-r700": lambda placed, wire: wire.damaging(impinj_message, serial=False),
     "xovis": xovis_counter,
     "axis": axis_counter,
-    "milesight-vs350": lambda placed, wire: CumulativeCounter(BOTH_WAYS, milesight_report, wire,
-                                                               wraps_at=UINT16_MODULUS),
+    "milesight-vs350": lambda placed, wire: CumulativeCounter(
+        BOTH_WAYS, milesight_report, wire, wraps_at=UINT16_MODULUS
+    ),
     "hikvision-isapi": lambda placed, wire: wire.damaging(hikvision_encoder(wire.multipart_anpr), serial=False),
     "plate-recognizer": lambda placed, wire: wire.damaging(plate_recognizer_encoder(placed.device.id), serial=False),
 }
@@ -416,8 +464,9 @@ def gateway_decoder(placed: Placed) -> Callable[[Payload, dt.datetime], Decoded]
     protocol = placed.device.protocol
     if protocol in SERIAL_PROTOCOLS:  # an empty payload is the line going quiet, when the bridge flushes
         stream = SERIAL_PROTOCOLS[protocol][0](placed.device.id)
-        return lambda payload, received_at: (stream.feed(payload.body, received_at) if payload.body
-                                             else stream.flush(received_at))
+        return lambda payload, received_at: (
+            stream.feed(payload.body, received_at) if payload.body else stream.flush(received_at)
+        )
     driver = PAYLOAD_PROTOCOLS[protocol](placed)
     return lambda payload, received_at: driver(payload.body, received_at, payload.content_type)[0]
 
@@ -453,7 +502,7 @@ class PseudoTerminal:
     def send(self, payload: Payload) -> None:
         view = memoryview(payload.body)
         while view:
-            view = view[os.write(self._master, view):]
+            view = view[os.write(self._master, view) :]
 
     def close(self) -> None:
         os.close(self._master)
@@ -503,8 +552,12 @@ class HttpPush(NamedTuple):
 
     def send(self, payload: Payload) -> None:
         login = base64.b64encode(f"{self.device_id}:{self.key}".encode()).decode()
-        request = urllib.request.Request(self.url, data=payload.body, method="POST",
-                                         headers={"Content-Type": payload.content_type, "Authorization": f"Basic {login}"})
+        request = urllib.request.Request(
+            self.url,
+            data=payload.body,
+            method="POST",
+            headers={"Content-Type": payload.content_type, "Authorization": f"Basic {login}"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
@@ -522,8 +575,9 @@ class Tills:
 
     def send(self, payload: Payload) -> None:
         if self._producer is None:
-            self._producer = PosProducer(self.kafka.bootstrap_servers, **kafka_options(self.kafka),
-                                         **producer_limits(self.kafka))
+            self._producer = PosProducer(
+                self.kafka.bootstrap_servers, **kafka_options(self.kafka), **producer_limits(self.kafka)
+            )
         self._producer.send(payload.body)
 
     def flush(self) -> None:
@@ -577,8 +631,14 @@ class DeviceEmulators:
     sees every unit sent, e.g. to record it (:mod:`.raw`).
     """
 
-    def __init__(self, settings: Settings, *, multipart_anpr: bool = False, faults: WireFaults = WireFaults(),
-                 on_send: Callable[[Sent], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        multipart_anpr: bool = False,
+        faults: WireFaults = WireFaults(),
+        on_send: Callable[[Sent], None] | None = None,
+    ) -> None:
         placed = placed_devices(settings)
         for unknown in (p.device for p in placed if p.device.protocol not in ENCODERS):
             raise ValueError(f"device {unknown.id!r}: no emulator speaks {unknown.protocol!r}")
@@ -601,14 +661,16 @@ class DeviceEmulators:
             if kind == "serial":
                 transport = self.terminals[device.device.id]
             elif kind == "http":
-                transport = HttpPush(f"http://{host}:{gateway.http_port}{device.device.address}", device.device.id,
-                                     self.push_key.key)
+                transport = HttpPush(
+                    f"http://{host}:{gateway.http_port}{device.device.address}", device.device.id, self.push_key.key
+                )
             else:
                 assert self._mqtt is not None
                 transport = self._mqtt.topic(device.device.address)
             wire = DeviceWire(device.device.id, faults, self.injected, multipart_anpr=multipart_anpr)
-            self._emulators[device.device.id] = _Emulator(ENCODERS[device.device.protocol](device, wire),
-                                                          transport, kind)
+            self._emulators[device.device.id] = _Emulator(
+                ENCODERS[device.device.protocol](device, wire), transport, kind
+            )
 
     def transport_kind(self, device_id: str) -> TransportKind:
         """How a device (or, if not configured, a till) reaches the hub."""
@@ -688,9 +750,12 @@ class DeviceEmulators:
 
 def _readdressed(settings: Settings, addresses: Mapping[str, str]) -> Settings:
     """``settings`` with the serial readers named in ``addresses`` moved to new ports."""
+
     def moved(device: Device) -> Device:
         return device.model_copy(update={"address": addresses[device.id]}) if device.id in addresses else device
 
-    malls = [mall.model_copy(update={"rfid_readers": [moved(reader) for reader in mall.rfid_readers]})
-             for mall in settings.malls]
+    malls = [
+        mall.model_copy(update={"rfid_readers": [moved(reader) for reader in mall.rfid_readers]})
+        for mall in settings.malls
+    ]
     return settings.model_copy(update={"malls": malls})

@@ -60,8 +60,34 @@ RETURN_WITHIN_DAYS = 14
 #: Ticks that come without mall_id, as a counter's direct feed sends them.
 TICKS_WITHOUT_MALL_SHARE = 0.2
 #: Relative people per local hour (index 0 = 00:00-01:00): night traffic is staff and cleaners.
-COUNTER_CURVE = np.array((0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.02, 0.05, 0.15, 0.35, 0.6, 0.85, 1.2, 1.1, 0.85,
-                          0.85, 0.95, 1.1, 1.4, 1.3, 1.0, 0.6, 0.25, 0.05))
+COUNTER_CURVE = np.array(
+    (
+        0.01,
+        0.01,
+        0.01,
+        0.01,
+        0.01,
+        0.01,
+        0.02,
+        0.05,
+        0.15,
+        0.35,
+        0.6,
+        0.85,
+        1.2,
+        1.1,
+        0.85,
+        0.85,
+        0.95,
+        1.1,
+        1.4,
+        1.3,
+        1.0,
+        0.6,
+        0.25,
+        0.05,
+    )
+)
 OUTAGES_PER_YEAR = 4
 OUTAGE_MEAN_HOURS = 12.0
 
@@ -138,11 +164,16 @@ def history_config(base: dict[str, Any], history: History) -> dict[str, Any]:
     if not places:
         raise ValueError(f"mall {history.mall.id} has no entrance, zone or store for the counters to watch")
     mall["people_counters"] = [c for c in mall.get("people_counters", []) if not c["id"].startswith("C-H")] + [
-        {"id": counter, "place": places[i % len(places)]} for i, counter in enumerate(counter_ids(history))]
+        {"id": counter, "place": places[i % len(places)]} for i, counter in enumerate(counter_ids(history))
+    ]
     mall["car_parks"] = [p for p in mall.get("car_parks", []) if not p["id"].startswith("P-H")] + [
-        {"id": park, "capacity": _capacity(i),
-         "gates": [{"id": gate_id(park, way), "place": park, "direction": way} for way in ("entry", "exit")]}
-        for i, park in enumerate(car_park_ids(history))]
+        {
+            "id": park,
+            "capacity": _capacity(i),
+            "gates": [{"id": gate_id(park, way), "place": park, "direction": way} for way in ("entry", "exit")],
+        }
+        for i, park in enumerate(car_park_ids(history))
+    ]
     return config
 
 
@@ -172,8 +203,15 @@ def record(history: History, scenario: str, directory: Path, progress: bool = Tr
     days = history.days(scenario)
     with path.open("w", encoding="utf-8") as out, tqdm(days, unit="day", desc=scenario, disable=not progress) as bar:
         events, truth = WRITERS[scenario](history, bar, out)
-    truth = {"scenario": scenario, "mall_id": history.mall.id, "timezone": history.mall.timezone,
-             "first_day": days[0].isoformat(), "last_day": days[-1].isoformat(), "events": events, **truth}
+    truth = {
+        "scenario": scenario,
+        "mall_id": history.mall.id,
+        "timezone": history.mall.timezone,
+        "first_day": days[0].isoformat(),
+        "last_day": days[-1].isoformat(),
+        "events": events,
+        **truth,
+    }
     truth_path(path).write_text(json.dumps(truth, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
     return Recorded(events, path, truth_path(path))
 
@@ -215,29 +253,52 @@ class _Day:
         return cls(date, f"{'+' if seconds >= 0 else '-'}{abs(seconds) // 3600:02d}:{abs(seconds) % 3600 // 60:02d}")
 
 
-def _receipt(txn_id: str, kind: str, store: str, till: str, seq: int, day: _Day, second: int, member: int,
-             lines: list[str], tender: str, cents: int, mall_id: str, original_txn_id: str | None = None) -> str:
+def _receipt(
+    txn_id: str,
+    kind: str,
+    store: str,
+    till: str,
+    seq: int,
+    day: _Day,
+    second: int,
+    member: int,
+    lines: list[str],
+    tender: str,
+    cents: int,
+    mall_id: str,
+    original_txn_id: str | None = None,
+) -> str:
     """One receipt as a JSON line (``docs/events.md``), paid in full by one tender."""
     original = f',"original_txn_id":"{original_txn_id}"' if original_txn_id else ""
-    return (f'{{"type":"pos_transaction","txn_id":"{txn_id}","store_id":"{store}","workstation_id":"{till}",'
-            f'"seq":{seq},"ts":"{day.date}T{_clock(second)}{day.offset}","business_day":"{day.date}",'
-            f'"kind":"{kind}"{original},"member_id":"{member_id(member)}","lines":[{",".join(lines)}],'
-            f'"tenders":[{{"type":"{tender}","amount":{_money(cents)}}}],"total":{_money(cents)},'
-            f'"mall_id":"{mall_id}"}}')
+    return (
+        f'{{"type":"pos_transaction","txn_id":"{txn_id}","store_id":"{store}","workstation_id":"{till}",'
+        f'"seq":{seq},"ts":"{day.date}T{_clock(second)}{day.offset}","business_day":"{day.date}",'
+        f'"kind":"{kind}"{original},"member_id":"{member_id(member)}","lines":[{",".join(lines)}],'
+        f'"tenders":[{{"type":"{tender}","amount":{_money(cents)}}}],"total":{_money(cents)},'
+        f'"mall_id":"{mall_id}"}}'
+    )
 
 
 # -- purchases -----------------------------------------------------------------------------------
 
 #: (category, brand, lowest cents, highest cents) of the POS catalogue.
-_BRANDS = [(category, brand, int(low * 100), int(high * 100)) for category, brands, (low, high) in CATALOGUE
-           for brand in brands]
+_BRANDS = [
+    (category, brand, int(low * 100), int(high * 100))
+    for category, brands, (low, high) in CATALOGUE
+    for brand in brands
+]
 
 
 def _purchase_days(history: History, rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(member, day offset) of every purchase day, sorted by day: BG/NBD histories plus sale-day bursts."""
     members, days = history.scaled("purchases")
-    spec = PurchaseSimulation(members=members, days=days, joining_days=max(1, days * 2 // 3),
-                              start=history.days("purchases")[0], seed=int(rng.integers(1 << 31)))
+    spec = PurchaseSimulation(
+        members=members,
+        days=days,
+        joining_days=max(1, days * 2 // 3),
+        start=history.days("purchases")[0],
+        seed=int(rng.integers(1 << 31)),
+    )
     simulated = simulate(spec)
     member = np.repeat(np.arange(members), [len(d) for d in simulated.purchase_days])
     day = np.concatenate(simulated.purchase_days)
@@ -271,22 +332,40 @@ def _write_purchases(history: History, days: Iterator[dt.date], out: IO[str]) ->
     bounds = np.searchsorted(days_of, np.arange(len(history.days("purchases")) + 1))
     seq = 0
     for offset, day in enumerate(days):
-        buyers = members_of[bounds[offset]:bounds[offset + 1]]
+        buyers = members_of[bounds[offset] : bounds[offset + 1]]
         business_day = _Day.of(day, zone)
         receipts: list[tuple[int, str]] = []
         for sale in pending_returns.pop(offset, []):  # at the till of the sale, by the member who bought
             second = int(rng.integers(10 * 3600, 22 * 3600))
             seq += 1
-            receipts.append((second, _receipt(f"H{day:%Y%m%d}-R{seq:07d}", "return", sale.store, f"{sale.store}-T1",
-                                              seq, business_day, second, sale.member, [sale.line], "refund",
-                                              sale.cents, history.mall.id, original_txn_id=sale.txn_id)))
+            receipts.append(
+                (
+                    second,
+                    _receipt(
+                        f"H{day:%Y%m%d}-R{seq:07d}",
+                        "return",
+                        sale.store,
+                        f"{sale.store}-T1",
+                        seq,
+                        business_day,
+                        second,
+                        sale.member,
+                        [sale.line],
+                        "refund",
+                        sale.cents,
+                        history.mall.id,
+                        original_txn_id=sale.txn_id,
+                    ),
+                )
+            )
             returns[sale.member] += 1
             spend[sale.member] -= sale.cents
         count = len(buyers)
         seconds = rng.integers(10 * 3600, 22 * 3600, size=count)
         n_lines = rng.integers(1, 4, size=count)
-        brand = np.where(rng.random((count, 3)) < 0.5, favourite[buyers][:, None],
-                         rng.integers(len(_BRANDS), size=(count, 3)))
+        brand = np.where(
+            rng.random((count, 3)) < 0.5, favourite[buyers][:, None], rng.integers(len(_BRANDS), size=(count, 3))
+        )
         fraction, qty = rng.random((count, 3)), rng.integers(1, 3, size=(count, 3))
         store_of, till_of = rng.integers(len(stores), size=count), rng.integers(1, 4, size=count)
         tender_of = rng.integers(len(TENDER_TYPES), size=count)
@@ -301,19 +380,38 @@ def _write_purchases(history: History, days: Iterator[dt.date], out: IO[str]) ->
                 amount = unit * int(qty[i, j])
                 total += amount
                 first_line_cents = first_line_cents if j else amount
-                lines.append(f'{{"sku":"{name[:3].upper()}-{int(brand[i, j]):02d}{j}","qty":{int(qty[i, j])},'
-                             f'"unit_price":{_money(unit)},"amount":{_money(amount)},"category":"{category}",'
-                             f'"brand":"{name}"}}')
+                lines.append(
+                    f'{{"sku":"{name[:3].upper()}-{int(brand[i, j]):02d}{j}","qty":{int(qty[i, j])},'
+                    f'"unit_price":{_money(unit)},"amount":{_money(amount)},"category":"{category}",'
+                    f'"brand":"{name}"}}'
+                )
             store, second = stores[int(store_of[i])], int(seconds[i])
             txn_id = f"H{day:%Y%m%d}-{seq:07d}"
-            receipts.append((second, _receipt(txn_id, "sale", store, f"{store}-T{int(till_of[i])}", seq, business_day,
-                                              second, member, lines, TENDER_TYPES[int(tender_of[i])], total,
-                                              history.mall.id)))
+            receipts.append(
+                (
+                    second,
+                    _receipt(
+                        txn_id,
+                        "sale",
+                        store,
+                        f"{store}-T{int(till_of[i])}",
+                        seq,
+                        business_day,
+                        second,
+                        member,
+                        lines,
+                        TENDER_TYPES[int(tender_of[i])],
+                        total,
+                        history.mall.id,
+                    ),
+                )
+            )
             sales[member] += 1
             spend[member] += total
             if returned[i]:  # the first line comes back some days later
                 pending_returns.setdefault(offset + int(return_after[i]), []).append(
-                    _Sale(txn_id, member, store, lines[0], first_line_cents))
+                    _Sale(txn_id, member, store, lines[0], first_line_cents)
+                )
         receipts.sort(key=lambda receipt: receipt[0])
         out.writelines(line + "\n" for _, line in receipts)
         per_day[day.isoformat()] = {"sales": count, "returns": len(receipts) - count}
@@ -329,13 +427,19 @@ def _write_purchases(history: History, days: Iterator[dt.date], out: IO[str]) ->
         truth_members[member_id(member)] = {
             "first_purchase": (start + dt.timedelta(days=first)).isoformat(),
             "last_purchase": (start + dt.timedelta(days=last)).isoformat(),
-            "x": len(purchase_days) - 1, "t_x": last - first, "T": (as_of - start).days - first,
-            "sales": int(sales[member]), "returns": int(returns[member]), "spend_cents": int(spend[member])}
+            "x": len(purchase_days) - 1,
+            "t_x": last - first,
+            "T": (as_of - start).days - first,
+            "sales": int(sales[member]),
+            "returns": int(returns[member]),
+            "spend_cents": int(spend[member]),
+        }
     events = sum(figures["sales"] + figures["returns"] for figures in per_day.values())
     return events, {"as_of": as_of.isoformat(), "members": truth_members, "receipts_per_day": per_day}
 
 
 # -- counters ------------------------------------------------------------------------------------
+
 
 def _outages(history: History, rng: np.random.Generator, counters: int) -> list[NDArray[np.int64]]:
     """Per counter, (start, end) ms of the spans it sends nothing: a few a year, hours to days long."""
@@ -366,7 +470,10 @@ def _write_counters(history: History, days: Iterator[dt.date], out: IO[str]) -> 
         per_counter = DAY_MS // (intervals * 1000)
         counter = np.repeat(np.arange(len(ids)), per_counter)
         interval_ms = intervals[counter] * 1000
-        begins = start + (np.arange(len(counter)) - np.repeat(np.cumsum(per_counter) - per_counter, per_counter)) * interval_ms
+        begins = (
+            start
+            + (np.arange(len(counter)) - np.repeat(np.cumsum(per_counter) - per_counter, per_counter)) * interval_ms
+        )
         ends = begins + interval_ms
         # hours since local midnight: the traffic curve's hour (a day of a clock change is an hour off, no matter)
         local_hour = ((begins - start) // 3_600_000) % 24
@@ -384,31 +491,46 @@ def _write_counters(history: History, days: Iterator[dt.date], out: IO[str]) -> 
         without_mall = rng.random(len(order)) < TICKS_WITHOUT_MALL_SHARE
         out.writelines(
             f'{{"type":"footfall_tick","counter_id":"{ids[c]}","ts":"{ts}","in":{i},"out":{o},"interval_s":{s}'
-            f'{"" if bare else mall}}}\n'
-            for c, ts, i, o, s, bare in zip(counter[order].tolist(), stamps.tolist(), people_in[order].tolist(),
-                                            people_out[order].tolist(), intervals[counter[order]].tolist(),
-                                            without_mall.tolist(), strict=True))
+            f"{'' if bare else mall}}}\n"
+            for c, ts, i, o, s, bare in zip(
+                counter[order].tolist(),
+                stamps.tolist(),
+                people_in[order].tolist(),
+                people_out[order].tolist(),
+                intervals[counter[order]].tolist(),
+                without_mall.tolist(),
+                strict=True,
+            )
+        )
         events += len(order)
         hour_ms = begins[order] // 3_600_000 * 3_600_000
         keys, inverse = np.unique(np.column_stack([counter[order], hour_ms]), axis=0, return_inverse=True)
         flows_in = np.bincount(inverse.ravel(), weights=people_in[order], minlength=len(keys)).astype(np.int64)
         flows_out = np.bincount(inverse.ravel(), weights=people_out[order], minlength=len(keys)).astype(np.int64)
         hours = _utc_stamps(keys[:, 1])
-        for (c, _), hour, i, o in zip(keys.tolist(), hours.tolist(), flows_in.tolist(), flows_out.tolist(), strict=True):
+        for (c, _), hour, i, o in zip(
+            keys.tolist(), hours.tolist(), flows_in.tolist(), flows_out.tolist(), strict=True
+        ):
             hourly[ids[c]][hour[:13] + ":00:00Z"] = [i, o]
         for c in np.unique(counter[order]).tolist():
             mine = counter[order] == c
             daily[ids[c]][day.isoformat()] = [int(people_in[order][mine].sum()), int(people_out[order][mine].sum())]
-    return events, {"counters": {c: {"interval_s": int(s)} for c, s in zip(ids, intervals.tolist(), strict=True)},
-                    "hourly": hourly, "daily": daily}
+    return events, {
+        "counters": {c: {"interval_s": int(s)} for c, s in zip(ids, intervals.tolist(), strict=True)},
+        "hourly": hourly,
+        "daily": daily,
+    }
 
 
 # -- parking -------------------------------------------------------------------------------------
 
+
 def _plate(code: int) -> str:
     """A plate like 沪A01234; each code has its own."""
-    return f"{PROVINCES[code % len(PROVINCES)]}{PLATE_LETTERS[code // len(PROVINCES) % len(PLATE_LETTERS)]}" \
-           f"{code // (len(PROVINCES) * len(PLATE_LETTERS)):05d}"
+    return (
+        f"{PROVINCES[code % len(PROVINCES)]}{PLATE_LETTERS[code // len(PROVINCES) % len(PLATE_LETTERS)]}"
+        f"{code // (len(PROVINCES) * len(PLATE_LETTERS)):05d}"
+    )
 
 
 def _unique_per_park(park: NDArray[np.int64], ms: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -423,9 +545,15 @@ def _unique_per_park(park: NDArray[np.int64], ms: NDArray[np.int64]) -> NDArray[
         ms[order[clash]] += 2
 
 
-def _plates(park: NDArray[np.int64], entry: NDArray[np.int64], leave: NDArray[np.int64],
-            busy_until: NDArray[np.int64], pool: int, next_one_off: int,
-            rng: np.random.Generator) -> tuple[NDArray[np.int64], int]:
+def _plates(
+    park: NDArray[np.int64],
+    entry: NDArray[np.int64],
+    leave: NDArray[np.int64],
+    busy_until: NDArray[np.int64],
+    pool: int,
+    next_one_off: int,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.int64], int]:
     """Plate codes for the stays: regulars of each car park's pool, a car never in two stays at once (nor back
     within ``PLATE_REST_MS``); where a regular is busy, a one-off visitor comes instead."""
     plate = park * pool + rng.integers(pool, size=len(park))
@@ -466,7 +594,9 @@ class _Exits:
     entry: NDArray[np.int64]
 
     def add(self, other: _Exits) -> _Exits:
-        return _Exits(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("park", "at", "plate", "entry")))
+        return _Exits(
+            *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("park", "at", "plate", "entry"))
+        )
 
     def take(self, mask: NDArray[np.bool_]) -> _Exits:
         return _Exits(self.park[mask], self.at[mask], self.plate[mask], self.entry[mask])
@@ -517,8 +647,14 @@ def _write_parking(history: History, days: Iterator[dt.date], out: IO[str]) -> t
             f'{{"type":"parking_event","gate_id":"{gate_id(parks[p], "exit" if x else "entry")}",'
             f'"car_park_id":"{parks[p]}","plate":"{_plate(c)}","direction":"{"exit" if x else "entry"}",'
             f'"ts":"{ts}","mall_id":"{history.mall.id}"}}\n'
-            for p, c, x, ts in zip(read_park[order].tolist(), read_plate[order].tolist(), is_exit[order].tolist(),
-                                   stamps.tolist(), strict=True))
+            for p, c, x, ts in zip(
+                read_park[order].tolist(),
+                read_plate[order].tolist(),
+                is_exit[order].tolist(),
+                stamps.tolist(),
+                strict=True,
+            )
+        )
         events += len(order)
 
         known = exits.entry >= 0
@@ -527,21 +663,37 @@ def _write_parking(history: History, days: Iterator[dt.date], out: IO[str]) -> t
         exits_today = np.bincount(exits.park, minlength=n)
         stays += exits_today
         stays_with_entry += np.bincount(exits.park[known], minlength=n)
-        duration_ms += np.bincount(exits.park[known], weights=exits.at[known] - exits.entry[known],
-                                   minlength=n).astype(np.int64)
+        duration_ms += np.bincount(exits.park[known], weights=exits.at[known] - exits.entry[known], minlength=n).astype(
+            np.int64
+        )
         # an exit the 2 ms nudge pushed past midnight leaves after the day's end
         before_end = known & (exits.at < start + DAY_MS)
         inside += entries_today - np.bincount(exits.park[before_end], minlength=n)
         reads_today = np.bincount(read_park, minlength=n)
         for i, name in enumerate(parks):
-            per_day[name][day.isoformat()] = {"entries": int(entries_today[i]), "exits": int(exits_today[i]),
-                                              "reads": int(reads_today[i]), "occupancy_at_end": int(inside[i])}
+            per_day[name][day.isoformat()] = {
+                "entries": int(entries_today[i]),
+                "exits": int(exits_today[i]),
+                "reads": int(reads_today[i]),
+                "occupancy_at_end": int(inside[i]),
+            }
         inside -= np.bincount(exits.park[known & ~before_end], minlength=n)
-    return events, {"car_parks": {
-        name: {"stays": int(stays[i]), "stays_with_entry": int(stays_with_entry[i]),
-               "duration_ms": int(duration_ms[i]), "still_inside": int(inside[i]), "days": per_day[name]}
-        for i, name in enumerate(parks)}}
+    return events, {
+        "car_parks": {
+            name: {
+                "stays": int(stays[i]),
+                "stays_with_entry": int(stays_with_entry[i]),
+                "duration_ms": int(duration_ms[i]),
+                "still_inside": int(inside[i]),
+                "days": per_day[name],
+            }
+            for i, name in enumerate(parks)
+        }
+    }
 
 
 WRITERS: dict[str, Callable[[History, Iterator[dt.date], IO[str]], tuple[int, dict]]] = {
-    "purchases": _write_purchases, "counters": _write_counters, "parking": _write_parking}
+    "purchases": _write_purchases,
+    "counters": _write_counters,
+    "parking": _write_parking,
+}

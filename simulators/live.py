@@ -28,6 +28,8 @@ from .emulators import DeviceEmulators, Injected, Sent, WireFaults
 from .raw import RawRecorder, count_raw, read_raw
 
 TRUTH_FILE = "truth.json"
+#: Frames sent as they are, none dropped, split or corrupted.
+NO_FAULTS = WireFaults()
 
 
 class GatewayNotDrained(RuntimeError):
@@ -66,18 +68,21 @@ class LiveGateway:
         spool = Spool(settings.resolve(conf.spool_path), max_bytes=conf.spool_max_mb * 1024 * 1024)
         self.gateway = Gateway(spool, settings.kafka, settings.worker.app_id, health_interval=conf.health_interval)
         try:
-            self.bridges: list[Bridge] = start_bridges(settings, self.gateway, keys=emulators.push_key,
-                                                       http_address=(conf.http_host, conf.http_port))
+            self.bridges: list[Bridge] = start_bridges(
+                settings, self.gateway, keys=emulators.push_key, http_address=(conf.http_host, conf.http_port)
+            )
         except BaseException:
             spool.close()
             raise
         self.gateway.start()
-        subscribed = all(bridge.subscribed.wait(ready_timeout) for bridge in self.bridges
-                         if isinstance(bridge, MqttBridge))
+        subscribed = all(
+            bridge.subscribed.wait(ready_timeout) for bridge in self.bridges if isinstance(bridge, MqttBridge)
+        )
         if not subscribed or not emulators.wait_for_serial_readers(ready_timeout):
             self.close()
-            raise GatewayNotDrained(f"the gateway did not subscribe to MQTT or open its serial lines "
-                                    f"within {ready_timeout} s")
+            raise GatewayNotDrained(
+                f"the gateway did not subscribe to MQTT or open its serial lines within {ready_timeout} s"
+            )
 
     def drain(self, timeout: float = 120.0) -> None:
         """Stop the bridges once they have everything the devices sent, then wait for the spool to empty."""
@@ -86,13 +91,17 @@ class LiveGateway:
 
         def received() -> bool:
             health = self.gateway.health()
-            return (all(d in health and health[d].frames >= self.emulators.sent[d] for d in mqtt_devices)
-                    and not any(pty.unread() for pty in self.emulators.terminals.values()))
+            return all(d in health and health[d].frames >= self.emulators.sent[d] for d in mqtt_devices) and not any(
+                pty.unread() for pty in self.emulators.terminals.values()
+            )
 
         _wait(received, deadline, "the gateway did not receive every MQTT message and serial byte")
         self._close_bridges()  # a serial bridge closing decodes what its line still holds
-        _wait(lambda: len(self.gateway.spool) == 0, deadline,
-              f"the broker did not take everything spooled; still spooled: {len(self.gateway.spool)}")
+        _wait(
+            lambda: len(self.gateway.spool) == 0,
+            deadline,
+            f"the broker did not take everything spooled; still spooled: {len(self.gateway.spool)}",
+        )
 
     def health(self) -> dict[str, DeviceHealth]:
         return self.gateway.health()
@@ -120,28 +129,49 @@ def _wait(condition: Callable[[], bool], deadline: float, failure: str) -> None:
         time.sleep(0.05)
 
 
-def drive(settings: Settings, play: Callable[[DeviceEmulators], Counter[str]], *, faults: WireFaults = WireFaults(),
-          on_send: Callable[[Sent], None] | None = None, timeout: float = 120.0) -> LiveRun:
+def drive(
+    settings: Settings,
+    play: Callable[[DeviceEmulators], Counter[str]],
+    *,
+    faults: WireFaults = NO_FAULTS,
+    on_send: Callable[[Sent], None] | None = None,
+    timeout: float = 120.0,
+) -> LiveRun:
     """Start a gateway for emulated devices, let ``play`` send through them, stop once all is delivered."""
     with DeviceEmulators(settings, faults=faults, on_send=on_send) as emulators, LiveGateway(emulators) as gateway:
         started = time.monotonic()
         played = play(emulators)
         gateway.drain(timeout)
         transports = {device: emulators.transport_kind(device) for device in played}
-        return LiveRun(played, Counter(emulators.sent), gateway.health(), transports, emulators.injected,
-                       time.monotonic() - started)
+        return LiveRun(
+            played,
+            Counter(emulators.sent),
+            gateway.health(),
+            transports,
+            emulators.injected,
+            time.monotonic() - started,
+        )
 
 
-def simulate_live(settings: Settings, mall: Mall, day: mallday.MallDay, *, speed: float = 0.0,
-                  raw_dir: Path | None = None, faults: WireFaults = WireFaults(), progress: bool = True,
-                  timeout: float = 120.0) -> tuple[LiveRun, mallday.GroundTruth]:
+def simulate_live(
+    settings: Settings,
+    mall: Mall,
+    day: mallday.MallDay,
+    *,
+    speed: float = 0.0,
+    raw_dir: Path | None = None,
+    faults: WireFaults = NO_FAULTS,
+    progress: bool = True,
+    timeout: float = 120.0,
+) -> tuple[LiveRun, mallday.GroundTruth]:
     """Simulate the day and play it through the devices; with ``raw_dir``, keep what they sent and the truth there."""
     simulated = mallday.simulate(mall, day)
     records = tqdm(simulated.events, unit="ev", desc="simulate", disable=not progress)
     recorder = RawRecorder(raw_dir) if raw_dir is not None else None
     try:
-        run = drive(settings, lambda emulators: emulators.play(records, speed), faults=faults, on_send=recorder,
-                    timeout=timeout)
+        run = drive(
+            settings, lambda emulators: emulators.play(records, speed), faults=faults, on_send=recorder, timeout=timeout
+        )
     finally:
         if recorder is not None:
             recorder.close()
@@ -150,8 +180,9 @@ def simulate_live(settings: Settings, mall: Mall, day: mallday.MallDay, *, speed
     return run, simulated.truth
 
 
-def play_raw(settings: Settings, raw_dir: Path, *, speed: float = 0.0, progress: bool = True,
-             timeout: float = 120.0) -> LiveRun:
+def play_raw(
+    settings: Settings, raw_dir: Path, *, speed: float = 0.0, progress: bool = True, timeout: float = 120.0
+) -> LiveRun:
     """Send a raw recording (:mod:`.raw`) to a gateway again, unit for unit."""
     units = tqdm(read_raw(raw_dir), total=count_raw(raw_dir), unit="unit", desc="play-raw", disable=not progress)
     return drive(settings, lambda emulators: emulators.play_sent(units, speed), timeout=timeout)

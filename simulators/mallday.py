@@ -49,13 +49,10 @@ HOUR = 3600.0
 MINUTE = 60.0
 
 #: Relative arrivals per local hour (index 0 = 00:00-01:00); only opening hours are used.
-WEEKDAY_CURVE = (0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0.4, 0.6, 0.9, 1.4, 1.2, 0.8, 0.8,
-                 0.9, 1.1, 1.5, 1.4, 1.0, 0.6, 0.3, 0.1)
-WEEKEND_CURVE = (0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0.5, 0.8, 1.1, 1.3, 1.4, 1.5, 1.5,
-                 1.4, 1.3, 1.3, 1.1, 0.8, 0.5, 0.3, 0.1)
+WEEKDAY_CURVE = (0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0.4, 0.6, 0.9, 1.4, 1.2, 0.8, 0.8, 0.9, 1.1, 1.5, 1.4, 1.0, 0.6, 0.3, 0.1)
+WEEKEND_CURVE = (0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0.5, 0.8, 1.1, 1.3, 1.4, 1.5, 1.5, 1.4, 1.3, 1.3, 1.1, 0.8, 0.5, 0.3, 0.1)
 #: Commuters from the metro come after work.
-METRO_CURVE = (0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0.3, 0.4, 0.6, 1.0, 0.9, 0.6, 0.6,
-               0.8, 1.3, 1.9, 1.6, 1.0, 0.6, 0.3, 0.1)
+METRO_CURVE = (0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0.3, 0.4, 0.6, 1.0, 0.9, 0.6, 0.6, 0.8, 1.3, 1.9, 1.6, 1.0, 0.6, 0.3, 0.1)
 
 TENDER_TYPES = ("bank_card", "alipay", "wechat_pay", "cash")
 TENDER_WEIGHTS = (3, 3, 3, 1)
@@ -188,8 +185,7 @@ class _Layout:
 
     @property
     def place_ids(self) -> list[str]:
-        return ([e.id for e in self.mall.entrances] + [z.id for z in self.mall.zones]
-                + [s.id for s in self.mall.stores])
+        return [e.id for e in self.mall.entrances] + [z.id for z in self.mall.zones] + [s.id for s in self.mall.stores]
 
     def place_index(self, place_id: str) -> int:
         """A place's index, or -1 for a place that is not an entrance, zone or store (nobody crosses it)."""
@@ -220,10 +216,13 @@ class _Layout:
 
     def vip_zone_mask(self) -> np.ndarray:
         """Zones only VIPs enter: the configured ones, else those named VIP."""
-        return np.array([
-            z.id in self.day.vip_zones if self.day.vip_zones else _mentions((z.id, z.name), "vip")
-            for z in self.mall.zones
-        ], dtype=bool)
+        return np.array(
+            [
+                z.id in self.day.vip_zones if self.day.vip_zones else _mentions((z.id, z.name), "vip")
+                for z in self.mall.zones
+            ],
+            dtype=bool,
+        )
 
     def store_weights(self) -> np.ndarray:
         """Bigger stores draw more visits; a store without an area counts as an average one."""
@@ -254,8 +253,13 @@ class _Crossings:
     def of(cls, place, time, inbound: bool, person, staff: bool = False) -> _Crossings:
         """Crossings all in one direction, by customers or by staff."""
         size = len(time)
-        return cls(np.asarray(place, dtype=np.int64), np.asarray(time, dtype=float),
-                   np.full(size, inbound), np.full(size, staff), np.asarray(person, dtype=np.int64))
+        return cls(
+            np.asarray(place, dtype=np.int64),
+            np.asarray(time, dtype=float),
+            np.full(size, inbound),
+            np.full(size, staff),
+            np.asarray(person, dtype=np.int64),
+        )
 
     def only(self, mask: np.ndarray) -> _Crossings:
         return _Crossings(*(getattr(self, name)[mask] for name in self.FIELDS))
@@ -277,12 +281,14 @@ class _Visitors:
 
     def crossings(self) -> _Crossings:
         everyone = np.arange(len(self.arrival))
-        return _Crossings.join([
-            _Crossings.of(self.entrance, self.arrival, True, everyone),
-            _Crossings.of(self.exit_entrance, self.departure, False, everyone),
-            _Crossings.of(self.stop_place, self.stop_arrival, True, self.stop_visitor),
-            _Crossings.of(self.stop_place, self.stop_departure, False, self.stop_visitor),
-        ])
+        return _Crossings.join(
+            [
+                _Crossings.of(self.entrance, self.arrival, True, everyone),
+                _Crossings.of(self.exit_entrance, self.departure, False, everyone),
+                _Crossings.of(self.stop_place, self.stop_arrival, True, self.stop_visitor),
+                _Crossings.of(self.stop_place, self.stop_departure, False, self.stop_visitor),
+            ]
+        )
 
 
 def _arrival_density(curve: tuple[float, ...], opening: float, closing: float) -> tuple[np.ndarray, np.ndarray]:
@@ -292,8 +298,9 @@ def _arrival_density(curve: tuple[float, ...], opening: float, closing: float) -
     return minute_starts, density / density.sum()
 
 
-def _arrival_times(curve: tuple[float, ...], opening: float, closing: float, count: int,
-                   rng: np.random.Generator) -> np.ndarray:
+def _arrival_times(
+    curve: tuple[float, ...], opening: float, closing: float, count: int, rng: np.random.Generator
+) -> np.ndarray:
     """Arrival seconds after midnight, following the curve smoothly within opening hours."""
     minute_starts, share = _arrival_density(curve, opening, closing)
     starts = rng.choice(minute_starts, size=count, p=share)
@@ -324,8 +331,9 @@ def _visitors(layout: _Layout, rng: np.random.Generator) -> _Visitors:
     member_number = np.zeros(count, dtype=np.int64)
     member_number[vip] = rng.choice(day.vip_pool, size=int(vip.sum()), replace=False) + 1
     regular = member & ~vip
-    member_number[regular] = (rng.choice(day.member_pool - day.vip_pool, size=int(regular.sum()), replace=False)
-                              + day.vip_pool + 1)
+    member_number[regular] = (
+        rng.choice(day.member_pool - day.vip_pool, size=int(regular.sum()), replace=False) + day.vip_pool + 1
+    )
 
     # Stops: stores by weight (a revisit is allowed), zones by chance, VIP zones for VIPs only.
     store_visitor = np.repeat(np.arange(count), rng.poisson(day.stores_per_visit, count))
@@ -340,7 +348,7 @@ def _visitors(layout: _Layout, rng: np.random.Generator) -> _Visitors:
 
     # Shoppers linger in stores, pass through zones, and VIPs settle in their lounge.
     median_dwell = np.full(len(layout.place_ids), 10 * MINUTE)
-    median_dwell[layout.first_zone:layout.first_store] = np.where(vip_zone, 20 * MINUTE, 4 * MINUTE)
+    median_dwell[layout.first_zone : layout.first_store] = np.where(vip_zone, 20 * MINUTE, 4 * MINUTE)
     median_dwell = median_dwell[stop_place]
     dwell = _lognormal(rng, median_dwell, len(stop_place))
     walk = rng.uniform(30, 240, len(stop_place))
@@ -359,10 +367,22 @@ def _visitors(layout: _Layout, rng: np.random.Generator) -> _Visitors:
 
     leaves_elsewhere = ~drives & (rng.random(count) >= day.same_exit_share)
     exit_entrance = entrance.copy()
-    exit_entrance[leaves_elsewhere] = rng.choice(entrances, size=int(leaves_elsewhere.sum()),
-                                                 p=layout.entrance_weights())
-    return _Visitors(entrance, exit_entrance, arrival, departure, drives, vip, member_number,
-                     stop_visitor, stop_place, stop_arrival, stop_departure)
+    exit_entrance[leaves_elsewhere] = rng.choice(
+        entrances, size=int(leaves_elsewhere.sum()), p=layout.entrance_weights()
+    )
+    return _Visitors(
+        entrance,
+        exit_entrance,
+        arrival,
+        departure,
+        drives,
+        vip,
+        member_number,
+        stop_visitor,
+        stop_place,
+        stop_arrival,
+        stop_departure,
+    )
 
 
 def _staff_crossings(layout: _Layout, rng: np.random.Generator) -> _Crossings:
@@ -381,12 +401,19 @@ def _staff_crossings(layout: _Layout, rng: np.random.Generator) -> _Crossings:
     break_back = break_out + rng.uniform(15 * MINUTE, 45 * MINUTE, count)
     badge = np.arange(count)
     # (place, time at the door, inbound, who): doors at the entrance, then at the store.
-    passes = [(door, start, True, slice(None)), (door, end + walk, False, slice(None)),
-              (door, break_out + walk, False, breaks), (door, break_back, True, breaks),
-              (store, start + walk, True, slice(None)), (store, end, False, slice(None)),
-              (store, break_out, False, breaks), (store, break_back + walk, True, breaks)]
-    return _Crossings.join([_Crossings.of(place[who], time[who], inbound, badge[who], staff=True)
-                            for place, time, inbound, who in passes])
+    passes = [
+        (door, start, True, slice(None)),
+        (door, end + walk, False, slice(None)),
+        (door, break_out + walk, False, breaks),
+        (door, break_back, True, breaks),
+        (store, start + walk, True, slice(None)),
+        (store, end, False, slice(None)),
+        (store, break_out, False, breaks),
+        (store, break_back + walk, True, breaks),
+    ]
+    return _Crossings.join(
+        [_Crossings.of(place[who], time[who], inbound, badge[who], staff=True) for place, time, inbound, who in passes]
+    )
 
 
 @dataclass(frozen=True)
@@ -405,8 +432,9 @@ class _Clock:
 def _per_hour(crossings: _Crossings, place_ids: list[str], clock: _Clock) -> dict[str, dict[str, dict[str, int]]]:
     counts: dict[str, dict[str, dict[str, int]]] = {}
     hours = (crossings.time // HOUR).astype(np.int64)
-    for (place, hour, inbound), n in Counter(zip(crossings.place.tolist(), hours.tolist(),
-                                                 crossings.inbound.tolist())).items():
+    for (place, hour, inbound), n in Counter(
+        zip(crossings.place.tolist(), hours.tolist(), crossings.inbound.tolist(), strict=False)
+    ).items():
         by_hour = counts.setdefault(place_ids[place], {}).setdefault(clock.hour(hour * HOUR), {"in": 0, "out": 0})
         by_hour["in" if inbound else "out"] += n
     return {place: dict(sorted(by_hour.items())) for place, by_hour in sorted(counts.items())}
@@ -449,11 +477,22 @@ def _footfall(layout: _Layout, crossings: _Crossings, clock: _Clock) -> tuple[li
             seen &= ~missed
         count_in = np.bincount(interval[seen & crossings.inbound], minlength=intervals)
         count_out = np.bincount(interval[seen & ~crossings.inbound], minlength=intervals)
-        for index, (n_in, n_out) in enumerate(zip(count_in.tolist(), count_out.tolist())):
+        for index, (n_in, n_out) in enumerate(zip(count_in.tolist(), count_out.tolist(), strict=False)):
             ends = start + (index + 1) * day.tick_seconds
-            events.append((ends, counter.id, FootfallTick(
-                counter_id=counter.id, ts=clock(ends), count_in=n_in, count_out=n_out,
-                interval_s=day.tick_seconds, mall_id=layout.mall.id)))
+            events.append(
+                (
+                    ends,
+                    counter.id,
+                    FootfallTick(
+                        counter_id=counter.id,
+                        ts=clock(ends),
+                        count_in=n_in,
+                        count_out=n_out,
+                        interval_s=day.tick_seconds,
+                        mall_id=layout.mall.id,
+                    ),
+                )
+            )
     return events, undercounted
 
 
@@ -466,14 +505,28 @@ def staff_epc_of(staff_number: int) -> str:
     return f"{STAFF_EPC_PREFIX}{staff_number:016X}"
 
 
-def _reads(layout: _Layout, reader_id: str, which: np.ndarray, times: np.ndarray, epcs: list[str],
-           clock: _Clock, rng: np.random.Generator) -> list[Timed]:
+def _reads(
+    layout: _Layout,
+    reader_id: str,
+    which: np.ndarray,
+    times: np.ndarray,
+    epcs: list[str],
+    clock: _Clock,
+    rng: np.random.Generator,
+) -> list[Timed]:
     """RFID reads at one reader: a random antenna and signal strength for each."""
     antennas = rng.integers(1, layout.day.antennas + 1, len(which))
     rssi = np.clip(np.round(-45 - np.abs(rng.normal(0, 10, len(which)))), -90, -30)
-    return [(when, reader_id, RfidRead(reader_id=reader_id, antenna=antenna, epc=epc, rssi_dbm=strength,
-                                       ts=clock(when), mall_id=layout.mall.id))
-            for when, antenna, strength, epc in zip(times.tolist(), antennas.tolist(), rssi.tolist(), epcs)]
+    return [
+        (
+            when,
+            reader_id,
+            RfidRead(
+                reader_id=reader_id, antenna=antenna, epc=epc, rssi_dbm=strength, ts=clock(when), mall_id=layout.mall.id
+            ),
+        )
+        for when, antenna, strength, epc in zip(times.tolist(), antennas.tolist(), rssi.tolist(), epcs, strict=False)
+    ]
 
 
 def member_id_of(member_number: int) -> str:
@@ -492,8 +545,9 @@ def plates_of(member_number: int) -> tuple[str, ...]:
     return (first, f"{PLATE_PROVINCES[0]}AF{member_number:05d}") if member_number % 10 == 1 else (first,)
 
 
-def _rfid(layout: _Layout, visitors: _Visitors, crossings: _Crossings, clock: _Clock,
-          rng: np.random.Generator) -> list[Timed]:
+def _rfid(
+    layout: _Layout, visitors: _Visitors, crossings: _Crossings, clock: _Clock, rng: np.random.Generator
+) -> list[Timed]:
     """Readers see a VIP's tag several times around each pass through the place they watch."""
     events: list[Timed] = []
     vip_pass = ~crossings.staff
@@ -523,8 +577,9 @@ def _staff_badges(layout: _Layout, crossings: _Crossings, clock: _Clock, rng: np
         first = np.repeat(np.cumsum(reads) - reads, reads) == np.arange(len(which))
         after = np.where(first, 0.0, rng.uniform(0, 2, len(which)))
         times = np.floor((crossings.time[which] + after) * 1000) / 1000
-        events += _reads(layout, reader.id, which, times,
-                         [staff_epc_of(n) for n in crossings.person[which].tolist()], clock, rng)
+        events += _reads(
+            layout, reader.id, which, times, [staff_epc_of(n) for n in crossings.person[which].tolist()], clock, rng
+        )
     return events
 
 
@@ -548,8 +603,15 @@ def _basket_line(rng: random.Random, goods: tuple[Goods, ...]) -> PosLine:
     brand = rng.choice(brands)
     price = Decimal(math.exp(rng.uniform(math.log(low), math.log(high)))).quantize(Decimal("0.01"))
     qty = Decimal(1 if rng.random() < 0.8 else 2)
-    return PosLine(sku=f"{brand[:3].upper()}-{rng.randint(100, 999)}", qty=qty, unit_price=price,
-                   amount=price * qty, category=category, brand=brand, supplier=f"{brand} China")
+    return PosLine(
+        sku=f"{brand[:3].upper()}-{rng.randint(100, 999)}",
+        qty=qty,
+        unit_price=price,
+        amount=price * qty,
+        category=category,
+        brand=brand,
+        supplier=f"{brand} China",
+    )
 
 
 def _purchases(layout: _Layout, visitors: _Visitors, clock: _Clock, rng: np.random.Generator) -> list[Timed]:
@@ -558,36 +620,57 @@ def _purchases(layout: _Layout, visitors: _Visitors, clock: _Clock, rng: np.rand
     store_stop = np.nonzero(visitors.stop_place >= layout.first_store)[0]
     buys = store_stop[rng.random(len(store_stop)) < day.conversion]
     at = visitors.stop_arrival[buys] + rng.uniform(0.5, 1.0, len(buys)) * (
-        visitors.stop_departure[buys] - visitors.stop_arrival[buys])
+        visitors.stop_departure[buys] - visitors.stop_arrival[buys]
+    )
     order = np.argsort(at, kind="stable")
     basket_rng = random.Random(int(rng.integers(2**63)))
     goods = [_goods(store) for store in mall.stores]
     tills: Counter[str] = Counter()
     sales_by_store: defaultdict[str, list[PosTransaction]] = defaultdict(list)
     events: list[Timed] = []
-    for number, (stop, when) in enumerate(zip(buys[order].tolist(), np.round(at[order]).tolist()), 1):
+    for number, (stop, when) in enumerate(zip(buys[order].tolist(), np.round(at[order]).tolist(), strict=False), 1):
         store_index = int(visitors.stop_place[stop]) - layout.first_store
         store = mall.stores[store_index].id
         till = f"{store}-T{basket_rng.randint(1, 3)}"
         tills[till] += 1
-        common = dict(txn_id=f"{mall.id}-{day.day:%Y%m%d}-{number:07d}", store_id=store, workstation_id=till,
-                      seq=tills[till], ts=clock(when), business_day=day.day, mall_id=mall.id)
+        common = dict(
+            txn_id=f"{mall.id}-{day.day:%Y%m%d}-{number:07d}",
+            store_id=store,
+            workstation_id=till,
+            seq=tills[till],
+            ts=clock(when),
+            business_day=day.day,
+            mall_id=mall.id,
+        )
         earlier = sales_by_store[store]
         if earlier and basket_rng.random() < day.return_share:
             original = basket_rng.choice(earlier)
             line = basket_rng.choice(original.lines)
-            txn = PosTransaction(**common, kind="return", total=line.amount, lines=[line],
-                                 tenders=[Tender(type="refund", amount=line.amount)],
-                                 member_id=original.member_id, original_txn_id=original.txn_id)
+            txn = PosTransaction(
+                **common,
+                kind="return",
+                total=line.amount,
+                lines=[line],
+                tenders=[Tender(type="refund", amount=line.amount)],
+                member_id=original.member_id,
+                original_txn_id=original.txn_id,
+            )
         else:
-            lines = [_basket_line(basket_rng, goods[store_index])
-                     for _ in range(1 + (basket_rng.random() < 0.35) + (basket_rng.random() < 0.1))]
+            lines = [
+                _basket_line(basket_rng, goods[store_index])
+                for _ in range(1 + (basket_rng.random() < 0.35) + (basket_rng.random() < 0.1))
+            ]
             total = sum((line.amount for line in lines), Decimal(0))
             member = int(visitors.member_number[visitors.stop_visitor[stop]])
             tender = basket_rng.choices(TENDER_TYPES, TENDER_WEIGHTS)[0]
-            txn = PosTransaction(**common, kind="sale", total=total, lines=lines,
-                                 tenders=[Tender(type=tender, amount=total)],
-                                 member_id=member_id_of(member) if member else None)
+            txn = PosTransaction(
+                **common,
+                kind="sale",
+                total=total,
+                lines=lines,
+                tenders=[Tender(type=tender, amount=total)],
+                member_id=member_id_of(member) if member else None,
+            )
             earlier.append(txn)
         events.append((when, till, txn))
     return events
@@ -599,7 +682,7 @@ def _plates(count: int, rng: np.random.Generator) -> list[str]:
     codes = rng.choice(space, size=count, replace=False)
     provinces = rng.choice(len(PLATE_PROVINCES), size=count, p=PLATE_PROVINCE_WEIGHTS)
     plates = []
-    for code, province in zip(codes.tolist(), provinces.tolist()):
+    for code, province in zip(codes.tolist(), provinces.tolist(), strict=False):
         letter, rest = divmod(code, len(PLATE_SYMBOLS) ** 5)
         symbols = []
         for _ in range(5):
@@ -617,8 +700,9 @@ def _gates_by_direction(car_park: CarPark) -> tuple[list[str], list[str]]:
     return entries or every, exits or every
 
 
-def _parking(layout: _Layout, visitors: _Visitors, clock: _Clock,
-             rng: np.random.Generator) -> tuple[list[Timed], list[dict]]:
+def _parking(
+    layout: _Layout, visitors: _Visitors, clock: _Clock, rng: np.random.Generator
+) -> tuple[list[Timed], list[dict]]:
     """Each driver parks a few minutes before entering the mall and drives off a few minutes after leaving it.
 
     A VIP with a car on the card (:func:`plates_of`) comes in it; everyone else in a car of their own.
@@ -631,28 +715,52 @@ def _parking(layout: _Layout, visitors: _Visitors, clock: _Clock,
     left = np.round(visitors.departure[drivers] + rng.uniform(60, 420, len(drivers)))
     gate_picks = rng.random((len(drivers), 2))
     plates = _plates(len(drivers), rng)
-    owners = [int(number) if vip and plates_of(int(number)) else 0
-              for number, vip in zip(visitors.member_number[drivers].tolist(), visitors.vip[drivers].tolist())]
-    plates = [plates_of(owner)[0] if owner else plate for plate, owner in zip(plates, owners)]
+    owners = [
+        int(number) if vip and plates_of(int(number)) else 0
+        for number, vip in zip(visitors.member_number[drivers].tolist(), visitors.vip[drivers].tolist(), strict=False)
+    ]
+    plates = [plates_of(owner)[0] if owner else plate for plate, owner in zip(plates, owners, strict=False)]
     events: list[Timed] = []
     stays = []
     for plate, owner, park_index, entry_t, exit_t, (entry_pick, exit_pick) in zip(
-            plates, owners, park_of.tolist(), entered.tolist(), left.tolist(), gate_picks.tolist()):
+        plates, owners, park_of.tolist(), entered.tolist(), left.tolist(), gate_picks.tolist(), strict=False
+    ):
         park = car_parks[park_index]
         entries, exits = _gates_by_direction(park)
         entry_gate, exit_gate = entries[int(entry_pick * len(entries))], exits[int(exit_pick * len(exits))]
         for when, gate, direction in ((entry_t, entry_gate, "entry"), (exit_t, exit_gate, "exit")):
-            events.append((when, gate, ParkingEvent(gate_id=gate, car_park_id=park.id, plate=plate,
-                                                    direction=direction, ts=clock(when), mall_id=layout.mall.id)))
-        stays.append({"plate": plate, "car_park": park.id, "entry_gate": entry_gate, "exit_gate": exit_gate,
-                      "entry": clock(entry_t).isoformat(), "exit": clock(exit_t).isoformat(),
-                      "member_id": member_id_of(owner) if owner else ""})
+            events.append(
+                (
+                    when,
+                    gate,
+                    ParkingEvent(
+                        gate_id=gate,
+                        car_park_id=park.id,
+                        plate=plate,
+                        direction=direction,
+                        ts=clock(when),
+                        mall_id=layout.mall.id,
+                    ),
+                )
+            )
+        stays.append(
+            {
+                "plate": plate,
+                "car_park": park.id,
+                "entry_gate": entry_gate,
+                "exit_gate": exit_gate,
+                "entry": clock(entry_t).isoformat(),
+                "exit": clock(exit_t).isoformat(),
+                "member_id": member_id_of(owner) if owner else "",
+            }
+        )
     stays.sort(key=lambda stay: (stay["entry"], stay["plate"]))
     return events, stays
 
 
-def _deliver(timed: list[Timed], faults: FaultKnobs, clock: _Clock,
-             rng: np.random.Generator) -> tuple[list[InputEvent], dict]:
+def _deliver(
+    timed: list[Timed], faults: FaultKnobs, clock: _Clock, rng: np.random.Generator
+) -> tuple[list[InputEvent], dict]:
     """The events in the order the hub receives them, after the fault knobs had their way.
 
     Rules: a duplicated RFID read arrives right after its original, marked. A skewed
@@ -668,8 +776,13 @@ def _deliver(timed: list[Timed], faults: FaultKnobs, clock: _Clock,
     for outage in faults.outages:
         outages[outage.device_id].append(outage)
     arrivals: list[tuple[float, int, InputEvent]] = []
-    stats = {"duplicate_reads": 0, "late_events": 0, "backlogged": Counter(), "lost": Counter(),
-             "clock_skew_s": dict(faults.clock_skew_s)}
+    stats = {
+        "duplicate_reads": 0,
+        "late_events": 0,
+        "backlogged": Counter(),
+        "lost": Counter(),
+        "clock_skew_s": dict(faults.clock_skew_s),
+    }
     for index, (due, device, record) in enumerate(timed):
         received = due
         down = next((o for o in outages.get(device, ()) if _seconds(o.start) < due <= _seconds(o.end)), None)
@@ -700,28 +813,41 @@ def _vip_visits(layout: _Layout, visitors: _Visitors, clock: _Clock) -> list[dic
     stops_of: defaultdict[int, list[dict]] = defaultdict(list)
     for stop in np.nonzero(visitors.vip[visitors.stop_visitor])[0].tolist():
         place = int(visitors.stop_place[stop])
-        stops_of[int(visitors.stop_visitor[stop])].append({
-            "place": place_ids[place], "kind": "store" if place >= layout.first_store else "zone",
-            "arrived": clock(visitors.stop_arrival[stop]).isoformat(),
-            "left": clock(visitors.stop_departure[stop]).isoformat()})
-    visits = [{
-        "member_id": member_id_of(int(visitors.member_number[v])), "epc": epc_of(int(visitors.member_number[v])),
-        "entrance": place_ids[visitors.entrance[v]], "exit": place_ids[visitors.exit_entrance[v]],
-        "arrived": clock(visitors.arrival[v]).isoformat(), "left": clock(visitors.departure[v]).isoformat(),
-        "stops": stops_of[v],
-    } for v in np.nonzero(visitors.vip)[0].tolist()]
+        stops_of[int(visitors.stop_visitor[stop])].append(
+            {
+                "place": place_ids[place],
+                "kind": "store" if place >= layout.first_store else "zone",
+                "arrived": clock(visitors.stop_arrival[stop]).isoformat(),
+                "left": clock(visitors.stop_departure[stop]).isoformat(),
+            }
+        )
+    visits = [
+        {
+            "member_id": member_id_of(int(visitors.member_number[v])),
+            "epc": epc_of(int(visitors.member_number[v])),
+            "entrance": place_ids[visitors.entrance[v]],
+            "exit": place_ids[visitors.exit_entrance[v]],
+            "arrived": clock(visitors.arrival[v]).isoformat(),
+            "left": clock(visitors.departure[v]).isoformat(),
+            "stops": stops_of[v],
+        }
+        for v in np.nonzero(visitors.vip)[0].tolist()
+    ]
     return sorted(visits, key=lambda visit: (visit["arrived"], visit["member_id"]))
 
 
 def _transactions(events: list[Timed]) -> dict[str, dict[str, int | str]]:
-    totals: defaultdict[str, dict] = defaultdict(lambda: {"sales": 0, "sales_total": Decimal(0),
-                                                          "returns": 0, "returns_total": Decimal(0)})
+    totals: defaultdict[str, dict] = defaultdict(
+        lambda: {"sales": 0, "sales_total": Decimal(0), "returns": 0, "returns_total": Decimal(0)}
+    )
     for _, _, txn in events:
         kind = "sales" if txn.kind == "sale" else "returns"
         totals[txn.store_id][kind] += 1
         totals[txn.store_id][f"{kind}_total"] += txn.total
-    return {store: {key: str(value) if isinstance(value, Decimal) else value for key, value in figures.items()}
-            for store, figures in sorted(totals.items())}
+    return {
+        store: {key: str(value) if isinstance(value, Decimal) else value for key, value in figures.items()}
+        for store, figures in sorted(totals.items())
+    }
 
 
 def _mean_dwell(layout: _Layout, visitors: _Visitors) -> dict[str, float]:
@@ -731,8 +857,9 @@ def _mean_dwell(layout: _Layout, visitors: _Visitors) -> dict[str, float]:
     total = np.bincount(visitors.stop_place, weights=stay, minlength=places)
     visits = np.bincount(visitors.stop_place, minlength=places)
     dwell = {layout.mall.id: round(float(np.mean(visitors.departure - visitors.arrival)), 3)}
-    dwell.update({place: round(float(total[i] / visits[i]), 3)
-                  for i, place in enumerate(layout.place_ids) if visits[i]})
+    dwell.update(
+        {place: round(float(total[i] / visits[i]), 3) for i, place in enumerate(layout.place_ids) if visits[i]}
+    )
     return dwell
 
 
@@ -755,16 +882,25 @@ def simulate(mall: Mall, day: MallDay) -> SimulatedDay:
     purchases = _purchases(layout, visitors, clock, rngs["pos"])
     parking, stays = _parking(layout, visitors, clock, rngs["parking"])
     ticks, undercounted = _footfall(layout, crossings, clock)
-    timed = (ticks + _rfid(layout, visitors, crossings, clock, rngs["rfid"])
-             + _staff_badges(layout, crossings, clock, rngs["staff_badges"]) + purchases + parking)
+    timed = (
+        ticks
+        + _rfid(layout, visitors, crossings, clock, rngs["rfid"])
+        + _staff_badges(layout, crossings, clock, rngs["staff_badges"])
+        + purchases
+        + parking
+    )
     events, fault_stats = _deliver(timed, day.faults, clock, rngs["faults"])
     fault_stats["undercounted"] = undercounted
     truth = GroundTruth(
-        mall_id=mall.id, day=day.day, seed=day.seed,
+        mall_id=mall.id,
+        day=day.day,
+        seed=day.seed,
         visitors=_per_hour(customer_crossings, layout.place_ids, clock),
         staff=_per_hour(crossings.only(crossings.staff), layout.place_ids, clock),
         vip_visits=_vip_visits(layout, visitors, clock),
-        transactions=_transactions(purchases), parking_stays=stays, faults=fault_stats,
+        transactions=_transactions(purchases),
+        parking_stays=stays,
+        faults=fault_stats,
         mean_dwell_s=_mean_dwell(layout, visitors),
     )
     return SimulatedDay(events, truth)
@@ -776,10 +912,12 @@ def record(settings: Settings, mall_id: str, day: MallDay, path: Path, progress:
     if mall is None:
         raise ValueError(f"no mall {mall_id!r} in the config")
     simulated = simulate(mall, day)
-    with path.open("wb") as out, tqdm(total=len(simulated.events), unit="ev", desc=f"record {path.name}",
-                                      disable=not progress) as bar:
+    with (
+        path.open("wb") as out,
+        tqdm(total=len(simulated.events), unit="ev", desc=f"record {path.name}", disable=not progress) as bar,
+    ):
         for start in range(0, len(simulated.events), 10_000):
-            chunk = simulated.events[start:start + 10_000]
+            chunk = simulated.events[start : start + 10_000]
             out.write(b"".join(encode(event) + b"\n" for event in chunk))
             bar.update(len(chunk))
     simulated.truth.write(truth_path(path))
@@ -791,19 +929,33 @@ def _faulty(mall: Mall) -> FaultKnobs:
     counter = mall.people_counters[0].id if mall.people_counters else ""
     reader = mall.rfid_readers[0].id if mall.rfid_readers else ""
     return FaultKnobs(
-        duplicate_read_rate=0.05, clock_skew_s={reader: 90.0}, late_event_rate=0.01, lateness_s=300.0,
-        outages=(Outage(counter, dt.time(14), dt.time(15), backlog=True),
-                 Outage(reader, dt.time(16), dt.time(16, 30), backlog=False)),
+        duplicate_read_rate=0.05,
+        clock_skew_s={reader: 90.0},
+        late_event_rate=0.01,
+        lateness_s=300.0,
+        outages=(
+            Outage(counter, dt.time(14), dt.time(15), backlog=True),
+            Outage(reader, dt.time(16), dt.time(16, 30), backlog=False),
+        ),
     )
 
 
 #: Named days for ``mallstream simulate --scenario``; device-specific faults need the mall.
 SCENARIOS: dict[str, Callable[[Mall], MallDay]] = {
-    "weekday": lambda mall: MallDay(visitors=60_000, day=dt.date(2026, 11, 23),
-                                    entrance_curves={e.id: METRO_CURVE for e in mall.entrances
-                                                     if _mentions((e.id, e.name), "metro")}),
-    "weekend": lambda mall: MallDay(visitors=100_000, day=dt.date(2026, 11, 21), arrival_curve=WEEKEND_CURVE,
-                                    vip_share=0.008, conversion=0.22, parking_share=0.3, staff=300),
+    "weekday": lambda mall: MallDay(
+        visitors=60_000,
+        day=dt.date(2026, 11, 23),
+        entrance_curves={e.id: METRO_CURVE for e in mall.entrances if _mentions((e.id, e.name), "metro")},
+    ),
+    "weekend": lambda mall: MallDay(
+        visitors=100_000,
+        day=dt.date(2026, 11, 21),
+        arrival_curve=WEEKEND_CURVE,
+        vip_share=0.008,
+        conversion=0.22,
+        parking_share=0.3,
+        staff=300,
+    ),
     "outage": lambda mall: replace(SCENARIOS["weekday"](mall), faults=_faulty(mall)),
 }
 

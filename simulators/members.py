@@ -28,11 +28,16 @@ def vip_members(mall: Mall, day: MallDay, seed: int = 7) -> Iterator[tuple[Membe
     """Each VIP with the EPC of their card and their cars' plates: tier, a name, up to three brands and categories
     they favour."""
     rng = np.random.default_rng([seed, 1])
-    brands = sorted({brand for store in mall.stores for brand in store.brand_counters}
-                    | {store.name for store in mall.stores if store.name and not store.brand_counters})
+    brands = sorted(
+        {brand for store in mall.stores for brand in store.brand_counters}
+        | {store.name for store in mall.stores if store.name and not store.brand_counters}
+    )
     for number in range(1, day.vip_pool + 1):
         tier = "platinum" if rng.random() < PLATINUM_SHARE else "vip"
         liked = rng.choice(brands, size=min(3, len(brands)), replace=False).tolist() if brands else []
         categories = rng.choice(CATEGORIES, size=min(3, len(CATEGORIES)), replace=False).tolist()
-        yield (Member(member_id_of(number), tier, f"Member {number}", tuple(liked), tuple(categories)), epc_of(number),
-               plates_of(number))
+        yield (
+            Member(member_id_of(number), tier, f"Member {number}", tuple(liked), tuple(categories)),
+            epc_of(number),
+            plates_of(number),
+        )

@@ -60,9 +60,17 @@ def receipts(day: PosDay, count: int) -> Iterator[PosTransaction]:
             line = original.lines[0]
             member = None if rng.random() < day.anonymous_return_share else original.member_id
             yield PosTransaction(
-                txn_id=txn_id, store_id=original.store_id, workstation_id=till, seq=seq, ts=ts,
-                business_day=day.day, kind="return", total=line.amount, lines=[line],
-                tenders=[Tender(type="refund", amount=line.amount)], member_id=member,
+                txn_id=txn_id,
+                store_id=original.store_id,
+                workstation_id=till,
+                seq=seq,
+                ts=ts,
+                business_day=day.day,
+                kind="return",
+                total=line.amount,
+                lines=[line],
+                tenders=[Tender(type="refund", amount=line.amount)],
+                member_id=member,
                 original_txn_id=original.txn_id,
             )
             continue
@@ -73,14 +81,29 @@ def receipts(day: PosDay, count: int) -> Iterator[PosTransaction]:
             unit = _price(rng, low, high)
             brand = rng.choice(brands)
             lines.append(
-                PosLine(sku=f"{brand[:3].upper()}-{rng.randint(100, 999)}", qty=Decimal(qty), unit_price=unit,
-                        amount=unit * qty, category=category, brand=brand, supplier=f"{brand} China")
+                PosLine(
+                    sku=f"{brand[:3].upper()}-{rng.randint(100, 999)}",
+                    qty=Decimal(qty),
+                    unit_price=unit,
+                    amount=unit * qty,
+                    category=category,
+                    brand=brand,
+                    supplier=f"{brand} China",
+                )
             )
         total = sum((line.amount for line in lines), Decimal(0))
         member = f"M{rng.randint(1, day.members):06d}" if rng.random() < day.member_share else None
         sale = PosTransaction(
-            txn_id=txn_id, store_id=store, workstation_id=till, seq=seq, ts=ts, business_day=day.day,
-            kind="sale", total=total, lines=lines, tenders=[Tender(type="bank_card", amount=total)],
+            txn_id=txn_id,
+            store_id=store,
+            workstation_id=till,
+            seq=seq,
+            ts=ts,
+            business_day=day.day,
+            kind="sale",
+            total=total,
+            lines=lines,
+            tenders=[Tender(type="bank_card", amount=total)],
             member_id=member,
         )
         sales.append(sale)

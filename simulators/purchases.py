@@ -92,11 +92,17 @@ def simulate(spec: PurchaseSimulation) -> PurchaseHistories:
         active[idx] = now[idx] < spec.days
         buyers.append(idx[active[idx]])
         moments.append(now[buyers[-1]])
-    pairs = np.unique(np.column_stack([np.concatenate(buyers), np.floor(np.concatenate(moments))]).astype(np.int64), axis=0)
+    pairs = np.unique(
+        np.column_stack([np.concatenate(buyers), np.floor(np.concatenate(moments))]).astype(np.int64), axis=0
+    )
     purchase_days = np.split(pairs[:, 1], np.searchsorted(pairs[:, 0], np.arange(1, n)))
     return PurchaseHistories(
-        simulation=spec, purchase_days=purchase_days, rate=rate, dropped_out=np.isfinite(dropout_day),
-        dropout_day=dropout_day, droppers=droppers,
+        simulation=spec,
+        purchase_days=purchase_days,
+        rate=rate,
+        dropped_out=np.isfinite(dropout_day),
+        dropout_day=dropout_day,
+        droppers=droppers,
     )
 
 
@@ -122,9 +128,25 @@ def receipts(histories: PurchaseHistories, seed: int = 11) -> Iterator[PosTransa
             category, brand, (low, high) = brands[int(rng.choice(len(brands), p=taste[member]))]
             price = Decimal(int(rng.uniform(float(low), float(high)) * 100)) / 100
             qty = int(rng.integers(1, 3))
-            lines.append(PosLine(sku=f"{brand}-{line_no}", qty=Decimal(qty), unit_price=price, amount=price * qty,
-                                 category=category, brand=brand))
+            lines.append(
+                PosLine(
+                    sku=f"{brand}-{line_no}",
+                    qty=Decimal(qty),
+                    unit_price=price,
+                    amount=price * qty,
+                    category=category,
+                    brand=brand,
+                )
+            )
         yield PosTransaction(
-            txn_id=f"sim-{seq}", store_id="S1", workstation_id="T1", seq=seq, ts=ts, business_day=business_day,
-            kind="sale", total=sum((line.amount for line in lines), Decimal(0)), lines=lines, member_id=member_id(member),
+            txn_id=f"sim-{seq}",
+            store_id="S1",
+            workstation_id="T1",
+            seq=seq,
+            ts=ts,
+            business_day=business_day,
+            kind="sale",
+            total=sum((line.amount for line in lines), Decimal(0)),
+            lines=lines,
+            member_id=member_id(member),
         )

@@ -92,7 +92,10 @@ def _units(path: Path) -> Iterator[tuple[int, Sent]]:
     with path.open("rb") as lines:
         for line in lines:
             unit = decoder.decode(line)
-            yield unit.seq, Sent(device_id, unit.transport, Payload(unit.body, unit.content_type, unit.corrupt), unit.at)
+            yield (
+                unit.seq,
+                Sent(device_id, unit.transport, Payload(unit.body, unit.content_type, unit.corrupt), unit.at),
+            )
 
 
 def count_raw(directory: Path) -> int:

@@ -116,8 +116,15 @@ def zebra_tag_event(tag: Tag, ts: dt.datetime, event_num: int = 1, mac: str = "C
     return {
         "type": "SIMPLE",
         "timestamp": timestamp,
-        "data": {"MAC": mac, "antenna": tag.antenna, "eventNum": event_num, "format": "epc",
-                 "idHex": tag.epc.hex().upper(), "peakRssi": round(tag.rssi_dbm), "reads": 1},
+        "data": {
+            "MAC": mac,
+            "antenna": tag.antenna,
+            "eventNum": event_num,
+            "format": "epc",
+            "idHex": tag.epc.hex().upper(),
+            "peakRssi": round(tag.rssi_dbm),
+            "reads": 1,
+        },
     }
 
 

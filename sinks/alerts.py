@@ -69,8 +69,9 @@ class AlertPublisher:
         url = self.delivery.webhook_url
         if not url:
             return True
-        return post_json(url, encode(alert), self.delivery.webhook_timeout, self.delivery.webhook_attempts,
-                         f"alert {alert.alert_id}")
+        return post_json(
+            url, encode(alert), self.delivery.webhook_timeout, self.delivery.webhook_attempts, f"alert {alert.alert_id}"
+        )
 
     def close(self) -> None:
         if self.client is not None:

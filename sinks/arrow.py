@@ -17,10 +17,18 @@ import pyarrow as pa
 _SCALARS: dict[str, pa.DataType] = {
     "String": pa.string(),
     "Bool": pa.bool_(),
-    "Int8": pa.int8(), "Int16": pa.int16(), "Int32": pa.int32(), "Int64": pa.int64(),
-    "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt32": pa.uint32(), "UInt64": pa.uint64(),
-    "Float32": pa.float32(), "Float64": pa.float64(),
-    "Date": pa.date32(), "Date32": pa.date32(),
+    "Int8": pa.int8(),
+    "Int16": pa.int16(),
+    "Int32": pa.int32(),
+    "Int64": pa.int64(),
+    "UInt8": pa.uint8(),
+    "UInt16": pa.uint16(),
+    "UInt32": pa.uint32(),
+    "UInt64": pa.uint64(),
+    "Float32": pa.float32(),
+    "Float64": pa.float64(),
+    "Date": pa.date32(),
+    "Date32": pa.date32(),
 }
 _WRAPPED = re.compile(r"^(\w+)\((.*)\)$")
 
@@ -72,5 +80,6 @@ def arrow_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
 def arrow_table(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Table:
     """Row tuples, in the schema's column order, as one Arrow table."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    return pa.table([pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)],
-                    schema=schema)
+    return pa.table(
+        [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)], schema=schema
+    )

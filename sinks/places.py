@@ -9,8 +9,17 @@ from mallstream.settings import Settings
 
 from .rows import in_column_order
 
-PLACES_COLUMNS = ("mall_id", "device_id", "device_kind", "place_id", "place_kind", "floor", "area_m2",
-                  "excludes_staff", "version")
+PLACES_COLUMNS = (
+    "mall_id",
+    "device_id",
+    "device_kind",
+    "place_id",
+    "place_kind",
+    "floor",
+    "area_m2",
+    "excludes_staff",
+    "version",
+)
 
 
 def place_rows(settings: Settings, version: int) -> list[tuple]:

@@ -76,7 +76,7 @@ def parking_stays_hashed(row: Row, pseudonym: Callable[[str], str]) -> Row:
         return row
     stay = PARKING_CAUSE + pseudonym(txn_id.removeprefix(PARKING_CAUSE))
     # an entry id is its cause and more, unless it was long and cut (then it is hashed whole)
-    entry_id = stay + entry_id[len(txn_id):] if entry_id.startswith(txn_id) else PARKING_CAUSE + pseudonym(entry_id)
+    entry_id = stay + entry_id[len(txn_id) :] if entry_id.startswith(txn_id) else PARKING_CAUSE + pseudonym(entry_id)
     return row | {"entry_id": entry_id, "txn_id": stay}
 
 
@@ -94,8 +94,11 @@ def footfall_row(tick: FootfallTick) -> Row:
 
 
 def parking_row(event: ParkingEvent) -> Row:
-    return _fields(event, "plate") | {"event_id": identity(event), "mall_id": event.mall_id or "",
-                                      "plate_hash": event.plate}
+    return _fields(event, "plate") | {
+        "event_id": identity(event),
+        "mall_id": event.mall_id or "",
+        "plate_hash": event.plate,
+    }
 
 
 def visit_row(visit: VipVisit) -> Row:
@@ -130,8 +133,11 @@ def alert_row(alert: Alert) -> Row:
 
 def reception_row(record: ReceptionRecord) -> Row:
     # a note may hold the number a member asked to be called back on
-    return _fields(record) | {"zone_id": record.zone_id or "", "note_kind": record.note_kind or "",
-                              "note": mask_phone_numbers(record.note)}
+    return _fields(record) | {
+        "zone_id": record.zone_id or "",
+        "note_kind": record.note_kind or "",
+        "note": mask_phone_numbers(record.note),
+    }
 
 
 def health_row(health: DeviceHealth) -> Row:
@@ -181,8 +187,10 @@ def area_row(row: AreaRow) -> Row:
 
 def area_day_row(day: AreaDay) -> Row:
     # the business day it closes: a mall emptying at 01:00 closes the day before
-    return _fields(day) | {"row_id": _area_id(day.mall_id, day.level, day.key, day.closed_at),
-                           "local_day": (day.closed_at - dt.timedelta(hours=12)).date()}
+    return _fields(day) | {
+        "row_id": _area_id(day.mall_id, day.level, day.key, day.closed_at),
+        "local_day": (day.closed_at - dt.timedelta(hours=12)).date(),
+    }
 
 
 def stay_row(stay: ParkingStay) -> Row:

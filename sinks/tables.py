@@ -84,15 +84,29 @@ class SinkTable:
 
 LEDGER_TABLE = SinkTable(
     "ledger_entries",
-    ("entry_id", "mall_id", "member_id", "account", "delta", "balance_after",
-     "cause", "txn_id", "store_id", "ts", "business_day", "rule_id", "rule_version", "amount", "voucher_id", "reason",
-     "by"),
+    (
+        "entry_id",
+        "mall_id",
+        "member_id",
+        "account",
+        "delta",
+        "balance_after",
+        "cause",
+        "txn_id",
+        "store_id",
+        "ts",
+        "business_day",
+        "rule_id",
+        "rule_version",
+        "amount",
+        "voucher_id",
+        "reason",
+        "by",
+    ),
     ledger_row,
     pseudonymise=parking_stays_hashed,
 )
-DEAD_LETTERS_TABLE = SinkTable(
-    "dead_letters", ("dead_letter_id", "source", "reason", "payload", "ts"), dead_letter_row
-)
+DEAD_LETTERS_TABLE = SinkTable("dead_letters", ("dead_letter_id", "source", "reason", "payload", "ts"), dead_letter_row)
 RFID_READS_TABLE = SinkTable(
     "rfid_reads",
     ("event_id", "mall_id", "reader_id", "antenna", "tag_hash", "rssi_dbm", "ts", "clock_skew_s", "duplicate"),
@@ -114,26 +128,79 @@ PARKING_EVENTS_TABLE = SinkTable(
 )
 DEVICE_HEALTH_TABLE = SinkTable(
     "device_health",
-    ("report_id", "device_id", "ts", "last_seen", "frames", "events", "rejects", "duplicates", "errors", "refused",
-     "last_error"),
+    (
+        "report_id",
+        "device_id",
+        "ts",
+        "last_seen",
+        "frames",
+        "events",
+        "rejects",
+        "duplicates",
+        "errors",
+        "refused",
+        "last_error",
+    ),
     health_row,
 )
 VIP_VISITS_TABLE = SinkTable(
     "vip_visits",
-    ("row_id", "visit_id", "mall_id", "member_id", "tier", "visit_number", "arrived", "left", "path_places",
-     "path_arrived", "path_dwell_s", "zone_dwell_s", "reads", "spend_cents", "txn_ids", "version"),
+    (
+        "row_id",
+        "visit_id",
+        "mall_id",
+        "member_id",
+        "tier",
+        "visit_number",
+        "arrived",
+        "left",
+        "path_places",
+        "path_arrived",
+        "path_dwell_s",
+        "zone_dwell_s",
+        "reads",
+        "spend_cents",
+        "txn_ids",
+        "version",
+    ),
     visit_row,
 )
 ALERTS_TABLE = SinkTable(
     "alerts",
-    ("alert_id", "mall_id", "kind", "severity", "ts", "decided_at", "published_at", "member_id", "tier", "zone_id",
-     "visit_id", "message"),
+    (
+        "alert_id",
+        "mall_id",
+        "kind",
+        "severity",
+        "ts",
+        "decided_at",
+        "published_at",
+        "member_id",
+        "tier",
+        "zone_id",
+        "visit_id",
+        "message",
+    ),
     alert_row,
 )
 RECEPTION_TABLE = SinkTable(
     "reception_records",
-    ("reception_id", "alert_id", "mall_id", "zone_id", "alert_kind", "member_id", "tier", "alert_ts", "staff_id",
-     "acked_at", "business_day", "channel", "note_kind", "note"),
+    (
+        "reception_id",
+        "alert_id",
+        "mall_id",
+        "zone_id",
+        "alert_kind",
+        "member_id",
+        "tier",
+        "alert_ts",
+        "staff_id",
+        "acked_at",
+        "business_day",
+        "channel",
+        "note_kind",
+        "note",
+    ),
     reception_row,
 )
 AUDIT_TABLE = SinkTable(
@@ -143,8 +210,19 @@ AUDIT_TABLE = SinkTable(
 )
 RECEIPTS_BY_MEMBER_TABLE = SinkTable(
     "receipts_by_member",
-    ("txn_id", "mall_id", "member_id", "store_id", "kind", "ts", "business_day", "total_cents", "line_categories",
-     "line_brands", "line_amount_cents"),
+    (
+        "txn_id",
+        "mall_id",
+        "member_id",
+        "store_id",
+        "kind",
+        "ts",
+        "business_day",
+        "total_cents",
+        "line_categories",
+        "line_brands",
+        "line_amount_cents",
+    ),
     receipt_row,
 )
 CUSTOMER_SNAPSHOTS_TABLE = SinkTable(
@@ -154,22 +232,60 @@ CUSTOMER_SNAPSHOTS_TABLE = SinkTable(
 )
 FOOTFALL_ROLLUPS_TABLE = SinkTable(
     "footfall_rollups",
-    ("row_id", "mall_id", "level", "key", "start", "local_day", "interval_s", "visitors_in", "visitors_out",
-     "staff_in", "staff_out", "transactions", "passers_by", "late"),
+    (
+        "row_id",
+        "mall_id",
+        "level",
+        "key",
+        "start",
+        "local_day",
+        "interval_s",
+        "visitors_in",
+        "visitors_out",
+        "staff_in",
+        "staff_out",
+        "transactions",
+        "passers_by",
+        "late",
+    ),
     rollup_row,
     _batch_rows,
 )
 AREA_OCCUPANCY_TABLE = SinkTable(
     "area_occupancy",
-    ("row_id", "mall_id", "level", "key", "start", "interval_s", "occupancy", "occupancy_uncorrected", "density",
-     "departures", "dwell_s"),
+    (
+        "row_id",
+        "mall_id",
+        "level",
+        "key",
+        "start",
+        "interval_s",
+        "occupancy",
+        "occupancy_uncorrected",
+        "density",
+        "departures",
+        "dwell_s",
+    ),
     area_row,
     _batch_rows,
 )
 AREA_DAYS_TABLE = SinkTable(
     "area_days",
-    ("row_id", "mall_id", "level", "key", "closed_at", "local_day", "visitors_in", "visitors_out_counted",
-     "residual", "exit_scale_used", "exit_scale_next", "dwell_littles_s", "dwell_matched_s"),
+    (
+        "row_id",
+        "mall_id",
+        "level",
+        "key",
+        "closed_at",
+        "local_day",
+        "visitors_in",
+        "visitors_out_counted",
+        "residual",
+        "exit_scale_used",
+        "exit_scale_next",
+        "dwell_littles_s",
+        "dwell_matched_s",
+    ),
     area_day_row,
 )
 PARKING_STAYS_TABLE = SinkTable(
@@ -179,7 +295,8 @@ PARKING_STAYS_TABLE = SinkTable(
     pseudonymised=("row_id", "plate_hash"),  # the row id names the plate
 )
 PARKING_OCCUPANCY_TABLE = SinkTable(
-    "parking_occupancy", ("event_id", "mall_id", "car_park_id", "ts", "occupancy", "capacity"),
+    "parking_occupancy",
+    ("event_id", "mall_id", "car_park_id", "ts", "occupancy", "capacity"),
     parking_occupancy_row,
     _batch_rows,
 )
@@ -207,7 +324,10 @@ RETENTION: dict[str, Retention] = {
     "visitors_minute": Retention(90, ("visitors_hourly", "visitors_daily")),
     "area_occupancy": Retention(90, ("area_occupancy_hourly",)),
     "parking_occupancy": Retention(90, ("parking_hourly",)),
-    "device_health": Retention(90, why="a device's recent health for the devices board and its alarms: the "
-                                       "events it counted are in the event tables (kept), and a device's "
-                                       "health a season ago tells nothing about it now"),
+    "device_health": Retention(
+        90,
+        why="a device's recent health for the devices board and its alarms: the "
+        "events it counted are in the event tables (kept), and a device's "
+        "health a season ago tells nothing about it now",
+    ),
 }

@@ -55,7 +55,9 @@ class Warehouse:
         with self._lock:
             self._client.command(sql.replace("{db}", self.database), settings=settings)
 
-    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str | None = None) -> None:
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str | None = None
+    ) -> None:
         """Insert rows as one block; with a ``token``, a repeat of the same block is a no-op, views included."""
         self.insert_block(table, arrow_table(rows, self.schema(table, columns)), token)
 

@@ -59,8 +59,9 @@ def required(method: str, path: str) -> tuple[tuple[str, ...], re.Match[str] | N
 
 
 def refusal(refused: Refused) -> web.Response:
-    return web.json_response({"error": refused.reason}, status=refused.status,
-                             headers=CHALLENGE if refused.status == 401 else None)
+    return web.json_response(
+        {"error": refused.reason}, status=refused.status, headers=CHALLENGE if refused.status == 401 else None
+    )
 
 
 def principal_of(request: web.Request) -> Principal:

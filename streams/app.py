@@ -37,20 +37,20 @@ from mallstream.settings import Settings
 from mallstream.sinks.clickhouse import SourcePosition, TableSink, sourced
 from mallstream.sinks.tables import (
     ALERTS_TABLE,
-    AUDIT_TABLE,
-    CUSTOMER_SNAPSHOTS_TABLE,
     AREA_DAYS_TABLE,
     AREA_OCCUPANCY_TABLE,
+    AUDIT_TABLE,
+    CUSTOMER_SNAPSHOTS_TABLE,
     DEAD_LETTERS_TABLE,
     DEVICE_HEALTH_TABLE,
     FOOTFALL_ROLLUPS_TABLE,
     FOOTFALL_TICKS_TABLE,
     LEDGER_TABLE,
     PARKING_EVENTS_TABLE,
-    RECEPTION_TABLE,
-    RECEIPTS_BY_MEMBER_TABLE,
     PARKING_OCCUPANCY_TABLE,
     PARKING_STAYS_TABLE,
+    RECEIPTS_BY_MEMBER_TABLE,
+    RECEPTION_TABLE,
     RFID_READS_TABLE,
     VIP_VISITS_TABLE,
     SinkTable,
@@ -59,18 +59,18 @@ from mallstream.sinks.warehouse import Warehouse
 from mallstream.transports import faust_credentials
 
 from . import framework_patches, topics
-from .topics import lane_group
 from .core.malls import MallDirectory
 from .core.routing import route_receipt
-from .lanes import BatchLane, Step
-from .paging import payload_limit
-from .sale_owners import SaleOwners
-from .loyalty_agents import LoyaltyAgent
 from .customer_agents import CustomerAgents
-from .master_data import MasterData, load_master_data
-from .retention import RetentionKeeper
-from .records import AuditRecord, InvalidEvent, PosTransaction, dead_letter, decode, encode
 from .footfall_agents import FootfallAgents
+from .lanes import BatchLane, Step
+from .loyalty_agents import LoyaltyAgent
+from .master_data import MasterData, load_master_data
+from .paging import payload_limit
+from .records import AuditRecord, InvalidEvent, PosTransaction, dead_letter, decode, encode
+from .retention import RetentionKeeper
+from .sale_owners import SaleOwners
+from .topics import lane_group
 from .vip_agents import VipAgents
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,12 @@ class Hub:
         datadir = conf.worker.state_dir / "vip" if vip_only else conf.worker.state_dir
         datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
         framework_patches.install(
-            broker_long_polls=conf.kafka.broker_long_polls, flush_timeout_s=conf.kafka.flush_timeout_s,
-            empty_fetch_wait_ms=conf.worker.vip_worker.empty_fetch_wait_ms if vip_only else conf.kafka.empty_fetch_wait_ms)
+            broker_long_polls=conf.kafka.broker_long_polls,
+            flush_timeout_s=conf.kafka.flush_timeout_s,
+            empty_fetch_wait_ms=conf.worker.vip_worker.empty_fetch_wait_ms
+            if vip_only
+            else conf.kafka.empty_fetch_wait_ms,
+        )
         self.app = faust.App(
             app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",
@@ -176,7 +180,9 @@ class Hub:
         )
         #: the most bytes a record's value may take (streams/paging.py splits and pages to stay within it)
         self.payload_limit = payload_limit(conf.kafka.max_request_size)
-        self.topics = {spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS}
+        self.topics = {
+            spec.name: self.app.topic(spec.name, partitions=conf.kafka.partitions) for spec in topics.ALL_TOPICS
+        }
         #: EPCs and plates reach ClickHouse only as keyed hashes (mallstream/privacy.py)
         self.pseudonym = Pseudonym.of(conf)
         #: where events that name no mall belong: every stored row carries its mall
@@ -205,37 +211,57 @@ class Hub:
         conf = self.settings
         #: receipts are routed to their member a batch at a time, with who made each sale (for returns without
         #: the card, kept the rule file's retention_days) as the lane's store
-        self.receipt_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "receipts"),
-                                      ROUTE_BATCH, 0.0, aligned=True)
+        self.receipt_lane = BatchLane(
+            self.app,
+            conf.kafka,
+            conf.worker,
+            lane_group(conf.worker.app_id, "receipts"),
+            ROUTE_BATCH,
+            0.0,
+            aligned=True,
+        )
         self.lanes.append(self.receipt_lane)
-        owners = self.receipt_lane.store("sale_owners", topics.changelog_topic(conf.worker.app_id, "sale_owners"),
-                                         conf.worker.state_dir / "lanes", conf.kafka.partitions)
+        owners = self.receipt_lane.store(
+            "sale_owners",
+            topics.changelog_topic(conf.worker.app_id, "sale_owners"),
+            conf.worker.state_dir / "lanes",
+            conf.kafka.partitions,
+        )
         self.sale_owners = SaleOwners(owners.partition)
         self.receipt_lane.step(topics.POS_TRANSACTIONS.name, self._route_receipts)
-        self.receipt_lane.on_revoked(lambda revoked: self.sale_owners.forget_partitions({tp.partition for tp in revoked}))
+        self.receipt_lane.on_revoked(
+            lambda revoked: self.sale_owners.forget_partitions({tp.partition for tp in revoked})
+        )
         sink_conf = conf.worker.sink
         tag = conf.worker.group_instance_id
         self.sinks = {
-            spec.name: (table, TableSink(self.warehouse, table.name, table.columns, tag))
-            for spec, table in SUNK_TOPICS
+            spec.name: (table, TableSink(self.warehouse, table.name, table.columns, tag)) for spec, table in SUNK_TOPICS
         }
         #: the sinks read their topics a batch at a time, in a consumer group of their own
-        self.sink_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "sinks"),
-                                   sink_conf.batch_rows, sink_conf.flush_seconds,
-                                   gather_ms=round(min(SINK_GATHER_S, sink_conf.flush_seconds / 2) * 1000))
+        self.sink_lane = BatchLane(
+            self.app,
+            conf.kafka,
+            conf.worker,
+            lane_group(conf.worker.app_id, "sinks"),
+            sink_conf.batch_rows,
+            sink_conf.flush_seconds,
+            gather_ms=round(min(SINK_GATHER_S, sink_conf.flush_seconds / 2) * 1000),
+        )
         self.lanes.append(self.sink_lane)
         for spec, _ in SUNK_TOPICS:
             self.sink_lane.step(spec.name, self._sink_step(spec))
         #: the loyalty and customer agents read their member-keyed topics a batch at a time, with the cards and
         #: customer states as the lane's stores: a message per event would cost more in faust than the rules
-        self.member_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "members"),
-                                     MEMBER_BATCH, 0.0)
+        self.member_lane = BatchLane(
+            self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "members"), MEMBER_BATCH, 0.0
+        )
         self.lanes.append(self.member_lane)
         self.loyalty = LoyaltyAgent(self, master, self.member_lane)
         self.customers = CustomerAgents(self, master, self.member_lane)
         #: footfall and parking read their mall-keyed topics a batch at a time, with each mall's state as a store
-        self.mall_lane = BatchLane(self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "malls"),
-                                   MALL_BATCH, 0.0)
+        self.mall_lane = BatchLane(
+            self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "malls"), MALL_BATCH, 0.0
+        )
         self.lanes.append(self.mall_lane)
         self.footfall = FootfallAgents(self, master, self.mall_lane)
 
@@ -289,7 +315,8 @@ class Hub:
                     self.sale_owners.remember(key, routed.remember_owner, txn.business_day, partition)
                     window = dt.timedelta(days=self.loyalty.rule_book().retention_days)
                     self.counters["sale_owners_forgotten"] += self.sale_owners.forget_before(
-                        txn.business_day - window, partition)
+                        txn.business_day - window, partition
+                    )
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
                 self.counters["receipts_routed"] += 1
 

@@ -200,8 +200,9 @@ class Reception:
             except UnknownAlert as exc:
                 await self.hub.dead_letter(source, f"acknowledges an unknown alert {exc}", payload)
 
-    async def record(self, alert_id: str, ack: Acknowledgement, channel: Channel,
-                     may_take: Callable[[Alert], bool] | None = None) -> ReceptionRecord:
+    async def record(
+        self, alert_id: str, ack: Acknowledgement, channel: Channel, may_take: Callable[[Alert], bool] | None = None
+    ) -> ReceptionRecord:
         """Record an acknowledgement of ``alert_id``; raises :class:`UnknownAlert` for an alert never published,
         and PermissionError for one ``may_take`` refuses (another counter's alert)."""
         alert = await self._alert(alert_id)
@@ -209,10 +210,20 @@ class Reception:
             raise PermissionError(f"alert {alert_id} is for {alert.zone_id}, not one of your counters")
         now = dt.datetime.now(dt.UTC)
         record = ReceptionRecord(
-            reception_id=reception_id(alert_id, ack), alert_id=alert_id, mall_id=alert.mall_id, zone_id=alert.zone_id,
-            alert_kind=alert.kind, member_id=alert.member_id, tier=alert.tier, alert_ts=alert.ts,
-            staff_id=ack.staff_id, acked_at=now, business_day=now.astimezone(self.timezone.get(alert.mall_id, dt.UTC)).date(),
-            channel=channel, note_kind=ack.note_kind, note=ack.note.strip(),
+            reception_id=reception_id(alert_id, ack),
+            alert_id=alert_id,
+            mall_id=alert.mall_id,
+            zone_id=alert.zone_id,
+            alert_kind=alert.kind,
+            member_id=alert.member_id,
+            tier=alert.tier,
+            alert_ts=alert.ts,
+            staff_id=ack.staff_id,
+            acked_at=now,
+            business_day=now.astimezone(self.timezone.get(alert.mall_id, dt.UTC)).date(),
+            channel=channel,
+            note_kind=ack.note_kind,
+            note=ack.note.strip(),
         )
         payload = encode(record)
         await self.hub.topic(topics.RECEPTION).send(key=alert_id.encode(), value=payload)
@@ -234,8 +245,15 @@ class Reception:
         if not rows:
             raise UnknownAlert(alert_id)
         mall_id, kind, ts, member_id, tier, zone_id = rows[0]
-        return Alert(alert_id=alert_id, mall_id=mall_id, kind=kind, ts=ts.replace(tzinfo=ts.tzinfo or dt.UTC),
-                     member_id=member_id, tier=tier, zone_id=zone_id)
+        return Alert(
+            alert_id=alert_id,
+            mall_id=mall_id,
+            kind=kind,
+            ts=ts.replace(tzinfo=ts.tzinfo or dt.UTC),
+            member_id=member_id,
+            tier=tier,
+            zone_id=zone_id,
+        )
 
     def close(self) -> None:
         if self._client is not None:
@@ -249,7 +267,9 @@ def board_places(settings: Settings) -> list[dict[str, str]]:
     for mall in settings.malls:
         names = {place.id: place.name for place in [*mall.entrances, *mall.zones, *mall.stores]}
         for place in dict.fromkeys(reader.place for reader in mall.rfid_readers):
-            places.append({"mall_id": mall.id, "timezone": mall.timezone, "id": place, "name": names.get(place) or place})
+            places.append(
+                {"mall_id": mall.id, "timezone": mall.timezone, "id": place, "name": names.get(place) or place}
+            )
     return places
 
 
@@ -323,6 +343,7 @@ def register_board(hub: Hub) -> None:
     router.add_post("/alerts/{alert_id}/ack", acknowledge)
 
     if feed is not None:
+
         async def hang_up(_app: web.Application) -> None:
             feed.hang_up()
 

@@ -52,8 +52,12 @@ log = logging.getLogger(__name__)
 
 #: what a caller's key must allow (mallstream.auth.PERMISSIONS: analyst, admin)
 PERMISSION = "sql"
-_CONTENT_TYPES = (("JSON", "application/json; charset=UTF-8"), ("TabSeparated", "text/tab-separated-values; "
-                  "charset=UTF-8"), ("TSV", "text/tab-separated-values; charset=UTF-8"), ("CSV", "text/csv; charset=UTF-8"))
+_CONTENT_TYPES = (
+    ("JSON", "application/json; charset=UTF-8"),
+    ("TabSeparated", "text/tab-separated-values; charset=UTF-8"),
+    ("TSV", "text/tab-separated-values; charset=UTF-8"),
+    ("CSV", "text/csv; charset=UTF-8"),
+)
 
 
 @dataclass
@@ -117,9 +121,14 @@ class Engine:
         body = result.bytes() or b""
         if fmt == "Native":
             body = native_for_revision(body, min(request.revision, self.revision))
-        summary = {"read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
-                   "written_rows": "0", "written_bytes": "0", "result_bytes": str(len(body)),
-                   "elapsed_ns": str(int(result.elapsed() * 1e9))}
+        summary = {
+            "read_rows": str(result.rows_read()),
+            "read_bytes": str(result.bytes_read()),
+            "written_rows": "0",
+            "written_bytes": "0",
+            "result_bytes": str(len(body)),
+            "elapsed_ns": str(int(result.elapsed() * 1e9)),
+        }
         return Answer(body, fmt if has_result_set(formatted) else None, summary)
 
     def close(self) -> None:
@@ -156,24 +165,39 @@ class ClickHouseHttp:
         return web.Response(text="Ok.\n")
 
     async def query(self, request: web.Request) -> web.StreamResponse:
-        headers = {"X-ClickHouse-Query-Id": request.query.get("query_id") or str(uuid.uuid4()),
-                   "X-ClickHouse-Timezone": request.query.get("session_timezone") or self.engine.timezone,
-                   "X-ClickHouse-Server-Display-Name": self.engine.display_name}
+        headers = {
+            "X-ClickHouse-Query-Id": request.query.get("query_id") or str(uuid.uuid4()),
+            "X-ClickHouse-Timezone": request.query.get("session_timezone") or self.engine.timezone,
+            "X-ClickHouse-Server-Display-Name": self.engine.display_name,
+        }
         if request.method == "GET" and "query" not in request.query:
             return web.Response(text="Ok.\n", headers=headers)  # ClickHouse answers / as /ping
         try:
             self._admit(request)
             body = await request.read() if request.method == "POST" else b""
-            text = decode_body(body, request.headers.get("Content-Encoding", ""),
-                               request.query.get("decompress") == "1").decode()
+            text = decode_body(
+                body, request.headers.get("Content-Encoding", ""), request.query.get("decompress") == "1"
+            ).decode()
             if request.query.get("compress") == "1":
-                raise ClickHouseError(1, "UNSUPPORTED_METHOD", "compress=1 (ClickHouse's compressed blocks) is not "
-                                      "served: ask for HTTP compression (enable_http_compression=1, Accept-Encoding: "
-                                      f"{', '.join(CODECS)})", 400)
+                raise ClickHouseError(
+                    1,
+                    "UNSUPPORTED_METHOD",
+                    "compress=1 (ClickHouse's compressed blocks) is not "
+                    "served: ask for HTTP compression (enable_http_compression=1, Accept-Encoding: "
+                    f"{', '.join(CODECS)})",
+                    400,
+                )
             answer = await self.engine.answer(parse_request(request.query, text, self.limits))
         except ClickHouseError as error:
-            return web.Response(status=error.status, text=error.text, headers={
-                **headers, "X-ClickHouse-Exception-Code": str(error.code), "Content-Type": "text/plain; charset=UTF-8"})
+            return web.Response(
+                status=error.status,
+                text=error.text,
+                headers={
+                    **headers,
+                    "X-ClickHouse-Exception-Code": str(error.code),
+                    "Content-Type": "text/plain; charset=UTF-8",
+                },
+            )
         except UnicodeDecodeError:
             error = ClickHouseError(36, "BAD_ARGUMENTS", "the query is not UTF-8")
             return web.Response(status=400, text=error.text, headers=headers)
@@ -181,11 +205,15 @@ class ClickHouseHttp:
         headers["Content-Type"] = "text/plain; charset=UTF-8"
         if answer.fmt is not None:
             headers["X-ClickHouse-Format"] = answer.fmt
-            headers["Content-Type"] = next((kind for prefix, kind in _CONTENT_TYPES if answer.fmt.startswith(prefix)),
-                                           "application/octet-stream")
+            headers["Content-Type"] = next(
+                (kind for prefix, kind in _CONTENT_TYPES if answer.fmt.startswith(prefix)), "application/octet-stream"
+            )
         body = answer.body
-        encoding = answer_encoding(request.headers.get("Accept-Encoding", "")) if request.query.get(
-            "enable_http_compression") == "1" else None
+        encoding = (
+            answer_encoding(request.headers.get("Accept-Encoding", ""))
+            if request.query.get("enable_http_compression") == "1"
+            else None
+        )
         if encoding is not None and body:
             body = CODECS[encoding][1](body)
             headers["Content-Encoding"] = encoding
@@ -197,11 +225,21 @@ class ClickHouseHttp:
         except Refused as refused:
             log.warning("clickhouse http: refused %s from %s: %s", caller_name(request), request.remote, refused.reason)
             if refused.status == 401:
-                raise ClickHouseError(516, "AUTHENTICATION_FAILED", f"{caller_name(request)}: Authentication failed: "
-                                      f"password is incorrect, or there is no user with such name ({refused.reason}; "
-                                      "the password is a mallstream API key)", 401) from None
-            raise ClickHouseError(497, "ACCESS_DENIED", f"{caller_name(request)}: Not enough privileges ("
-                                  f"{refused.reason}): queries need an analyst or admin key", 403) from None
+                raise ClickHouseError(
+                    516,
+                    "AUTHENTICATION_FAILED",
+                    f"{caller_name(request)}: Authentication failed: "
+                    f"password is incorrect, or there is no user with such name ({refused.reason}; "
+                    "the password is a mallstream API key)",
+                    401,
+                ) from None
+            raise ClickHouseError(
+                497,
+                "ACCESS_DENIED",
+                f"{caller_name(request)}: Not enough privileges ("
+                f"{refused.reason}): queries need an analyst or admin key",
+                403,
+            ) from None
 
 
 def register_clickhouse_http(hub: Hub) -> None:
@@ -213,24 +251,30 @@ def register_clickhouse_http(hub: Hub) -> None:
     clickhouse = conf.clickhouse
     if clickhouse.mode != "embedded" or clickhouse.http_port is None:
         return
-    limits = Limits(clickhouse.http_max_execution_s, clickhouse.http_max_result_rows,
-                    clickhouse.http_max_result_mb * 1024 * 1024)
+    limits = Limits(
+        clickhouse.http_max_execution_s, clickhouse.http_max_result_rows, clickhouse.http_max_result_mb * 1024 * 1024
+    )
     gate = Gatekeeper(KeyStore.of(conf), conf.auth, hub.counters)
 
     async def serve() -> None:
-        engine = Engine(os.path.realpath(clickhouse.path), clickhouse.database,  # as the warehouse opened it
-                        clickhouse.http_concurrency)
+        engine = Engine(
+            os.path.realpath(clickhouse.path),
+            clickhouse.database,  # as the warehouse opened it
+            clickhouse.http_concurrency,
+        )
         server = ClickHouseHttp(engine, gate, limits)
-        runner = web.AppRunner(server.web_app(conf.worker.max_body_kb * 1024), access_log=None,
-                               auto_decompress=False, handle_signals=False)
+        runner = web.AppRunner(
+            server.web_app(conf.worker.max_body_kb * 1024), access_log=None, auto_decompress=False, handle_signals=False
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, clickhouse.http_host, clickhouse.http_port).start()
             log.info("ClickHouse HTTP endpoint on %s:%s", clickhouse.http_host, clickhouse.http_port)
             await asyncio.Event().wait()
         except OSError as exc:
-            log.error("ClickHouse HTTP endpoint not served on %s:%s: %s", clickhouse.http_host,
-                      clickhouse.http_port, exc)
+            log.error(
+                "ClickHouse HTTP endpoint not served on %s:%s: %s", clickhouse.http_host, clickhouse.http_port, exc
+            )
         finally:
             with contextlib.suppress(Exception):
                 await runner.cleanup()

@@ -117,8 +117,12 @@ class CustomerAgents:
         self._due_day: dict[bytes, int] = {}
         self._indexed = False
         worker = hub.settings.worker
-        self.states = lane.store("customer_states", topics.changelog_topic(worker.app_id, "customer_states"),
-                                 worker.state_dir / "lanes", self.partitions)
+        self.states = lane.store(
+            "customer_states",
+            topics.changelog_topic(worker.app_id, "customer_states"),
+            worker.state_dir / "lanes",
+            self.partitions,
+        )
         for spec in (topics.POS_BY_MEMBER, topics.CUSTOMER_TICKS):
             lane.step(spec.name, self._track)
         lane.on_revoked(self._forget_partitions)
@@ -168,9 +172,10 @@ class CustomerAgents:
 
     async def _recompute_cutoffs(self) -> None:
         """New cut-offs over the members held; members whose class they change get a fresh snapshot."""
-        held = [(partition, key) for partition, store in self.states.held() for key in store.keys()]
-        self.cutoffs = pyramid_cutoffs([_state_decoder.decode(self.states.partition(partition)[key]).spend_cents
-                                        for partition, key in held])
+        held = [(partition, key) for partition, store in self.states.held() for key in store]
+        self.cutoffs = pyramid_cutoffs(
+            [_state_decoder.decode(self.states.partition(partition)[key]).spend_cents for partition, key in held]
+        )
         self.hub.counters["customers_held"] = len(held)
         for partition, key in held:  # a snapshot only for members whose shown class (or stage...) changed
             # read again: the agent may have folded in a receipt while earlier snapshots were sent, and a
@@ -265,8 +270,11 @@ class CustomerAgents:
     def _schedule(self, key: bytes, partition: int, state: CustomerState, now: dt.datetime) -> None:
         """Keep the member in the partition's heap under the next day what they show would change."""
         self._heap(partition)
-        self._push(key, partition, next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.rules,
-                                                   self.params))
+        self._push(
+            key,
+            partition,
+            next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.rules, self.params),
+        )
 
     def _push(self, key: bytes, partition: int, day: int | None) -> None:
         if day is None:
@@ -317,26 +325,44 @@ class CustomerAgents:
         alive = "unknown" if signal.p_alive is None else f"{signal.p_alive:.2f}"
         return Alert(
             alert_id=f"{signal.member_id}:{signal.kind}:{int(signal.ts.timestamp())}",
-            mall_id=state.mall_id or self.default_mall, kind=signal.kind, ts=signal.ts,
-            severity=SEVERITY[signal.kind], member_id=signal.member_id,
+            mall_id=state.mall_id or self.default_mall,
+            kind=signal.kind,
+            ts=signal.ts,
+            severity=SEVERITY[signal.kind],
+            member_id=signal.member_id,
             message=f"P(alive) {alive}, stage {signal.stage}, was {signal.previous_kind}",
-            decided_at=dt.datetime.now(dt.UTC), tier=profile.tier or None,
+            decided_at=dt.datetime.now(dt.UTC),
+            tier=profile.tier or None,
         )
 
     def _snapshot(
         self, state: CustomerState, now: dt.datetime, seen: Insight, klass: str, profile: Profile
     ) -> CustomerSnapshot:
         return CustomerSnapshot(
-            member_id=state.member_id, mall_id=state.mall_id, as_of=now,
+            member_id=state.member_id,
+            mall_id=state.mall_id,
+            as_of=now,
             first_purchase=dt.date.fromordinal(state.first_day) if state.has_purchased else None,
             last_purchase=dt.date.fromordinal(state.last_day) if state.has_purchased else None,
-            repeat_days=state.repeat_days, receipts=state.receipts, spend_cents=state.spend_cents,
-            p_alive=seen.p_alive, lifecycle_stage=seen.lifecycle_stage, rfm_segment=seen.rfm_segment,
-            value_class=klass, alert=SIGNAL_KINDS[state.alert_level], top_brands=seen.preferences["brands"],
-            top_categories=seen.preferences["categories"], price_band_cents=state.price_band_cents,
-            weekday_visits=state.weekday_visits, hour_visits=state.hour_visits, tier=profile.tier,
-            age_band=profile.age_band, gender=profile.gender, region=profile.region,
-            occupation=profile.occupation, education=profile.education,
+            repeat_days=state.repeat_days,
+            receipts=state.receipts,
+            spend_cents=state.spend_cents,
+            p_alive=seen.p_alive,
+            lifecycle_stage=seen.lifecycle_stage,
+            rfm_segment=seen.rfm_segment,
+            value_class=klass,
+            alert=SIGNAL_KINDS[state.alert_level],
+            top_brands=seen.preferences["brands"],
+            top_categories=seen.preferences["categories"],
+            price_band_cents=state.price_band_cents,
+            weekday_visits=state.weekday_visits,
+            hour_visits=state.hour_visits,
+            tier=profile.tier,
+            age_band=profile.age_band,
+            gender=profile.gender,
+            region=profile.region,
+            occupation=profile.occupation,
+            education=profile.education,
         )
 
     # -- the member view ------------------------------------------------------------------
@@ -348,10 +374,15 @@ class CustomerAgents:
         now = as_of or self._now_for(state, None)
         seen = insight(state, now, self.rules, self.params)
         return {
-            "as_of": now.isoformat(), "p_alive": seen.p_alive, "lifecycle_stage": seen.lifecycle_stage,
-            "rfm_segment": seen.rfm_segment, "value_class": value_class(state.spend_cents, self.cutoffs),
-            "preferences": seen.preferences, "spend_cents": seen.spend_cents,
-            "inter_purchase_days": seen.inter_purchase_days, "churn_alert": SIGNAL_KINDS[state.alert_level],
+            "as_of": now.isoformat(),
+            "p_alive": seen.p_alive,
+            "lifecycle_stage": seen.lifecycle_stage,
+            "rfm_segment": seen.rfm_segment,
+            "value_class": value_class(state.spend_cents, self.cutoffs),
+            "preferences": seen.preferences,
+            "spend_cents": seen.spend_cents,
+            "inter_purchase_days": seen.inter_purchase_days,
+            "churn_alert": SIGNAL_KINDS[state.alert_level],
         }
 
     def _state(self, key: bytes) -> CustomerState | None:

@@ -51,7 +51,6 @@ import msgspec
 from aiokafka import ConsumerRecord, TopicPartition
 from faust.types import TP
 
-
 from . import topics
 from .core.footfall import AreaBatch, FootfallOutput, FootfallState, RollupBatch, RollupRow, advance, apply_event
 from .core.footfall_layout import FootfallLayout
@@ -66,8 +65,8 @@ from .core.parking import (
     forget_exits,
 )
 from .core.parking_fees import at_exit
-from .paging import PagedTable, fitting
 from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
+from .paging import PagedTable, fitting
 from .records import (
     Alert,
     FootfallBatch,
@@ -122,8 +121,11 @@ class SourceClock:
         self.progress[mark.source] = (max(newest, mark.ts.timestamp()), at, mark.caught_up)
 
     def _reading(self, at: float) -> list[float]:
-        return [moment for moment, heard, caught_up in self.progress.values()
-                if not caught_up and at - heard <= SILENT_SOURCE_S]
+        return [
+            moment
+            for moment, heard, caught_up in self.progress.values()
+            if not caught_up and at - heard <= SILENT_SOURCE_S
+        ]
 
     def idle(self, at: float) -> bool:
         return not self._reading(at)
@@ -184,10 +186,12 @@ class FootfallAgents:
         #: areas and the cars inside)
         stores = settings.worker.state_dir / "lanes"
         app_id = settings.worker.app_id
-        self.footfall_store = lane.store("footfall_states", topics.changelog_topic(app_id, "footfall_states"), stores,
-                                         self.partitions)
-        self.parking_store = lane.store("parking_states", topics.changelog_topic(app_id, "parking_states"), stores,
-                                        self.partitions)
+        self.footfall_store = lane.store(
+            "footfall_states", topics.changelog_topic(app_id, "footfall_states"), stores, self.partitions
+        )
+        self.parking_store = lane.store(
+            "parking_states", topics.changelog_topic(app_id, "parking_states"), stores, self.partitions
+        )
         routes = hub.route_lane
         routes.step(topics.FOOTFALL_TICKS.name, self._router("footfall routing", self._tick_of))
         routes.step(topics.RFID_READS.name, self._router("footfall badge routing", self._badge_of))
@@ -232,8 +236,11 @@ class FootfallAgents:
     def _align(self) -> None:
         """Hold back the clock inputs read more than ``ALIGN_AHEAD_S`` ahead of the slowest one still reading."""
         lane = self.hub.route_lane
-        reading = {tp: moment for tp, moment in self._event_time.items()
-                   if tp in lane.assignment() and self._read_to.get(tp, -1) + 1 < (lane.highwater(tp) or 0)}
+        reading = {
+            tp: moment
+            for tp, moment in self._event_time.items()
+            if tp in lane.assignment() and self._read_to.get(tp, -1) + 1 < (lane.highwater(tp) or 0)
+        }
         slowest = min(reading.values(), default=float("inf"))
         lane.hold_back({tp for tp, moment in reading.items() if moment > slowest + ALIGN_AHEAD_S})
 
@@ -322,8 +329,14 @@ class FootfallAgents:
         # a failed send fails the step, so the batch is not committed (the lane's checkpoint flushes the rest)
         await asyncio.gather(*sent)
 
-    def _apply(self, state: FootfallState, clock: SourceClock, message: ByMall, layout: FootfallLayout,
-               outputs: list[tuple[FootfallOutput, str]]) -> FootfallState:
+    def _apply(
+        self,
+        state: FootfallState,
+        clock: SourceClock,
+        message: ByMall,
+        layout: FootfallLayout,
+        outputs: list[tuple[FootfallOutput, str]],
+    ) -> FootfallState:
         """One footfall.by_mall message through the core: the state it leaves, and what closed added to ``outputs``."""
         lag = layout.config.max_clock_lag_s
         events = 0
@@ -360,7 +373,9 @@ class FootfallAgents:
                 self.hub.counters["footfall_late_rows"] += 1
             batches.setdefault((type(output), output.start), []).append(output)
         for (kind, _), rows in batches.items():
-            spec, wrap = (topics.FOOTFALL_ROLLUPS, RollupBatch) if kind is RollupRow else (topics.FOOTFALL_AREAS, AreaBatch)
+            spec, wrap = (
+                (topics.FOOTFALL_ROLLUPS, RollupBatch) if kind is RollupRow else (topics.FOOTFALL_AREAS, AreaBatch)
+            )
             for value in fitting(rows, wrap, self.hub.payload_limit):
                 sent.append(await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value))
         return sent
@@ -371,8 +386,11 @@ class FootfallAgents:
     def _forget_malls(self, revoked: set[TopicPartition]) -> None:
         """Partitions of the malls lane moved: their malls' states and clocks are read afresh when they come back."""
         lost = {tp.partition for tp in revoked}
-        for mall_id in [mall_id for mall_id in {*self.states, *self.clocks}
-                        if topics.partition_of(mall_id.encode(), self.partitions) in lost]:
+        for mall_id in [
+            mall_id
+            for mall_id in {*self.states, *self.clocks}
+            if topics.partition_of(mall_id.encode(), self.partitions) in lost
+        ]:
             self.states.pop(mall_id, None)
             self.clocks.pop(mall_id, None)
 
@@ -433,8 +451,9 @@ class FootfallAgents:
                         forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
                         for output in outputs:
                             if isinstance(output, ParkingOccupancy):
-                                occupancy.append(msgspec.structs.replace(
-                                    output, cause=gate_event.event_id or identity(gate_event)))
+                                occupancy.append(
+                                    msgspec.structs.replace(output, cause=gate_event.event_id or identity(gate_event))
+                                )
                             elif isinstance(output, ParkingStay):
                                 sent += await self._exit(key, output)
                             elif isinstance(output, Alert):
@@ -451,8 +470,11 @@ class FootfallAgents:
         stay, settlement = at_exit(stay, member_id, self.hub.loyalty.rule_book().parking, self.zones[stay.mall_id])
         sent = []
         if settlement is not None:
-            sent.append(await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=settlement.member_id.encode(),
-                                                                           value=encode(settlement)))
+            sent.append(
+                await self.hub.topic(topics.LOYALTY_REQUESTS).send(
+                    key=settlement.member_id.encode(), value=encode(settlement)
+                )
+            )
             self.hub.counters["parking_settlements"] += 1
         sent.append(await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay)))
         return sent

@@ -51,7 +51,8 @@ def check_versions() -> None:
             raise FrameworkVersionError(
                 f"{package} {found} is installed, but mallstream patches its internals and was verified only "
                 f"with {package}=={expected} (streams/framework_patches.py): install that version "
-                f"(pip install -e .) or re-verify the patches before changing the pin")
+                f"(pip install -e .) or re-verify the patches before changing the pin"
+            )
 
 
 def install(*, broker_long_polls: bool, empty_fetch_wait_ms: int, flush_timeout_s: float) -> None:
@@ -195,7 +196,8 @@ async def _flush_until_sent(self: ProducerBuffer) -> None:
             raise ProducerFlushTimeout(
                 f"the producer could not hand {self.size} queued and {getattr(self, 'in_flight', 0)} started "
                 f"messages to the broker within kafka.flush_timeout_s ({_flush_timeout_s:g} s); the offsets "
-                "they precede are not committed, so a restarted worker processes their inputs again")
+                "they precede are not committed, so a restarted worker processes their inputs again"
+            )
         await asyncio.sleep(0.005)
 
 

@@ -72,8 +72,17 @@ class _Rebalance(ConsumerRebalanceListener):
 class BatchLane:
     """One consumer group reading ``topics`` in batches for the steps registered on them."""
 
-    def __init__(self, app: faust.App, kafka: Kafka, worker: Worker, group: str, max_records: int,
-                 max_wait_s: float, gather_ms: int = 0, aligned: bool = False) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        kafka: Kafka,
+        worker: Worker,
+        group: str,
+        max_records: int,
+        max_wait_s: float,
+        gather_ms: int = 0,
+        aligned: bool = False,
+    ) -> None:
         self.app = app
         self.kafka = kafka
         self.worker = worker
@@ -145,16 +154,28 @@ class BatchLane:
                 await self.app.crash(exc)
                 raise
             self.held |= new
-        log.info("lane %s: partitions %s restored (%d changelog records) in %.1f s", self.group, sorted(new), applied,
-                 time.monotonic() - started)
+        log.info(
+            "lane %s: partitions %s restored (%d changelog records) in %.1f s",
+            self.group,
+            sorted(new),
+            applied,
+            time.monotonic() - started,
+        )
 
     async def _restore(self, partitions: set[int]) -> int:
-        reader = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=f"{self.group}-restore",
-                                  enable_auto_commit=False, **kafka_options(self.kafka))
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            client_id=f"{self.group}-restore",
+            enable_auto_commit=False,
+            **kafka_options(self.kafka),
+        )
         await reader.start()
         try:
-            opened = [(TopicPartition(store.changelog, partition), store.opened(partition))
-                      for store in self.stores.values() for partition in sorted(partitions)]
+            opened = [
+                (TopicPartition(store.changelog, partition), store.opened(partition))
+                for store in self.stores.values()
+                for partition in sorted(partitions)
+            ]
             return await restore(reader, opened)
         finally:
             await reader.stop()
@@ -223,7 +244,9 @@ class BatchLane:
                         await self.app.crash(exc)
                         return
                     # what the steps sent and the stores' changes are on the broker before the offsets move on
-                    await self.checkpoint.commit(consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()})
+                    await self.checkpoint.commit(
+                        consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                    )
         finally:
             self._consumer = None
             for store in self.stores.values():
@@ -233,8 +256,9 @@ class BatchLane:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    async def _ready(self, consumer: AIOKafkaConsumer,
-                     batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
+    async def _ready(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """The records the lane may handle now.
 
         Records of partitions a rebalance took meanwhile are their new owner's to handle. The
@@ -252,8 +276,9 @@ class BatchLane:
             ready[tp] = records
         return await self._aligned(consumer, ready) if self.aligned else ready
 
-    async def _aligned(self, consumer: AIOKafkaConsumer,
-                       batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
+    async def _aligned(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """The batch cut where the slowest partition still reading has got to, by the time records were produced.
 
         A fetch brings whole runs of one partition: a backlog read as it comes would hand on one
@@ -318,8 +343,11 @@ class BatchLane:
         for topic, partitions in by_topic.items():
             # an aligned lane hands them on interleaved by the time they were produced, as a stream of the topic
             # would deliver them (each partition's records stay in offset order); the others, partition by partition
-            records = (list(heapq.merge(*partitions, key=_produced_at)) if self.aligned
-                       else [record for records in partitions for record in records])
+            records = (
+                list(heapq.merge(*partitions, key=_produced_at))
+                if self.aligned
+                else [record for records in partitions for record in records]
+            )
             for handle in self.steps[topic]:
                 await handle(records)
         self.batches += 1

@@ -43,8 +43,8 @@ import json
 import logging
 import pwd
 import zlib
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -63,8 +63,8 @@ from .core.operations import group_grant, manual, scheduled_run
 from .core.parking_fees import ParkingStay, settle_at_exit
 from .core.rules import RuleBook, RuleFile
 from .lanes import BatchLane
-from .paging import PagedTable
 from .master_data import MasterData
+from .paging import PagedTable
 from .records import (
     Alert,
     AuditRecord,
@@ -104,7 +104,7 @@ def encode_card(card: MemberCard) -> bytes:
 
 def decode_card(data: bytes) -> MemberCard:
     if data.startswith(_DEFLATED):
-        data = zlib.decompress(data[len(_DEFLATED):])
+        data = zlib.decompress(data[len(_DEFLATED) :])
     return _card_decoder.decode(data)
 
 
@@ -136,11 +136,23 @@ def ledger_entries(card: MemberCard, effects: list[Effect], context: Context) ->
     return [
         LedgerEntry(
             entry_id=_entry_id(effect),
-            mall_id=context.mall_id, member_id=card.member_id, account=effect.account, delta=effect.delta,
-            balance_after=balances.get(effect.account, 0), cause=effect.kind, txn_id=effect.cause,
-            store_id=context.store_id, ts=context.ts, business_day=context.business_day, replayed=effect.replayed,
-            rule_id=effect.rule_id, rule_version=effect.rule_version, amount=effect.amount,
-            voucher_id=effect.voucher_id, reason=effect.reason, by=effect.by,
+            mall_id=context.mall_id,
+            member_id=card.member_id,
+            account=effect.account,
+            delta=effect.delta,
+            balance_after=balances.get(effect.account, 0),
+            cause=effect.kind,
+            txn_id=effect.cause,
+            store_id=context.store_id,
+            ts=context.ts,
+            business_day=context.business_day,
+            replayed=effect.replayed,
+            rule_id=effect.rule_id,
+            rule_version=effect.rule_version,
+            amount=effect.amount,
+            voucher_id=effect.voucher_id,
+            reason=effect.reason,
+            by=effect.by,
         )
         for effect in effects
     ]
@@ -162,10 +174,16 @@ def member_view(card: MemberCard, now: dt.datetime) -> dict:
         "birthday": card.birthday.isoformat() if card.birthday else None,
         "balances": {"points": card.points, "stored_value_cents": card.stored_value},
         "vouchers": [
-            {"voucher_id": voucher.voucher_id, "campaign_id": voucher.campaign_id, "amount_cents": voucher.amount,
-             "remaining_cents": voucher.remaining, "scope": msgspec.to_builtins(voucher.scope),
-             "valid_from": voucher.valid_from.isoformat(), "valid_to": voucher.valid_to.isoformat(),
-             "usable_now": voucher.usable_at(now) and voucher.remaining > 0}
+            {
+                "voucher_id": voucher.voucher_id,
+                "campaign_id": voucher.campaign_id,
+                "amount_cents": voucher.amount,
+                "remaining_cents": voucher.remaining,
+                "scope": msgspec.to_builtins(voucher.scope),
+                "valid_from": voucher.valid_from.isoformat(),
+                "valid_to": voucher.valid_to.isoformat(),
+                "usable_now": voucher.usable_at(now) and voucher.remaining > 0,
+            }
             for voucher in card.vouchers.values()
         ],
         "holds": [msgspec.to_builtins(hold) for hold in card.holds.values()],
@@ -184,13 +202,28 @@ def _describe(operation: ManualOperation) -> str:
 
 def operation_audit(operation: ManualOperation, answer: dict, entries: list[LedgerEntry], mall_id: str) -> AuditRecord:
     """The audit record of a desk operation: once per op_id, however often it is asked again."""
-    outcome = ("rejected: " + "; ".join(answer["rejected"]) if answer["rejected"]
-               else "replayed" if answer["replayed"] else "applied")
+    outcome = (
+        "rejected: " + "; ".join(answer["rejected"])
+        if answer["rejected"]
+        else "replayed"
+        if answer["replayed"]
+        else "applied"
+    )
     moved = [{"account": entry.account, "delta": entry.delta, "cause": entry.cause} for entry in entries]
     return AuditRecord(
-        audit_id=f"operation:{operation.op_id}", kind="manual_operation", ts=operation.ts, who=operation.by,
-        actor=operation.actor, what=_describe(operation), why=operation.why, outcome=outcome, mall_id=mall_id,
-        member_id=operation.member_id, subject=operation.op_id, detail=json.dumps(moved))
+        audit_id=f"operation:{operation.op_id}",
+        kind="manual_operation",
+        ts=operation.ts,
+        who=operation.by,
+        actor=operation.actor,
+        what=_describe(operation),
+        why=operation.why,
+        outcome=outcome,
+        mall_id=mall_id,
+        member_id=operation.member_id,
+        subject=operation.op_id,
+        detail=json.dumps(moved),
+    )
 
 
 def _owner(path: Path) -> str:
@@ -214,15 +247,29 @@ def rules_audit(rules: RuleFile, book: RuleBook, previous: str | None, hub: Hub,
     actor = hub.settings.worker.group_instance_id
     if refused:
         return AuditRecord(
-            audit_id=f"rules-refused:{rules.refused_digest}", kind="rules_refused", ts=changed, who=_owner(rules.path),
-            actor=actor, what=f"edit of {rules.path} refused; version {book.tag} stays in force",
-            outcome=f"refused: {rules.error}", subject=str(rules.path), detail=rules.refused_digest or "")
+            audit_id=f"rules-refused:{rules.refused_digest}",
+            kind="rules_refused",
+            ts=changed,
+            who=_owner(rules.path),
+            actor=actor,
+            what=f"edit of {rules.path} refused; version {book.tag} stays in force",
+            outcome=f"refused: {rules.error}",
+            subject=str(rules.path),
+            detail=rules.refused_digest or "",
+        )
     change = book.change
     return AuditRecord(
-        audit_id=f"rules:{book.version.digest}", kind="rules_changed", ts=changed,
-        who=change.by if change else _owner(rules.path), actor=actor,
+        audit_id=f"rules:{book.version.digest}",
+        kind="rules_changed",
+        ts=changed,
+        who=change.by if change else _owner(rules.path),
+        actor=actor,
         what=f"rules {rules.path} version {book.tag} in force" + (f", replacing {previous}" if previous else ""),
-        why=change.why if change else "", outcome="applied", subject=str(rules.path), detail=book.version.digest)
+        why=change.why if change else "",
+        outcome="applied",
+        subject=str(rules.path),
+        detail=book.version.digest,
+    )
 
 
 class LoyaltyAgent:
@@ -245,8 +292,12 @@ class LoyaltyAgent:
         #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
         self._seen: dict[int, tuple[float, float]] = {}
         self._scheduled_day: dict[int, dt.date] = {}
-        self.cards = lane.store("cards", topics.changelog_topic(conf.worker.app_id, "cards"),
-                                conf.worker.state_dir / "lanes", self.partitions)
+        self.cards = lane.store(
+            "cards",
+            topics.changelog_topic(conf.worker.app_id, "cards"),
+            conf.worker.state_dir / "lanes",
+            self.partitions,
+        )
         for spec in (topics.POS_BY_MEMBER, topics.LOYALTY_REQUESTS, topics.CUSTOMER_SIGNALS):
             lane.step(spec.name, self._apply)
         lane.on_revoked(self._forget_partitions)
@@ -340,10 +391,17 @@ class LoyaltyAgent:
             self.hub.counters["receipts_anonymous"] += 1
             return
         self._saw(partition, txn.ts)
-        card, effects = evaluate(self._stored(cards, key, txn.member_id), txn, self.rule_book(), dt.datetime.now(dt.UTC),
-                                 self.birthdays.get(txn.member_id))
+        card, effects = evaluate(
+            self._stored(cards, key, txn.member_id),
+            txn,
+            self.rule_book(),
+            dt.datetime.now(dt.UTC),
+            self.birthdays.get(txn.member_id),
+        )
         await self._commit(cards, key, card, effects, Context.of_receipt(txn), resend_replayed=True)
-        self.hub.counters["receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"] += 1
+        self.hub.counters[
+            "receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"
+        ] += 1
 
     def _hold(self, cards: PagedTable, key: bytes, request: HoldRequest) -> None:
         """A till authorisation: a hold placed (written to the card) or refused; no ledger entry, nothing moved yet."""
@@ -358,15 +416,18 @@ class LoyaltyAgent:
 
     async def _manual(self, cards: PagedTable, key: bytes, operation: ManualOperation) -> None:
         book = self.rule_book()
-        card = self._stored(cards, key, operation.member_id) or enrol(operation.member_id, book,
-                                                               self.birthdays.get(operation.member_id))
+        card = self._stored(cards, key, operation.member_id) or enrol(
+            operation.member_id, book, self.birthdays.get(operation.member_id)
+        )
         card, effects = manual(card, operation, book, operation.ts)
         day = operation.ts.astimezone(self.zone).date()
-        entries = await self._commit(cards, key, card, effects, Context(self.default_mall, "", operation.ts, day),
-                                     resend_replayed=True)
+        entries = await self._commit(
+            cards, key, card, effects, Context(self.default_mall, "", operation.ts, day), resend_replayed=True
+        )
         self.hub.counters["manual_operations"] += 1
         answer = {
-            "op_id": operation.op_id, "member_id": operation.member_id,
+            "op_id": operation.op_id,
+            "member_id": operation.member_id,
             "replayed": bool(effects) and all(effect.replayed for effect in effects),
             "rejected": [effect.reason for effect in effects if effect.kind in REFUSALS],
             "entries": msgspec.to_builtins(entries),
@@ -377,12 +438,19 @@ class LoyaltyAgent:
     async def _parking(self, cards: PagedTable, key: bytes, request: ParkingSettlement) -> None:
         """A member's car left a car park: free parking or the fee on the card, once per stay."""
         book = self.rule_book()
-        card = self._stored(cards, key, request.member_id) or enrol(request.member_id, book,
-                                                             self.birthdays.get(request.member_id))
+        card = self._stored(cards, key, request.member_id) or enrol(
+            request.member_id, book, self.birthdays.get(request.member_id)
+        )
         stay = ParkingStay(request.stay_id, request.entry, request.exit, request.business_day)
         card, effects = settle_at_exit(card, stay, book, request.exit)
-        await self._commit(cards, key, card, effects, Context(request.mall_id, request.car_park_id, request.exit,
-                                                       request.business_day), resend_replayed=True)
+        await self._commit(
+            cards,
+            key,
+            card,
+            effects,
+            Context(request.mall_id, request.car_park_id, request.exit, request.business_day),
+            resend_replayed=True,
+        )
         free = any(effect.kind == "parking_discount" for effect in effects)
         self.hub.counters["parking_free" if free else "parking_charged"] += 1
 
@@ -392,13 +460,27 @@ class LoyaltyAgent:
         member_id = signal.member_id or key.decode()
         for grant in (g for g in book.group_grants if g.signal == signal.kind):
             card = self._stored(cards, key, member_id) or enrol(member_id, book, self.birthdays.get(member_id))
-            granted, effects = group_grant({member_id: card}, [member_id], book, signal.ts,
-                                         f"{grant.id}:{int(signal.ts.timestamp())}", grant.points,
-                                         grant.voucher_campaign, by="customers.signals",
-                                         why=f"{signal.kind}: {signal.message}", rule_id=grant.id)
+            granted, effects = group_grant(
+                {member_id: card},
+                [member_id],
+                book,
+                signal.ts,
+                f"{grant.id}:{int(signal.ts.timestamp())}",
+                grant.points,
+                grant.voucher_campaign,
+                by="customers.signals",
+                why=f"{signal.kind}: {signal.message}",
+                rule_id=grant.id,
+            )
             day = signal.ts.astimezone(self.zone).date()
-            await self._commit(cards, key, granted[member_id], effects, Context(signal.mall_id, "", signal.ts, day),
-                               resend_replayed=False)
+            await self._commit(
+                cards,
+                key,
+                granted[member_id],
+                effects,
+                Context(signal.mall_id, "", signal.ts, day),
+                resend_replayed=False,
+            )
             self.hub.counters["group_grants"] += 1
 
     async def _scheduled(self, cards: PagedTable, now: dt.datetime, since: dt.datetime | None) -> None:
@@ -406,7 +488,7 @@ class LoyaltyAgent:
         book = self.rule_book()
         now = now.astimezone(self.zone)
         context = Context(self.default_mall, "", now, now.date())
-        for key in cards.keys():
+        for key in cards:
             stored = cards.get(key)
             if stored is None:
                 continue
@@ -421,7 +503,13 @@ class LoyaltyAgent:
         self.hub.counters["schedule_runs"] += 1
 
     async def _commit(
-        self, cards: PagedTable, key: bytes, card: MemberCard, effects: list[Effect], context: Context, resend_replayed: bool
+        self,
+        cards: PagedTable,
+        key: bytes,
+        card: MemberCard,
+        effects: list[Effect],
+        context: Context,
+        resend_replayed: bool,
     ) -> list[LedgerEntry]:
         """Write the card, then send its ledger entries, rejects and notifications.
 
@@ -443,16 +531,23 @@ class LoyaltyAgent:
 
     async def _notify(self, notification: MemberNotification) -> None:
         self.hub.counters[f"notify_{notification.kind}"] += 1
-        await self.hub.topic(topics.MEMBER_NOTIFICATIONS).send(key=notification.member_id.encode(),
-                                                                value=encode(notification))
+        await self.hub.topic(topics.MEMBER_NOTIFICATIONS).send(
+            key=notification.member_id.encode(), value=encode(notification)
+        )
 
     async def _deliver(self, stream: faust.StreamT) -> None:
         """Each notification to the platform's webhook, retried; one that still fails is logged and counted."""
         conf = self.hub.settings.notifications
         assert conf.webhook_url is not None
         async for event in stream.events():
-            delivered = await asyncio.to_thread(post_json, conf.webhook_url, event.value, conf.webhook_timeout,
-                                                conf.webhook_attempts, f"notification {event.key!r}")
+            delivered = await asyncio.to_thread(
+                post_json,
+                conf.webhook_url,
+                event.value,
+                conf.webhook_timeout,
+                conf.webhook_attempts,
+                f"notification {event.key!r}",
+            )
             self.hub.counters["notifications_delivered" if delivered else "notifications_failed"] += 1
 
     # -- audit ----------------------------------------------------------------------------

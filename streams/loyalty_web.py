@@ -25,8 +25,8 @@ from faust.web import Request, Response, View
 
 from .access import principal_of
 from .app import Hub
-from .topics import partition_of
 from .records import AuditRecord, HoldRequest, ManualOperation
+from .topics import partition_of
 
 
 def _request(kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object):
@@ -51,17 +51,25 @@ async def answered_elsewhere(hub: Hub, view: View, request: Request, member_id: 
     if owner is None or partition in hub.member_lane.held or request.headers.get(FORWARDED):
         return None
     headers = {name: value for name, value in request.headers.items() if name.lower() not in ("host", "content-length")}
-    async with aiohttp.ClientSession() as session, session.request(
-            request.method, owner.rstrip("/") + request.path_qs, headers={**headers, FORWARDED: "1"},
-            data=await request.read(), timeout=aiohttp.ClientTimeout(total=hub.settings.rules.answer_timeout_s + 5),
-    ) as reply:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            request.method,
+            owner.rstrip("/") + request.path_qs,
+            headers={**headers, FORWARDED: "1"},
+            data=await request.read(),
+            timeout=aiohttp.ClientTimeout(total=hub.settings.rules.answer_timeout_s + 5),
+        ) as reply,
+    ):
         return view.bytes(await reply.read(), content_type=reply.content_type, status=reply.status)
 
 
 def register_loyalty_views(hub: Hub) -> None:
     app = hub.app
 
-    async def ask(view: View, kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object) -> Response:
+    async def ask(
+        view: View, kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object
+    ) -> Response:
         try:
             message = _request(kind, request, **fields)
         except msgspec.ValidationError as exc:
@@ -72,8 +80,9 @@ def register_loyalty_views(hub: Hub) -> None:
         try:
             return view.json(await hub.loyalty.ask(message))
         except TimeoutError:
-            return view.json({"error": "the card's worker did not answer in time; ask again with the same id"},
-                             status=504)
+            return view.json(
+                {"error": "the card's worker did not answer in time; ask again with the same id"}, status=504
+            )
 
     @app.page("/authorise/")
     class Authorise(View):
@@ -89,8 +98,9 @@ def register_loyalty_views(hub: Hub) -> None:
 
             ``by`` is who the desk says did it; ``actor``, the key that sent it, is recorded beside it in the audit.
             """
-            return await ask(self, ManualOperation, request, ts=dt.datetime.now(dt.UTC).isoformat(),
-                             actor=principal_of(request).name)
+            return await ask(
+                self, ManualOperation, request, ts=dt.datetime.now(dt.UTC).isoformat(), actor=principal_of(request).name
+            )
 
     @app.page("/schedule/")
     class Schedule(View):
@@ -98,15 +108,23 @@ def register_loyalty_views(hub: Hub) -> None:
             try:
                 at = dt.datetime.fromisoformat(request.query["at"])
             except (KeyError, ValueError):
-                return self.json({"error": "at must be a time with a UTC offset, e.g. 2026-12-31T00:00:00+08:00"},
-                                 status=400)
+                return self.json(
+                    {"error": "at must be a time with a UTC offset, e.g. 2026-12-31T00:00:00+08:00"}, status=400
+                )
             if at.tzinfo is None:
                 return self.json({"error": "at needs a UTC offset"}, status=400)
             partitions = await hub.loyalty.run_schedule(at)
             principal = principal_of(request)
-            await hub.audit(AuditRecord(
-                audit_id=f"schedule:{uuid.uuid4().hex}", kind="schedule_run", ts=dt.datetime.now(dt.UTC),
-                who=request.query.get("by") or principal.name, actor=principal.name,
-                what=f"scheduled operations run as of {at.isoformat()} on {partitions} partitions",
-                why=request.query.get("why", ""), outcome="sent"))
+            await hub.audit(
+                AuditRecord(
+                    audit_id=f"schedule:{uuid.uuid4().hex}",
+                    kind="schedule_run",
+                    ts=dt.datetime.now(dt.UTC),
+                    who=request.query.get("by") or principal.name,
+                    actor=principal.name,
+                    what=f"scheduled operations run as of {at.isoformat()} on {partitions} partitions",
+                    why=request.query.get("why", ""),
+                    outcome="sent",
+                )
+            )
             return self.json({"at": at.isoformat(), "partitions": partitions})

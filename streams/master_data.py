@@ -93,8 +93,13 @@ def _parse(path: Path, rows: csv.DictReader) -> MasterData:
             raise ConfigError(path, f"{where}: epc", f"{epc!r} is not a hex EPC of 4 to 64 digits")
         if epc in data.by_epc:
             raise ConfigError(path, f"{where}: epc", f"card {epc} is already issued to {data.by_epc[epc].member_id}")
-        member = Member(member_id, tier, (row.get("name") or "").strip(),
-                        _listed(row.get("top_brands")), _listed(row.get("top_categories")))
+        member = Member(
+            member_id,
+            tier,
+            (row.get("name") or "").strip(),
+            _listed(row.get("top_brands")),
+            _listed(row.get("top_categories")),
+        )
         data.by_id[member_id] = member
         data.profiles[member_id] = Profile(tier, *((row.get(column) or "").strip() for column in PROFILE_COLUMNS))
         if epc:
@@ -124,8 +129,16 @@ def write_master_data(path: Path, members: Iterable[tuple[Member, str] | tuple[M
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for member, epc, *plates in members:
-            writer.writerow((member.member_id, member.tier, member.name, epc,
-                             "|".join(member.top_brands), "|".join(member.top_categories),
-                             ";".join(plates[0] if plates else ())))
+            writer.writerow(
+                (
+                    member.member_id,
+                    member.tier,
+                    member.name,
+                    epc,
+                    "|".join(member.top_brands),
+                    "|".join(member.top_categories),
+                    ";".join(plates[0] if plates else ()),
+                )
+            )
             written += 1
     return written

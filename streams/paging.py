@@ -67,7 +67,7 @@ def _header(stored: bytes | None) -> tuple[int, int] | None:
     """(generation, page count) of a paged value's header; None for a value stored whole (or none)."""
     if stored is None or not stored.startswith(PAGED):
         return None
-    generation, count = stored[len(PAGED):].split(b":")
+    generation, count = stored[len(PAGED) :].split(b":")
     return int(generation), int(count)
 
 
@@ -109,7 +109,7 @@ class PagedTable:
             generation = previous[0] + 1 if previous else 0
             pages = range(0, len(value), self.page_bytes)
             for index, start in enumerate(pages):
-                self.table[_page_key(key, generation, index)] = value[start:start + self.page_bytes]
+                self.table[_page_key(key, generation, index)] = value[start : start + self.page_bytes]
             self.table[key] = PAGED + b"%d:%d" % (generation, len(pages))
         if previous is not None:
             old_generation, old_count = previous

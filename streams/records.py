@@ -438,6 +438,8 @@ def identity(event: DeviceEvent) -> str:
         return event.event_id
     canonical = msgspec.structs.replace(event, ts=event.ts.astimezone(dt.UTC))
     return hashlib.blake2b(_encoder.encode(canonical), digest_size=16).hexdigest()
+
+
 INPUT_TYPES: dict[str, type[Record]] = {
     "pos_transaction": PosTransaction,
     "rfid_read": RfidRead,

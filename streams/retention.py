@@ -71,17 +71,23 @@ def oldest_kept(consumer: KafkaConsumer, partitions: Iterable[TopicPartition]) -
         if first is not None:
             group = topic_group(tp.topic)
             oldest[group] = min(oldest.get(group, first.timestamp), first.timestamp)
-    return {group: dt.datetime.fromtimestamp(oldest[group] / 1000, dt.UTC).isoformat(timespec="seconds")
-            if group in oldest else None for group in TOPIC_GROUPS}
+    return {
+        group: dt.datetime.fromtimestamp(oldest[group] / 1000, dt.UTC).isoformat(timespec="seconds")
+        if group in oldest
+        else None
+        for group in TOPIC_GROUPS
+    }
 
 
 def broker_summary(settings: Settings) -> str:
     """One line for `mallstream up`: the broker's data size and the oldest record kept per topic group."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
-                             **kafka_options(settings.kafka))
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False, **kafka_options(settings.kafka)
+    )
     try:
         names = [spec.name for spec in topics.ALL_TOPICS] + [
-            topics.changelog_topic(settings.worker.app_id, table) for table in topics.TABLES]
+            topics.changelog_topic(settings.worker.app_id, table) for table in topics.TABLES
+        ]
         oldest = oldest_kept(consumer, _partitions(consumer, names))
     finally:
         consumer.close()
@@ -117,8 +123,9 @@ class RetentionReport:
     def line(self) -> str:
         """The demo's live figures."""
         held = ", ".join(f"{group} ({count:,})" for group, count in self.held_back_by.items())
-        return (f"broker {_mib(self.broker_data_bytes)}, {_oldest_line(self.oldest_kept)}"
-                + (f"; held back by {held}" if held else ""))
+        return f"broker {_mib(self.broker_data_bytes)}, {_oldest_line(self.oldest_kept)}" + (
+            f"; held back by {held}" if held else ""
+        )
 
 
 class RetentionKeeper:
@@ -162,8 +169,12 @@ class RetentionKeeper:
         Read in the event loop, between rebalances only: a rebalance closes and reopens the stores.
         A lane's stores are files whatever ``worker.store`` says; faust's tables only with RocksDB.
         """
-        found = {(store.changelog, partition): held.saved
-                 for lane in self.hub.lanes for store in lane.stores.values() for partition, held in store.held()}
+        found = {
+            (store.changelog, partition): held.saved
+            for lane in self.hub.lanes
+            for store in lane.stores.values()
+            for partition, held in store.held()
+        }
         app = self.hub.app
         if self.settings.worker.store != "rocksdb" and app.tables:
             return found, "worker.store is memory: faust's tables are rebuilt from their whole changelogs"
@@ -179,20 +190,29 @@ class RetentionKeeper:
 
     def _round(self, checkpoints: Mapping[tuple[str, int], int], why_not: str | None) -> RetentionReport:
         kafka, worker = self.settings.kafka, self.settings.worker
-        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=f"{self.hub.app.conf.id}-keeper",
-                                 **kafka_options(kafka))
-        consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False,
-                                 **kafka_options(kafka))
+        admin = KafkaAdminClient(
+            bootstrap_servers=kafka.bootstrap_servers,
+            client_id=f"{self.hub.app.conf.id}-keeper",
+            **kafka_options(kafka),
+        )
+        consumer = KafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, **kafka_options(kafka)
+        )
         try:
             changelogs = self._changelogs()
             names = sorted(changelogs) + ([spec.name for spec in topics.ALL_TOPICS] if self.hub.role != "vip" else [])
             partitions = _partitions(consumer, names)
             if checkpoints and changelogs:
-                crowded = {group: len(found["members"]) for group, found in
-                           admin.describe_groups(self._stateful_groups()).items() if len(found["members"]) > 1}
+                crowded = {
+                    group: len(found["members"])
+                    for group, found in admin.describe_groups(self._stateful_groups()).items()
+                    if len(found["members"]) > 1
+                }
                 if crowded:
-                    why_not = (f"several workers are in the groups {crowded}: "
-                               "a worker taking partitions over may still need older records")
+                    why_not = (
+                        f"several workers are in the groups {crowded}: "
+                        "a worker taking partitions over may still need older records"
+                    )
                     checkpoints = {}
             parts = self._partitions_now(admin, consumer, partitions, changelogs, checkpoints, worker)
             decided = plan(parts)
@@ -200,12 +220,17 @@ class RetentionKeeper:
             if kafka.trims and decided.delete_before:
                 self._make_deletable(admin, {topic for topic, _ in decided.delete_before if topic in changelogs})
                 lows = {part.where: part.low for part in parts}
-                admin.delete_records({TopicPartition(*where): offset for where, offset in decided.delete_before.items()})
+                admin.delete_records(
+                    {TopicPartition(*where): offset for where, offset in decided.delete_before.items()}
+                )
                 deleted = sum(offset - lows[where] for where, offset in decided.delete_before.items())
                 log.info("retention keeper: deleted %d records from %d partitions", deleted, len(decided.delete_before))
             if set(decided.held_by) - set(self.report.held_back_by):  # said once, not every round
-                log.warning("retention keeper: records past kafka.keep_hours kept for consumer groups that have not "
-                            "read them: %s", ", ".join(f"{g} ({n:,})" for g, n in decided.held_by.most_common()))
+                log.warning(
+                    "retention keeper: records past kafka.keep_hours kept for consumer groups that have not "
+                    "read them: %s",
+                    ", ".join(f"{g} ({n:,})" for g, n in decided.held_by.most_common()),
+                )
             return RetentionReport(
                 trimming=kafka.trims,
                 at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -224,33 +249,59 @@ class RetentionKeeper:
         names = sorted(changelogs - self._deletable)
         if not names:
             return
-        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={"cleanup.policy": None})
-                                        for name in names], config_filter="ALL").get("topic", {})
-        compact_only = [name for name in names if "delete" not in found.get(name, {}).get("cleanup.policy", {}).get("value", "")]
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, configs={"cleanup.policy": None}) for name in names],
+            config_filter="ALL",
+        ).get("topic", {})
+        compact_only = [
+            name for name in names if "delete" not in found.get(name, {}).get("cleanup.policy", {}).get("value", "")
+        ]
         if compact_only:
-            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=DELETABLE_CHANGELOG)
-                                 for name in compact_only])
-            log.info("retention keeper: changelogs %s made deletable (%s)", ", ".join(compact_only), DELETABLE_CHANGELOG)
+            admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, configs=DELETABLE_CHANGELOG) for name in compact_only]
+            )
+            log.info(
+                "retention keeper: changelogs %s made deletable (%s)", ", ".join(compact_only), DELETABLE_CHANGELOG
+            )
         self._deletable.update(names)
 
-    def _partitions_now(self, admin: KafkaAdminClient, consumer: KafkaConsumer, partitions: list[TopicPartition],
-                        changelogs: set[str], checkpoints: Mapping[tuple[str, int], int], worker: Worker,
-                        ) -> list[Partition]:
+    def _partitions_now(
+        self,
+        admin: KafkaAdminClient,
+        consumer: KafkaConsumer,
+        partitions: list[TopicPartition],
+        changelogs: set[str],
+        checkpoints: Mapping[tuple[str, int], int],
+        worker: Worker,
+    ) -> list[Partition]:
         lows, ends = consumer.beginning_offsets(partitions), consumer.end_offsets(partitions)
         plain = [tp for tp in partitions if tp.topic not in changelogs]
         since = keep_since_ms(int(time.time() * 1000), self.settings.kafka.keep_hours)
         newer = consumer.offsets_for_times({tp: since for tp in plain}) if plain else {}
         readers = consumer_groups(worker)
         wanted = {group: [tp for tp in plain if tp.topic in names] for group, names in readers.items()}
-        committed = {group: admin.list_group_offsets({group: tps}).get(group, {}) for group, tps in wanted.items() if tps}
+        committed = {
+            group: admin.list_group_offsets({group: tps}).get(group, {}) for group, tps in wanted.items() if tps
+        }
         parts = []
         for tp in partitions:
             if tp.topic in changelogs:
-                parts.append(Partition(tp.topic, tp.partition, lows[tp], ends[tp], changelog=True,
-                                       checkpoint=checkpoints.get((tp.topic, tp.partition))))
+                parts.append(
+                    Partition(
+                        tp.topic,
+                        tp.partition,
+                        lows[tp],
+                        ends[tp],
+                        changelog=True,
+                        checkpoint=checkpoints.get((tp.topic, tp.partition)),
+                    )
+                )
                 continue
-            offsets = {group: _offset(committed.get(group, {}).get(tp))
-                       for group, names in readers.items() if tp.topic in names}
+            offsets = {
+                group: _offset(committed.get(group, {}).get(tp))
+                for group, names in readers.items()
+                if tp.topic in names
+            }
             first = newer.get(tp)
             parts.append(Partition(tp.topic, tp.partition, lows[tp], ends[tp], first and first.offset, offsets))
         return parts
@@ -263,4 +314,3 @@ def _offset(committed: object) -> int | None:
     """A committed offset; None where the group has none (the broker answers -1)."""
     offset = getattr(committed, "offset", -1)
     return offset if offset >= 0 else None
-

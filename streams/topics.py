@@ -30,6 +30,9 @@ from aiokafka.partitioner import murmur2
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from .core.footfall import AreaBatch, RollupBatch
+from .core.occupancy import AreaDay
+from .core.parking import OccupancyBatch, ParkingStay
 from .records import (
     Alert,
     AuditRecord,
@@ -50,9 +53,6 @@ from .records import (
     RfidRead,
     VipVisit,
 )
-from .core.footfall import AreaBatch, RollupBatch
-from .core.occupancy import AreaDay
-from .core.parking import OccupancyBatch, ParkingStay
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,27 @@ class TopicSpec:
     key: str
 
 
-POS_TRANSACTIONS = TopicSpec("pos.transactions", PosTransaction, "txn_id of the sale (original_txn_id for returns/voids)")
+POS_TRANSACTIONS = TopicSpec(
+    "pos.transactions", PosTransaction, "txn_id of the sale (original_txn_id for returns/voids)"
+)
 POS_BY_MEMBER = TopicSpec("pos.by_member", PosTransaction, "member_id, or store:<store_id> without a member")
 RFID_READS = TopicSpec("rfid.reads", RfidRead, "epc (upper case)")
 FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
 PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "car_park_id (a car's entry and exit pass different gates)")
-RFID_BY_MEMBER = TopicSpec("rfid.by_member", RfidRead, "member_id (reads of known members' cards, their receipts, and ticks)")
+RFID_BY_MEMBER = TopicSpec(
+    "rfid.by_member", RfidRead, "member_id (reads of known members' cards, their receipts, and ticks)"
+)
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 LOYALTY_REJECTS = TopicSpec("loyalty.rejects", LedgerEntry, "member_id (refused receipts and tenders, with reasons)")
-LOYALTY_REQUESTS = TopicSpec("loyalty.requests", LoyaltyRequest,  # type: ignore[arg-type]
-                             "member_id (till authorisations, service-desk operations, members' cars leaving car parks; "
-                             "schedule ticks by partition)")
-MEMBER_NOTIFICATIONS = TopicSpec("members.notifications", MemberNotification,
-                                 "member_id (points changed, voucher issued or expiring, birthday)")
+LOYALTY_REQUESTS = TopicSpec(
+    "loyalty.requests",
+    LoyaltyRequest,  # type: ignore[arg-type]
+    "member_id (till authorisations, service-desk operations, members' cars leaving car parks; "
+    "schedule ticks by partition)",
+)
+MEMBER_NOTIFICATIONS = TopicSpec(
+    "members.notifications", MemberNotification, "member_id (points changed, voucher issued or expiring, birthday)"
+)
 ALERTS = TopicSpec("alerts", Alert, "mall_id")
 ALERTS_DELIVERED = TopicSpec("alerts.delivered", Alert, "alert_id (with the time it was published)")
 VIP_VISITS = TopicSpec("vip.visits", VipVisit, "member_id")
@@ -88,8 +96,11 @@ CUSTOMER_TICKS = TopicSpec("customers.ticks", CustomerTick, "none: sent to the p
 CUSTOMER_SIGNALS = TopicSpec("customers.signals", Alert, "member_id (churn_risk, churned, recovered)")
 CUSTOMER_SNAPSHOTS = TopicSpec("customers.snapshots", CustomerSnapshot, "member_id")
 
-FOOTFALL_BY_MALL = TopicSpec("footfall.by_mall", FootfallBatch,
-                             "mall_id (batches of its ticks, staff badge reads, sales and voids, and clock marks)")
+FOOTFALL_BY_MALL = TopicSpec(
+    "footfall.by_mall",
+    FootfallBatch,
+    "mall_id (batches of its ticks, staff badge reads, sales and voids, and clock marks)",
+)
 FOOTFALL_ROLLUPS = TopicSpec("footfall.rollups", RollupBatch, "mall_id (the rows of a closed interval, or late rows)")
 FOOTFALL_AREAS = TopicSpec("footfall.areas", AreaBatch, "mall_id (the areas at the end of closed intervals)")
 FOOTFALL_DAYS = TopicSpec("footfall.days", AreaDay, "mall_id")
@@ -99,9 +110,29 @@ PARKING_OCCUPANCY = TopicSpec("parking.occupancy", OccupancyBatch, "mall_id (the
 FOOTFALL_OUTPUTS = (FOOTFALL_ROLLUPS, FOOTFALL_AREAS, FOOTFALL_DAYS, PARKING_STAYS, PARKING_OCCUPANCY)
 
 ALL_TOPICS = (
-    POS_TRANSACTIONS, POS_BY_MEMBER, RFID_READS, RFID_BY_MEMBER, FOOTFALL_TICKS, PARKING_EVENTS, LEDGER,
-    LOYALTY_REJECTS, LOYALTY_REQUESTS, MEMBER_NOTIFICATIONS, ALERTS, ALERTS_DELIVERED, VIP_VISITS, DEAD_LETTERS, DEVICE_HEALTH, RECEPTION, AUDIT, CUSTOMER_TICKS,
-    CUSTOMER_SIGNALS, CUSTOMER_SNAPSHOTS, FOOTFALL_BY_MALL, PARKING_BY_MALL, *FOOTFALL_OUTPUTS,
+    POS_TRANSACTIONS,
+    POS_BY_MEMBER,
+    RFID_READS,
+    RFID_BY_MEMBER,
+    FOOTFALL_TICKS,
+    PARKING_EVENTS,
+    LEDGER,
+    LOYALTY_REJECTS,
+    LOYALTY_REQUESTS,
+    MEMBER_NOTIFICATIONS,
+    ALERTS,
+    ALERTS_DELIVERED,
+    VIP_VISITS,
+    DEAD_LETTERS,
+    DEVICE_HEALTH,
+    RECEPTION,
+    AUDIT,
+    CUSTOMER_TICKS,
+    CUSTOMER_SIGNALS,
+    CUSTOMER_SNAPSHOTS,
+    FOOTFALL_BY_MALL,
+    PARKING_BY_MALL,
+    *FOOTFALL_OUTPUTS,
 )
 
 #: Where each input type enters the hub (replay and device bridges produce here).
@@ -158,8 +189,14 @@ def topic_configs(name: str, retention_ms: int | None) -> dict[str, str]:
     return {} if retention_ms is None else {"retention.ms": str(retention_ms)}
 
 
-def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: int, app_id: str,
-                  security: Mapping[str, Any] | None = None, retention_ms: int | None = None) -> list[str]:
+def ensure_topics(
+    bootstrap_servers: str,
+    partitions: int,
+    replication_factor: int,
+    app_id: str,
+    security: Mapping[str, Any] | None = None,
+    retention_ms: int | None = None,
+) -> list[str]:
     """Create every topic (and table changelog) that does not exist yet; return the ones created.
 
     Brokers that auto-create topics give them one partition, which breaks
@@ -186,8 +223,9 @@ def ensure_topics(bootstrap_servers: str, partitions: int, replication_factor: i
         created = []
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, partitions, replication_factor,
-                                              topic_configs=topic_configs(name, retention_ms))])
+                admin.create_topics(
+                    [NewTopic(name, partitions, replication_factor, topic_configs=topic_configs(name, retention_ms))]
+                )
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
@@ -203,11 +241,18 @@ def _warn_of_other_configs(admin: KafkaAdminClient, names: list[str], retention_
     actual = admin.describe_configs(resources, config_filter="ALL").get("topic", {})
     found = {(name, key): actual.get(name, {}).get(key, {}).get("value") for name in names for key in wanted[name]}
     # a changelog the retention keeper made deletable too (compact,delete without retention) is as wanted
-    differ = [f"{name} {key}={found[name, key]} (wanted {value})" for name in names for key, value in wanted[name].items()
-              if found[name, key] != value and not (key == "cleanup.policy" and "compact" in (found[name, key] or ""))]
+    differ = [
+        f"{name} {key}={found[name, key]} (wanted {value})"
+        for name in names
+        for key, value in wanted[name].items()
+        if found[name, key] != value and not (key == "cleanup.policy" and "compact" in (found[name, key] or ""))
+    ]
     if differ:
-        log.warning("existing topics are set otherwise than kafka.topic_retention_hours and compacted changelogs "
-                    "ask (the hub changes no existing topic): %s", "; ".join(differ))
+        log.warning(
+            "existing topics are set otherwise than kafka.topic_retention_hours and compacted changelogs "
+            "ask (the hub changes no existing topic): %s",
+            "; ".join(differ),
+        )
 
 
 def _pos_key(event: dict) -> str | None:

@@ -59,20 +59,33 @@ class VipAgents:
         self.hub = hub
         self.master = master
         self.policy = hub.settings.vip
-        self.places_of_reader = {reader.id: VipPlaces.of(mall)
-                                 for mall in hub.settings.malls for reader in mall.rfid_readers}
-        self.places_of_place = {reader.place: self.places_of_reader[reader.id]
-                                for mall in hub.settings.malls for reader in mall.rfid_readers}
+        self.places_of_reader = {
+            reader.id: VipPlaces.of(mall) for mall in hub.settings.malls for reader in mall.rfid_readers
+        }
+        self.places_of_place = {
+            reader.place: self.places_of_reader[reader.id]
+            for mall in hub.settings.malls
+            for reader in mall.rfid_readers
+        }
         self.unknown_tags: Counter[str] = Counter()
         #: per partition of rfid.reads, the latest read time seen and when (monotonic): see :meth:`clock`
         self._seen: dict[int, tuple[float, float]] = {}
         partitions = hub.settings.kafka.partitions
         # the changelog is named after the main app id in a separate VIP worker too, so presence survives the move
-        changelog = hub.app.topic(topics.changelog_topic(hub.settings.worker.app_id, "vip_states"), key_type=bytes,
-                                  value_type=bytes, partitions=partitions, compacting=True, acks=False, internal=True,
-                                  maxsize=131_072, allow_empty=True)
-        self.states = hub.app.Table("vip_states", partitions=partitions, key_type=bytes, value_type=bytes,
-                                    changelog_topic=changelog)
+        changelog = hub.app.topic(
+            topics.changelog_topic(hub.settings.worker.app_id, "vip_states"),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=partitions,
+            compacting=True,
+            acks=False,
+            internal=True,
+            maxsize=131_072,
+            allow_empty=True,
+        )
+        self.states = hub.app.Table(
+            "vip_states", partitions=partitions, key_type=bytes, value_type=bytes, changelog_topic=changelog
+        )
         self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
         app = hub.app
         hub.route_lane.step(topics.RFID_READS.name, self._route)
@@ -175,8 +188,14 @@ class VipAgents:
 
     def _spend(self, key: bytes, txn: PosTransaction) -> tuple[VipState, Step]:
         cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
-        return add_purchase(self._state(key), txn.member_id or "", cents, txn.ts, txn.txn_id,
-                            lead_s=self.policy.presence.absence_timeout_s)
+        return add_purchase(
+            self._state(key),
+            txn.member_id or "",
+            cents,
+            txn.ts,
+            txn.txn_id,
+            lead_s=self.policy.presence.absence_timeout_s,
+        )
 
     async def _deliver(self, stream: faust.StreamT) -> None:
         delivered = self.hub.topic(topics.ALERTS_DELIVERED)

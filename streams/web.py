@@ -40,8 +40,9 @@ def output_settings(settings: object) -> dict[str, str]:
 
 def read_only_query(warehouse: Warehouse, query: str, fmt: str, settings: dict[str, str]) -> bytes:
     """The query run read-only, refused first if it writes a file or reads one (streams/core/clickhouse_http.py)."""
-    _, [[formatted]] = warehouse.query("SELECT formatQuery({query:String})",
-                                       {"query": query.replace("{db}", warehouse.database)})
+    _, [[formatted]] = warehouse.query(
+        "SELECT formatQuery({query:String})", {"query": query.replace("{db}", warehouse.database)}
+    )
     refusal = refusal_of(formatted)
     if refusal is not None:
         raise refusal
@@ -79,8 +80,13 @@ def register_views(hub: Hub) -> None:
                 if not isinstance(query, str):
                     raise TypeError("query must be a string")
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                return self.json({"error": f'the body must be JSON {{"query": "...", "format": "tsv|json", '
-                                           f'"settings": {{"output_format_...": "..."}}}}: {exc}'}, status=400)
+                return self.json(
+                    {
+                        "error": f'the body must be JSON {{"query": "...", "format": "tsv|json", '
+                        f'"settings": {{"output_format_...": "..."}}}}: {exc}'
+                    },
+                    status=400,
+                )
             if fmt is None:
                 return self.json({"error": f"format must be one of {sorted(SQL_FORMATS)}"}, status=400)
             try:
@@ -99,10 +105,15 @@ def register_stats(hub: Hub) -> None:
             {
                 "counters": dict(hub.counters),
                 "sinks": {name: vars(sink.stats) for name, (_, sink) in hub.sinks.items()},
-                "lanes": {lane.group: {"batches": lane.batches, "records": lane.records,
-                                       "held": sorted(lane.held) if lane.stores else None,
-                                       "changelog_records": lane.checkpoint.changelog_records}
-                          for lane in hub.lanes},
+                "lanes": {
+                    lane.group: {
+                        "batches": lane.batches,
+                        "records": lane.records,
+                        "held": sorted(lane.held) if lane.stores else None,
+                        "changelog_records": lane.checkpoint.changelog_records,
+                    }
+                    for lane in hub.lanes
+                },
                 "retention": hub.keeper.stats(),
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -24,15 +25,20 @@ from .web import register_stats, register_views
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, loglevel: str = "warning",
-               vip: bool = False) -> None:
+def run_worker(
+    settings: Settings, extend: Callable[[Hub], None] | None = None, loglevel: str = "warning", vip: bool = False
+) -> None:
     """Serve until SIGINT/SIGTERM. ``extend`` may add tasks or timers (the live demo does).
 
     ``vip``: run only the VIP agents, as the VIP worker of ``worker.vip_worker.separate``.
     """
     if vip and not settings.worker.vip_worker.separate:
-        raise ConfigError(settings.source, "worker.vip_worker.separate", "`mallstream worker --vip` needs it true: "
-                          "otherwise every worker runs the VIP agents too, and alerts would go out twice")
+        raise ConfigError(
+            settings.source,
+            "worker.vip_worker.separate",
+            "`mallstream worker --vip` needs it true: "
+            "otherwise every worker runs the VIP agents too, and alerts would go out twice",
+        )
     role = role_of(settings, vip)
     created = ensure_topics(
         settings.kafka.bootstrap_servers,
@@ -68,11 +74,8 @@ def run_worker(settings: Settings, extend: Callable[[Hub], None] | None = None, 
         # the collector's sight, a full collection walks only what the stream made since, not some 100 ms' worth
         gc.collect()
         gc.freeze()
-        try:
+        with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
-        except SystemExit:
-            pass
     finally:
         if warehouse is not None:
             warehouse.close()
-

@@ -37,10 +37,26 @@ from mallstream.streams.core.clickhouse_http import lz4_frames
 
 #: URL parameters that steer the HTTP layer, never settings of the query.
 TRANSPORT = {
-    "query", "database", "default_format", "query_id", "session_id", "session_timeout", "session_check",
-    "compress", "decompress", "wait_end_of_query", "buffer_size", "user", "password", "quota_key",
-    "client_protocol_version", "role", "enable_http_compression", "send_progress_in_http_headers",
-    "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close",
+    "query",
+    "database",
+    "default_format",
+    "query_id",
+    "session_id",
+    "session_timeout",
+    "session_check",
+    "compress",
+    "decompress",
+    "wait_end_of_query",
+    "buffer_size",
+    "user",
+    "password",
+    "quota_key",
+    "client_protocol_version",
+    "role",
+    "enable_http_compression",
+    "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms",
+    "cancel_http_readonly_queries_on_client_close",
 }
 #: Statements whose answer is a result set, reported with X-ClickHouse-Format even when empty.
 RESULT_SET = re.compile(rb"\A\s*(\(\s*)*(SELECT|WITH|SHOW|DESC|DESCRIBE|EXISTS|EXPLAIN|CHECK)\b", re.I)
@@ -115,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else ~45 ms per request
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet, like a server
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -167,7 +183,9 @@ class Handler(BaseHTTPRequestHandler):
             code = re.search(r"Code: (\d+)", message)
             if not code:
                 message = f"Code: 1000. DB::Exception: {message}. (POCO_EXCEPTION)"
-            self._reply(500, message.encode() + b"\n", {"X-ClickHouse-Exception-Code": code.group(1) if code else "1000"})
+            self._reply(
+                500, message.encode() + b"\n", {"X-ClickHouse-Exception-Code": code.group(1) if code else "1000"}
+            )
             return
         headers["X-ClickHouse-Summary"] = json.dumps(summary)
         self._reply(200, output, headers)
@@ -197,8 +215,9 @@ def _basic(user: str, password: str) -> str:
 
 
 @contextmanager
-def serve_chdb(path: Path, port: int, tls: ssl.SSLContext | None = None,
-               login: tuple[str, str] | None = None) -> Iterator[None]:
+def serve_chdb(
+    path: Path, port: int, tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None
+) -> Iterator[None]:
     """Serve the chdb directory ``path`` as ClickHouse HTTP on 127.0.0.1:``port`` while the block runs.
 
     ``tls``: a server context, for HTTPS; ``login``: the user and password every query must carry.

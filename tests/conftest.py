@@ -44,13 +44,14 @@ def running_broker(data_dir: Path) -> Iterator[str]:
     port = free_port()
     subprocess.run(
         [NOIDA, "up", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(data_dir)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     try:
         assert wait_for_port("127.0.0.1", port), "broker did not start"
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True)
+        subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -101,8 +102,19 @@ class WorkerProcess:
             env["MALLSTREAM_FAILPOINT"] = failpoint
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mallstream.cli", "-c", str(self.config), "worker", *(["--vip"] if self.vip else [])],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent,
+                [
+                    sys.executable,
+                    "-m",
+                    "mallstream.cli",
+                    "-c",
+                    str(self.config),
+                    "worker",
+                    *(["--vip"] if self.vip else []),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.config.parent,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -155,7 +167,11 @@ def cli(config: Path, *args: str, check: bool = True, timeout: float = 600) -> s
     """Run the `mallstream` command as a user would."""
     result = subprocess.run(
         [sys.executable, "-m", "mallstream.cli", "-c", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=config.parent,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"mallstream {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
@@ -179,8 +195,9 @@ def running_mosquitto(arguments: Callable[[int], list[str]]) -> Iterator[int]:
     """
     for _ in range(5):
         port = free_port()
-        process = subprocess.Popen(["/usr/sbin/mosquitto", *arguments(port)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            ["/usr/sbin/mosquitto", *arguments(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         assert wait_for_port("127.0.0.1", port)
         time.sleep(0.2)
         if process.poll() is None:
@@ -217,8 +234,16 @@ def browser():
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield chromium
         chromium.close()

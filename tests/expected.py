@@ -23,8 +23,10 @@ from pathlib import Path
 
 HALF_RATE_STORES = {"SB01"}
 #: campaign -> (category, threshold, reward in cents, limit per member per day)
-CAMPAIGNS = {"cosmetics-300-100": ("cosmetics", Decimal(300), 10_000, None),
-             "clothing-500-200": ("clothing", Decimal(500), 20_000, None)}
+CAMPAIGNS = {
+    "cosmetics-300-100": ("cosmetics", Decimal(300), 10_000, None),
+    "clothing-500-200": ("clothing", Decimal(500), 20_000, None),
+}
 
 
 def _half_up(value: Decimal) -> int:

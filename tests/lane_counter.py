@@ -11,6 +11,7 @@ MALLSTREAM_FAILPOINT and compare what comes out with the inputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -36,10 +37,8 @@ def create_topics(bootstrap: str) -> None:
     try:
         for name in (INPUTS, OUTPUTS, CHANGELOG):
             configs = {"cleanup.policy": "compact"} if name == CHANGELOG else {}
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(name, PARTITIONS, 1, topic_configs=configs)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -47,10 +46,19 @@ def create_topics(bootstrap: str) -> None:
 def build(bootstrap: str, state_dir: Path, instance: str, web_port: int) -> faust.App:
     (state_dir / "faust").mkdir(parents=True, exist_ok=True)
     framework_patches.install(broker_long_polls=False, flush_timeout_s=30, empty_fetch_wait_ms=50)
-    app = faust.App("lanetest", broker=f"kafka://{bootstrap}", web_port=web_port, web_host="127.0.0.1",
-                    datadir=str(state_dir / "faust"), key_serializer="raw", value_serializer="raw",
-                    broker_session_timeout=6, broker_heartbeat_interval=0.6, autodiscover=False,
-                    consumer_group_instance_id=instance)
+    app = faust.App(
+        "lanetest",
+        broker=f"kafka://{bootstrap}",
+        web_port=web_port,
+        web_host="127.0.0.1",
+        datadir=str(state_dir / "faust"),
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_session_timeout=6,
+        broker_heartbeat_interval=0.6,
+        autodiscover=False,
+        consumer_group_instance_id=instance,
+    )
     kafka = Kafka(mode="external", bootstrap_servers=bootstrap, partitions=PARTITIONS)
     worker = Worker(instance_id=instance, state_dir=state_dir, session_timeout=6)
     lane = BatchLane(app, kafka, worker, GROUP, max_records=200, max_wait_s=0.05)
@@ -76,10 +84,9 @@ def build(bootstrap: str, state_dir: Path, instance: str, web_port: int) -> faus
 if __name__ == "__main__":
     bootstrap, state_dir, instance, web_port = sys.argv[1:5]
     create_topics(bootstrap)
-    worker = faust.Worker(build(bootstrap, Path(state_dir), instance, int(web_port)), loglevel="info", quiet=True,
-                          redirect_stdouts=False)
+    worker = faust.Worker(
+        build(bootstrap, Path(state_dir), instance, int(web_port)), loglevel="info", quiet=True, redirect_stdouts=False
+    )
     worker.spinner = None
-    try:
+    with contextlib.suppress(SystemExit):
         worker.execute_from_commandline()
-    except SystemExit:
-        pass

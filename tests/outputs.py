@@ -71,7 +71,7 @@ def _dump(config: Path) -> dict[str, list[str]]:
         for table, query in TABLES.items():
             if query is None:
                 _, described = warehouse.query(f"DESCRIBE TABLE {{db}}.{table}")
-                columns = ", ".join(row[0] for row in described[table in RAW_TABLES:] if row[0] not in NOT_COMPARED)
+                columns = ", ".join(row[0] for row in described[table in RAW_TABLES :] if row[0] not in NOT_COMPARED)
                 query = f"SELECT {columns} FROM {{db}}.{table}"
             _, rows = warehouse.query(f"SELECT toString(tuple(*)) FROM ({query})")
             dumped[table] = sorted(row[0] for row in rows)
@@ -82,8 +82,14 @@ def _dump(config: Path) -> dict[str, list[str]]:
 
 def outputs(config: Path) -> dict[str, list[str]]:
     """The hub's output tables, each as its rows (as text), sorted."""
-    result = subprocess.run([sys.executable, "-m", "tests.outputs", str(config)], capture_output=True, text=True,
-                            check=True, cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.outputs", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=300,
+    )
     return json.loads(result.stdout)
 
 

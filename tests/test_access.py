@@ -40,8 +40,12 @@ WORKER_ENDPOINTS = [
     ("POST", "/sql/", b'{"query": "SELECT 1"}', {"analyst", "admin"}),
     ("GET", "/stats/", None, {"analyst", "supervisor", "admin"}),
     ("POST", "/authorise/?member_id=M000001&txn_id=t-1&amount_cents=1", b"", {"till", "admin"}),
-    ("POST", "/operations/?member_id=M000001&op_id=op-1&action=adjust&by=clerk-7&why=test&points=5", b"",
-     {"supervisor", "admin"}),
+    (
+        "POST",
+        "/operations/?member_id=M000001&op_id=op-1&action=adjust&by=clerk-7&why=test&points=5",
+        b"",
+        {"supervisor", "admin"},
+    ),
     ("POST", "/schedule/?at=2026-12-31T00:00:00%2B08:00", b"", {"supervisor", "admin"}),
     ("GET", "/board/", None, {"counter_staff", "supervisor", "admin"}),
     ("GET", "/board/places", None, {"counter_staff", "supervisor", "admin"}),
@@ -54,8 +58,9 @@ WORKER_ENDPOINTS = [
 ]
 
 
-def call(port: int, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request(method, path, body=body, headers=headers or {})
@@ -153,8 +158,12 @@ def test_bad_bodies_and_paths_get_a_clear_error_and_the_worker_goes_on(secured):
     status, _, answer = call(worker.port, "POST", "/sql/", b"x" * (1024 * 1024 + 1), analyst)
     assert status == 413 and "over 1048576 bytes" in json.loads(answer)["error"]
     # read-only: no file of the worker's machine is read through the engine, nothing is written
-    for query in ("SELECT * FROM file('/etc/hostname', 'LineAsString')", "DROP TABLE {db}.ledger_entries",
-                  "SELECT 1 SETTINGS readonly = 0", "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')"):
+    for query in (
+        "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+        "DROP TABLE {db}.ledger_entries",
+        "SELECT 1 SETTINGS readonly = 0",
+        "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')",
+    ):
         status, _, answer = call(worker.port, "POST", "/sql/", json.dumps({"query": query}).encode(), analyst)
         assert status == 400 and "readonly" in json.loads(answer)["error"].lower(), query
     staff = {**bearer(keys["counter_staff"]), "Content-Type": "application/json"}
@@ -173,12 +182,19 @@ def test_bad_bodies_and_paths_get_a_clear_error_and_the_worker_goes_on(secured):
 
 
 def gateway_settings(bootstrap: str) -> Settings:
-    counter = Device(id="C-north", place="E-north", protocol="xovis", address="/push/xovis",
-                     routes={"80:1F:12:AA:BB:CC/1008001": "in"})
+    counter = Device(
+        id="C-north",
+        place="E-north",
+        protocol="xovis",
+        address="/push/xovis",
+        routes={"80:1F:12:AA:BB:CC/1008001": "in"},
+    )
     gate = Device(id="G-in-1", place="P-B2", protocol="hikvision-isapi", address="/push/anpr", direction="entry")
-    return Settings(malls=[Mall(id="mall-1", people_counters=[counter],
-                                car_parks=[CarPark(id="P-B2", capacity=10, gates=[gate])])],
-                    kafka=Kafka(mode="external", bootstrap_servers=bootstrap, partitions=2), mqtt=Mqtt(mode="off"))
+    return Settings(
+        malls=[Mall(id="mall-1", people_counters=[counter], car_parks=[CarPark(id="P-B2", capacity=10, gates=[gate])])],
+        kafka=Kafka(mode="external", bootstrap_servers=bootstrap, partitions=2),
+        mqtt=Mqtt(mode="off"),
+    )
 
 
 @pytest.fixture
@@ -209,25 +225,36 @@ def test_device_push_endpoints_refuse_no_key_a_wrong_key_and_a_wrong_role(gatewa
     health = hub.health()
     assert health["G-in-1"].errors == 4 and "push refused (403)" in health["G-in-1"].last_error
     # what real devices send: basic auth (a camera's user and password), the shared-secret header, a bearer token
-    for n, headers in enumerate((basic("G-in-1", keys["device"]), {"X-Api-Key": keys["device"]},
-                                 bearer(keys["admin"]))):
+    for n, headers in enumerate(
+        (basic("G-in-1", keys["device"]), {"X-Api-Key": keys["device"]}, bearer(keys["admin"]))
+    ):
         status, _, answer = call(bridge.port, "POST", "/push/anpr", hikvision(plate=f"CAR{n}"), {**xml, **headers})
         assert (status, json.loads(answer)["events"]) == (200, 1)
-    assert sorted(json.loads(r.value)["plate"] for r in consume(broker, "parking.events", 3)) == ["CAR0", "CAR1", "CAR2"]
+    assert sorted(json.loads(r.value)["plate"] for r in consume(broker, "parking.events", 3)) == [
+        "CAR0",
+        "CAR1",
+        "CAR2",
+    ]
     assert call(bridge.port, "POST", "/push/nowhere", alert, {**xml, **bearer(keys["device"])})[0] == 404
 
 
 def test_a_billion_laughs_pushed_by_a_gate_camera_is_refused_and_dead_lettered(gateway, broker):
     bridge, hub, keys = gateway
-    status, _, answer = call(bridge.port, "POST", "/push/anpr", BILLION_LAUGHS,
-                             {"Content-Type": "application/xml", "X-Api-Key": keys["device"]})
+    status, _, answer = call(
+        bridge.port,
+        "POST",
+        "/push/anpr",
+        BILLION_LAUGHS,
+        {"Content-Type": "application/xml", "X-Api-Key": keys["device"]},
+    )
     reason = json.loads(answer)["rejected"][0]
     assert status == 400 and "unsafe XML" in reason and "EntitiesForbidden" in reason
     [letter] = consume(broker, "deadletters", 1)
     assert json.loads(letter.value)["source"] == "G-in-1" and "EntitiesForbidden" in json.loads(letter.value)["reason"]
     assert until(lambda: hub.health()["G-in-1"].rejects == 1)
-    status, _, _ = call(bridge.port, "POST", "/push/anpr", hikvision(), {"Content-Type": "application/xml",
-                                                                          "X-Api-Key": keys["device"]})
+    status, _, _ = call(
+        bridge.port, "POST", "/push/anpr", hikvision(), {"Content-Type": "application/xml", "X-Api-Key": keys["device"]}
+    )
     assert status == 200  # and the gateway goes on
 
 

@@ -10,8 +10,14 @@ import sys
 
 
 def test_bench_runs_the_checkouts_benchmarks_from_another_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mallstream.cli", "bench", "--count", "300"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mallstream.cli", "bench", "--count", "300"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     figures = dict(line.rsplit(None, 1) for line in result.stdout.splitlines())
     assert len(figures) == 11 and "(a) loyalty engine, receipts/s (every rule kind on)" in figures, result.stdout

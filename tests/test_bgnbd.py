@@ -37,8 +37,20 @@ def summary(histories):
 @pytest.fixture(scope="module")
 def long_summary():
     """18 months of members joining all along, with bursts of visits, dropouts and a fifth slowing down mid-way."""
-    spec = PurchaseSimulation(members=int(4000 * SCALE), days=548, joining_days=548, r=0.5, alpha=40.0, a=0.6, b=4.0,
-                              dropper_share=0.2, drop_day=300, drop_factor=0.1, burst_share=0.15, seed=18)
+    spec = PurchaseSimulation(
+        members=int(4000 * SCALE),
+        days=548,
+        joining_days=548,
+        r=0.5,
+        alpha=40.0,
+        a=0.6,
+        b=4.0,
+        dropper_share=0.2,
+        drop_day=300,
+        drop_factor=0.1,
+        burst_share=0.15,
+        seed=18,
+    )
     return summarise_histories(simulate(spec).purchase_days, spec.days)
 
 
@@ -110,7 +122,8 @@ def test_p_alive_is_exact_for_a_century_of_daily_purchases():
     assert p_alive(PARAMS, x, 0.0, century) == 0.0
     # 100 silent days after near-daily buying for a century: odds of e^99, still no overflow or NaN
     log_odds_dead = (PARAMS.r + x) * math.log1p(100 / (PARAMS.alpha + century - 100)) + math.log(
-        PARAMS.a / (PARAMS.b + x - 1))
+        PARAMS.a / (PARAMS.b + x - 1)
+    )
     assert p_alive(PARAMS, x, century - 100, century) == pytest.approx(1 / (1 + math.exp(log_odds_dead)), rel=1e-9)
     assert np.all(np.isfinite(p_alive(PARAMS, np.full(3, x), np.array([0.0, 1.0, century]), np.full(3, century))))
 
@@ -118,7 +131,7 @@ def test_p_alive_is_exact_for_a_century_of_daily_purchases():
 def test_fit_refuses_members_whose_likelihood_has_no_maximum():
     # every member drops out with almost the same probability: a and b run off to infinity together
     spec = PurchaseSimulation(members=5000, days=548, joining_days=548, r=0.8, alpha=80.0, a=1000.0, b=9000.0, seed=1)
-    with pytest.raises(FitDidNotConverge, match="did not reach a maximum|ran off to a parameter bound"):
+    with pytest.raises(FitDidNotConverge, match=r"did not reach a maximum|ran off to a parameter bound"):
         fit_bgnbd(*summarise_histories(simulate(spec).purchase_days, spec.days))
 
 

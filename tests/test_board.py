@@ -29,22 +29,31 @@ from tests.test_vip_pipeline import AlertScreen
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(120)]
 
-MEMBERS = [(Member("M000001", "vip", "Alice Wang", ("Lancome",), ("beauty",)), "E2801160000000000000A001"),
-           (Member("M000002", "platinum", "Bo Chen", ("Estee Lauder",), ("beauty",)), "E2801160000000000000A002")]
+MEMBERS = [
+    (Member("M000001", "vip", "Alice Wang", ("Lancome",), ("beauty",)), "E2801160000000000000A001"),
+    (Member("M000002", "platinum", "Bo Chen", ("Estee Lauder",), ("beauty",)), "E2801160000000000000A002"),
+]
 
 
 def board_hub(tmp_path: Path, broker: str, mosquitto: int, **sections: dict) -> tuple[Path, Settings]:
     members = tmp_path / "members.csv"
     write_master_data(members, MEMBERS)
-    config = write_config(tmp_path, broker, mqtt={"mode": "external", "port": mosquitto},
-                          members={"source": str(members)}, **sections)
+    config = write_config(
+        tmp_path, broker, mqtt={"mode": "external", "port": mosquitto}, members={"source": str(members)}, **sections
+    )
     return config, load(config)
 
 
 def card_read(settings: Settings, tmp_path: Path, epc: str, reader_id: str = "R-north") -> None:
     """A member's card seen now at a reader, sent to the broker as the gateway would."""
-    read = RfidRead(reader_id=reader_id, antenna=1, epc=epc, rssi_dbm=-50.0, ts=dt.datetime.now(dt.UTC),
-                    mall_id=settings.malls[0].id)
+    read = RfidRead(
+        reader_id=reader_id,
+        antenna=1,
+        epc=epc,
+        rssi_dbm=-50.0,
+        ts=dt.datetime.now(dt.UTC),
+        mall_id=settings.malls[0].id,
+    )
     recording = tmp_path / f"read-{time.monotonic_ns()}.jsonl"
     recording.write_bytes(encode(read) + b"\n")
     replay(settings, recording, progress=False)
@@ -60,12 +69,16 @@ def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def post_ack(worker: WorkerProcess, alert_id: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+def post_ack(
+    worker: WorkerProcess, alert_id: str, body: dict, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
     """POST an acknowledgement with ``headers`` (default: the worker's local admin key)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/alerts/{alert_id}/ack",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **(worker.headers if headers is None else headers)})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.port}/alerts/{alert_id}/ack",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **(worker.headers if headers is None else headers)},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -84,8 +97,7 @@ def rows(config: Path, query: str) -> list[dict]:
     return [json.loads(line) for line in cli(config, "sql", query, "--format", "json").stdout.splitlines() if line]
 
 
-def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summarised_per_day(
-        broker, mosquitto, tmp_path):
+def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summarised_per_day(broker, mosquitto, tmp_path):
     config, settings = board_hub(tmp_path, broker, mosquitto)
     prefix = settings.alerts.mqtt_prefix
     screen = AlertScreen(mosquitto, prefix)
@@ -96,21 +108,26 @@ def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summaris
         assert screen.subscribed.wait(30)
         with WorkerProcess(config, tmp_path / "worker.log") as worker:
             card_read(settings, tmp_path, MEMBERS[0][1])
-            [alert] = wait_for(lambda: [m for m in screen.received if m.get("type") == "alert"], what="the arrival alert")
+            [alert] = wait_for(
+                lambda: [m for m in screen.received if m.get("type") == "alert"], what="the arrival alert"
+            )
             alert_id = alert["alert_id"]
 
             plain = {"staff_id": "S-17"}
             # counter staff take their own counters' alerts only
             keys = KeyStore(settings.resolve(settings.auth.keys_path()))
-            lancome, door = (keys.create(name, "counter_staff", [zone])[1]
-                             for name, zone in (("lancome-counter", "S101"), ("north-door", "E-north")))
+            lancome, door = (
+                keys.create(name, "counter_staff", [zone])[1]
+                for name, zone in (("lancome-counter", "S101"), ("north-door", "E-north"))
+            )
             status, refused = post_ack(worker, alert_id, plain, {"Authorization": f"Bearer {lancome}"})
             assert status == 403 and "not one of your counters" in refused["error"]
             assert post_ack(worker, alert_id, plain, {"Authorization": f"Bearer {door}"})[0] == 201
             assert post_ack(worker, alert_id, plain)[0] == 201
             assert post_ack(worker, alert_id, plain)[0] == 201  # a double click: recorded once
-            status, record = post_ack(worker, alert_id, {"staff_id": "S-18", "note_kind": "complaint",
-                                                              "note": "waited too long for parking"})
+            status, record = post_ack(
+                worker, alert_id, {"staff_id": "S-18", "note_kind": "complaint", "note": "waited too long for parking"}
+            )
             assert status == 201 and (record["zone_id"], record["member_id"]) == ("E-north", "M000001")
             assert post_ack(worker, alert_id, {"staff_id": "S-18", "note_kind": "complaint"})[0] == 400
             assert post_ack(worker, "no-such-alert", plain)[0] == 404
@@ -118,29 +135,42 @@ def test_acknowledgements_over_http_and_mqtt_are_recorded_once_each_and_summaris
             for _ in range(2):  # a PDA retrying
                 pda.publish(f"{prefix}/ack", json.dumps(request), qos=1).wait_for_publish(5)
 
-            wait_for(lambda: sum(m.get("type") == "reception_record" for m in screen.received) >= 5,
-                     what="the boards to be told of every acknowledgement")
+            wait_for(
+                lambda: sum(m.get("type") == "reception_record" for m in screen.received) >= 5,
+                what="the boards to be told of every acknowledgement",
+            )
             assert wait_until_processed(settings, timeout=60, progress=False)
-            records = rows(config, "SELECT staff_id, channel, note_kind, note, alert_kind, zone_id, member_id "
-                                   "FROM {db}.reception_records ORDER BY staff_id")
-            summary = rows(config, "SELECT business_day, zone_id, alert_kind, note_kind, records "
-                                   "FROM {db}.reception_daily ORDER BY note_kind")
+            records = rows(
+                config,
+                "SELECT staff_id, channel, note_kind, note, alert_kind, zone_id, member_id "
+                "FROM {db}.reception_records ORDER BY staff_id",
+            )
+            summary = rows(
+                config,
+                "SELECT business_day, zone_id, alert_kind, note_kind, records "
+                "FROM {db}.reception_daily ORDER BY note_kind",
+            )
     finally:
         pda.loop_stop()
         screen.close()
 
     assert [(r["staff_id"], r["channel"], r["note_kind"], r["note"]) for r in records] == [
-        ("S-17", "http", "", ""), ("S-18", "http", "complaint", "waited too long for parking"),
-        ("S-20", "mqtt", "request", "VIP room at 3pm")]
+        ("S-17", "http", "", ""),
+        ("S-18", "http", "complaint", "waited too long for parking"),
+        ("S-20", "mqtt", "request", "VIP room at 3pm"),
+    ]
     assert {(r["alert_kind"], r["zone_id"], r["member_id"]) for r in records} == {("vip_arrival", "E-north", "M000001")}
     today = dt.datetime.now(ZoneInfo(settings.malls[0].timezone)).date().isoformat()  # the mall's business day
     assert [(s["business_day"], s["zone_id"], s["alert_kind"], s["note_kind"], int(s["records"])) for s in summary] == [
-        (today, "E-north", "vip_arrival", "", 1), (today, "E-north", "vip_arrival", "complaint", 1),
-        (today, "E-north", "vip_arrival", "request", 1)]
+        (today, "E-north", "vip_arrival", "", 1),
+        (today, "E-north", "vip_arrival", "complaint", 1),
+        (today, "E-north", "vip_arrival", "request", 1),
+    ]
 
 
 def test_the_board_shows_an_arrival_as_it_happens_and_an_acknowledge_click_records_it(
-        broker, mosquitto, tmp_path, browser):
+    broker, mosquitto, tmp_path, browser
+):
     config, settings = board_hub(tmp_path, broker, mosquitto)
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
         page = logged_in_page(browser, worker, viewport={"width": 900, "height": 420})
@@ -170,5 +200,12 @@ def test_the_board_shows_an_arrival_as_it_happens_and_an_acknowledge_click_recor
 
         assert wait_until_processed(settings, timeout=60, progress=False)
         records = rows(config, "SELECT staff_id, channel, note_kind, note, zone_id FROM {db}.reception_records")
-    assert records == [{"staff_id": "S-17", "channel": "http", "note_kind": "suggestion",
-                        "note": "would like a parking voucher", "zone_id": "E-north"}]
+    assert records == [
+        {
+            "staff_id": "S-17",
+            "channel": "http",
+            "note_kind": "suggestion",
+            "note": "would like a parking voucher",
+            "zone_id": "E-north",
+        }
+    ]

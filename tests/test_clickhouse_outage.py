@@ -30,8 +30,12 @@ OUTAGE_S = 30 if SCALE > 1 else 10
 @contextlib.contextmanager
 def clickhouse_server(directory: Path, port: int) -> Iterator[subprocess.Popen]:
     """tests/chdb_http.py in a process of its own, so it can be taken away as a server crash would."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.chdb_http", str(directory), str(port)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.chdb_http", str(directory), str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert wait_for_port("127.0.0.1", port), "the ClickHouse endpoint did not start"
         yield process
@@ -51,8 +55,11 @@ def test_clickhouse_down_during_a_replay_loses_nothing_and_doubles_nothing(tmp_p
     try:
         with clickhouse_server(data, port):
             worker.start()
-            replay = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(hub_config), "replay", str(day)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            replay = subprocess.Popen(
+                [sys.executable, "-m", "mallstream.cli", "-c", str(hub_config), "replay", str(day)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(3)
         assert not port_open("127.0.0.1", port)
         time.sleep(OUTAGE_S)

@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 
 from mallstream.settings import ClickHouse
-from mallstream.sinks.clickhouse import SOURCE_COLUMNS, SourcePosition, TableSink, sourced
 from mallstream.sinks.arrow import arrow_type
-from mallstream.sinks.warehouse import open_warehouse
+from mallstream.sinks.clickhouse import SOURCE_COLUMNS, SourcePosition, TableSink, sourced
 from mallstream.sinks.tables import LEDGER_TABLE
+from mallstream.sinks.warehouse import open_warehouse
 from mallstream.streams.app import SUNK_TOPICS
 from mallstream.streams.records import LedgerEntry
 
@@ -31,10 +31,23 @@ def warehouse(request, tmp_path_factory):
 
 def row(i: int, delta: int = 10, store: str = "S1") -> tuple:
     cause = "points_earned" if delta > 0 else "points_reversed"
-    return LEDGER_TABLE.row(LedgerEntry(
-        entry_id=f"t{i}:{cause}:earn-base:points", mall_id="mall", member_id=f"M{i % 3}", account="points",
-        delta=delta, balance_after=delta, cause=cause, txn_id=f"t{i}", store_id=store, ts=TS, business_day=TS.date(),
-        rule_id="earn-base", rule_version="1-test"))
+    return LEDGER_TABLE.row(
+        LedgerEntry(
+            entry_id=f"t{i}:{cause}:earn-base:points",
+            mall_id="mall",
+            member_id=f"M{i % 3}",
+            account="points",
+            delta=delta,
+            balance_after=delta,
+            cause=cause,
+            txn_id=f"t{i}",
+            store_id=store,
+            ts=TS,
+            business_day=TS.date(),
+            rule_id="earn-base",
+            rule_version="1-test",
+        )
+    )
 
 
 def totals(warehouse) -> tuple:
@@ -99,11 +112,16 @@ def test_values_of_every_kind_arrive_as_they_were_sent(warehouse):
     warehouse.command(
         "CREATE TABLE {db}.kinds (k String, dwell Map(String, Float64), fee Nullable(Decimal(12, 2)), "
         "direction Enum8('entry' = 1, 'exit' = 2), zones Array(String), at DateTime64(6, 'UTC'), day Date, "
-        "flag Bool, n UInt32, tier LowCardinality(String), note Nullable(String)) ENGINE = MergeTree ORDER BY k")
+        "flag Bool, n UInt32, tier LowCardinality(String), note Nullable(String)) ENGINE = MergeTree ORDER BY k"
+    )
     at = dt.datetime(2026, 11, 21, 4, 5, 6, 789012, tzinfo=dt.UTC)
-    sent = [("a", {"L1": 12.5, "L2": 0.25}, Decimal("15.50"), "entry", [], at, at.date(), True, 7, "vip", None),
-            ("b", {}, None, "exit", ["L1", "L2"], at, at.date(), False, 0, "gold", "late")]
-    warehouse.insert("kinds", sent, ("k", "dwell", "fee", "direction", "zones", "at", "day", "flag", "n", "tier", "note"))
+    sent = [
+        ("a", {"L1": 12.5, "L2": 0.25}, Decimal("15.50"), "entry", [], at, at.date(), True, 7, "vip", None),
+        ("b", {}, None, "exit", ["L1", "L2"], at, at.date(), False, 0, "gold", "late"),
+    ]
+    warehouse.insert(
+        "kinds", sent, ("k", "dwell", "fee", "direction", "zones", "at", "day", "flag", "n", "tier", "note")
+    )
     _, stored = warehouse.query("SELECT * FROM {db}.kinds ORDER BY k")
     # the client reads UTC columns back as naive datetimes
     assert [tuple(row) for row in stored] == [(*row[:5], at.replace(tzinfo=None), *row[6:]) for row in sent]

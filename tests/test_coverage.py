@@ -1,5 +1,7 @@
 """Merged time ranges of what a counter counted, against a model that keeps every counted second."""
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +17,7 @@ def test_a_period_is_covered_exactly_when_every_second_of_it_was_counted(added, 
         cover(ranges, first, first + span)
         seconds |= set(range(first, first + span))
     assert covered(ranges, start, start + length) == seconds.issuperset(range(start, start + length))
-    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:])), "sorted, disjoint and never touching"
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(ranges)), "sorted, disjoint and never touching"
 
 
 def test_back_to_back_ticks_are_one_range_and_old_ranges_are_forgotten():

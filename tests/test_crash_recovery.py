@@ -70,14 +70,17 @@ def segments(recording: Path, count: int) -> list[Path]:
     parts = []
     for index in range(count):
         part = recording.with_name(f"{recording.stem}.{index}.jsonl")
-        part.write_bytes(b"".join(lines[index * size:(index + 1) * size]))
+        part.write_bytes(b"".join(lines[index * size : (index + 1) * size]))
         parts.append(part)
     return parts
 
 
 def replay(config: Path, recording: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "replay", str(recording)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mallstream.cli", "-c", str(config), "replay", str(recording)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def recorded_day(directory: Path, config: Path) -> tuple[Path, GroundTruth]:
@@ -109,22 +112,30 @@ def assert_truth(config: Path, recording: Path, truth: GroundTruth) -> None:
     settings = load(config)
     mall = settings.malls[0]
     assert_matches(ledger_figures(config), expected_ledger(recording))
-    hourly = sql(config, """
+    hourly = sql(
+        config,
+        """
         SELECT key, formatDateTime(toTimeZone(hour, 'Asia/Shanghai'), '%H:%i') AS h,
                sum(visitors_in) AS i, sum(visitors_out) AS o
         FROM {db}.visitors_hourly WHERE level = 'entrance' GROUP BY key, h HAVING i != 0 OR o != 0
-        SETTINGS output_format_json_quote_64bit_integers = 0""")
+        SETTINGS output_format_json_quote_64bit_integers = 0""",
+    )
     assert {(row["key"], row["h"]): (row["i"], row["o"]) for row in hourly} == hourly_truth(
-        truth, [entrance.id for entrance in mall.entrances])
+        truth, [entrance.id for entrance in mall.entrances]
+    )
 
     def millis(iso: str) -> int:
         return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
 
-    stays = sql(config, "SELECT plate_hash, car_park_id, toUnixTimestamp64Milli(entry) AS entry, "
-                        "toUnixTimestamp64Milli(exit) AS exit FROM {db}.parking_stays")
+    stays = sql(
+        config,
+        "SELECT plate_hash, car_park_id, toUnixTimestamp64Milli(entry) AS entry, "
+        "toUnixTimestamp64Milli(exit) AS exit FROM {db}.parking_stays",
+    )
     hashed = Pseudonym.of(settings)
     assert sorted((s["plate_hash"], s["car_park_id"], int(s["entry"]), int(s["exit"])) for s in stays) == sorted(
-        (hashed(t["plate"]), t["car_park"], millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays)
+        (hashed(t["plate"]), t["car_park"], millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays
+    )
 
 
 def assert_same_outputs(found: dict, reference: dict) -> None:
@@ -138,13 +149,28 @@ def assert_same_outputs(found: dict, reference: dict) -> None:
     assert all(reference.values()), "every table has rows"
 
 
-@pytest.mark.parametrize("store", ["rocksdb", pytest.param("memory", marks=[pytest.mark.skipif(
-    SCALE == 1, reason="two minutes more: `make scenario` runs it"), pytest.mark.xfail(reason=(
-    "open: with the in-memory store this failed in 2 of 3 runs, once a receipt lost between pos.transactions and "
-    "pos.by_member (route_receipts), once footfall intervals closed before their ticks came back after a restart "
-    "(their counts then only as late rows); RocksDB passed every run"))])])
-def test_five_sigkills_during_a_mall_day_lose_nothing_and_count_nothing_twice(tmp_path, broker, store, reference,
-                                                                             hash_key):
+@pytest.mark.parametrize(
+    "store",
+    [
+        "rocksdb",
+        pytest.param(
+            "memory",
+            marks=[
+                pytest.mark.skipif(SCALE == 1, reason="two minutes more: `make scenario` runs it"),
+                pytest.mark.xfail(
+                    reason=(
+                        "open: with the in-memory store this failed in 2 of 3 runs, once a receipt lost between pos.transactions and "
+                        "pos.by_member (route_receipts), once footfall intervals closed before their ticks came back after a restart "
+                        "(their counts then only as late rows); RocksDB passed every run"
+                    )
+                ),
+            ],
+        ),
+    ],
+)
+def test_five_sigkills_during_a_mall_day_lose_nothing_and_count_nothing_twice(
+    tmp_path, broker, store, reference, hash_key
+):
     config = hub_config(tmp_path, broker, store, hash_key)
     recording, truth = recorded_day(tmp_path, config)
     parts = segments(recording, SEGMENTS)
@@ -163,8 +189,10 @@ def test_five_sigkills_during_a_mall_day_lose_nothing_and_count_nothing_twice(tm
             worker.start()
         # after an insert that stored ledger entries, before its offsets were committed; then after the malls
         # lane's footfall and parking states reached their changelogs, before its offsets were committed
-        for failpoint, part in (("sink.after_insert.ledger_entries:1", parts[3]),
-                                ("lane.mallstream-malls.after_flush:2", parts[4])):
+        for failpoint, part in (
+            ("sink.after_insert.ledger_entries:1", parts[3]),
+            ("lane.mallstream-malls.after_flush:2", parts[4]),
+        ):
             worker.stop()
             worker.start(failpoint=failpoint)
             assert replay(config, part).wait(timeout=120) == 0
@@ -193,12 +221,17 @@ def second_worker(config: Path) -> Path:
 
 
 @pytest.mark.skipif(SCALE == 1, reason="two minutes more: `make scenario` runs it")
-@pytest.mark.xfail(strict=True, reason=(
-    "server mode: after a worker restart, a few of the other worker's latest sink batches are in ClickHouse twice "
-    "(same _batch, same offsets: three footfall_rollups batches doubled), which the batch token should have "
-    "deduplicated; suspected: TableSink.repair at start-up racing the other worker's inserts"))
-def test_two_workers_one_killed_and_restarted_twice_lose_nothing_and_count_nothing_twice(tmp_path, broker, server,
-                                                                                       reference, hash_key):
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "server mode: after a worker restart, a few of the other worker's latest sink batches are in ClickHouse twice "
+        "(same _batch, same offsets: three footfall_rollups batches doubled), which the batch token should have "
+        "deduplicated; suspected: TableSink.repair at start-up racing the other worker's inserts"
+    ),
+)
+def test_two_workers_one_killed_and_restarted_twice_lose_nothing_and_count_nothing_twice(
+    tmp_path, broker, server, reference, hash_key
+):
     """Partitions move to the surviving worker at each kill and back at each restart (ClickHouse in server mode)."""
     config = hub_config(tmp_path, broker, "rocksdb", hash_key)
     data = yaml.safe_load(config.read_text())

@@ -40,18 +40,33 @@ PARAMS = BgNbdParams(r=0.8, alpha=12.0, a=0.6, b=3.0)
 
 
 def line(brand: str, qty: int = 1, price: str = "50.00", category: str = "") -> PosLine:
-    return PosLine(sku=brand, qty=Decimal(qty), unit_price=Decimal(price), amount=Decimal(price) * qty,
-                   brand=brand, category=category or f"cat-{brand}")
+    return PosLine(
+        sku=brand,
+        qty=Decimal(qty),
+        unit_price=Decimal(price),
+        amount=Decimal(price) * qty,
+        brand=brand,
+        category=category or f"cat-{brand}",
+    )
 
 
-def receipt(txn_id: str, day: int, *lines: PosLine, kind: str = "sale", hour: int = 15, total: str | None = None) -> PosTransaction:
+def receipt(
+    txn_id: str, day: int, *lines: PosLine, kind: str = "sale", hour: int = 15, total: str | None = None
+) -> PosTransaction:
     business_day = DAY0 + dt.timedelta(days=day)
     items = list(lines) or [line("X")]
     return PosTransaction(
-        txn_id=txn_id, store_id="S1", workstation_id="T1", seq=1,
-        ts=dt.datetime.combine(business_day, dt.time(hour), CST), business_day=business_day, kind=kind,
+        txn_id=txn_id,
+        store_id="S1",
+        workstation_id="T1",
+        seq=1,
+        ts=dt.datetime.combine(business_day, dt.time(hour), CST),
+        business_day=business_day,
+        kind=kind,
         total=Decimal(total) if total else sum((item.amount for item in items), Decimal(0)),
-        lines=[] if total else items, member_id="M1", original_txn_id="t0" if kind != "sale" else None,
+        lines=[] if total else items,
+        member_id="M1",
+        original_txn_id="t0" if kind != "sale" else None,
     )
 
 
@@ -71,7 +86,10 @@ def feed(*txns: PosTransaction, params: BgNbdParams | None = PARAMS) -> tuple[Cu
 
 def test_repeat_days_count_distinct_purchase_days_after_the_first_even_late_or_twice():
     state, _ = feed(
-        receipt("a", 10), receipt("b", 10), receipt("c", 14), receipt("d", 30),
+        receipt("a", 10),
+        receipt("b", 10),
+        receipt("c", 14),
+        receipt("d", 30),
         receipt("e", 14, hour=11),  # late receipt for a day already counted
         receipt("f", 20),  # late receipt for a new day
         receipt("g", 3),  # before the first purchase: the new first day
@@ -88,7 +106,8 @@ def test_inter_purchase_gaps_mean_and_spread():
 
 def test_returns_reduce_spend_and_a_redelivered_receipt_counts_once():
     state, _ = feed(
-        receipt("a", 0, line("X", 2, "100.00")), receipt("a", 0, line("X", 2, "100.00")),
+        receipt("a", 0, line("X", 2, "100.00")),
+        receipt("a", 0, line("X", 2, "100.00")),
         receipt("r", 2, line("X", 1, "100.00"), kind="return"),
     )
     assert (state.spend_cents, state.receipts, state.repeat_days) == (100_00, 1, 0)
@@ -96,8 +115,10 @@ def test_returns_reduce_spend_and_a_redelivered_receipt_counts_once():
 
 
 def test_price_bands_weekday_and_hour_histograms():
-    state, _ = feed(receipt("a", 0, line("A", 1, "99.99"), line("B", 1, "100.00"), line("C", 2, "2500.00"), hour=10),
-                    receipt("b", 5, line("D", 1, "800.00"), hour=20))
+    state, _ = feed(
+        receipt("a", 0, line("A", 1, "99.99"), line("B", 1, "100.00"), line("C", 2, "2500.00"), hour=10),
+        receipt("b", 5, line("D", 1, "800.00"), hour=20),
+    )
     assert state.price_band_cents == [99_99, 100_00, 0, 800_00, 5000_00]
     assert state.weekday_visits == [1, 0, 0, 0, 0, 1, 0]  # Monday, Saturday
     assert state.hour_visits[10] == state.hour_visits[20] == 1 and sum(state.hour_visits) == 2
@@ -105,7 +126,10 @@ def test_price_bands_weekday_and_hour_histograms():
 
 def test_top_three_brands_by_quantity_and_old_favourites_fade():
     old = [receipt(f"o{i}", i, line("Gucci", 2)) for i in range(3)]
-    recent = [receipt("r1", 200, line("Nike", 3), line("Zara", 2)), receipt("r2", 201, line("Uniqlo", 1), line("Nike", 1))]
+    recent = [
+        receipt("r1", 200, line("Nike", 3), line("Zara", 2)),
+        receipt("r2", 201, line("Uniqlo", 1), line("Nike", 1)),
+    ]
     state, _ = feed(*old, *recent)
     preferences = insight(state, at(201), RULES, PARAMS).preferences
     assert preferences["brands"] == ["Nike", "Zara", "Uniqlo"]
@@ -231,7 +255,9 @@ def test_never_two_signals_for_one_change_of_state(drop_simulation):
 
 def test_members_of_a_population_that_does_not_churn_stay_quiet():
     spec = PurchaseSimulation(members=1000, days=365, a=1.0, b=5000.0, seed=5)
-    params = fit_from_histories(simulate(PurchaseSimulation(members=10_000, days=365, a=1.0, b=5000.0, seed=9)).purchase_days, 365)
+    params = fit_from_histories(
+        simulate(PurchaseSimulation(members=10_000, days=365, a=1.0, b=5000.0, seed=9)).purchase_days, 365
+    )
     signalled = {s.member_id for s in replay(simulate(spec), RULES, params).signals}
     assert len(signalled) <= 0.02 * spec.members
 
@@ -272,8 +298,13 @@ def test_the_next_change_day_is_the_first_day_a_daily_tick_would_show_the_member
     """Against evaluating the member at every day's end, as the agent did, for two years of days."""
     rng = np.random.default_rng(seed)
     days = sorted(int(d) for d in rng.choice(400, size=int(rng.integers(1, 12)), replace=False))
-    state, _ = feed(*(receipt(f"t{i}", d, line("X", int(rng.integers(1, 5)), f"{int(rng.integers(20, 3000))}.00"))
-                      for i, d in enumerate(days)), params=params)
+    state, _ = feed(
+        *(
+            receipt(f"t{i}", d, line("X", int(rng.integers(1, 5)), f"{int(rng.integers(20, 3000))}.00"))
+            for i, d in enumerate(days)
+        ),
+        params=params,
+    )
     day = state.last_day
     checked = 0
     while True:

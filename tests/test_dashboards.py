@@ -24,7 +24,7 @@ def test_checked_in_provisioning_is_what_the_generator_makes_from_the_example_co
     written = write_provisioning(load(EXAMPLE_CONFIG), build_all(load(EXAMPLE_CONFIG)), tmp_path)
     checked_in = sorted(path for path in PROVISIONING.rglob("*") if path.is_file())
     assert [p.relative_to(tmp_path) for p in written] == [p.relative_to(PROVISIONING) for p in checked_in]
-    for new, old in zip(written, checked_in):
+    for new, old in zip(written, checked_in, strict=False):
         assert new.read_text() == old.read_text(), f"{old} drifted: run `mallstream dashboards export`"
 
 
@@ -39,8 +39,11 @@ def test_generated_boards_are_valid_and_planted_schema_errors_are_named_by_dashb
     parking["refresh"] = 10  # a number where the schema has a string
     parking["panels"][1]["options"]["colorMode"] = "rainbow"  # not a stat colour mode
     problems = {(p.dashboard, p.panel): p.message for p in validate(broken)}
-    assert set(problems) == {("Live footfall", footfall["panels"][0]["title"]), ("Parking", ""),
-                             ("Parking", parking["panels"][1]["title"])}
+    assert set(problems) == {
+        ("Live footfall", footfall["panels"][0]["title"]),
+        ("Parking", ""),
+        ("Parking", parking["panels"][1]["title"]),
+    }
     assert "gridPoss" in problems[("Live footfall", footfall["panels"][0]["title"])]
     assert "rainbow" in problems[("Parking", parking["panels"][1]["title"])]
 
@@ -53,7 +56,9 @@ def test_live_boards_refresh_every_10_s_and_every_board_has_the_mall_variable():
         assert board.get("refresh") == (None if analysts_read else "10s")
         for panel in board["panels"]:
             assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
-            assert all(target["datasource"]["uid"] == DATASOURCE_UID and target["rawSql"] for target in panel["targets"])
+            assert all(
+                target["datasource"]["uid"] == DATASOURCE_UID and target["rawSql"] for target in panel["targets"]
+            )
     assert {"mall", "store", "floor", "entrance"} <= {v for b in BOARDS for v in b.variables}
 
 
@@ -82,16 +87,22 @@ class FakeGrafana(BaseHTTPRequestHandler):
         route = (self.command, *self.path.strip("/").split("/"))
         match route:
             case ("GET", "api", "folders", uid):
-                return self._answer(200, self.folders[uid]) if uid in self.folders else self._answer(
-                    404, {"message": "folder not found"})
+                return (
+                    self._answer(200, self.folders[uid])
+                    if uid in self.folders
+                    else self._answer(404, {"message": "folder not found"})
+                )
             case ("POST", "api", "folders"):
                 if body["uid"] in self.folders:
                     return self._answer(409, {"message": "a folder with the same uid already exists"})
                 self.folders[body["uid"]] = body
                 return self._answer(200, {"uid": body["uid"], "title": body["title"]})
             case ("GET", "api", "datasources", "uid", uid):
-                return self._answer(200, self.datasources[uid]) if uid in self.datasources else self._answer(
-                    404, {"message": "Data source not found"})
+                return (
+                    self._answer(200, self.datasources[uid])
+                    if uid in self.datasources
+                    else self._answer(404, {"message": "Data source not found"})
+                )
             case ("PUT", "api", "datasources", "uid", uid) if uid in self.datasources:
                 self.datasources[uid] = body
                 return self._answer(200, {"message": "Datasource updated"})
@@ -134,8 +145,10 @@ def test_push_creates_folder_datasource_and_dashboards_then_updates_them_in_plac
     first = cli(config, "dashboards", "push", "--url", url, "--token", TOKEN)
     boards = read_boards(PROVISIONING)
     assert [(method, path) for method, path, _ in recorded.calls] == [
-        ("GET", f"/api/folders/{FOLDER_UID}"), ("POST", "/api/folders"),
-        ("GET", f"/api/datasources/uid/{DATASOURCE_UID}"), ("POST", "/api/datasources"),
+        ("GET", f"/api/folders/{FOLDER_UID}"),
+        ("POST", "/api/folders"),
+        ("GET", f"/api/datasources/uid/{DATASOURCE_UID}"),
+        ("POST", "/api/datasources"),
     ] + [("POST", "/api/dashboards/db")] * len(boards)
     assert recorded.folders[FOLDER_UID]["title"] == "mallstream"
     assert recorded.datasources[DATASOURCE_UID] == datasource(load(config), "")
@@ -143,15 +156,20 @@ def test_push_creates_folder_datasource_and_dashboards_then_updates_them_in_plac
     for board in boards:
         stored = recorded.dashboards[board["uid"]]
         assert stored["dashboard"] == {**board, "id": None} and stored["version"] == 1
-    assert all(body["overwrite"] is True and body["folderUid"] == FOLDER_UID
-               for method, path, body in recorded.calls if path == "/api/dashboards/db")
+    assert all(
+        body["overwrite"] is True and body["folderUid"] == FOLDER_UID
+        for method, path, body in recorded.calls
+        if path == "/api/dashboards/db"
+    )
     assert "folder mallstream created" in first.stdout
 
     recorded.calls.clear()
     second = cli(config, "dashboards", "push", "--url", url, "--token", TOKEN)
     assert [(method, path) for method, path, _ in recorded.calls][:3] == [
-        ("GET", f"/api/folders/{FOLDER_UID}"), ("GET", f"/api/datasources/uid/{DATASOURCE_UID}"),
-        ("PUT", f"/api/datasources/uid/{DATASOURCE_UID}")]
+        ("GET", f"/api/folders/{FOLDER_UID}"),
+        ("GET", f"/api/datasources/uid/{DATASOURCE_UID}"),
+        ("PUT", f"/api/datasources/uid/{DATASOURCE_UID}"),
+    ]
     assert {uid: stored["version"] for uid, stored in recorded.dashboards.items()} == {b["uid"]: 2 for b in boards}
     assert len(recorded.datasources) == 1 and "datasource mallstream-clickhouse updated" in second.stdout
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
 import json
 import shutil
 import time
 import urllib.request
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -66,36 +66,66 @@ def members_come_back(config: Path, mall: Mall) -> Iterator[PosTransaction]:
     """Members spend a voucher of the seeds' campaigns they were given, and stored value a rebate paid them, on the
     simulated day (retention offers, granted to members flagged churn_risk, are left unspent)."""
     campaigns = {campaign.id: campaign for campaign in parse_rules(RULES.read_text(), RULES, 1).voucher_campaigns}
-    vouchers = sql_rows(config, f"""
+    vouchers = sql_rows(
+        config,
+        f"""
         SELECT member_id, voucher_id, rule_id, delta FROM {{db}}.ledger_entries
         WHERE cause = 'voucher_issued' AND rule_id IN ('cosmetics-300-100', 'clothing-500-200')
           AND ts > toDateTime('{COMES_BACK:%Y-%m-%d %H:%M:%S}', 'Asia/Shanghai') - INTERVAL 25 DAY
-        ORDER BY entry_id LIMIT 10""")
-    balances = sql_rows(config, """
+        ORDER BY entry_id LIMIT 10""",
+    )
+    balances = sql_rows(
+        config,
+        """
         SELECT member_id, argMax(balance_after, (ts, entry_id)) AS cents FROM {db}.ledger_entries
-        WHERE account = 'stored_value' GROUP BY member_id HAVING cents > 0 ORDER BY member_id LIMIT 10""")
+        WHERE account = 'stored_value' GROUP BY member_id HAVING cents > 0 ORDER BY member_id LIMIT 10""",
+    )
     store = mall.stores[0].id
 
     def receipt(number: int, member: str, category: str, paid: list[Tender]) -> PosTransaction:
         total = sum((tender.amount for tender in paid), Decimal(0))
-        line = PosLine(sku=f"BACK-{number}", qty=Decimal(1), unit_price=total, amount=total, category=category,
-                       brand="Lancome")
-        return PosTransaction(txn_id=f"back-{number}", store_id=store, workstation_id="T9", seq=number,
-                              ts=COMES_BACK + dt.timedelta(minutes=number), business_day=COMES_BACK.date(),
-                              kind="sale", total=total, lines=[line], tenders=paid, member_id=member, mall_id=mall.id)
+        line = PosLine(
+            sku=f"BACK-{number}", qty=Decimal(1), unit_price=total, amount=total, category=category, brand="Lancome"
+        )
+        return PosTransaction(
+            txn_id=f"back-{number}",
+            store_id=store,
+            workstation_id="T9",
+            seq=number,
+            ts=COMES_BACK + dt.timedelta(minutes=number),
+            business_day=COMES_BACK.date(),
+            kind="sale",
+            total=total,
+            lines=[line],
+            tenders=paid,
+            member_id=member,
+            mall_id=mall.id,
+        )
 
     for number, voucher in enumerate(vouchers):
         [category] = campaigns[voucher["rule_id"]].usage_scope.categories
-        yield receipt(number, voucher["member_id"], category, [
-            Tender("voucher", Decimal(int(voucher["delta"])) / 100, voucher["voucher_id"]), Tender("alipay", Decimal(50))])
+        yield receipt(
+            number,
+            voucher["member_id"],
+            category,
+            [
+                Tender("voucher", Decimal(int(voucher["delta"])) / 100, voucher["voucher_id"]),
+                Tender("alipay", Decimal(50)),
+            ],
+        )
     for number, balance in enumerate(balances, start=len(vouchers)):
-        yield receipt(number, balance["member_id"], "shoes", [Tender("stored_value", Decimal(int(balance["cents"]) // 2) / 100)])
+        yield receipt(
+            number, balance["member_id"], "shoes", [Tender("stored_value", Decimal(int(balance["cents"]) // 2) / 100)]
+        )
 
 
 def acknowledge(worker: WorkerProcess, alert_id: str, body: dict) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/alerts/{alert_id}/ack",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **worker.headers})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.port}/alerts/{alert_id}/ack",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **worker.headers},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 201
 
@@ -103,14 +133,17 @@ def acknowledge(worker: WorkerProcess, alert_id: str, body: dict) -> None:
 def churn_params(path: Path) -> Path:
     """BG/NBD parameters fitted on other members, so the worker scores P(alive) and raises churn signals."""
     calibration = simulate(PurchaseSimulation(members=5000, days=180, seed=99))
-    save_params(path, FittedParams(fit_from_histories(calibration.purchase_days, 180), None, 5000, dt.datetime.now(dt.UTC)))
+    save_params(
+        path, FittedParams(fit_from_histories(calibration.purchase_days, 180), None, 5000, dt.datetime.now(dt.UTC))
+    )
     return path
 
 
 def hub_day(mall: Mall) -> mallday.MallDay:
     """A 4-hour weekday with many VIPs."""
-    return replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=4)), visitors=3000,
-                   vip_share=0.03, vip_pool=500)
+    return replace(
+        mallday.scenario("weekday", mall, duration=dt.timedelta(hours=4)), visitors=3000, vip_share=0.03, vip_pool=500
+    )
 
 
 def with_an_aisle_counter(config: Path) -> None:
@@ -124,9 +157,12 @@ def with_an_aisle_counter(config: Path) -> None:
 
 def fed_receipts(config: Path) -> list[PosTransaction]:
     """Every receipt the hub was given: the months of history, the simulated day and the members coming back."""
-    return [decode_input(line) for name in ("history", "day", "back")
-            for line in (config.parent / f"{name}.jsonl").read_bytes().splitlines()
-            if b'"pos_transaction"' in line]
+    return [
+        decode_input(line)
+        for name in ("history", "day", "back")
+        for line in (config.parent / f"{name}.jsonl").read_bytes().splitlines()
+        if b'"pos_transaction"' in line
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +175,19 @@ def hub(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("dashboards")
     with running_broker(tmp / "broker") as bootstrap, running_mosquitto(lambda port: ["-p", str(port)]) as mqtt:
         members = tmp / "members.csv"
-        config = write_config(tmp, bootstrap, mqtt={"mode": "external", "port": mqtt},
-                              members={"source": str(members)}, rules={"file": str(RULES)},
-                              customers={"params_file": str(churn_params(tmp / "bgnbd.json")), "tick_every_days": 7,
-                                         "timer_seconds": 0.2, "pyramid_seconds": 1.0})
+        config = write_config(
+            tmp,
+            bootstrap,
+            mqtt={"mode": "external", "port": mqtt},
+            members={"source": str(members)},
+            rules={"file": str(RULES)},
+            customers={
+                "params_file": str(churn_params(tmp / "bgnbd.json")),
+                "tick_every_days": 7,
+                "timer_seconds": 0.2,
+                "pyramid_seconds": 1.0,
+            },
+        )
         with_an_aisle_counter(config)
         settings = load(config)
         mall = settings.malls[0]
@@ -154,9 +199,14 @@ def hub(tmp_path_factory) -> Path:
             cli(config, "replay", str(history), "--wait")
             cli(config, "replay", str(recording), "--wait")
             cli(config, "replay", str(write_events(tmp / "back.jsonl", members_come_back(config, mall))), "--wait")
-            [arrival] = sql_rows(config, "SELECT alert_id FROM {db}.alerts WHERE kind = 'vip_arrival' ORDER BY ts LIMIT 1")
-            acknowledge(worker, arrival["alert_id"], {"staff_id": "S-17", "note_kind": "request",
-                                                      "note": "a table at the tea room"})
+            [arrival] = sql_rows(
+                config, "SELECT alert_id FROM {db}.alerts WHERE kind = 'vip_arrival' ORDER BY ts LIMIT 1"
+            )
+            acknowledge(
+                worker,
+                arrival["alert_id"],
+                {"staff_id": "S-17", "note_kind": "request", "note": "a table at the tea room"},
+            )
             time.sleep(2)  # the last ticks and a pyramid recompute after the last receipt
             assert wait_until_processed(settings, timeout=60, progress=False)
             yield config
@@ -171,15 +221,23 @@ def test_loyalty_vip_and_customer_panels_show_what_the_members_and_staff_did(hub
     settings = load(hub)
     zone = ZoneInfo(settings.malls[0].timezone)
     start, end = (dt.datetime.fromisoformat(moment).replace(tzinfo=zone) for moment in WEEK[1::2])
-    panels = {result.panel: result.rows for board in read_boards(PROVISIONING)
-              for result in panel_results(settings, board, settings.malls[0].id, start, end)}
+    panels = {
+        result.panel: result.rows
+        for board in read_boards(PROVISIONING)
+        for result in panel_results(settings, board, settings.malls[0].id, start, end)
+    }
     vouchers = {row["campaign"]: row for row in panels["Vouchers issued and redeemed by campaign"]}
     # the seeds' campaigns, and the retention offer the rule file grants members flagged churn_risk
-    assert {"cosmetics-300-100", "clothing-500-200"} <= set(vouchers) <= {
-        "cosmetics-300-100", "clothing-500-200", "welcome-back-50"}
+    assert (
+        {"cosmetics-300-100", "clothing-500-200"}
+        <= set(vouchers)
+        <= {"cosmetics-300-100", "clothing-500-200", "welcome-back-50"}
+    )
     assert sum(row["redeemed"] for row in vouchers.values()) == 10  # every voucher a member came back with
-    given = {row["cause"] for row in panels["What members were given, by rule: vouchers spent, tier discounts, "
-                                            "rebates, free parking"]}
+    given = {
+        row["cause"]
+        for row in panels["What members were given, by rule: vouchers spent, tier discounts, rebates, free parking"]
+    }
     assert {"voucher_redeemed", "rebate"} <= given
     assert panels["Alerts acknowledged"] == [{"acknowledged": 1}]
     [notes] = panels["Reception notes"]
@@ -188,8 +246,10 @@ def test_loyalty_vip_and_customer_panels_show_what_the_members_and_staff_did(hub
 
     printed = " ".join(cli(hub, "report", "customers").stdout.split())
     for row in panels["Value classes"]:  # the report's table: class, members, member share, spend, spend share
-        assert f"{row['class']} {row['members']:,} {row['member share']:.1%} {row['spend ¥']:,.2f} " \
-               f"{row['spend share']:.1%}" in printed
+        assert (
+            f"{row['class']} {row['members']:,} {row['member share']:.1%} {row['spend ¥']:,.2f} "
+            f"{row['spend share']:.1%}" in printed
+        )
     stages = {row["stage"]: row["members"] for row in panels["Members per lifecycle stage"]}
     assert sum(stages.values()) == panels["Members"][0]["members"] > 100
     for stage, members in stages.items():
@@ -201,7 +261,8 @@ def test_a_broken_query_and_a_schema_error_fail_check_naming_dashboard_and_panel
     path = tmp_path / "provisioning" / DASHBOARDS_DIR / "mallstream-vip.json"
     board = json.loads(path.read_text())
     board["panels"][0]["targets"][0]["rawSql"] = board["panels"][0]["targets"][0]["rawSql"].replace(
-        "alerts", "alerts_missing")
+        "alerts", "alerts_missing"
+    )
     board["panels"][1]["gridPos"]["w"] = "wide"
     path.write_text(json.dumps(board))
     result = cli(hub, "dashboards", "check", "--provisioning", str(tmp_path / "provisioning"), *DAY, check=False)
@@ -218,24 +279,29 @@ def test_footfall_panels_show_the_figures_of_the_footfall_report(hub):
     zone = ZoneInfo(settings.malls[0].timezone)
     start, end = (dt.datetime.fromisoformat(moment).replace(tzinfo=zone) for moment in DAY[1::2])
     footfall = next(board for board in read_boards(PROVISIONING) if board["uid"] == "mallstream-footfall")
-    panels = {result.panel: result.rows for result in panel_results(settings, footfall, settings.malls[0].id, start, end)}
+    panels = {
+        result.panel: result.rows for result in panel_results(settings, footfall, settings.malls[0].id, start, end)
+    }
 
     def report(*options: str) -> list[dict]:
         return json.loads(cli(hub, "report", "footfall", *DAY, *options, "--format", "json").stdout)
 
     quarter = report("--by", "entrance", "--interval", "15m")
-    assert [(r["time"], r["place"], r["in"]) for r in panels["People in per entrance, 15 min"]] == \
-        [(r["interval_start"], r["place"], r["in"]) for r in quarter]
-    assert [(r["place"], r["out"]) for r in panels["People out per entrance, 15 min"]] == \
-        [(r["place"], r["out"]) for r in quarter]
+    assert [(r["time"], r["place"], r["in"]) for r in panels["People in per entrance, 15 min"]] == [
+        (r["interval_start"], r["place"], r["in"]) for r in quarter
+    ]
+    assert [(r["place"], r["out"]) for r in panels["People out per entrance, 15 min"]] == [
+        (r["place"], r["out"]) for r in quarter
+    ]
     daily = report("--by", "entrance", "--interval", "1d")
     assert panels["In"] == [{"In": sum(r["in"] for r in daily)}] and panels["In"][0]["In"] > 1000
     assert panels["Out"] == [{"Out": sum(r["out"] for r in daily)}]
     hourly: defaultdict[str, int] = defaultdict(int)
     for row in report("--by", "entrance"):
         hourly[row["interval_start"]] += row["in"]
-    assert {r["time"]: r["today"] for r in panels["People in per hour: today against the same weekday last week"]} \
-        == dict(hourly)
+    assert {
+        r["time"]: r["today"] for r in panels["People in per hour: today against the same weekday last week"]
+    } == dict(hourly)
     stores = report("--by", "store", "--interval", "1d")
     assert panels["Store visitors"] == [{"store": r["place"], "visitors": r["in"]} for r in stores]
 
@@ -257,16 +323,21 @@ def test_every_query_of_every_dashboard_returns_rows_through_the_workers_clickho
     queries = []
     for board in read_boards(PROVISIONING):
         expand = expansion(board, mall.id, start, end)
-        queries += [{"name": f"{board['title']}: variable {item['name']}", "sql": expand.sql(item["query"])}
-                    for item in board["templating"]["list"]]
-        queries += [{"name": f"{board['title']}: {panel['title']}", "ref": target["refId"],
-                     "sql": expand.sql(target["rawSql"])} for panel in board["panels"] for target in panel.get("targets", [])]
+        queries += [
+            {"name": f"{board['title']}: variable {item['name']}", "sql": expand.sql(item["query"])}
+            for item in board["templating"]["list"]
+        ]
+        queries += [
+            {"name": f"{board['title']}: {panel['title']}", "ref": target["refId"], "sql": expand.sql(target["rawSql"])}
+            for panel in board["panels"]
+            for target in panel.get("targets", [])
+        ]
     key = create_key(hub, "analyst", "grafana")
     port = yaml.safe_load(hub.read_text())["clickhouse"]["http_port"]
     client = clickhouse_connect.get_client(host="127.0.0.1", port=port, username="grafana", password=key)
     rows = [client.query(query["sql"]).row_count for query in queries]
     panels: defaultdict[str, int] = defaultdict(int)  # a panel's targets together, as `dashboards check` counts
-    for query, count in zip(queries, rows):
+    for query, count in zip(queries, rows, strict=False):
         panels[query["name"]] += count
     assert len(panels) > 50 and not [name for name, count in panels.items() if count == 0]
     answered = run_js(f"http://127.0.0.1:{port}", key, queries, tmp_path)["queries"]
@@ -282,8 +353,10 @@ def board_panels(config: Path, uid: str, window: tuple[str, ...] = WEEK) -> dict
 
 
 def test_each_class_visits_by_weekday_and_hour_and_spend_by_price_band_as_the_receipts_say(hub):
-    classes = {row["member_id"]: row["value_class"] for row in sql_rows(
-        hub, "SELECT member_id, value_class FROM {db}.customer_snapshots FINAL")}
+    classes = {
+        row["member_id"]: row["value_class"]
+        for row in sql_rows(hub, "SELECT member_id, value_class FROM {db}.customer_snapshots FINAL")
+    }
     edges = load(hub).customers.price_band_edges
     weekdays: defaultdict[tuple[str, str], int] = defaultdict(int)
     hours: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -308,16 +381,18 @@ def test_each_class_visits_by_weekday_and_hour_and_spend_by_price_band_as_the_re
 
     panels = board_panels(hub, "mallstream-customers")
     for by, column, truth, title in (
-            ("weekday", "weekday", weekdays, "Visits by weekday: share of each class's visits"),
-            ("hour", "hour", hours, "Visits by hour: share of each class's visits"),
-            ("price-band", "price_band", spend, "Spend by unit-price band: share of each class's spend")):
+        ("weekday", "weekday", weekdays, "Visits by weekday: share of each class's visits"),
+        ("hour", "hour", hours, "Visits by hour: share of each class's visits"),
+        ("price-band", "price_band", spend, "Spend by unit-price band: share of each class's spend"),
+    ):
         found = json.loads(cli(hub, "report", "customers", "--by", by, "--format", "json").stdout)
         reported = {(name, row[column]): Decimal(str(row[name])) for row in found for name in CLASSES if row[name]}
         assert reported == {key: value for key, value in truth.items() if value}, by
         totals = {name: sum(value for (klass, _), value in truth.items() if klass == name) for name in CLASSES}
         shown = {(name, row[column]): row[name] for row in panels[title] for name in CLASSES if row[name]}
-        assert shown == pytest.approx({key: float(value / totals[key[0]]) for key, value in truth.items() if value},
-                                      abs=5e-5), by  # shares to four places
+        assert shown == pytest.approx(
+            {key: float(value / totals[key[0]]) for key, value in truth.items() if value}, abs=5e-5
+        ), by  # shares to four places
     assert len({bucket for _, bucket in hours}) > 5 and len(weekdays) >= 4 * 7 - 2
 
 
@@ -334,13 +409,18 @@ def test_brand_fans_are_members_who_bought_the_brand_and_the_panel_shows_the_rep
         fans = [member for member in snapshots if row["brand"] in member["top_brands"]]
         assert row["fans"] == len(fans) and {member["member_id"] for member in fans} <= buyers[row["brand"]]
         assert Decimal(str(row["spend"])) == Decimal(sum(int(member["spend_cents"]) for member in fans)) / 100
-    panel = board_panels(hub, "mallstream-customers")["Brand fans: members with the brand in their top three, and their spend"]
+    panel = board_panels(hub, "mallstream-customers")[
+        "Brand fans: members with the brand in their top three, and their spend"
+    ]
     assert [(row["brand"], row["fans"]) for row in panel] == [(row["brand"], row["fans"]) for row in found]
 
 
 def test_campaign_panels_show_who_took_part_what_they_were_given_and_spent(hub):
-    issued = sql_rows(hub, """SELECT rule_id, member_id, voucher_id, txn_id, delta FROM {db}.ledger_entries
-                              WHERE cause = 'voucher_issued'""")
+    issued = sql_rows(
+        hub,
+        """SELECT rule_id, member_id, voucher_id, txn_id, delta FROM {db}.ledger_entries
+                              WHERE cause = 'voucher_issued'""",
+    )
     campaign_of = {row["voucher_id"]: row["rule_id"] for row in issued}
     totals = {txn.txn_id: int(txn.total * 100) for txn in fed_receipts(hub)}
     redeemed: defaultdict[str, list] = defaultdict(list)  # campaign -> (member, cents) of each voucher spent
@@ -350,18 +430,23 @@ def test_campaign_panels_show_who_took_part_what_they_were_given_and_spent(hub):
                 redeemed[campaign_of[tender.reference]].append((txn.member_id, int(tender.amount * 100)))
     assert sum(len(spent) for spent in redeemed.values()) == 10  # every voucher the members came back with
 
-    report = json.loads(cli(hub, "report", "campaigns", "--from", "2026-05-01", "--to", "2026-11-24",
-                            "--format", "json").stdout)
+    report = json.loads(
+        cli(hub, "report", "campaigns", "--from", "2026-05-01", "--to", "2026-11-24", "--format", "json").stdout
+    )
     rows = {row["campaign"]: row for row in report["campaigns"]}
     assert set(rows) == {row["rule_id"] for row in issued}
     for campaign, row in rows.items():
         mine = [entry for entry in issued if entry["rule_id"] == campaign]
         assert (row["members_issued"], row["vouchers_issued"]) == (len({e["member_id"] for e in mine}), len(mine))
         assert Decimal(str(row["issued"])) == Decimal(sum(int(e["delta"]) for e in mine)) / 100
-        assert Decimal(str(row["triggering_spend"])) == Decimal(sum(totals.get(e["txn_id"], 0) for e in mine)) / 100  # offers: no receipt
+        assert (
+            Decimal(str(row["triggering_spend"])) == Decimal(sum(totals.get(e["txn_id"], 0) for e in mine)) / 100
+        )  # offers: no receipt
         spent = redeemed.get(campaign, [])
         assert (row["members_redeemed"], Decimal(str(row["redeemed"]))) == (
-            len({member for member, _ in spent}), Decimal(sum(cents for _, cents in spent)) / 100), campaign
+            len({member for member, _ in spent}),
+            Decimal(sum(cents for _, cents in spent)) / 100,
+        ), campaign
     composition = defaultdict(int)
     for row in report["composition"]:
         composition[row["campaign"]] += row["members"]
@@ -369,18 +454,28 @@ def test_campaign_panels_show_who_took_part_what_they_were_given_and_spent(hub):
 
     panels = board_panels(hub, "mallstream-loyalty", ("--from", "2026-05-01 00:00", "--to", "2026-11-23 23:59"))
     participation = panels["Campaigns: who took part, vouchers, redemptions and the spend that earned them"]
-    assert {row["campaign"]: (row["members given"], row["vouchers"], row["members redeemed"]) for row in participation} \
-        == {campaign: (row["members_issued"], row["vouchers_issued"], row["members_redeemed"]) for campaign, row in rows.items()}
+    assert {
+        row["campaign"]: (row["members given"], row["vouchers"], row["members redeemed"]) for row in participation
+    } == {
+        campaign: (row["members_issued"], row["vouchers_issued"], row["members_redeemed"])
+        for campaign, row in rows.items()
+    }
     by_class = panels["Campaign participants by value class and lifecycle stage, as they are now (all time)"]
-    assert [(row["campaign"], row["class"], row["members"]) for row in by_class] == \
-        [(row["campaign"], row["value_class"], row["members"]) for row in report["composition"]]
+    assert [(row["campaign"], row["class"], row["members"]) for row in by_class] == [
+        (row["campaign"], row["value_class"], row["members"]) for row in report["composition"]
+    ]
 
 
 def test_the_capture_rate_panel_is_zaras_entries_per_passer_by_in_the_atrium(hub):
     truth = mallday.simulate(load(hub).malls[0], hub_day(load(hub).malls[0])).truth
     [row] = board_panels(hub, "mallstream-footfall", ("--from", "2026-11-23 00:00", "--to", "2026-11-24 00:00"))[
-        "Capture rate: store entries ÷ passers-by in the aisle"]
+        "Capture rate: store entries ÷ passers-by in the aisle"
+    ]
     entered = sum(flows["in"] for flows in truth.visitors["S201"].values())
-    passed = sum(flows[way] for people in (truth.visitors, truth.staff)
-                 for flows in people.get("Z-atrium", {}).values() for way in ("in", "out"))
+    passed = sum(
+        flows[way]
+        for people in (truth.visitors, truth.staff)
+        for flows in people.get("Z-atrium", {}).values()
+        for way in ("in", "out")
+    )
     assert row["store"] == "S201" and row["capture rate"] == pytest.approx(entered / passed)

@@ -36,9 +36,17 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
 
 
 def hub(tmp_path: Path, broker: str, mosquitto: int) -> tuple[Path, Settings]:
-    config = write_config(tmp_path, broker, mqtt={"mode": "external", "port": mosquitto},
-                          gateway={"http_host": "127.0.0.1", "http_port": free_port(),
-                                   "spool_path": str(tmp_path / "spool.sqlite3"), "health_interval": 1.0})
+    config = write_config(
+        tmp_path,
+        broker,
+        mqtt={"mode": "external", "port": mosquitto},
+        gateway={
+            "http_host": "127.0.0.1",
+            "http_port": free_port(),
+            "spool_path": str(tmp_path / "spool.sqlite3"),
+            "health_interval": 1.0,
+        },
+    )
     return config, load(config)
 
 
@@ -47,10 +55,12 @@ def gateway_with_devices(settings: Settings) -> Iterator[DeviceEmulators]:
     """Emulated devices wired to an in-process gateway, as `mallstream gateway` runs them."""
     conf = settings.gateway
     with DeviceEmulators(settings, multipart_anpr=True) as emulators:
-        gateway = Gateway(Spool(conf.spool_path), settings.kafka, settings.worker.app_id,
-                          health_interval=conf.health_interval).start()
-        bridges = start_bridges(emulators.settings, gateway, http_address=(conf.http_host, conf.http_port),
-                                keys=emulators.push_key)  # the devices log in with basic auth
+        gateway = Gateway(
+            Spool(conf.spool_path), settings.kafka, settings.worker.app_id, health_interval=conf.health_interval
+        ).start()
+        bridges = start_bridges(
+            emulators.settings, gateway, http_address=(conf.http_host, conf.http_port), keys=emulators.push_key
+        )  # the devices log in with basic auth
         try:
             [mqtt_bridge] = [bridge for bridge in bridges if isinstance(bridge, MqttBridge)]
             assert mqtt_bridge.subscribed.wait(30) and emulators.wait_for_serial_readers()
@@ -74,11 +84,16 @@ def device_events(events: list[InputEvent]) -> list[InputEvent]:
 def stored_counts(config: Path) -> dict[str, Counter]:
     """Per device what ClickHouse holds, and how many distinct events (the same event twice would show)."""
     counts: dict[str, Counter] = {}
-    for table, device, measure in (("rfid_reads", "reader_id", "count()"),
-                                   ("footfall_ticks", "counter_id", "sum(count_in) * 1000000 + sum(count_out)"),
-                                   ("parking_events", "gate_id", "count()")):
-        rows = stored(config, f"SELECT {device} AS device, {measure} AS n, count() - uniqExact(event_id) AS doubled "
-                              f"FROM {{db}}.{table} GROUP BY device")
+    for table, device, measure in (
+        ("rfid_reads", "reader_id", "count()"),
+        ("footfall_ticks", "counter_id", "sum(count_in) * 1000000 + sum(count_out)"),
+        ("parking_events", "gate_id", "count()"),
+    ):
+        rows = stored(
+            config,
+            f"SELECT {device} AS device, {measure} AS n, count() - uniqExact(event_id) AS doubled "
+            f"FROM {{db}}.{table} GROUP BY device",
+        )
         assert all(row["doubled"] == 0 for row in rows), f"{table} holds an event twice: {rows}"
         counts[table] = Counter({row["device"]: int(row["n"]) for row in rows})
     return counts
@@ -110,7 +125,8 @@ def repeats_within_a_second(reads: list[RfidRead]) -> Counter:
 
 
 def test_a_faulty_day_counted_in_clickhouse_equals_the_ground_truth_less_what_the_faults_did(
-        broker, mosquitto, tmp_path):
+    broker, mosquitto, tmp_path
+):
     config, settings = hub(tmp_path, broker, mosquitto)
     mall = settings.malls[0]
     # the outage scenario: duplicate reads, a reader's clock 90 s fast, late events, a counter
@@ -153,8 +169,9 @@ def test_a_faulty_day_counted_in_clickhouse_equals_the_ground_truth_less_what_th
     # simulated duplicates among them; serial readers have no clock (stamped on receipt), so
     # only the readers that send their own time can be checked read by read.
     clocked = {reader.id for reader in mall.rfid_readers if reader.protocol in ("zebra-fx", "impinj-r700")}
-    assert {row["reader_id"]: int(row["n"]) for row in marked if row["reader_id"] in clocked} == \
-        repeats_within_a_second([e for e in events if isinstance(e, RfidRead) and e.reader_id in clocked])
+    assert {
+        row["reader_id"]: int(row["n"]) for row in marked if row["reader_id"] in clocked
+    } == repeats_within_a_second([e for e in events if isinstance(e, RfidRead) and e.reader_id in clocked])
     assert truth.faults["duplicate_reads"] > 0
     assert sum(truth.faults["lost"].values()) > 0
 
@@ -173,8 +190,9 @@ def test_a_broker_outage_during_a_simulation_stores_every_event_exactly_once(bro
 
     with WorkerProcess(config, tmp_path / "worker.log") as worker:
         with gateway_with_devices(settings) as emulators:
-            playing = threading.Thread(target=emulators.play, args=(events,),
-                                       kwargs={"speed": span / (BROKER_OUTAGE_S + 15)})
+            playing = threading.Thread(
+                target=emulators.play, args=(events,), kwargs={"speed": span / (BROKER_OUTAGE_S + 15)}
+            )
             playing.start()
             time.sleep(5)
             broker_down(broker, tmp_path)
@@ -189,8 +207,19 @@ def test_a_broker_outage_during_a_simulation_stores_every_event_exactly_once(bro
 def test_a_recorded_day_replayed_twice_is_stored_once(broker, tmp_path):
     config = write_config(tmp_path, broker)
     recording = tmp_path / "day.jsonl"
-    cli(config, "simulate", "day", "--scenario", "outage", "--duration", "7", "--visitors", "1500",
-        "--record", str(recording))
+    cli(
+        config,
+        "simulate",
+        "day",
+        "--scenario",
+        "outage",
+        "--duration",
+        "7",
+        "--visitors",
+        "1500",
+        "--record",
+        str(recording),
+    )
     events = device_events([decode_input(line) for line in recording.read_bytes().splitlines()])
     with WorkerProcess(config, tmp_path / "worker.log"):
         for _ in range(2):

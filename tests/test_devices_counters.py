@@ -26,17 +26,30 @@ MINUTE = dt.timedelta(minutes=1)
 
 def xovis_push(package_id: int, *frames: tuple[int | str, list[tuple[str, int, int]]]) -> bytes:
     """A live-data push shaped like the doc example; frames are (time, [(type, counter_id, value)])."""
-    return json.dumps({"live_data": {
-        "package_info": {"version": "5.0", "id": package_id, "agent_id": 7},
-        "sensor_info": {"serial_number": SERIAL, "type": "PC2SE"},
-        "frames": [
-            {"framenumber": 990 + i, "time": time, "tracked_objects": [], "events": [
-                {"category": "COUNT", "type": kind, "attributes": {"counter_id": counter, "counter_value": value, "track_id": 167}}
-                for kind, counter, value in events
-            ]}
-            for i, (time, events) in enumerate(frames)
-        ],
-    }}).encode()
+    return json.dumps(
+        {
+            "live_data": {
+                "package_info": {"version": "5.0", "id": package_id, "agent_id": 7},
+                "sensor_info": {"serial_number": SERIAL, "type": "PC2SE"},
+                "frames": [
+                    {
+                        "framenumber": 990 + i,
+                        "time": time,
+                        "tracked_objects": [],
+                        "events": [
+                            {
+                                "category": "COUNT",
+                                "type": kind,
+                                "attributes": {"counter_id": counter, "counter_value": value, "track_id": 167},
+                            }
+                            for kind, counter, value in events
+                        ],
+                    }
+                    for i, (time, events) in enumerate(frames)
+                ],
+            }
+        }
+    ).encode()
 
 
 def counts(decoded) -> list[tuple[str, int, int]]:
@@ -44,20 +57,36 @@ def counts(decoded) -> list[tuple[str, int, int]]:
 
 
 def test_the_doc_xovis_example_counts_what_the_total_advanced_since_the_previous_push():
-    state, first, gaps = decode_xovis(CounterState(), xovis_push(1233, (T0_MS - 60_000, [("COUNT_INCREMENT", FORWARD, 55)])), T0, ROUTES)
+    state, first, gaps = decode_xovis(
+        CounterState(), xovis_push(1233, (T0_MS - 60_000, [("COUNT_INCREMENT", FORWARD, 55)])), T0, ROUTES
+    )
     assert first.events == [] and first.rejects == [] and gaps == []  # the first total is only the baseline
-    state, decoded, gaps = decode_xovis(state, xovis_push(1234, (T0_MS, [("COUNT_INCREMENT", FORWARD, 57)])), T0, ROUTES)
+    state, decoded, gaps = decode_xovis(
+        state, xovis_push(1234, (T0_MS, [("COUNT_INCREMENT", FORWARD, 57)])), T0, ROUTES
+    )
     assert decoded.events == [FootfallTick(counter_id="door-a", ts=T0, count_in=2, count_out=0, interval_s=60)]
     assert gaps == []
 
 
 def test_xovis_rfc3339_times_and_line_crossings_in_both_directions_make_one_tick_per_push():
-    state, _, _ = decode_xovis(CounterState(), xovis_push(1, ("2025-01-01T10:00:00Z", [
-        ("LINE_CROSS_FORWARD", FORWARD, 10), ("LINE_CROSS_BACKWARD", BACKWARD, 4)])), T0, ROUTES)
-    _, decoded, _ = decode_xovis(state, xovis_push(2,
-        ("2025-01-01T11:00:30+01:00", [("LINE_CROSS_FORWARD", FORWARD, 11)]),
-        ("2025-01-01T11:00:40+01:00", [("LINE_CROSS_BACKWARD", BACKWARD, 5), ("LINE_CROSS_FORWARD", FORWARD, 12)])),
-        T0 + MINUTE, ROUTES)
+    state, _, _ = decode_xovis(
+        CounterState(),
+        xovis_push(
+            1, ("2025-01-01T10:00:00Z", [("LINE_CROSS_FORWARD", FORWARD, 10), ("LINE_CROSS_BACKWARD", BACKWARD, 4)])
+        ),
+        T0,
+        ROUTES,
+    )
+    _, decoded, _ = decode_xovis(
+        state,
+        xovis_push(
+            2,
+            ("2025-01-01T11:00:30+01:00", [("LINE_CROSS_FORWARD", FORWARD, 11)]),
+            ("2025-01-01T11:00:40+01:00", [("LINE_CROSS_BACKWARD", BACKWARD, 5), ("LINE_CROSS_FORWARD", FORWARD, 12)]),
+        ),
+        T0 + MINUTE,
+        ROUTES,
+    )
     [tick] = decoded.events
     assert (tick.count_in, tick.count_out, tick.ts, tick.interval_s) == (2, 1, T0 + dt.timedelta(seconds=40), 40)
     assert tick.clock_skew_s == -20.0  # the newest frame is 20 s older than the receive time
@@ -82,16 +111,25 @@ def test_xovis_package_id_gaps_are_reported_and_a_re_push_of_old_ids_is_not_a_ga
 
 def test_xovis_count_reset_and_decrement_lower_the_total_without_counting():
     state, _, _ = decode_xovis(CounterState(), xovis_push(1, (T0_MS, [("COUNT_INCREMENT", FORWARD, 80)])), T0, ROUTES)
-    state, decoded, _ = decode_xovis(state, xovis_push(2,
-        (T0_MS + 1000, [("COUNT_RESET", FORWARD, 0)]),
-        (T0_MS + 2000, [("COUNT_INCREMENT", FORWARD, 1), ("COUNT_INCREMENT", FORWARD, 2)]),
-        (T0_MS + 3000, [("COUNT_DECREMENT", FORWARD, 1)]),
-        (T0_MS + 4000, [("COUNT_INCREMENT", FORWARD, 2)])), T0, ROUTES)
+    state, decoded, _ = decode_xovis(
+        state,
+        xovis_push(
+            2,
+            (T0_MS + 1000, [("COUNT_RESET", FORWARD, 0)]),
+            (T0_MS + 2000, [("COUNT_INCREMENT", FORWARD, 1), ("COUNT_INCREMENT", FORWARD, 2)]),
+            (T0_MS + 3000, [("COUNT_DECREMENT", FORWARD, 1)]),
+            (T0_MS + 4000, [("COUNT_INCREMENT", FORWARD, 2)]),
+        ),
+        T0,
+        ROUTES,
+    )
     assert counts(decoded) == [("door-a", 3, 0)]
 
 
 def test_xovis_counters_not_routed_are_ignored_and_bad_pushes_are_rejected_whole():
-    state, decoded, _ = decode_xovis(CounterState(), xovis_push(1, (T0_MS, [("COUNT_INCREMENT", 4242001, 9)])), T0, ROUTES)
+    state, decoded, _ = decode_xovis(
+        CounterState(), xovis_push(1, (T0_MS, [("COUNT_INCREMENT", 4242001, 9)])), T0, ROUTES
+    )
     assert decoded.events == [] and decoded.rejects == [] and state.readings == {}
     bad_time = xovis_push(2, ("yesterday", [("COUNT_INCREMENT", FORWARD, 9)]))
     same, decoded, _ = decode_xovis(state, bad_time, T0, ROUTES)
@@ -99,7 +137,9 @@ def test_xovis_counters_not_routed_are_ignored_and_bad_pushes_are_rejected_whole
 
 
 def axis(timestamp: str, count_in: int, count_out: int, serial: str = "ACCC8E000001") -> bytes:
-    return json.dumps({"serial": serial, "name": "Entrance A", "timestamp": timestamp, "in": count_in, "out": count_out}).encode()
+    return json.dumps(
+        {"serial": serial, "name": "Entrance A", "timestamp": timestamp, "in": count_in, "out": count_out}
+    ).encode()
 
 
 AXIS = {"ACCC8E000001": "entrance-a"}
@@ -111,8 +151,15 @@ def test_the_doc_axis_live_sum_yields_deltas_in_utc_from_the_camera_time_zone():
     assert first.events == []
     received = dt.datetime(2025, 1, 1, 11, 1, 2, tzinfo=dt.UTC)
     state, decoded = decode_axis(state, axis("20250101120100", 430, 380), received, AXIS, cet)
-    assert decoded.events == [FootfallTick(counter_id="entrance-a", ts=dt.datetime(2025, 1, 1, 11, 1, tzinfo=dt.UTC),
-                                           count_in=18, count_out=3, interval_s=60)]
+    assert decoded.events == [
+        FootfallTick(
+            counter_id="entrance-a",
+            ts=dt.datetime(2025, 1, 1, 11, 1, tzinfo=dt.UTC),
+            count_in=18,
+            count_out=3,
+            interval_s=60,
+        )
+    ]
     _, again = decode_axis(state, axis("20250101120100", 430, 380), T0, AXIS, cet)
     assert again.events == []
 
@@ -134,9 +181,13 @@ def vs350(**fields) -> bytes:
 
 
 def test_milesight_totals_roll_over_at_65535_and_a_big_drop_is_a_reset():
-    state, _ = decode_milesight(CounterState(), vs350(total_in=65530, total_out=22, period_in=19, period_out=20), T0, "vs-1")
+    state, _ = decode_milesight(
+        CounterState(), vs350(total_in=65530, total_out=22, period_in=19, period_out=20), T0, "vs-1"
+    )
     state, decoded = decode_milesight(state, vs350(total_in=4, total_out=25), T0 + 10 * MINUTE, "vs-1")
-    assert decoded.events == [FootfallTick(counter_id="vs-1", ts=T0 + 10 * MINUTE, count_in=10, count_out=3, interval_s=600)]
+    assert decoded.events == [
+        FootfallTick(counter_id="vs-1", ts=T0 + 10 * MINUTE, count_in=10, count_out=3, interval_s=600)
+    ]
     _, decoded = decode_milesight(state, vs350(total_in=2, total_out=1), T0 + 20 * MINUTE, "vs-1")
     assert counts(decoded) == [("vs-1", 2, 1)]  # 25 -> 1 as a rollover would be 65512 people in 10 minutes
 
@@ -146,7 +197,9 @@ def test_milesight_history_counts_periods_once_even_when_totals_follow():
     history = [{"timestamp": int((T0 + n * 10 * MINUTE).timestamp()), "period_in": 7, "period_out": 2} for n in (2, 1)]
     state, decoded = decode_milesight(state, vs350(history=history), T0 + 30 * MINUTE, "vs-1")
     assert [(t.ts, t.count_in, t.count_out) for t in decoded.events] == [
-        (T0 + 10 * MINUTE, 7, 2), (T0 + 20 * MINUTE, 7, 2)]  # in time order; the live part has no counts
+        (T0 + 10 * MINUTE, 7, 2),
+        (T0 + 20 * MINUTE, 7, 2),
+    ]  # in time order; the live part has no counts
     state, decoded = decode_milesight(state, vs350(total_in=120, total_out=55), T0 + 30 * MINUTE, "vs-1")
     assert counts(decoded) == [("vs-1", 6, 1)]  # 20 in and 5 out since the total at T0, 14 and 4 already counted
     _, replayed = decode_milesight(state, vs350(history=history), T0 + 40 * MINUTE, "vs-1")
@@ -227,14 +280,49 @@ def test_xovis_re_pushes_in_any_order_never_change_the_count(increments, data):
 
 # --- fuzzing: no exception escapes, every reject says why ---------------------------------------
 
-json_keys = st.sampled_from([
-    "live_data", "package_info", "sensor_info", "serial_number", "frames", "time", "events", "type", "attributes",
-    "counter_id", "counter_value", "id", "agent_id", "serial", "timestamp", "in", "out", "total_in", "total_out",
-    "period_in", "period_out", "history", "COUNT_INCREMENT", "COUNT_RESET",
-])
-json_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20) \
-    | st.sampled_from(["20250101120000", "2025-01-01T10:00:00Z", SERIAL, "ACCC8E000001", "COUNT_INCREMENT", "COUNT_RESET"])
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(json_keys, inner, max_size=6), max_leaves=30)
+json_keys = st.sampled_from(
+    [
+        "live_data",
+        "package_info",
+        "sensor_info",
+        "serial_number",
+        "frames",
+        "time",
+        "events",
+        "type",
+        "attributes",
+        "counter_id",
+        "counter_value",
+        "id",
+        "agent_id",
+        "serial",
+        "timestamp",
+        "in",
+        "out",
+        "total_in",
+        "total_out",
+        "period_in",
+        "period_out",
+        "history",
+        "COUNT_INCREMENT",
+        "COUNT_RESET",
+    ]
+)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.sampled_from(
+        ["20250101120000", "2025-01-01T10:00:00Z", SERIAL, "ACCC8E000001", "COUNT_INCREMENT", "COUNT_RESET"]
+    )
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(json_keys, inner, max_size=6),
+    max_leaves=30,
+)
 payloads = st.binary(max_size=200) | json_values.map(lambda value: json.dumps(value).encode())
 
 

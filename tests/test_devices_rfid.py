@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 import pytest
@@ -54,10 +55,18 @@ IMPINJ_EVENT = {
     "hostname": "impinj-01-23-45",
     "eventType": "tagInventory",
     "tagInventoryEvent": {
-        "epc": "ftqQOAUQAnEAAsCu", "epcHex": "7EDA9038051002710002C0AE", "tid": "4oARcCAAFM2bWgjs",
-        "tidHex": "E2801170200014CD9B5A08EC", "pc": "NAA=", "antennaPort": 2, "antennaName": "ANTENNA-NAME",
-        "peakRssiCdbm": -7000, "frequency": 927250, "transmitPowerCdbm": 3000,
-        "lastSeenTime": "2025-05-01T10:00:01.000Z", "phaseAngle": 69.00,
+        "epc": "ftqQOAUQAnEAAsCu",
+        "epcHex": "7EDA9038051002710002C0AE",
+        "tid": "4oARcCAAFM2bWgjs",
+        "tidHex": "E2801170200014CD9B5A08EC",
+        "pc": "NAA=",
+        "antennaPort": 2,
+        "antennaName": "ANTENNA-NAME",
+        "peakRssiCdbm": -7000,
+        "frequency": 927250,
+        "transmitPowerCdbm": 3000,
+        "lastSeenTime": "2025-05-01T10:00:01.000Z",
+        "phaseAngle": 69.00,
     },
 }
 
@@ -82,7 +91,7 @@ def decode_chunks(stream: ReaderStream, chunks: list[bytes], received_at: dt.dat
 
 def cut(payload: bytes, points: list[int]) -> list[bytes]:
     edges = [0, *sorted(points), len(payload)]
-    return [payload[a:b] for a, b in zip(edges, edges[1:])]
+    return [payload[a:b] for a, b in itertools.pairwise(edges)]
 
 
 # --- published vectors -------------------------------------------------------------------------
@@ -122,8 +131,9 @@ def test_zebra_documented_event():
     decoded = ZebraStream("fx-1").feed(ZEBRA_EVENT, RECEIVED + dt.timedelta(seconds=12))
     assert decoded.rejects == []
     assert decoded.events == [
-        RfidRead(reader_id="fx-1", antenna=1, epc="7EDA9038051002710002C0AE", rssi_dbm=-62, ts=RECEIVED,
-                 clock_skew_s=-12.0)
+        RfidRead(
+            reader_id="fx-1", antenna=1, epc="7EDA9038051002710002C0AE", rssi_dbm=-62, ts=RECEIVED, clock_skew_s=-12.0
+        )
     ]
 
 
@@ -244,7 +254,10 @@ def test_json_splitter_handles_glued_lines_arrays_strings_and_garbage():
     payload = b'{"a":"}{\\"["}{"b":[1,{"c":2}]}\n[{"d":3}]  noise {"e":\'x\'} {"f":'
     splitter = JsonValueSplitter()
     assert splitter.split(payload) == [
-        b'{"a":"}{\\"["}', b'{"b":[1,{"c":2}]}', b'[{"d":3}]', Reject("not a JSON object or array", b"noise "),
+        b'{"a":"}{\\"["}',
+        b'{"b":[1,{"c":2}]}',
+        b'[{"d":3}]',
+        Reject("not a JSON object or array", b"noise "),
         b"{\"e\":'x'}",
     ]
     assert splitter.buffered == b'{"f":'
@@ -266,8 +279,12 @@ def test_json_events_are_judged_one_by_one():
 
 
 def test_impinj_other_event_types_are_ignored_not_rejected():
-    status = {"timestamp": "2025-05-01T10:00:00Z", "hostname": "h", "eventType": "inventoryStatus",
-              "inventoryStatusEvent": {"inventoryStatus": "running"}}
+    status = {
+        "timestamp": "2025-05-01T10:00:00Z",
+        "hostname": "h",
+        "eventType": "inventoryStatus",
+        "inventoryStatusEvent": {"inventoryStatus": "running"},
+    }
     decoded = ImpinjStream("i").feed(impinj_payload([status, IMPINJ_EVENT, {"hostname": "h"}]), RECEIVED)
     assert len(decoded.events) == 1
     assert [r.reason for r in decoded.rejects] == ["not an Impinj event: no eventType"]
@@ -361,13 +378,27 @@ def test_fuzz_checksummed_r2000_frames_with_arbitrary_data(frames):
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
 interesting_keys = st.sampled_from(
-    ["type", "timestamp", "data", "idHex", "antenna", "peakRssi", "eventType", "tagInventoryEvent", "epc",
-     "epcHex", "antennaPort", "peakRssiCdbm", "lastSeenTime"]
+    [
+        "type",
+        "timestamp",
+        "data",
+        "idHex",
+        "antenna",
+        "peakRssi",
+        "eventType",
+        "tagInventoryEvent",
+        "epc",
+        "epcHex",
+        "antennaPort",
+        "peakRssiCdbm",
+        "lastSeenTime",
+    ]
 )
 json_values = st.recursive(
     json_scalars | st.sampled_from(["tagInventory", "2025-05-01T10:00:00Z", "7EDA", "ABCD", "q80="]),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(interesting_keys | st.text(max_size=6), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(interesting_keys | st.text(max_size=6), inner, max_size=6)
+    ),
     max_leaves=20,
 )
 

@@ -17,8 +17,8 @@ import pytest
 
 from mallstream.devices.bridges import SERIAL_PROTOCOLS, Placed, placed_devices
 from mallstream.devices.normalise import Decoded
-from mallstream.settings import Gateway as GatewaySettings
 from mallstream.settings import Device, Kafka, Mall, Mqtt, Settings, load
+from mallstream.settings import Gateway as GatewaySettings
 from mallstream.simulators.emulators import (
     BIT_FLIP,
     COUNTER_RESET,
@@ -64,8 +64,9 @@ def totals(ticks: Iterable[dict]) -> dict[str, tuple[int, int]]:
 
 
 def parked(events: Iterable[dict]) -> Counter[tuple]:
-    return Counter((e["gate_id"], e["car_park_id"], e["plate"], e["direction"], dt.datetime.fromisoformat(e["ts"]))
-                   for e in events)
+    return Counter(
+        (e["gate_id"], e["car_park_id"], e["plate"], e["direction"], dt.datetime.fromisoformat(e["ts"])) for e in events
+    )
 
 
 def as_json(records: Iterable[InputEvent]) -> list[dict]:
@@ -149,11 +150,21 @@ def test_wire_faults_cost_exactly_the_damaged_readings_and_never_a_person(multip
 
 
 def test_serial_frames_wait_on_the_pseudo_terminal_and_speed_keeps_the_records_spacing():
-    settings = Settings(malls=[Mall(id="m", rfid_readers=[
-        Device(id="R-1", place="E-1", protocol="r2000", address="/dev/ttyUSB0")])], mqtt=Mqtt(mode="off"))
+    settings = Settings(
+        malls=[Mall(id="m", rfid_readers=[Device(id="R-1", place="E-1", protocol="r2000", address="/dev/ttyUSB0")])],
+        mqtt=Mqtt(mode="off"),
+    )
     t0 = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
-    reads = [RfidRead(reader_id="R-1", antenna=2, epc=f"E280116000000000000000{n:02X}", rssi_dbm=-50.0,
-                      ts=t0 + dt.timedelta(seconds=n)) for n in range(3)]
+    reads = [
+        RfidRead(
+            reader_id="R-1",
+            antenna=2,
+            epc=f"E280116000000000000000{n:02X}",
+            rssi_dbm=-50.0,
+            ts=t0 + dt.timedelta(seconds=n),
+        )
+        for n in range(3)
+    ]
     with DeviceEmulators(settings) as emulators:
         [reader] = emulators.settings.malls[0].rfid_readers
         started = time.monotonic()
@@ -174,15 +185,19 @@ def test_serial_frames_wait_on_the_pseudo_terminal_and_speed_keeps_the_records_s
 
 def live_settings(broker: str, mosquitto: int, tmp_path: Path) -> Settings:
     """The example mall with this test's broker, Mosquitto, push port and spool."""
-    return load(EXAMPLE_CONFIG).model_copy(update={
-        "kafka": Kafka(mode="external", bootstrap_servers=broker, partitions=2),
-        "mqtt": Mqtt(mode="external", port=mosquitto),
-        "gateway": GatewaySettings(http_host="127.0.0.1", http_port=free_port(), spool_path=tmp_path / "spool.db"),
-    })
+    return load(EXAMPLE_CONFIG).model_copy(
+        update={
+            "kafka": Kafka(mode="external", bootstrap_servers=broker, partitions=2),
+            "mqtt": Mqtt(mode="external", port=mosquitto),
+            "gateway": GatewaySettings(http_host="127.0.0.1", http_port=free_port(), spool_path=tmp_path / "spool.db"),
+        }
+    )
 
 
 @pytest.mark.pipeline
-def test_a_simulated_day_played_through_emulated_devices_arrives_on_the_broker_as_simulated(broker, mosquitto, tmp_path):  # noqa: F811
+def test_a_simulated_day_played_through_emulated_devices_arrives_on_the_broker_as_simulated(
+    broker, mosquitto, tmp_path
+):
     settings = live_settings(broker, mosquitto, tmp_path)
     day = simulate(settings.malls[0], DAY).events
     kinds = (RfidRead, FootfallTick, ParkingEvent, PosTransaction)
@@ -207,8 +222,11 @@ def test_a_simulated_day_played_through_emulated_devices_arrives_on_the_broker_a
     assert all(total != (0, 0) for total in totals(ticks).values())
 
     def intervals(ticks: list[dict]) -> set[tuple]:
-        return {(t["counter_id"], dt.datetime.fromisoformat(t["ts"]), t["in"], t["out"], t["interval_s"])
-                for t in ticks if t["counter_id"] in TIMESTAMPED_COUNTERS}
+        return {
+            (t["counter_id"], dt.datetime.fromisoformat(t["ts"]), t["in"], t["out"], t["interval_s"])
+            for t in ticks
+            if t["counter_id"] in TIMESTAMPED_COUNTERS
+        }
 
     assert intervals(ticks) == intervals(simulated[FootfallTick])  # counters with a clock: tick by tick
     assert parked(parking) == parked(simulated[ParkingEvent])
@@ -226,16 +244,25 @@ def dead_letter_bytes(letter: dict) -> int:
 
 @pytest.mark.pipeline
 def test_wire_faults_through_the_gateway_dead_letter_exactly_the_damaged_bytes_and_keep_every_person(
-        broker, mosquitto, tmp_path):
+    broker, mosquitto, tmp_path
+):
     settings = live_settings(broker, mosquitto, tmp_path)
     day = [record for record in simulate(settings.malls[0], DAY).events if not isinstance(record, PosTransaction)]
     run = drive(settings, lambda emulators: emulators.play(day), faults=FAULTS)
     injected, sent = run.injected, Counter(device_of(record) for record in day)
     lost = injected.per_device(*RECORD_LOST)
-    assert {kind for _, kind in injected.faults} == {BIT_FLIP, TRUNCATED, GARBAGE, COUNTER_RESET, UINT16_ROLLOVER,
-                                                     REPEATED_PUSH}
+    assert {kind for _, kind in injected.faults} == {
+        BIT_FLIP,
+        TRUNCATED,
+        GARBAGE,
+        COUNTER_RESET,
+        UINT16_ROLLOVER,
+        REPEATED_PUSH,
+    }
 
-    simulated = {kind: as_json(e for e in day if isinstance(e, kind)) for kind in (RfidRead, FootfallTick, ParkingEvent)}
+    simulated = {
+        kind: as_json(e for e in day if isinstance(e, kind)) for kind in (RfidRead, FootfallTick, ParkingEvent)
+    }
     reads = [json.loads(r.value) for r in consume(broker, "rfid.reads", 1, timeout=5)]
     parking = [json.loads(r.value) for r in consume(broker, "parking.events", 1, timeout=5)]
     ticks = [json.loads(r.value) for r in consume(broker, "footfall.ticks", 1, timeout=5)]
@@ -255,6 +282,7 @@ def test_wire_faults_through_the_gateway_dead_letter_exactly_the_damaged_bytes_a
     assert letter_bytes == +injected.corrupt_bytes
     gates = {gate.id for park in settings.malls[0].car_parks for gate in park.gates}
     assert Counter(letter["source"] for letter in letters if letter["source"] in gates) == +Counter(
-        {gate: lost[gate] for gate in gates})
+        {gate: lost[gate] for gate in gates}
+    )
 
     assert totals(ticks) == totals(simulated[FootfallTick])  # resets, rollovers and repeats: nobody lost or invented

@@ -13,7 +13,14 @@ from mallstream.streams.core.accounts import MemberCard
 from mallstream.streams.core.engine import enrol, evaluate
 from mallstream.streams.core.holds import AuthRequest, authorise
 from mallstream.streams.core.operations import (
-    adjust_points, birthday_gift, change_status, expire_vouchers, expiring, group_grant, manual_rebate, run_rebates,
+    adjust_points,
+    birthday_gift,
+    change_status,
+    expire_vouchers,
+    expiring,
+    group_grant,
+    manual_rebate,
+    run_rebates,
 )
 from mallstream.streams.core.parking_fees import ParkingStay, fee_for, settle_at_exit, settle_parking
 from mallstream.streams.core.rules import parse_rules
@@ -34,14 +41,27 @@ def rules(text: str = "", number: int = 1):
 
 
 def line(amount: str, category: str = "cosmetics", sku: str = "SKU", brand: str = "") -> PosLine:
-    return PosLine(sku=sku, qty=Decimal(1), unit_price=Decimal(amount), amount=Decimal(amount), category=category, brand=brand)
+    return PosLine(
+        sku=sku, qty=Decimal(1), unit_price=Decimal(amount), amount=Decimal(amount), category=category, brand=brand
+    )
 
 
-def sale(txn_id: str, *lines: PosLine, tenders=(), ts=NOON, day=None, kind="sale", original=None, store="S1", total=None):
+def sale(
+    txn_id: str, *lines: PosLine, tenders=(), ts=NOON, day=None, kind="sale", original=None, store="S1", total=None
+):
     return PosTransaction(
-        txn_id=txn_id, store_id=store, workstation_id="T1", seq=1, ts=ts, business_day=day or ts.date(), kind=kind,
-        total=Decimal(total) if total is not None else sum((l.amount for l in lines), Decimal(0)), member_id="M1",
-        original_txn_id=original, lines=list(lines), tenders=[Tender(type=t, amount=Decimal(a), reference=r) for t, a, r in tenders],
+        txn_id=txn_id,
+        store_id=store,
+        workstation_id="T1",
+        seq=1,
+        ts=ts,
+        business_day=day or ts.date(),
+        kind=kind,
+        total=Decimal(total) if total is not None else sum((line.amount for line in lines), Decimal(0)),
+        member_id="M1",
+        original_txn_id=original,
+        lines=list(lines),
+        tenders=[Tender(type=t, amount=Decimal(a), reference=r) for t, a, r in tenders],
     )
 
 
@@ -61,10 +81,16 @@ def of(effects, kind):
 
 
 def test_each_rule_is_floored_once_over_the_receipt_and_multipliers_add():
-    book = rules("earning: {rate: 1, multipliers: [{id: cos2, factor: 2, scope: {categories: [cosmetics]}}, {id: all1.5, factor: 1.5}]}")
+    book = rules(
+        "earning: {rate: 1, multipliers: [{id: cos2, factor: 2, scope: {categories: [cosmetics]}}, {id: all1.5, factor: 1.5}]}"
+    )
     card, effects = run(book, sale("t1", line("10.60"), line("10.60", "food")))
     # base 21.20 -> 21; cos2 adds 10.60 -> 10; all1.5 adds 0.5 x 21.20 = 10.60 -> 10
-    assert [(e.rule_id, e.delta) for e in of(effects, "points_earned")] == [("earn-base", 21), ("cos2", 10), ("all1.5", 10)]
+    assert [(e.rule_id, e.delta) for e in of(effects, "points_earned")] == [
+        ("earn-base", 21),
+        ("cos2", 10),
+        ("all1.5", 10),
+    ]
     assert card.points == 41 and all(e.rule_version == book.tag for e in effects)
 
 
@@ -72,8 +98,16 @@ def test_excluded_lines_and_voucher_paid_share_earn_nothing():
     book = rules("earning: {exclude: [{categories: [tobacco]}]}\n" + VOUCHERS)
     card, _ = run(book, sale("t1", line("300.00")))
     voucher_id = next(iter(card.vouchers))
-    card, effects = run(book, sale("t2", line("100.00"), line("50.00", "tobacco"),
-                                   tenders=[("voucher", "60.00", voucher_id), ("cash", "90.00", "")]), card=card)
+    card, effects = run(
+        book,
+        sale(
+            "t2",
+            line("100.00"),
+            line("50.00", "tobacco"),
+            tenders=[("voucher", "60.00", voucher_id), ("cash", "90.00", "")],
+        ),
+        card=card,
+    )
     # eligible 100.00, paid 90 of 150 without voucher: 100 x 0.6 = 60
     assert of(effects, "points_earned")[0].delta == 60
 
@@ -96,10 +130,16 @@ def test_birthday_week_is_the_iso_week_of_the_birthday_on_the_receipt_business_d
 
 
 def test_tier_and_store_multipliers():
-    book = rules("earning: {multipliers: [{id: gold, factor: 3, tiers: [gold]}, {id: food, factor: 0.5, scope: {stores: [FOOD]}}]}")
+    book = rules(
+        "earning: {multipliers: [{id: gold, factor: 3, tiers: [gold]}, {id: food, factor: 0.5, scope: {stores: [FOOD]}}]}"
+    )
     gold = msgspec.structs.replace(enrol("M1", book), tier="gold")
     _, effects = run(book, sale("t1", line("10.00"), store="FOOD"), card=gold)
-    assert [(e.rule_id, e.delta) for e in of(effects, "points_earned")] == [("earn-base", 10), ("gold", 20), ("food", -5)]
+    assert [(e.rule_id, e.delta) for e in of(effects, "points_earned")] == [
+        ("earn-base", 10),
+        ("gold", 20),
+        ("food", -5),
+    ]
 
 
 def test_caps_trim_bonuses_first_and_count_per_business_day_even_for_a_late_offline_receipt():
@@ -118,9 +158,13 @@ def test_caps_trim_bonuses_first_and_count_per_business_day_even_for_a_late_offl
 
 
 def test_a_day_window_campaign_adds_up_one_business_day_and_a_late_receipt_counts_on_its_own_day():
-    book = rules("""voucher_campaigns: [{id: day300, trigger: {spend: 300, within: business_day}, reward: 50, validity: {days: 7}}]""")
+    book = rules(
+        """voucher_campaigns: [{id: day300, trigger: {spend: 300, within: business_day}, reward: 50, validity: {days: 7}}]"""
+    )
     yesterday = NOON - dt.timedelta(days=1)
-    card, effects = run(book, sale("a", line("200.00")), sale("late", line("150.00"), ts=yesterday), sale("b", line("100.00")))
+    _card, effects = run(
+        book, sale("a", line("200.00")), sale("late", line("150.00"), ts=yesterday), sale("b", line("100.00"))
+    )
     (voucher,) = [e.voucher for e in of(effects, "voucher_issued")]
     assert voucher.source_txn_id == "b" and voucher.contributors == {"a": 20000, "b": 10000} and voucher.basis == 30000
 
@@ -153,7 +197,12 @@ def test_a_voucher_cannot_pay_more_than_its_in_scope_lines_or_its_balance_or_bel
     book = rules(VOUCHERS)
     card, _ = run(book, sale("t1", line("300.00")))
     voucher_id = next(iter(card.vouchers))
-    mixed = sale("t2", line("40.00"), line("60.00", "clothing"), tenders=[("voucher", "50.00", voucher_id), ("cash", "50.00", "")])
+    mixed = sale(
+        "t2",
+        line("40.00"),
+        line("60.00", "clothing"),
+        tenders=[("voucher", "50.00", voucher_id), ("cash", "50.00", "")],
+    )
     _, effects = run(book, mixed, card=card)
     assert "4000 cents in scope, 5000 offered" in of(effects, "voucher_rejected")[0].reason
     stranger = sale("t3", line("40.00"), tenders=[("voucher", "40.00", "someone-else")])
@@ -178,7 +227,12 @@ def test_a_return_without_lines_is_spread_in_proportion_and_rounds_half_up():
 def test_returns_never_reverse_more_than_the_sale_earned():
     book = rules()
     card, _ = run(book, sale("t1", line("50.00")))
-    card, effects = run(book, sale("r1", line("50.00"), kind="return", original="t1"), sale("r2", line("50.00"), kind="return", original="t1"), card=card)
+    card, effects = run(
+        book,
+        sale("r1", line("50.00"), kind="return", original="t1"),
+        sale("r2", line("50.00"), kind="return", original="t1"),
+        card=card,
+    )
     assert [e.delta for e in of(effects, "points_reversed")] == [-50] and card.points == 0
 
 
@@ -194,7 +248,11 @@ def test_a_void_cancels_the_sale_and_gives_back_what_the_card_paid():
     card = msgspec.structs.replace(card, stored_value=5000)
     voucher_id = next(iter(card.vouchers))
     before = card
-    paid = sale("t2", line("100.00"), tenders=[("voucher", "30.00", voucher_id), ("stored_value", "50.00", ""), ("cash", "20.00", "")])
+    paid = sale(
+        "t2",
+        line("100.00"),
+        tenders=[("voucher", "30.00", voucher_id), ("stored_value", "50.00", ""), ("cash", "20.00", "")],
+    )
     card, _ = run(book, paid, card=card)
     card, effects = run(book, sale("v2", line("100.00"), kind="void", original="t2"), card=card)
     assert (card.points, card.stored_value, card.vouchers[voucher_id].remaining) == (before.points, 5000, 10000)
@@ -307,7 +365,10 @@ PARKING = """parking:
 """
 
 
-@pytest.mark.parametrize(("minutes", "fee"), [(30, 0), (31, 1000), (120, 1000), (121, 1500), (180, 1500), (181, 2000), (1440, 4000), (1441, 8000)])
+@pytest.mark.parametrize(
+    ("minutes", "fee"),
+    [(30, 0), (31, 1000), (120, 1000), (121, 1500), (180, 1500), (181, 2000), (1440, 4000), (1441, 8000)],
+)
 def test_parking_fee_table_at_its_edges(minutes, fee):
     assert fee_for(minutes, rules(PARKING).parking) == fee
 
@@ -345,17 +406,28 @@ def test_at_the_exit_gate_a_member_parks_free_once_earned_else_pays_from_the_car
     book = rules(PARKING + "  gate_pays_from: [points, stored_value]\n")
     spender, _ = run(book, sale("t1", line("250.00")))
     card, free = settle_at_exit(spender, stay("s1", 60), book, NOON)
-    assert [(e.kind, e.amount, e.rule_id) for e in free] == [("parking_fee", 1000, "parking"), ("parking_discount", 1000, "parking")]
+    assert [(e.kind, e.amount, e.rule_id) for e in free] == [
+        ("parking_fee", 1000, "parking"),
+        ("parking_discount", 1000, "parking"),
+    ]
     assert free[1].reason == "same-day spend 25000 >= 20000 cents" and card.points == spender.points
     again, replayed = settle_at_exit(card, stay("s1", 60), book, NOON)
-    assert again is card and all(e.replayed for e in replayed) and [e.kind for e in replayed] == ["parking_fee", "parking_discount"]
+    assert (
+        again is card
+        and all(e.replayed for e in replayed)
+        and [e.kind for e in replayed] == ["parking_fee", "parking_discount"]
+    )
 
     saver = msgspec.structs.replace(enrol("M2", book), points=1200, stored_value=500)
     card, by_points = settle_at_exit(saver, stay("s2", 60), book, NOON)  # 10.00 = 1000 points
-    assert [(e.kind, e.account, e.delta) for e in by_points] == [("parking_fee", "", 0), ("points_spent", "points", -1000)]
+    assert [(e.kind, e.account, e.delta) for e in by_points] == [
+        ("parking_fee", "", 0),
+        ("points_spent", "points", -1000),
+    ]
     card, by_money = settle_at_exit(card, stay("s3", 60), book, NOON)  # 200 points left; 5.00 stored value is short
     assert [(e.kind, e.amount, e.reason) for e in by_money] == [
-        ("parking_fee", 1000, "paid cash: stored value cannot pay 1000 cents (500 available)")]
+        ("parking_fee", 1000, "paid cash: stored value cannot pay 1000 cents (500 available)")
+    ]
     assert (card.points, card.stored_value) == (200, 500)
     card, short = settle_at_exit(card, stay("s4", 20), book, NOON)
     assert [(e.kind, e.amount) for e in short] == [("parking_fee", 0)], "nothing due, nothing taken"
@@ -364,7 +436,9 @@ def test_at_the_exit_gate_a_member_parks_free_once_earned_else_pays_from_the_car
 def test_at_the_exit_gate_cash_is_the_default_and_a_frozen_card_still_leaves():
     book = rules(PARKING)
     card = msgspec.structs.replace(enrol("M1", book), points=9000, status="frozen")
-    assert of(settle_at_exit(card, stay("s1", 60), book, NOON)[1], "parking_discount")[0].reason == "points 9000 >= 5000"
+    assert (
+        of(settle_at_exit(card, stay("s1", 60), book, NOON)[1], "parking_discount")[0].reason == "points 9000 >= 5000"
+    )
     book = rules(PARKING + "  gate_pays_from: [points]\n")
     _, paid = settle_at_exit(msgspec.structs.replace(card, points=1000), stay("s2", 60), book, NOON)
     assert [(e.kind, e.reason) for e in paid] == [("parking_fee", "paid cash: card is frozen")]
@@ -372,11 +446,14 @@ def test_at_the_exit_gate_cash_is_the_default_and_a_frozen_card_still_leaves():
     assert [(e.kind, e.reason) for e in none] == [("rejected", "no parking rules")]
 
 
-@pytest.mark.parametrize(("extra", "problem"), [
-    ("  gate_pays_from: [points]\n  points_per_yuan: null\n", "points_per_yuan is not set"),
-    ("  gate_pays_from: [stored_value]\n  stored_value: false\n", "stored_value is false"),
-    ("  gate_pays_from: [vouchers]\n", "points"),
-])
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ("  gate_pays_from: [points]\n  points_per_yuan: null\n", "points_per_yuan is not set"),
+        ("  gate_pays_from: [stored_value]\n  stored_value: false\n", "stored_value is false"),
+        ("  gate_pays_from: [vouchers]\n", "points"),
+    ],
+)
 def test_the_gate_pays_only_from_accounts_the_parking_rules_allow(extra, problem):
     with pytest.raises(ConfigError, match=problem):
         rules(PARKING + extra)
@@ -409,12 +486,16 @@ def test_a_voucher_hold_and_an_authorisation_asked_twice():
     assert decision.approved and again.approved and same is card
     _, refused = authorise(card, AuthRequest("h2", "t3", 5000, voucher_id), book, NOON)
     assert not refused.approved
-    _, frozen = authorise(msgspec.structs.replace(card, status="frozen"), AuthRequest("h4", "t4", 1, voucher_id), book, NOON)
+    _, frozen = authorise(
+        msgspec.structs.replace(card, status="frozen"), AuthRequest("h4", "t4", 1, voucher_id), book, NOON
+    )
     assert frozen.reason == "card is frozen"
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["auth", "post", "wait"]), st.integers(0, 4), st.integers(1, 6000)), max_size=40))
+@given(
+    st.lists(st.tuples(st.sampled_from(["auth", "post", "wait"]), st.integers(0, 4), st.integers(1, 6000)), max_size=40)
+)
 def test_two_tills_never_overdraw_stored_value(steps):
     """Whatever two tills authorise and post, in any order, the balance never goes below the live holds or zero."""
     book = rules("hold_seconds: 30")
@@ -443,11 +524,16 @@ def test_expiry_writes_off_what_is_left_at_valid_to_and_lists_what_expires_soon(
     assert expire_vouchers(card, book, voucher.valid_to - dt.timedelta(seconds=1)) == (card, [])
     expired, effects = expire_vouchers(card, book, voucher.valid_to)
     assert [(e.kind, e.delta) for e in effects] == [("voucher_expired", -10000)]
-    assert expired.vouchers[voucher.voucher_id].remaining == 0 and expire_vouchers(expired, book, voucher.valid_to)[1] == []
+    assert (
+        expired.vouchers[voucher.voucher_id].remaining == 0
+        and expire_vouchers(expired, book, voucher.valid_to)[1] == []
+    )
 
 
 def test_birthday_gift_once_a_year_in_the_birthday_week():
-    book = rules("birthday_gift: {points: 200, voucher_campaign: gift}\nvoucher_campaigns: [{id: gift, reward: 50, validity: {days: 7}}]")
+    book = rules(
+        "birthday_gift: {points: 200, voucher_campaign: gift}\nvoucher_campaigns: [{id: gift, reward: 50, validity: {days: 7}}]"
+    )
     card = msgspec.structs.replace(enrol("M1", book), birthday=dt.date(1990, 11, 20))
     card, effects = birthday_gift(card, book, NOON)
     assert [e.kind for e in effects] == ["points_earned", "voucher_issued"] and card.points == 200
@@ -459,7 +545,9 @@ def test_birthday_gift_once_a_year_in_the_birthday_week():
 def test_group_grants_enrol_unknown_members_and_run_once():
     book = rules(VOUCHERS)
     known = msgspec.structs.replace(enrol("A", book), points=5)
-    cards, effects = group_grant({"A": known}, ["A", "B", "A"], book, NOON, "retain-42", points=100, campaign_id="cos", by="crm", why="at risk")
+    cards, effects = group_grant(
+        {"A": known}, ["A", "B", "A"], book, NOON, "retain-42", points=100, campaign_id="cos", by="crm", why="at risk"
+    )
     assert cards["A"].points == 105 and cards["B"].points == 100 and len(cards["B"].vouchers) == 1
     assert {e.cause for e in effects} == {"retain-42:A", "retain-42:B"} and all(e.reason == "at risk" for e in effects)
     again, replayed = group_grant(cards, ["A"], book, NOON, "retain-42", points=100, by="crm", why="at risk")

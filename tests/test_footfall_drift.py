@@ -14,11 +14,10 @@ from itertools import accumulate
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mallstream.settings import load
 from mallstream.simulators.mallday import FaultKnobs, GroundTruth, MallDay, record
-import yaml
-
 from tests.conftest import SCALE, WorkerProcess
 from tests.test_footfall_pipeline import CLOSING, footfall_config, replay_until_closed, sql
 
@@ -38,7 +37,7 @@ def true_occupancy_at_hours(truth: GroundTruth, entrances: list[str]) -> dict[st
             net_by_hour[hour[11:16]] = net_by_hour.get(hour[11:16], 0) + flows["in"] - flows["out"]
     hours = sorted(net_by_hour)
     inside = accumulate(net_by_hour[hour] for hour in hours)
-    return {f"{int(hour[:2]) + 1:02d}:00": people for hour, people in zip(hours, inside)}
+    return {f"{int(hour[:2]) + 1:02d}:00": people for hour, people in zip(hours, inside, strict=False)}
 
 
 def entrances_config(tmp_path: Path, broker: str) -> Path:
@@ -73,21 +72,30 @@ def test_a_learned_exit_scale_keeps_day_two_occupancy_within_5_percent_and_empty
     first = MallDay(visitors=int(3000 * SCALE), staff=20, staff_badges=True, seed=5, day=FIRST_DAY, faults=faults)
     days = [first, dataclasses.replace(first, seed=6, day=FIRST_DAY + dt.timedelta(days=1))]
     truths = record_days(config, days, tmp_path / "two-days.jsonl")
-    assert all(sum(truth.faults["undercounted"].values()) > 0.02 * day.visitors for truth, day in zip(truths, days))
+    assert all(
+        sum(truth.faults["undercounted"].values()) > 0.02 * day.visitors
+        for truth, day in zip(truths, days, strict=False)
+    )
 
     with WorkerProcess(config, tmp_path / "worker.log"):
         replay_until_closed(config, tmp_path / "two-days.jsonl", days=2)
-        closings = sql(config, f"""
+        closings = sql(
+            config,
+            f"""
             SELECT local_day, residual, visitors_in, visitors_out_counted, exit_scale_used, exit_scale_next
             FROM {{db}}.area_days WHERE level = 'mall' AND key = '{mall.id}' ORDER BY local_day
-            SETTINGS output_format_json_quote_64bit_integers = 0""")
-        on_the_hour = sql(config, f"""
+            SETTINGS output_format_json_quote_64bit_integers = 0""",
+        )
+        on_the_hour = sql(
+            config,
+            f"""
             SELECT formatDateTime(toTimeZone(start + toIntervalSecond(interval_s), '{mall.timezone}'), '%H:%i') AS at,
                    occupancy, occupancy_uncorrected
             FROM {{db}}.area_occupancy
             WHERE level = 'mall' AND toDate(toTimeZone(start, '{mall.timezone}')) = '{days[1].day}'
               AND toMinute(start + toIntervalSecond(interval_s)) = 0
-            SETTINGS output_format_json_quote_64bit_integers = 0""")
+            SETTINGS output_format_json_quote_64bit_integers = 0""",
+        )
 
     day_one, day_two = closings
     # day one: the drift is real and nothing corrects it yet

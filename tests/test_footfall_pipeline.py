@@ -63,7 +63,7 @@ def with_re_pushed_ticks(recording: Path) -> int:
         out.append(line)
         if b'"footfall_tick"' in line and hash(line) % 10 == 0:
             out.append(line)
-    out += ticks[len(ticks) // 2:len(ticks) // 2 + 50]
+    out += ticks[len(ticks) // 2 : len(ticks) // 2 + 50]
     recording.write_bytes(b"".join(out))
     return len(out) - len(lines)
 
@@ -81,8 +81,12 @@ def late_parking_windows(recording: Path, lateness_s: float) -> list[tuple[int, 
 
 
 def hourly_truth(truth: GroundTruth, places: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
-    return {(place, hour[11:16]): (flows["in"], flows["out"]) for place in places
-            for hour, flows in truth.visitors.get(place, {}).items() if flows["in"] or flows["out"]}
+    return {
+        (place, hour[11:16]): (flows["in"], flows["out"])
+        for place in places
+        for hour, flows in truth.visitors.get(place, {}).items()
+        if flows["in"] or flows["out"]
+    }
 
 
 def test_visitors_dwell_conversion_and_parking_equal_the_truth_with_late_and_re_pushed_ticks(broker, tmp_path):
@@ -97,25 +101,42 @@ def test_visitors_dwell_conversion_and_parking_equal_the_truth_with_late_and_re_
 
     with WorkerProcess(config, tmp_path / "worker.log"):
         replay_until_closed(config, recording)
-        hourly = sql(config, """
+        hourly = sql(
+            config,
+            """
             SELECT key, formatDateTime(toTimeZone(hour, 'Asia/Shanghai'), '%H:%i') AS h,
                    sum(visitors_in) AS i, sum(visitors_out) AS o
             FROM {db}.visitors_hourly WHERE level = 'entrance' GROUP BY key, h HAVING i != 0 OR o != 0
-            SETTINGS output_format_json_quote_64bit_integers = 0""")
-        mall_row = sql(config, """
+            SETTINGS output_format_json_quote_64bit_integers = 0""",
+        )
+        mall_row = sql(
+            config,
+            """
             SELECT sum(visitors_in) AS i, sum(visitors_out) AS o, sum(staff_in) AS s, sum(transactions) AS t
             FROM {db}.visitors_daily WHERE level = 'mall'
-            SETTINGS output_format_json_quote_64bit_integers = 0""")[0]
-        stores = sql(config, """
+            SETTINGS output_format_json_quote_64bit_integers = 0""",
+        )[0]
+        stores = sql(
+            config,
+            """
             SELECT key, sum(visitors_in) AS i, sum(transactions) AS t FROM {db}.visitors_daily
-            WHERE level = 'store' GROUP BY key SETTINGS output_format_json_quote_64bit_integers = 0""")
+            WHERE level = 'store' GROUP BY key SETTINGS output_format_json_quote_64bit_integers = 0""",
+        )
         days = sql(config, "SELECT key, dwell_littles_s, dwell_matched_s, residual FROM {db}.area_days")
-        late_counts = sql(config, "SELECT count() AS n FROM {db}.footfall_rollups WHERE late AND "
-                                  "(visitors_in != 0 OR visitors_out != 0 OR staff_in != 0 OR staff_out != 0)")
-        stays = sql(config, "SELECT plate_hash, car_park_id, toUnixTimestamp64Milli(entry) AS entry, "
-                            "toUnixTimestamp64Milli(exit) AS exit FROM {db}.parking_stays")
-        occupancy = sql(config, "SELECT toUnixTimestamp64Milli(ts) AS ts, occupancy FROM {db}.parking_occupancy "
-                                "ORDER BY ts, event_id")
+        late_counts = sql(
+            config,
+            "SELECT count() AS n FROM {db}.footfall_rollups WHERE late AND "
+            "(visitors_in != 0 OR visitors_out != 0 OR staff_in != 0 OR staff_out != 0)",
+        )
+        stays = sql(
+            config,
+            "SELECT plate_hash, car_park_id, toUnixTimestamp64Milli(entry) AS entry, "
+            "toUnixTimestamp64Milli(exit) AS exit FROM {db}.parking_stays",
+        )
+        occupancy = sql(
+            config,
+            "SELECT toUnixTimestamp64Milli(ts) AS ts, occupancy FROM {db}.parking_occupancy ORDER BY ts, event_id",
+        )
 
     entrances = [e.id for e in mall.entrances]
     assert {(row["key"], row["h"]): (row["i"], row["o"]) for row in hourly} == hourly_truth(truth, entrances)
@@ -140,14 +161,18 @@ def test_visitors_dwell_conversion_and_parking_equal_the_truth_with_late_and_re_
     # plates are stored as the keyed hash the worker made with the hub's key
     hashed = Pseudonym.of(settings)
     assert sorted((s["plate_hash"], s["car_park_id"], int(s["entry"]), int(s["exit"])) for s in stays) == sorted(
-        (hashed(t["plate"]), t["car_park"], millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays)
+        (hashed(t["plate"]), t["car_park"], millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays
+    )
     true_stays = [(millis(t["entry"]), millis(t["exit"])) for t in truth.parking_stays]
     assert len(occupancy) == 2 * len(true_stays)
     # occupancy follows the gate events as they arrive: while a late one is on its way it is one car off,
     # and cars passing gates in the same second leave their order open
     disordered = late_parking_windows(recording, late.lateness_s)
     events_at = Counter(int(row["ts"]) for row in occupancy)
-    settled = {int(row["ts"]): row["occupancy"] for row in occupancy if events_at[int(row["ts"])] == 1
-               and not any(start <= int(row["ts"]) <= end for start, end in disordered)}
+    settled = {
+        int(row["ts"]): row["occupancy"]
+        for row in occupancy
+        if events_at[int(row["ts"])] == 1 and not any(start <= int(row["ts"]) <= end for start, end in disordered)
+    }
     assert len(settled) > len(occupancy) // 2
     assert all(count == sum(entry <= ts < exit for entry, exit in true_stays) for ts, count in settled.items())

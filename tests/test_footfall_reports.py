@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from mallstream.dashboards.check import panel_results
+from mallstream.dashboards.grafana import PROVISIONING, read_boards
 from mallstream.replay import wait_until_processed
 from mallstream.settings import load
 from mallstream.simulators.mallday import GroundTruth, MallDay, record
-from mallstream.dashboards.check import panel_results
-from mallstream.dashboards.grafana import PROVISIONING, read_boards
 from tests.conftest import SCALE, WorkerProcess, cli, running_broker
 from tests.test_footfall_pipeline import footfall_config
 
@@ -28,8 +28,16 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(400)]
 MONDAY = dt.date(2026, 11, 23)
 #: Short days, counters ticking every 5 minutes (from two hours before opening to two after closing) into 5-minute
 #: roll-ups: a quick test.
-DAY = MallDay(visitors=int(1500 * SCALE), staff=20, staff_badges=True, seed=31, day=MONDAY,
-              closing=dt.time(16), parking_share=0.3, tick_seconds=300)
+DAY = MallDay(
+    visitors=int(1500 * SCALE),
+    staff=20,
+    staff_badges=True,
+    seed=31,
+    day=MONDAY,
+    closing=dt.time(16),
+    parking_share=0.3,
+    tick_seconds=300,
+)
 CAPACITY = int(45 * SCALE)
 #: Stores and the counter in the aisle before them (one store each): the atrium's, which staff never cross, and
 #: two entrances', whose passers-by include staff.
@@ -78,8 +86,12 @@ def two_days(tmp_path_factory, module_broker: str) -> tuple[Path, list[GroundTru
 
 def entrance_hours(truth: GroundTruth, entrances: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
     """(entrance, local hour start) -> visitors (in, out), as the report prints the hour."""
-    return {(place, hour[:19].replace("T", " ")): (flows["in"], flows["out"]) for place in entrances
-            for hour, flows in truth.visitors.get(place, {}).items() if flows["in"] or flows["out"]}
+    return {
+        (place, hour[:19].replace("T", " ")): (flows["in"], flows["out"])
+        for place in entrances
+        for hour, flows in truth.visitors.get(place, {}).items()
+        if flows["in"] or flows["out"]
+    }
 
 
 def mall_arrivals_by_hour(truth: GroundTruth, entrances: list[str]) -> Counter:
@@ -102,13 +114,15 @@ def test_visitors_and_period_summaries_equal_the_truth(two_days, tmp_path):
     assert sum(row["in"] for row in people) > sum(row["in"] for row in hourly), "people include staff, visitors not"
     by_day = report(config, "footfall", "--visitors", "--by", "mall", "--interval", "1d")
     assert [(row["interval_start"], row["in"]) for row in by_day] == [
-        (f"{truth.day} 00:00:00", DAY.visitors) for truth in truths]
+        (f"{truth.day} 00:00:00", DAY.visitors) for truth in truths
+    ]
 
     days = report(config, "footfall", "--period", "day", "--by", "mall", "--plot", str(tmp_path / "days.png"))
     assert [(row["period"], row["days"], row["in"], row["out"]) for row in days] == [
-        (str(truth.day), 1, DAY.visitors, DAY.visitors) for truth in truths]
+        (str(truth.day), 1, DAY.visitors, DAY.visitors) for truth in truths
+    ]
     assert [row["share"] for row in days] == [0.5, 0.5], "each day's share of its week"
-    for row, truth in zip(days, truths):
+    for row, truth in zip(days, truths, strict=False):
         arrivals = mall_arrivals_by_hour(truth, entrances)
         assert row["peak_in"] == max(arrivals.values())
         assert arrivals[row["peak_start"]] == row["peak_in"], "the peak hour is named by its local start"
@@ -116,22 +130,34 @@ def test_visitors_and_period_summaries_equal_the_truth(two_days, tmp_path):
     for period in ("week", "month"):
         summary = report(config, "footfall", "--period", period, "--by", "entrance")
         for row in summary:
-            entered = sum(truth.visitors[row["place"]][hour]["in"] for truth in truths
-                          for hour in truth.visitors[row["place"]])
+            entered = sum(
+                truth.visitors[row["place"]][hour]["in"] for truth in truths for hour in truth.visitors[row["place"]]
+            )
             assert (row["days"], row["in"], row["per_day"]) == (2, entered, round(entered / 2, 1)), row
         assert sorted(row["place"] for row in summary) == sorted(entrances)
         assert sum(row["share"] for row in summary) == pytest.approx(len(entrances))
     quarters = report(config, "footfall", "--period", "day", "--by", "entrance", "--interval", "15m")
-    assert all(0 < row["peak_in"] <= row["in"] and row["peak_start"][14:16] in ("00", "15", "30", "45")
-               for row in quarters)
+    assert all(
+        0 < row["peak_in"] <= row["in"] and row["peak_start"][14:16] in ("00", "15", "30", "45") for row in quarters
+    )
     assert (tmp_path / "days.png").stat().st_size > 10_000
 
 
 def test_conversion_is_transactions_per_visitor_per_store_and_for_the_mall(two_days, tmp_path):
     config, truths = two_days
     mall_id = load(config).malls[0].id
-    table = cli(config, "report", "conversion", *WINDOW, "--interval", "1d", "--format", "csv",
-                "--plot", str(tmp_path / "conversion.png")).stdout
+    table = cli(
+        config,
+        "report",
+        "conversion",
+        *WINDOW,
+        "--interval",
+        "1d",
+        "--format",
+        "csv",
+        "--plot",
+        str(tmp_path / "conversion.png"),
+    ).stdout
     rows = list(csv.DictReader(io.StringIO(table)))
     for truth in truths:
         today = [row for row in rows if row["interval_start"].startswith(str(truth.day))]
@@ -152,8 +178,12 @@ def footfall_panels(config: Path, start: dt.date, end: dt.date) -> dict[str, lis
     settings = load(config)
     zone = ZoneInfo(settings.malls[0].timezone)
     board = next(board for board in read_boards(PROVISIONING) if board["uid"] == "mallstream-footfall")
-    return {result.panel: result.rows for result in panel_results(
-        settings, board, settings.malls[0].id, *(dt.datetime.combine(day, dt.time(), zone) for day in (start, end)))}
+    return {
+        result.panel: result.rows
+        for result in panel_results(
+            settings, board, settings.malls[0].id, *(dt.datetime.combine(day, dt.time(), zone) for day in (start, end))
+        )
+    }
 
 
 def test_capture_rate_is_store_entries_per_passer_by_in_its_aisle_in_the_report_and_the_panel(two_days, tmp_path):
@@ -175,12 +205,19 @@ def test_capture_rate_is_store_entries_per_passer_by_in_its_aisle_in_the_report_
             assert row["capture_rate"] == round(entries / passers, 4)
     assert {row["store"] for row in rows} == set(AISLES), "stores without an aisle counter have no capture rate"
 
-    panel = footfall_panels(config, MONDAY, MONDAY + dt.timedelta(days=2))["Capture rate: store entries ÷ passers-by in the aisle"]
-    both = {store: (sum(crossed(t, store, ("in",)) for t in truths),
-                    sum(crossed(t, counter.removeprefix("C-"), ("in", "out")) for t in truths))
-            for store, counter in AISLES.items()}
+    panel = footfall_panels(config, MONDAY, MONDAY + dt.timedelta(days=2))[
+        "Capture rate: store entries ÷ passers-by in the aisle"
+    ]
+    both = {
+        store: (
+            sum(crossed(t, store, ("in",)) for t in truths),
+            sum(crossed(t, counter.removeprefix("C-"), ("in", "out")) for t in truths),
+        )
+        for store, counter in AISLES.items()
+    }
     assert {row["store"]: row["capture rate"] for row in panel} == pytest.approx(
-        {store: entries / passers for store, (entries, passers) in both.items()})
+        {store: entries / passers for store, (entries, passers) in both.items()}
+    )
     hourly = cli(config, "report", "capture", *WINDOW, "--plot", str(tmp_path / "capture.png")).stdout
     assert hourly.startswith("grain: hour") and (tmp_path / "capture.png").stat().st_size > 10_000
 
@@ -195,13 +232,17 @@ def test_floor_attraction_is_each_floors_share_of_the_mall_entries_in_the_report
             entered[(str(truth.day), floor)] += sum(flows["in"] for flows in truth.visitors.get(entrance, {}).values())
     rows = report(config, "attraction", "--interval", "1d")
     assert {(row["interval_start"][:10], row["floor"]): (row["entries"], row["mall_entries"]) for row in rows} == {
-        (day, floor): (n, DAY.visitors) for (day, floor), n in entered.items()}
+        (day, floor): (n, DAY.visitors) for (day, floor), n in entered.items()
+    }
     assert all(row["attraction"] == round(row["entries"] / DAY.visitors, 4) for row in rows)
 
-    panel = footfall_panels(config, MONDAY, MONDAY + dt.timedelta(days=2))["Floor attraction: floor entries ÷ mall entries"]
+    panel = footfall_panels(config, MONDAY, MONDAY + dt.timedelta(days=2))[
+        "Floor attraction: floor entries ÷ mall entries"
+    ]
     floors = {floor for floor in floor_of.values()}
     assert {row["floor"]: row["attraction"] for row in panel} == pytest.approx(
-        {floor: sum(n for (_, f), n in entered.items() if f == floor) / (2 * DAY.visitors) for floor in floors})
+        {floor: sum(n for (_, f), n in entered.items() if f == floor) / (2 * DAY.visitors) for floor in floors}
+    )
 
 
 def test_occupancy_report_follows_the_truth_at_hour_boundaries(two_days, tmp_path):

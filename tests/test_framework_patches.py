@@ -25,8 +25,14 @@ from mallstream.streams import framework_patches
 from mallstream.streams.app import Hub
 from tests.conftest import REPO, write_config
 
-PATCHED = [(Consumer, "perform_seek"), (Consumer, "getmany"), (ThreadDelegateConsumer, "_getmany"),
-           (ProducerBuffer, "_send_pending"), (ProducerBuffer, "flush"), (Fetcher, "_proc_fetch_request")]
+PATCHED = [
+    (Consumer, "perform_seek"),
+    (Consumer, "getmany"),
+    (ThreadDelegateConsumer, "_getmany"),
+    (ProducerBuffer, "_send_pending"),
+    (ProducerBuffer, "flush"),
+    (Fetcher, "_proc_fetch_request"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +45,9 @@ def unpatched() -> Iterator[None]:
 
 
 def install(*, broker_long_polls: bool = True, empty_fetch_wait_ms: int = 0, flush_timeout_s: float = 60.0) -> None:
-    framework_patches.install(broker_long_polls=broker_long_polls, empty_fetch_wait_ms=empty_fetch_wait_ms,
-                              flush_timeout_s=flush_timeout_s)
+    framework_patches.install(
+        broker_long_polls=broker_long_polls, empty_fetch_wait_ms=empty_fetch_wait_ms, flush_timeout_s=flush_timeout_s
+    )
 
 
 # -- versions ----------------------------------------------------------------------------------------------------
@@ -49,13 +56,16 @@ def install(*, broker_long_polls: bool = True, empty_fetch_wait_ms: int = 0, flu
 def test_pyproject_pins_exactly_the_versions_the_patches_were_verified_with() -> None:
     pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     for package, verified in framework_patches.VERIFIED.items():
-        assert any(pin.split("[")[0].split("=")[0] == package and pin.endswith(f"=={verified}") for pin in pins), package
+        assert any(pin.split("[")[0].split("=")[0] == package and pin.endswith(f"=={verified}") for pin in pins), (
+            package
+        )
     framework_patches.check_versions()  # and this environment has them
 
 
 @pytest.mark.parametrize(("found", "shown"), [("0.15.0", "0.15.0"), (None, "not installed")])
-def test_a_worker_refuses_to_start_on_another_version_of_a_patched_library(tmp_path, monkeypatch, capsys,
-                                                                          found, shown) -> None:
+def test_a_worker_refuses_to_start_on_another_version_of_a_patched_library(
+    tmp_path, monkeypatch, capsys, found, shown
+) -> None:
     def installed(package: str) -> str:
         if package != "aiokafka":
             return framework_patches.VERIFIED[package]
@@ -90,8 +100,12 @@ class ConsumerThread:
     async def getmany(self, active_partitions: set, timeout: float) -> dict:
         if self.batches:
             self.batches -= 1
-            return {MOVED: [ConsumerRecord(MOVED.topic, MOVED.partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
-                            for offset in range(2, 6)]}
+            return {
+                MOVED: [
+                    ConsumerRecord(MOVED.topic, MOVED.partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+                    for offset in range(2, 6)
+                ]
+            }
         if self.seeks:
             self.done.set()  # the batch came again after the seek, and nothing since
         await asyncio.sleep(0.01)
@@ -278,8 +292,13 @@ def test_a_gathering_consumer_fetches_once_per_max_wait_while_records_trickle_in
 
     async def scenario() -> list[bytes]:
         nonlocal fetches
-        consumer = AIOKafkaConsumer("trickle", bootstrap_servers=broker, auto_offset_reset="earliest",
-                                    fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=200)
+        consumer = AIOKafkaConsumer(
+            "trickle",
+            bootstrap_servers=broker,
+            auto_offset_reset="earliest",
+            fetch_min_bytes=1024 * 1024,
+            fetch_max_wait_ms=200,
+        )
         await consumer.start()
         producer = KafkaProducer(bootstrap_servers=broker, linger_ms=0)
         got: list[bytes] = []

@@ -21,13 +21,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from kafka import KafkaConsumer
 
+from mallstream.auth import KeyStore
 from mallstream.devices.bridges import BridgeConfigError, MqttBridge, start_bridges
 from mallstream.devices.gateway import HEALTH_TOPIC, Gateway, run_gateway
 from mallstream.devices.normalise import Decoded
 from mallstream.devices.rfid_serial import Tag
 from mallstream.devices.spool import Message, Spool, SpoolFull
 from mallstream.services import wait_for_port
-from mallstream.auth import KeyStore
 from mallstream.settings import CarPark, Device, Kafka, Mall, Mqtt, Settings
 from mallstream.settings import Gateway as GatewaySettings
 from mallstream.simulators.rfid_frames import chafon_inventory, zebra_payload, zebra_tag_event
@@ -45,14 +45,24 @@ def tag(n: int, antenna: int = 1) -> Tag:
 
 
 def read(reader_id: str, n: int) -> RfidRead:
-    return RfidRead(reader_id=reader_id, antenna=1, epc=tag(n).epc.hex().upper(), rssi_dbm=-50.0,
-                    ts=dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC) + dt.timedelta(seconds=n))
+    return RfidRead(
+        reader_id=reader_id,
+        antenna=1,
+        epc=tag(n).epc.hex().upper(),
+        rssi_dbm=-50.0,
+        ts=dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC) + dt.timedelta(seconds=n),
+    )
 
 
 def consume(bootstrap: str, topic: str, count: int, timeout: float = 15.0) -> list:
     """The first ``count`` records of ``topic`` (all partitions), waiting up to ``timeout``; then any extra."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=300)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=300,
+    )
     records: list = []
     deadline = time.monotonic() + timeout
     try:
@@ -80,8 +90,11 @@ def broker_down(bootstrap: str, tmp_path: Path) -> None:
 def broker_up(bootstrap: str, tmp_path: Path) -> None:
     """The conftest broker again: same port, same data directory."""
     port = bootstrap.rpartition(":")[2]
-    subprocess.run([NOIDA, "up", "--only", "kafka", "--kafka-port", port, "--data-dir", str(tmp_path / "broker")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [NOIDA, "up", "--only", "kafka", "--kafka-port", port, "--data-dir", str(tmp_path / "broker")],
+        check=True,
+        capture_output=True,
+    )
     assert wait_for_port("127.0.0.1", int(port))
 
 
@@ -186,18 +199,34 @@ def pty_pair() -> Iterator[tuple[int, str]]:
 
 
 def xovis_push(package_id: int, value: int, time_ms: int) -> bytes:
-    return json.dumps({"live_data": {
-        "package_info": {"version": "5.0", "id": package_id, "agent_id": 7},
-        "sensor_info": {"serial_number": SERIAL, "type": "PC2SE"},
-        "frames": [{"framenumber": 1, "time": time_ms, "tracked_objects": [], "events": [
-            {"category": "COUNT", "type": "COUNT_INCREMENT", "attributes": {"counter_id": FORWARD, "counter_value": value}},
-        ]}],
-    }}).encode()
+    return json.dumps(
+        {
+            "live_data": {
+                "package_info": {"version": "5.0", "id": package_id, "agent_id": 7},
+                "sensor_info": {"serial_number": SERIAL, "type": "PC2SE"},
+                "frames": [
+                    {
+                        "framenumber": 1,
+                        "time": time_ms,
+                        "tracked_objects": [],
+                        "events": [
+                            {
+                                "category": "COUNT",
+                                "type": "COUNT_INCREMENT",
+                                "attributes": {"counter_id": FORWARD, "counter_value": value},
+                            },
+                        ],
+                    }
+                ],
+            }
+        }
+    ).encode()
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -221,13 +250,24 @@ def announce_body(port: int, path: str, length: int, headers: dict[str, str] | N
 
 def hub_settings(bootstrap: str, mqtt_port: int, serial_path: str) -> Settings:
     return Settings(
-        malls=[Mall(
-            id="mall-1",
-            rfid_readers=[Device(id="R-north", place="E-north", protocol="chafon-288m", address=serial_path),
-                          Device(id="R-vip", place="Z-vip", protocol="zebra-fx", address="zebra/R-vip/data")],
-            people_counters=[Device(id="C-north", place="E-north", protocol="xovis", address="/push/xovis",
-                                    routes={f"{SERIAL}/{FORWARD}": "in"})],
-        )],
+        malls=[
+            Mall(
+                id="mall-1",
+                rfid_readers=[
+                    Device(id="R-north", place="E-north", protocol="chafon-288m", address=serial_path),
+                    Device(id="R-vip", place="Z-vip", protocol="zebra-fx", address="zebra/R-vip/data"),
+                ],
+                people_counters=[
+                    Device(
+                        id="C-north",
+                        place="E-north",
+                        protocol="xovis",
+                        address="/push/xovis",
+                        routes={f"{SERIAL}/{FORWARD}": "in"},
+                    )
+                ],
+            )
+        ],
         kafka=Kafka(mode="external", bootstrap_servers=bootstrap, partitions=2),
         mqtt=Mqtt(mode="external", port=mqtt_port),
     )
@@ -256,8 +296,9 @@ def test_serial_mqtt_and_http_devices_arrive_on_their_topics_keyed_by_device(bro
         publisher.connect("127.0.0.1", mosquitto)
         publisher.loop_start()
         now = dt.datetime.now(dt.UTC)
-        publisher.publish("zebra/R-vip/data", zebra_payload([zebra_tag_event(tag(10), now), zebra_tag_event(tag(11), now)]),
-                          qos=1).wait_for_publish(5)
+        publisher.publish(
+            "zebra/R-vip/data", zebra_payload([zebra_tag_event(tag(10), now), zebra_tag_event(tag(11), now)]), qos=1
+        ).wait_for_publish(5)
         publisher.publish("zebra/R-vip/data", b'{"type":"SIMPLE"}', qos=1).wait_for_publish(5)
         publisher.loop_stop()
         publisher.disconnect()
@@ -277,13 +318,17 @@ def test_serial_mqtt_and_http_devices_arrive_on_their_topics_keyed_by_device(bro
             assert record.key.decode() == event["epc"].upper() and event["mall_id"] == "mall-1"
             by_reader.setdefault(event["reader_id"], []).append(event["epc"][-4:])
         # keyed by tag, so each tag's reads keep their order; different tags may interleave
-        assert {reader: sorted(tags) for reader, tags in by_reader.items()} == \
-            {"R-north": ["0001", "0002", "0003"], "R-vip": ["000A", "000B"]}
+        assert {reader: sorted(tags) for reader, tags in by_reader.items()} == {
+            "R-north": ["0001", "0002", "0003"],
+            "R-vip": ["000A", "000B"],
+        }
 
         [tick] = consume(broker, "footfall.ticks", 1)
         assert tick.key == b"C-north" and json.loads(tick.value)["in"] == 2
 
-        letters = {(json.loads(r.value)["source"], json.loads(r.value)["reason"]) for r in consume(broker, "deadletters", 4)}
+        letters = {
+            (json.loads(r.value)["source"], json.loads(r.value)["reason"]) for r in consume(broker, "deadletters", 4)
+        }
         assert ("R-north", "garbage before frame") in letters
         assert ("R-north", "truncated frame at end of input") in letters
         assert any(source == "R-vip" and "not a Zebra tag data event" in reason for source, reason in letters)
@@ -306,15 +351,23 @@ def _latest_health(bootstrap: str) -> dict[str, dict]:
 
 def test_an_unknown_protocol_or_a_missing_option_stops_the_gateway_at_start(tmp_path):
     def run(**mall: list) -> None:
-        settings = Settings(malls=[Mall(id="m", **mall)], mqtt=Mqtt(mode="off"),
-                            gateway=GatewaySettings(spool_path=tmp_path / "spool.db", http_host="127.0.0.1", http_port=0))
+        settings = Settings(
+            malls=[Mall(id="m", **mall)],
+            mqtt=Mqtt(mode="off"),
+            gateway=GatewaySettings(spool_path=tmp_path / "spool.db", http_host="127.0.0.1", http_port=0),
+        )
         run_gateway(settings, threading.Event())
 
     with pytest.raises(BridgeConfigError, match="unknown protocol 'sick-lms'"):
         run(people_counters=[Device(id="X", place="p", protocol="sick-lms", address="/x")])
     with pytest.raises(BridgeConfigError, match="needs 'direction' in the config"):
-        run(car_parks=[CarPark(id="P", capacity=10,
-                               gates=[Device(id="G", place="P", protocol="plate-recognizer", address="/pr")])])
+        run(
+            car_parks=[
+                CarPark(
+                    id="P", capacity=10, gates=[Device(id="G", place="P", protocol="plate-recognizer", address="/pr")]
+                )
+            ]
+        )
 
 
 # --- outage and restart ----------------------------------------------------------------------------
@@ -336,7 +389,7 @@ def test_events_spooled_while_the_broker_is_down_arrive_once_and_in_order_when_i
     numbers = [int(json.loads(r.value)["epc"][-4:], 16) for r in records]
     assert sorted(numbers) == list(range(201))  # each once
     for partition in {r.partition for r in records}:  # and in order where order is kept: per tag's partition
-        in_partition = [n for n, r in zip(numbers, records) if r.partition == partition]
+        in_partition = [n for n, r in zip(numbers, records, strict=False) if r.partition == partition]
         assert in_partition == sorted(in_partition)
 
 
@@ -377,8 +430,12 @@ def test_a_gateway_killed_while_the_broker_is_down_delivers_everything_after_res
     with Gateway(Spool(tmp_path / "spool.db"), kafka) as gateway:  # topics exist, as after a first run
         gateway.submit("R-2", Decoded())
     broker_down(broker, tmp_path)
-    process = subprocess.Popen([sys.executable, "-c", GATEWAY_PROCESS, str(tmp_path / "spool.db"), broker],
-                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    process = subprocess.Popen(
+        [sys.executable, "-c", GATEWAY_PROCESS, str(tmp_path / "spool.db"), broker],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     assert process.stdout.readline().strip() == "spooled"
     process.send_signal(signal.SIGKILL)
     process.wait()

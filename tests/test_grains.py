@@ -65,8 +65,21 @@ def history(tmp_path_factory) -> Iterator[tuple[Path, list[ParkingEvent], list[F
     tmp_path = tmp_path_factory.mktemp("grains")
     config = write_config(tmp_path, "127.0.0.1:9")  # no broker: the reports open the engine themselves
     data = yaml.safe_load(config.read_text())
-    data["malls"][0]["car_parks"].append({"id": "P-L3", "capacity": CAR_PARKS["P-L3"], "gates": [
-        {"id": "G-L3", "place": "P-L3", "protocol": "hikvision-isapi", "address": "/push/l3", "direction": "entry"}]})
+    data["malls"][0]["car_parks"].append(
+        {
+            "id": "P-L3",
+            "capacity": CAR_PARKS["P-L3"],
+            "gates": [
+                {
+                    "id": "G-L3",
+                    "place": "P-L3",
+                    "protocol": "hikvision-isapi",
+                    "address": "/push/l3",
+                    "direction": "entry",
+                }
+            ],
+        }
+    )
     config.write_text(yaml.safe_dump(data))
     settings = load(config)
     mall = settings.malls[0]
@@ -86,7 +99,8 @@ def history(tmp_path_factory) -> Iterator[tuple[Path, list[ParkingEvent], list[F
         sink_in_batches(warehouse, FOOTFALL_TICKS_TABLE, ticks, shuffled)
         _, tables = warehouse.query(
             "SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree'",
-            {"db": warehouse.database})
+            {"db": warehouse.database},
+        )
         for (table,) in tables:
             warehouse.command(f"OPTIMIZE TABLE {{db}}.{table} FINAL")
         _, kept = warehouse.query("SELECT countIf(ts < now() - INTERVAL 90 DAY), count() FROM {db}.parking_occupancy")
@@ -118,10 +132,26 @@ def gate_events(zone: ZoneInfo, rand: random.Random) -> list[ParkingEvent]:
     events = []
     for number, (car_park, entry, exit) in enumerate(visits):
         plate = f"{car_park}-{number:05d}"
-        events += [ParkingEvent(gate_id="G", car_park_id=car_park, plate=plate, direction="entry", ts=entry,
-                                mall_id="sh-xujiahui", event_id=f"{plate}-in"),
-                   ParkingEvent(gate_id="G", car_park_id=car_park, plate=plate, direction="exit", ts=exit,
-                                mall_id="sh-xujiahui", event_id=f"{plate}-out")]
+        events += [
+            ParkingEvent(
+                gate_id="G",
+                car_park_id=car_park,
+                plate=plate,
+                direction="entry",
+                ts=entry,
+                mall_id="sh-xujiahui",
+                event_id=f"{plate}-in",
+            ),
+            ParkingEvent(
+                gate_id="G",
+                car_park_id=car_park,
+                plate=plate,
+                direction="exit",
+                ts=exit,
+                mall_id="sh-xujiahui",
+                event_id=f"{plate}-out",
+            ),
+        ]
     return sorted(events, key=lambda event: (event.ts, event.event_id))
 
 
@@ -134,14 +164,23 @@ def counter_ticks(zone: ZoneInfo, counters: list[str], rand: random.Random) -> l
             for step in range(1, 14 * 12 + 1):
                 ts = at(zone, day, 8) + dt.timedelta(minutes=5 * step)
                 rush = 200 if ts.hour == 12 else 0
-                ticks.append(FootfallTick(counter_id=counter, ts=ts, count_in=rand.randint(0, 30) + rush,
-                                          count_out=rand.randint(0, 30), interval_s=300, mall_id="sh-xujiahui",
-                                          event_id=f"{counter}@{ts.isoformat()}"))
+                ticks.append(
+                    FootfallTick(
+                        counter_id=counter,
+                        ts=ts,
+                        count_in=rand.randint(0, 30) + rush,
+                        count_out=rand.randint(0, 30),
+                        interval_s=300,
+                        mall_id="sh-xujiahui",
+                        event_id=f"{counter}@{ts.isoformat()}",
+                    )
+                )
     return ticks
 
 
-def through_the_parking_core(events: list[ParkingEvent], layout: ParkingLayout
-                             ) -> tuple[list[ParkingOccupancy], list[ParkingStay]]:
+def through_the_parking_core(
+    events: list[ParkingEvent], layout: ParkingLayout
+) -> tuple[list[ParkingOccupancy], list[ParkingStay]]:
     """What the parking agent emits for the events: occupancy rows named by their gate event, and stays."""
     state, occupancy, stays = ParkingState(), [], []
     for event in events:
@@ -154,13 +193,14 @@ def through_the_parking_core(events: list[ParkingEvent], layout: ParkingLayout
     return occupancy, stays
 
 
-def sink_in_batches(warehouse: Warehouse, table: SinkTable, records: list, rand: random.Random,
-                    pseudonym: Pseudonym | None = None) -> None:
+def sink_in_batches(
+    warehouse: Warehouse, table: SinkTable, records: list, rand: random.Random, pseudonym: Pseudonym | None = None
+) -> None:
     records = records[:]
     rand.shuffle(records)
     sink = TableSink(warehouse, table.name, table.columns)
     for first in range(0, len(records), 500):
-        rows = [row for record in records[first:first + 500] for row in table.rows(record, pseudonym)]
+        rows = [row for record in records[first : first + 500] for row in table.rows(record, pseudonym)]
         sink.write([sourced(row, SourcePosition(table.name, 0, first + n)) for n, row in enumerate(rows)])
 
 
@@ -211,19 +251,33 @@ def test_parking_two_years_back_is_answered_by_the_hour_with_each_days_end_peak_
     days = report(config, "parking", *window(TWO_YEARS), "--interval", "1d")
     assert days, "the gate-event rows of two years ago are gone: the report reads the hourly roll-up"
     assert {row["grain"] for row in days} == {"hour"}
-    got = {(row["car_park"], row["interval_start"]): (row["occupancy_end"], row["occupancy_peak"], row["entries"],
-                                                      row["exits"]) for row in days}
+    got = {
+        (row["car_park"], row["interval_start"]): (
+            row["occupancy_end"],
+            row["occupancy_peak"],
+            row["entries"],
+            row["exits"],
+        )
+        for row in days
+    }
     truth = parking_days(events, zone, TWO_YEARS)
     assert got == truth
     quiet = [truth[(car_park, f"{QUIET_DAY} 00:00:00")] for car_park in CAR_PARKS]
-    assert all(end == peak > 0 and (entries, exits) == (0, 0) for end, peak, entries, exits in quiet), \
+    assert all(end == peak > 0 and (entries, exits) == (0, 0) for end, peak, entries, exits in quiet), (
         "a day without gate events keeps the cars parked over it"
+    )
     assert {row["capacity"] for row in days} == set(CAR_PARKS.values())
 
     year = report(config, "parking", *window(ONE_YEAR), "--interval", "1d")
-    assert {(row["car_park"], row["interval_start"]): (row["occupancy_end"], row["occupancy_peak"], row["entries"],
-                                                       row["exits"]) for row in year} == parking_days(
-        events, zone, ONE_YEAR)
+    assert {
+        (row["car_park"], row["interval_start"]): (
+            row["occupancy_end"],
+            row["occupancy_peak"],
+            row["entries"],
+            row["exits"],
+        )
+        for row in year
+    } == parking_days(events, zone, ONE_YEAR)
 
 
 def test_a_finer_interval_than_the_rows_kept_is_answered_at_the_grain_kept_and_says_so(history):
@@ -232,8 +286,10 @@ def test_a_finer_interval_than_the_rows_kept_is_answered_at_the_grain_kept_and_s
     assert {row["grain"] for row in quarters} == {"hour"}
     assert {row["interval_start"][14:16] for row in quarters} == {"00"}, "answered by the hour"
     table = cli(config, "report", "parking", *window(TWO_YEARS), "--interval", "15m").stdout
-    assert table.splitlines()[0] == ("grain: hour (15-minute intervals asked; gate event rows are kept 90 days, "
-                                     "so this range is answered by the hour)")
+    assert table.splitlines()[0] == (
+        "grain: hour (15-minute intervals asked; gate event rows are kept 90 days, "
+        "so this range is answered by the hour)"
+    )
     # recent gate events are still there: 15 minutes from them; whole days from the hours
     recent = report(config, "parking", *window(RECENT), "--interval", "15m")
     assert {row["grain"] for row in recent} == {"gate event"}
@@ -242,8 +298,15 @@ def test_a_finer_interval_than_the_rows_kept_is_answered_at_the_grain_kept_and_s
     by_day = report(config, "parking", *window(RECENT), "--interval", "1d")
     assert {row["grain"] for row in by_day} == {"hour"}
     truth = parking_days(events, zone, RECENT)
-    assert {(row["car_park"], row["interval_start"]): (row["occupancy_end"], row["occupancy_peak"], row["entries"],
-                                                       row["exits"]) for row in by_day} == truth
+    assert {
+        (row["car_park"], row["interval_start"]): (
+            row["occupancy_end"],
+            row["occupancy_peak"],
+            row["entries"],
+            row["exits"],
+        )
+        for row in by_day
+    } == truth
     summed = defaultdict(lambda: [0, 0])
     for row in recent:
         summed[(row["car_park"], row["interval_start"][:10] + " 00:00:00")][0] += row["entries"]
@@ -257,31 +320,37 @@ def test_footfall_per_counter_by_hour_and_day_survives_the_minute_tables_ttl(his
     for interval, minutes in (("1h", 60), ("1d", 1440)):
         found = report(config, "footfall", "--by", "counter", *window(TWO_YEARS), "--interval", interval)
         assert {row["grain"] for row in found} == {"hour"}
-        assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in found} == \
-            counter_intervals(ticks, zone, minutes, TWO_YEARS), interval
+        assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in found} == counter_intervals(
+            ticks, zone, minutes, TWO_YEARS
+        ), interval
     quarters = report(config, "footfall", "--by", "counter", *window(ONE_YEAR), "--interval", "15m")
     assert {row["grain"] for row in quarters} == {"hour"}
-    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in quarters} == \
-        counter_intervals(ticks, zone, 60, ONE_YEAR)
+    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in quarters} == counter_intervals(
+        ticks, zone, 60, ONE_YEAR
+    )
     recent = report(config, "footfall", "--by", "counter", *window(RECENT), "--interval", "15m")
     assert {row["grain"] for row in recent} == {"minute"}
-    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in recent} == \
-        counter_intervals(ticks, zone, 15, RECENT)
+    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in recent} == counter_intervals(
+        ticks, zone, 15, RECENT
+    )
 
 
 def test_every_ttl_deletes_only_rows_a_coarser_roll_up_carries_or_says_why_not(tmp_path):
     warehouse = open_warehouse(load(write_config(tmp_path, "127.0.0.1:9")).clickhouse)
     try:
         warehouse.migrate()
-        _, tables = warehouse.query("SELECT name, engine_full, create_table_query FROM system.tables "
-                                    "WHERE database = {db:String}", {"db": warehouse.database})
+        _, tables = warehouse.query(
+            "SELECT name, engine_full, create_table_query FROM system.tables WHERE database = {db:String}",
+            {"db": warehouse.database},
+        )
     finally:
         warehouse.close()
-    ttls = {name: int(days) for name, engine, _ in tables
-            for days in re.findall(r"\bTTL .*?toIntervalDay\((\d+)\)", engine)}
+    ttls = {
+        name: int(days) for name, engine, _ in tables for days in re.findall(r"\bTTL .*?toIntervalDay\((\d+)\)", engine)
+    }
     assert ttls == {name: kept.days for name, kept in RETENTION.items()}
     feeds = defaultdict(set)  # table -> the tables a materialized view fills from it
-    for name, _, query in tables:
+    for _name, _, query in tables:
         found = re.search(r" TO \w+\.(\w+) .* FROM \w+\.(\w+)", query)
         if found:
             feeds[found[2]].add(found[1])
@@ -290,8 +359,9 @@ def test_every_ttl_deletes_only_rows_a_coarser_roll_up_carries_or_says_why_not(t
         assert kept.carried_by or kept.why, table
         for carrier in kept.carried_by:
             assert carrier not in ttls, f"{carrier} carries {table} but has a TTL of its own"
-            assert carrier in feeds[table] or any(carrier in feeds[source] for source in sources[table]), \
+            assert carrier in feeds[table] or any(carrier in feeds[source] for source in sources[table]), (
                 f"nothing feeds {carrier} from {table} or its source"
+            )
 
 
 def test_the_migration_back_fills_the_hourly_roll_up_once_from_the_rows_still_kept(tmp_path):
@@ -321,7 +391,7 @@ def test_the_migration_back_fills_the_hourly_roll_up_once_from_the_rows_still_ke
     for event in events:
         level += 1 if event.direction == "entry" else -1
         hour = event.ts.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        end, peak, entries, exits = truth.get(hour, (0, 0, 0, 0))
+        _end, peak, entries, exits = truth.get(hour, (0, 0, 0, 0))
         entering = event.direction == "entry"
         truth[hour] = (level, max(peak, level), entries + entering, exits + (not entering))
     kept = {hour.replace(tzinfo=None): figures for hour, figures in truth.items() if hour >= whole_from}
@@ -330,23 +400,27 @@ def test_the_migration_back_fills_the_hourly_roll_up_once_from_the_rows_still_ke
 
 def same_hours_last_year(truth: dict, keys: set) -> dict:
     """Last year's figures of each (place, interval) of this year, by the report's calendar-year shift."""
+
     def back(start: str) -> str:
         return str(year_back(dt.datetime.fromisoformat(start)))
+
     return {(place, start): truth.get((place, back(start)), (None, None)) for place, start in keys}
 
 
 def test_compare_last_year_sets_each_hour_beside_the_same_hour_a_year_before_at_one_grain(history):
-    config, events, ticks = history
+    config, _events, ticks = history
     zone = ZoneInfo(load(config).malls[0].timezone)
     before = [year_back(dt.datetime.combine(day, dt.time())).date() for day in ONE_YEAR]
     then = counter_intervals(ticks, zone, 60, before)
     assert then, "the test needs last year's ticks"
     # 15 minutes asked: last year's minutes are gone, so both years are answered by the hour
-    found = report(config, "footfall", "--by", "counter", *window(ONE_YEAR), "--interval", "15m",
-                   "--compare", "last-year")
+    found = report(
+        config, "footfall", "--by", "counter", *window(ONE_YEAR), "--interval", "15m", "--compare", "last-year"
+    )
     assert {row["grain"] for row in found} == {"hour"}
-    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in found} == \
-        counter_intervals(ticks, zone, 60, ONE_YEAR)
+    assert {(row["place"], row["interval_start"]): (row["in"], row["out"]) for row in found} == counter_intervals(
+        ticks, zone, 60, ONE_YEAR
+    )
     got = {(row["place"], row["interval_start"]): (row["in_last_year"], row["out_last_year"]) for row in found}
     assert got == same_hours_last_year(then, set(got))
     assert (None, None) in got.values(), "a day without last year's data has no figures"
@@ -354,8 +428,9 @@ def test_compare_last_year_sets_each_hour_beside_the_same_hour_a_year_before_at_
         base = row["in_last_year"]
         assert row["change"] == (round(row["in"] / base - 1, 4) if base else None)
     # recent minutes are still kept, but last year's are not: the comparison is by the hour
-    recent = report(config, "footfall", "--by", "counter", *window(RECENT), "--interval", "15m",
-                    "--compare", "last-year")
+    recent = report(
+        config, "footfall", "--by", "counter", *window(RECENT), "--interval", "15m", "--compare", "last-year"
+    )
     assert {row["grain"] for row in recent} == {"hour"} and {row["interval_start"][14:16] for row in recent} == {"00"}
 
 
@@ -366,19 +441,33 @@ def test_parking_against_last_year_per_day_and_both_panels_show_last_years_hours
     zone = ZoneInfo(mall.timezone)
     before = [year_back(dt.datetime.combine(day, dt.time())).date() for day in ONE_YEAR]
     found = report(config, "parking", *window(ONE_YEAR), "--interval", "1d", "--compare", "last-year")
-    assert {(row["car_park"], row["interval_start"]): (row["occupancy_end"], row["occupancy_peak"], row["entries"],
-                                                       row["exits"]) for row in found} == parking_days(events, zone, ONE_YEAR)
+    assert {
+        (row["car_park"], row["interval_start"]): (
+            row["occupancy_end"],
+            row["occupancy_peak"],
+            row["entries"],
+            row["exits"],
+        )
+        for row in found
+    } == parking_days(events, zone, ONE_YEAR)
     truth_then = parking_days(events, zone, sorted({*TWO_YEARS, *before}))  # cars parked over from the days before
     for row in found:
-        level, peak, entries, exits = truth_then[(row["car_park"], str(year_back(
-            dt.datetime.fromisoformat(row["interval_start"]))))]
+        _level, peak, entries, exits = truth_then[
+            (row["car_park"], str(year_back(dt.datetime.fromisoformat(row["interval_start"]))))
+        ]
         shown = (row["occupancy_peak_last_year"], row["entries_last_year"], row["exits_last_year"])
         assert shown == ((None, None, None) if (peak, entries, exits) == (0, 0, 0) else (peak, entries, exits))
     assert any(row["entries_last_year"] for row in found)
 
-    start, end = (dt.datetime.combine(day, dt.time(), zone) for day in (ONE_YEAR[0], ONE_YEAR[-1] + dt.timedelta(days=1)))
-    panels = {result.panel: result.rows for board in read_boards(PROVISIONING)
-              for result in panel_results(settings, board, mall.id, start, end) if "last year" in result.panel}
+    start, end = (
+        dt.datetime.combine(day, dt.time(), zone) for day in (ONE_YEAR[0], ONE_YEAR[-1] + dt.timedelta(days=1))
+    )
+    panels = {
+        result.panel: result.rows
+        for board in read_boards(PROVISIONING)
+        for result in panel_results(settings, board, mall.id, start, end)
+        if "last year" in result.panel
+    }
     entrances = {counter.id for counter in mall.people_counters if counter.place in {e.id for e in mall.entrances}}
     people_then: defaultdict[str, int] = defaultdict(int)
     for (counter, hour), (count_in, _) in counter_intervals(ticks, zone, 60, before).items():
@@ -389,9 +478,16 @@ def test_parking_against_last_year_per_day_and_both_panels_show_last_years_hours
         local = event.ts.astimezone(zone).replace(tzinfo=None)
         if event.direction == "entry" and local.date() in before:
             cars_then[str(local.replace(minute=0, second=0, microsecond=0))] += 1
-    for title, truth in (("People in per hour: this period against the same period last year", people_then),
-                         ("Cars in per hour: this period against the same period last year", cars_then)):
-        shown = {row["time"]: row["the same period last year"] for row in panels[title]
-                 if row.get("the same period last year")}  # (an hour of exits only has no cars in)
-        moved_on = {str(dt.datetime.fromisoformat(hour).replace(year=before[0].year + 1)): n for hour, n in truth.items()}
+    for title, truth in (
+        ("People in per hour: this period against the same period last year", people_then),
+        ("Cars in per hour: this period against the same period last year", cars_then),
+    ):
+        shown = {
+            row["time"]: row["the same period last year"]
+            for row in panels[title]
+            if row.get("the same period last year")
+        }  # (an hour of exits only has no cars in)
+        moved_on = {
+            str(dt.datetime.fromisoformat(hour).replace(year=before[0].year + 1)): n for hour, n in truth.items()
+        }
         assert truth and shown == moved_on, title

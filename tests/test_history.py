@@ -42,8 +42,12 @@ def mallstream_up(config: Path, log: Path) -> Iterator[None]:
     """`mallstream up` on the config (its embedded broker, the worker), stopped as Ctrl-C would stop it."""
     settings = load(config)
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "up"], stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=config.parent)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mallstream.cli", "-c", str(config), "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+        )
     try:
         deadline = time.monotonic() + 120
         while not wait_for_port("127.0.0.1", settings.worker.web_port):
@@ -57,7 +61,7 @@ def mallstream_up(config: Path, log: Path) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        subprocess.run([NOIDA, "down", "--data-dir", str(settings.kafka.data_dir)], capture_output=True)
+        subprocess.run([NOIDA, "down", "--data-dir", str(settings.kafka.data_dir)], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +74,21 @@ def hub(tmp_path_factory) -> dict:
     config = out / "mall.yaml"
     settings = load(config)
     zone = settings.malls[0].timezone
-    truths = {scenario: json.loads((out / f"{scenario}.truth.json").read_text(encoding="utf-8"))
-              for scenario in ("purchases", "counters", "parking")}
+    truths = {
+        scenario: json.loads((out / f"{scenario}.truth.json").read_text(encoding="utf-8"))
+        for scenario in ("purchases", "counters", "parking")
+    }
     days = sorted({day for truth in truths["parking"]["car_parks"].values() for day in truth["days"]})
     with mallstream_up(config, tmp / "up.log"):
         for scenario in ("purchases", "counters", "parking"):
             cli(config, "replay", str(out / f"{scenario}.jsonl"), "--wait", "--timeout", str(WAIT_S), timeout=WAIT_S)
         found = {name: rows(settings, query.replace("{tz}", zone) + INTEGERS) for name, query in QUERIES.items()}
         last = (dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)).isoformat()
-        found["parking_days"] = json.loads(cli(config, "report", "parking", "--from", days[0], "--to", last,
-                                               "--interval", "1d", "--format", "json").stdout)
+        found["parking_days"] = json.loads(
+            cli(
+                config, "report", "parking", "--from", days[0], "--to", last, "--interval", "1d", "--format", "json"
+            ).stdout
+        )
     return {"rows": found, "truth": truths, "mall_id": settings.malls[0].id, "out": out}
 
 
@@ -109,8 +118,11 @@ QUERIES = {
 
 
 def hourly_truth(hub: dict) -> dict[tuple[str, str], tuple[int, int]]:
-    return {(counter, hour): tuple(flows) for counter, hours in hub["truth"]["counters"]["hourly"].items()
-            for hour, flows in hours.items()}
+    return {
+        (counter, hour): tuple(flows)
+        for counter, hours in hub["truth"]["counters"]["hourly"].items()
+        for hour, flows in hours.items()
+    }
 
 
 def test_the_scenarios_are_long_histories_with_gaps_bursts_dropouts_and_flaws(hub):
@@ -136,55 +148,86 @@ def test_footfall_per_counter_per_hour_and_per_day_equals_the_truth(hub):
         hourly[key] = (before[0] + row["i"], before[1] + row["o"])
     assert hourly == hourly_truth(hub)
     daily = {(row["counter_id"], row["day"]): [row["i"], row["o"]] for row in hub["rows"]["daily"]}
-    assert daily == {(counter, day): flows for counter, days in hub["truth"]["counters"]["daily"].items()
-                     for day, flows in days.items()}
+    assert daily == {
+        (counter, day): flows
+        for counter, days in hub["truth"]["counters"]["daily"].items()
+        for day, flows in days.items()
+    }
 
 
 def test_every_footfall_row_carries_the_mall_of_its_counter(hub):
-    hourly = {(row["counter_id"], row["hour"]): (row["i"], row["o"]) for row in hub["rows"]["hourly"]
-              if row["mall_id"] == hub["mall_id"]}
+    hourly = {
+        (row["counter_id"], row["hour"]): (row["i"], row["o"])
+        for row in hub["rows"]["hourly"]
+        if row["mall_id"] == hub["mall_id"]
+    }
     assert hourly == hourly_truth(hub)
 
 
 def test_parking_stays_and_gate_reads_per_car_park_equal_the_truth(hub):
     parks = hub["truth"]["parking"]["car_parks"]
     assert {row["car_park_id"]: (row["stays"], row["known"], row["ms"]) for row in hub["rows"]["stays"]} == {
-        park: (truth["stays"], truth["stays_with_entry"], truth["duration_ms"]) for park, truth in parks.items()}
+        park: (truth["stays"], truth["stays_with_entry"], truth["duration_ms"]) for park, truth in parks.items()
+    }
     assert {(row["car_park_id"], row["day"]): row["n"] for row in hub["rows"]["exits"]} == {
-        (park, day): figures["exits"] for park, truth in parks.items() for day, figures in truth["days"].items()
-        if figures["exits"]}
+        (park, day): figures["exits"]
+        for park, truth in parks.items()
+        for day, figures in truth["days"].items()
+        if figures["exits"]
+    }
     assert {(row["car_park_id"], row["day"]): row["n"] for row in hub["rows"]["reads"]} == {
-        (park, day): figures["reads"] for park, truth in parks.items() for day, figures in truth["days"].items()}
+        (park, day): figures["reads"] for park, truth in parks.items() for day, figures in truth["days"].items()
+    }
 
 
 def test_occupancy_at_each_days_end_equals_the_truth_in_the_report_of_that_old_history(hub):
     """Months stamped long ago: the gate-event rows are past their TTL, the hourly roll-up still answers."""
     parks = hub["truth"]["parking"]["car_parks"]
-    assert {(row["car_park"], row["interval_start"][:10]): row["occupancy_end"] for row in hub["rows"]["parking_days"]} \
-        == {(park, day): figures["occupancy_at_end"] for park, truth in parks.items()
-            for day, figures in truth["days"].items()}
+    assert {
+        (row["car_park"], row["interval_start"][:10]): row["occupancy_end"] for row in hub["rows"]["parking_days"]
+    } == {
+        (park, day): figures["occupancy_at_end"]
+        for park, truth in parks.items()
+        for day, figures in truth["days"].items()
+    }
 
 
 def test_receipts_per_member_and_per_day_equal_the_truth(hub):
     truth = hub["truth"]["purchases"]
     assert {row["member_id"]: (row["sales"], row["returns"], row["spend"]) for row in hub["rows"]["receipts"]} == {
-        member: (m["sales"], m["returns"], m["spend_cents"]) for member, m in truth["members"].items()}
+        member: (m["sales"], m["returns"], m["spend_cents"]) for member, m in truth["members"].items()
+    }
     assert {row["day"]: {"sales": row["sales"], "returns": row["returns"]} for row in hub["rows"]["receipt_days"]} == {
-        day: figures for day, figures in truth["receipts_per_day"].items() if figures["sales"] or figures["returns"]}
+        day: figures for day, figures in truth["receipts_per_day"].items() if figures["sales"] or figures["returns"]
+    }
 
 
 def test_member_snapshots_hold_the_bgnbd_inputs_and_net_spend_of_the_truth(hub):
     truth = hub["truth"]["purchases"]["members"]
-    assert {row["member_id"]: (row["first"], row["last"], row["repeat_days"], row["receipts"], row["spend_cents"])
-            for row in hub["rows"]["snapshots"]} == {
+    assert {
+        row["member_id"]: (row["first"], row["last"], row["repeat_days"], row["receipts"], row["spend_cents"])
+        for row in hub["rows"]["snapshots"]
+    } == {
         member: (m["first_purchase"], m["last_purchase"], m["x"], m["sales"], m["spend_cents"])
-        for member, m in truth.items()}
+        for member, m in truth.items()
+    }
 
 
 def test_simulate_history_writes_the_same_files_for_the_same_seed(tmp_path: Path, hub):
     config = hub["out"] / "mall.yaml"
     again = tmp_path / "again"
-    cli(config, "simulate", "history", "--size", str(SIZE), "--end", END.isoformat(), "--out", str(again),
-        "--scenario", "parking")
+    cli(
+        config,
+        "simulate",
+        "history",
+        "--size",
+        str(SIZE),
+        "--end",
+        END.isoformat(),
+        "--out",
+        str(again),
+        "--scenario",
+        "parking",
+    )
     assert (again / "parking.jsonl").read_bytes() == (hub["out"] / "parking.jsonl").read_bytes()
     assert (again / "parking.truth.json").read_bytes() == (hub["out"] / "parking.truth.json").read_bytes()

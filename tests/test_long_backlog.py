@@ -43,10 +43,17 @@ def backlog_config(tmp_path: Path, broker: str) -> Path:
     places = [e["id"] for e in mall["entrances"]] + [s["id"] for s in mall["stores"]]
     mall["people_counters"] = [{"id": c, "place": places[i % len(places)]} for i, c in enumerate(COUNTERS)]
     mall["rfid_readers"] = []
-    mall["car_parks"] = [{"id": park, "capacity": 5000,
-                          "gates": [{"id": f"{park}-in", "place": park, "direction": "entry"},
-                                    {"id": f"{park}-out", "place": park, "direction": "exit"}]}
-                         for park in CAR_PARKS]
+    mall["car_parks"] = [
+        {
+            "id": park,
+            "capacity": 5000,
+            "gates": [
+                {"id": f"{park}-in", "place": park, "direction": "entry"},
+                {"id": f"{park}-out", "place": park, "direction": "exit"},
+            ],
+        }
+        for park in CAR_PARKS
+    ]
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -62,8 +69,16 @@ def hourly_ticks(rng: random.Random) -> tuple[list[dict], Counter]:
             if counter in down and down[counter] <= hour // 24 < down[counter] + 3:
                 continue
             people = rng.randrange(0, 80) * burst if 8 <= start.hour < 22 else 0
-            events.append({"type": "footfall_tick", "counter_id": counter, "in": people, "out": 0,
-                           "interval_s": 3600, "ts": (start + dt.timedelta(hours=1)).isoformat()})
+            events.append(
+                {
+                    "type": "footfall_tick",
+                    "counter_id": counter,
+                    "in": people,
+                    "out": 0,
+                    "interval_s": 3600,
+                    "ts": (start + dt.timedelta(hours=1)).isoformat(),
+                }
+            )
             truth[counter, start.date().isoformat()] += people
     return events, truth
 
@@ -75,10 +90,20 @@ def gate_events(rng: random.Random) -> tuple[list[dict], Counter]:
         for car in range(DAYS * 40):
             plate = f"{park[-1]}A{car:05d}"
             entry = START + dt.timedelta(seconds=rng.randrange(DAYS * 86_400 - 3 * 86_400))
-            leave = entry + dt.timedelta(seconds=rng.choice((rng.randrange(600, 14_400), rng.randrange(20_000, 130_000))))
+            leave = entry + dt.timedelta(
+                seconds=rng.choice((rng.randrange(600, 14_400), rng.randrange(20_000, 130_000)))
+            )
             for direction, moment in (("entry", entry), ("exit", leave)):
-                events.append({"type": "parking_event", "gate_id": f"{park}-{'in' if direction == 'entry' else 'out'}",
-                               "car_park_id": park, "plate": plate, "direction": direction, "ts": moment.isoformat()})
+                events.append(
+                    {
+                        "type": "parking_event",
+                        "gate_id": f"{park}-{'in' if direction == 'entry' else 'out'}",
+                        "car_park_id": park,
+                        "plate": plate,
+                        "direction": direction,
+                        "ts": moment.isoformat(),
+                    }
+                )
             stays[park] += 1
     return events, stays
 
@@ -89,12 +114,32 @@ def busy_members_receipts() -> list[dict]:
     for member in ("M-BUSY-1", "M-BUSY-2"):
         for n in range(DAYS * 10):
             ts = START + dt.timedelta(days=n // 10, hours=10 + n % 10)
-            lines = [{"sku": f"SKU-{i}", "qty": 1, "unit_price": "25.50", "amount": "25.50", "category": "clothing",
-                      "brand": f"Brand-{i}"} for i in range(6)]
-            receipts.append({"type": "pos_transaction", "txn_id": f"{member}-{n:05d}", "store_id": "S201",
-                             "workstation_id": "S201-T1", "seq": n, "ts": ts.isoformat(),
-                             "business_day": ts.date().isoformat(), "kind": "sale", "total": "153.00",
-                             "member_id": member, "lines": lines})
+            lines = [
+                {
+                    "sku": f"SKU-{i}",
+                    "qty": 1,
+                    "unit_price": "25.50",
+                    "amount": "25.50",
+                    "category": "clothing",
+                    "brand": f"Brand-{i}",
+                }
+                for i in range(6)
+            ]
+            receipts.append(
+                {
+                    "type": "pos_transaction",
+                    "txn_id": f"{member}-{n:05d}",
+                    "store_id": "S201",
+                    "workstation_id": "S201-T1",
+                    "seq": n,
+                    "ts": ts.isoformat(),
+                    "business_day": ts.date().isoformat(),
+                    "kind": "sale",
+                    "total": "153.00",
+                    "member_id": member,
+                    "lines": lines,
+                }
+            )
     return receipts
 
 
@@ -121,36 +166,63 @@ def test_months_of_history_met_as_a_backlog_under_a_64_kb_limit_are_stored_exact
             assert worker.process.poll() is None, f"the worker died: {worker.log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "the backlog was never worked off"
 
-        unplaced = sql(config, "SELECT (SELECT count() FROM {db}.footfall_ticks WHERE mall_id != '%s') AS ticks, "
-                               "(SELECT count() FROM {db}.parking_events WHERE mall_id != '%s') AS gates"
-                       % (mall_id, mall_id))
+        unplaced = sql(
+            config,
+            f"SELECT (SELECT count() FROM {{db}}.footfall_ticks WHERE mall_id != '{mall_id}') AS ticks, "
+            f"(SELECT count() FROM {{db}}.parking_events WHERE mall_id != '{mall_id}') AS gates",
+        )
         assert unplaced == [{"ticks": 0, "gates": 0}]
 
-        stored = sql(config, "SELECT counter_id, toString(toDate(hour)) AS day, sum(count_in) AS people "
-                             "FROM {db}.footfall_hourly FINAL WHERE mall_id = '%s' GROUP BY counter_id, day" % mall_id)
+        stored = sql(
+            config,
+            "SELECT counter_id, toString(toDate(hour)) AS day, sum(count_in) AS people "
+            f"FROM {{db}}.footfall_hourly FINAL WHERE mall_id = '{mall_id}' GROUP BY counter_id, day",
+        )
         assert {(row["counter_id"], row["day"]): int(row["people"]) for row in stored} == +people
 
-        rolled = sql(config, "SELECT key, toString(day) AS day, sum(visitors_in) AS people FROM {db}.visitors_daily "
-                             "WHERE mall_id = '%s' AND level = 'counter' GROUP BY key, day HAVING people > 0" % mall_id)
+        rolled = sql(
+            config,
+            "SELECT key, toString(day) AS day, sum(visitors_in) AS people FROM {db}.visitors_daily "
+            f"WHERE mall_id = '{mall_id}' AND level = 'counter' GROUP BY key, day HAVING people > 0",
+        )
         assert {(row["key"], row["day"]): int(row["people"]) for row in rolled} == +people
 
         late = sql(config, "SELECT count() AS n FROM {db}.footfall_rollups WHERE late AND visitors_in != 0")
         assert int(late[0]["n"]) == 0, "inputs read far ahead of the others are held back, so no tick comes late"
 
-        parked = sql(config, "SELECT car_park_id, count() AS stays FROM {db}.parking_stays "
-                             "WHERE mall_id = '%s' AND entry IS NOT NULL GROUP BY car_park_id" % mall_id)
+        parked = sql(
+            config,
+            "SELECT car_park_id, count() AS stays FROM {db}.parking_stays "
+            f"WHERE mall_id = '{mall_id}' AND entry IS NOT NULL GROUP BY car_park_id",
+        )
         assert {row["car_park_id"]: int(row["stays"]) for row in parked} == stays
 
         for member in ("M-BUSY-1", "M-BUSY-2"):
             card = json.loads(cli(config, "member", member).stdout)
             assert card["receipts"] == DAYS * 10, "every receipt is on the card, which is kept in pages"
-        entries = sql(config, "SELECT count(DISTINCT txn_id) AS n FROM {db}.ledger_entries WHERE cause = 'points_earned'")
+        entries = sql(
+            config, "SELECT count(DISTINCT txn_id) AS n FROM {db}.ledger_entries WHERE cause = 'points_earned'"
+        )
         assert int(entries[0]["n"]) == len(receipts)
 
         burst_day = (START + dt.timedelta(days=DAYS // 2)).date()
-        report = json.loads(cli(config, "report", "footfall", "--by", "counter", "--interval", "60m", "--format",
-                                "json", "--from", burst_day.isoformat(),
-                                "--to", (burst_day + dt.timedelta(days=1)).isoformat()).stdout)
+        report = json.loads(
+            cli(
+                config,
+                "report",
+                "footfall",
+                "--by",
+                "counter",
+                "--interval",
+                "60m",
+                "--format",
+                "json",
+                "--from",
+                burst_day.isoformat(),
+                "--to",
+                (burst_day + dt.timedelta(days=1)).isoformat(),
+            ).stdout
+        )
         assert report, "the report found nothing of the burst day"
         assert worker.process.poll() is None
     finally:

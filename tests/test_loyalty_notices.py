@@ -21,13 +21,31 @@ NOON = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 
 
 def test_points_and_vouchers_notify_once_and_replays_notify_nobody():
-    cards, effects = group_grant({}, ["M1"], RULES, NOON, "retention-offer:1", points=100,
-                                 campaign_id="welcome-back-50", rule_id="retention-offer")
+    cards, effects = group_grant(
+        {},
+        ["M1"],
+        RULES,
+        NOON,
+        "retention-offer:1",
+        points=100,
+        campaign_id="welcome-back-50",
+        rule_id="retention-offer",
+    )
     told = notices(cards["M1"], effects, NOON)
     assert sorted((n.kind, n.points_delta or n.amount_cents) for n in told) == [
-        ("points_changed", 100), ("voucher_issued", 5000)]
-    again, replayed = group_grant(cards, ["M1"], RULES, NOON, "retention-offer:1", points=100,
-                                  campaign_id="welcome-back-50", rule_id="retention-offer")
+        ("points_changed", 100),
+        ("voucher_issued", 5000),
+    ]
+    again, replayed = group_grant(
+        cards,
+        ["M1"],
+        RULES,
+        NOON,
+        "retention-offer:1",
+        points=100,
+        campaign_id="welcome-back-50",
+        rule_id="retention-offer",
+    )
     assert all(e.replayed for e in replayed) and notices(again["M1"], replayed, NOON) == []
 
 
@@ -44,8 +62,9 @@ def test_expiry_reminder_and_birthday_greeting_are_sent_once():
 
 
 def test_a_manual_points_change_notifies_with_the_new_balance():
-    card, effects = adjust_points(group_grant({}, ["M1"], RULES, NOON, "g", points=50)[0]["M1"], RULES, NOON,
-                                  "T-9", -20, "clerk", "typo")
+    card, effects = adjust_points(
+        group_grant({}, ["M1"], RULES, NOON, "g", points=50)[0]["M1"], RULES, NOON, "T-9", -20, "clerk", "typo"
+    )
     [told] = notices(card, effects, NOON)
     assert (told.kind, told.points_delta, told.points_balance, told.cause) == ("points_changed", -20, 30, "T-9")
 
@@ -60,16 +79,24 @@ def test_master_data_birthdays_are_dates_and_a_bad_one_is_named(tmp_path):
 
 
 def test_group_grant_naming_an_unknown_campaign_is_refused():
-    text = (REPO / "tests" / "rules" / "ops.yaml").read_text().replace("voucher_campaign: welcome-back-50",
-                                                                        "voucher_campaign: nope")
-    with pytest.raises(ConfigError, match="group_grants.0.voucher_campaign: no voucher campaign 'nope'"):
+    text = (
+        (REPO / "tests" / "rules" / "ops.yaml")
+        .read_text()
+        .replace("voucher_campaign: welcome-back-50", "voucher_campaign: nope")
+    )
+    with pytest.raises(ConfigError, match=r"group_grants\.0\.voucher_campaign: no voucher campaign 'nope'"):
         parse_rules(text, "ops.yaml", 1)
 
 
 def test_backtest_prints_per_rule_outcomes_for_current_and_proposed_rules_and_plots(tmp_path):
     def mallstream(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(EXAMPLE_CONFIG), *args],
-                              capture_output=True, text=True, check=True, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "mallstream.cli", "-c", str(EXAMPLE_CONFIG), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
 
     day = tmp_path / "day.jsonl"
     mallstream("simulate", "pos", "--count", "400", "-o", str(day))
@@ -89,9 +116,13 @@ def test_one_scheduled_run_catches_up_on_the_days_since_the_last_and_never_runs_
     january = dt.datetime(2027, 1, 2, tzinfo=dt.UTC)
     caught_up, effects = scheduled_run(card, rules, january, since=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
     fresh = sorted({(e.kind, e.cause) for e in effects if not e.replayed})
-    assert fresh == [("points_earned", "birthday:birthday-gift:2026"), ("points_spent", "rebate:year-end:2026-12-31"),
-                     ("rebate", "rebate:year-end:2026-12-31"), ("voucher_expired", "expiry:birthday:birthday-gift:2026:welcome-back-50:0"),
-                     ("voucher_issued", "birthday:birthday-gift:2026")]
+    assert fresh == [
+        ("points_earned", "birthday:birthday-gift:2026"),
+        ("points_spent", "rebate:year-end:2026-12-31"),
+        ("rebate", "rebate:year-end:2026-12-31"),
+        ("voucher_expired", "expiry:birthday:birthday-gift:2026:welcome-back-50:0"),
+        ("voucher_issued", "birthday:birthday-gift:2026"),
+    ]
     _, again = scheduled_run(caught_up, rules, january, since=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
     assert all(e.replayed for e in again)
     assert scheduled_run(card, rules, january)[1] == []  # without since: 2 January only, nothing due

@@ -78,8 +78,13 @@ def webhook() -> Iterator[Webhook]:
 def desk(tmp_path: Path, broker: str, webhook: Webhook) -> Iterator[tuple[Path, WorkerProcess]]:
     members = tmp_path / "members.csv"
     members.write_text("member_id,tier,name,epc,birthday\nM-desk,standard,Desk,,1990-12-02\nM-till,standard,Till,,\n")
-    hub_config = write_config(tmp_path, broker, rules={"file": str(OPS_RULES)}, members={"source": str(members)},
-                              notifications={"webhook_url": webhook.url})
+    hub_config = write_config(
+        tmp_path,
+        broker,
+        rules={"file": str(OPS_RULES)},
+        members={"source": str(members)},
+        notifications={"webhook_url": webhook.url},
+    )
     worker = WorkerProcess(hub_config, tmp_path / "worker.log").start()
     wait_until_serving(worker)
     yield hub_config, worker
@@ -91,8 +96,20 @@ def wait_until_serving(worker: WorkerProcess) -> None:
 
 
 def desk_op(hub_config: Path, action: str, member: str, op_id: str, *extra: str, check: bool = True) -> dict:
-    result = cli(hub_config, "loyalty", action, member, *extra, "--op-id", op_id, "--by", "clerk-7",
-                 "--why", f"ticket {op_id}", check=check)
+    result = cli(
+        hub_config,
+        "loyalty",
+        action,
+        member,
+        *extra,
+        "--op-id",
+        op_id,
+        "--by",
+        "clerk-7",
+        "--why",
+        f"ticket {op_id}",
+        check=check,
+    )
     return json.loads(result.stdout)
 
 
@@ -103,7 +120,9 @@ def member(hub_config: Path, member_id: str) -> dict:
 def run_schedule(worker: WorkerProcess, at: str) -> None:
     """What `mallstream loyalty run-schedule --at` does, without starting a process."""
     url = f"http://127.0.0.1:{worker.port}/schedule/?{urllib.parse.urlencode({'at': at})}"
-    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST", headers=worker.headers), timeout=30).read()
+    urllib.request.urlopen(
+        urllib.request.Request(url, data=b"", method="POST", headers=worker.headers), timeout=30
+    ).read()
 
 
 def send_receipts(hub_config: Path, tmp_path: Path, *receipts: dict) -> None:
@@ -116,7 +135,8 @@ def test_desk_operations_carry_who_and_why_once_per_op_id_and_notify_the_member(
     hub_config, _ = desk
     added = desk_op(hub_config, "adjust", "M-desk", "T-1", "--points", "12000")
     assert [(e["account"], e["delta"], e["by"], e["reason"]) for e in added["entries"]] == [
-        ("points", 12000, "clerk-7", "ticket T-1")]
+        ("points", 12000, "clerk-7", "ticket T-1")
+    ]
     again = desk_op(hub_config, "adjust", "M-desk", "T-1", "--points", "12000")
     assert again["replayed"] and member(hub_config, "M-desk")["balances"]["points"] == 12000
 
@@ -128,10 +148,17 @@ def test_desk_operations_carry_who_and_why_once_per_op_id_and_notify_the_member(
     assert frozen["entries"][0]["cause"] == "status_changed"
     card = member(hub_config, "M-desk")
     assert (card["status"], card["balances"], card["birthday"]) == (
-        "frozen", {"points": 2000, "stored_value_cents": 10000}, "1990-12-02")
+        "frozen",
+        {"points": 2000, "stored_value_cents": 10000},
+        "1990-12-02",
+    )
 
-    rows = cli(hub_config, "sql", "SELECT txn_id, cause, delta, by, reason FROM {db}.ledger_entries "
-                                  "WHERE member_id = 'M-desk' AND account != '' ORDER BY txn_id, cause").stdout
+    rows = cli(
+        hub_config,
+        "sql",
+        "SELECT txn_id, cause, delta, by, reason FROM {db}.ledger_entries "
+        "WHERE member_id = 'M-desk' AND account != '' ORDER BY txn_id, cause",
+    ).stdout
     assert rows.splitlines()[1:] == [
         "T-1\tpoints_adjusted\t12000\tclerk-7\tticket T-1",
         "T-2\tpoints_spent\t-10000\tclerk-7\tticket T-2",
@@ -151,7 +178,9 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
 
     def till(number: int) -> dict:
         barrier.wait()
-        return authorise(worker.port, worker.headers, member_id="M-till", txn_id=f"till-{number}-sale", amount_cents=6000)
+        return authorise(
+            worker.port, worker.headers, member_id="M-till", txn_id=f"till-{number}-sale", amount_cents=6000
+        )
 
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(till, (1, 2)))
@@ -159,22 +188,40 @@ def test_two_tills_at_once_never_overdraw_and_the_posted_receipt_settles_the_hol
     refused = next(a for a in answers if not a["approved"])
     assert refused["reason"] == "insufficient balance: 4000 cents available"
     winner = next(a for a in answers if a["approved"])["hold_id"]
-    assert authorise(worker.port, worker.headers, member_id="M-till", txn_id=winner, amount_cents=6000)["approved"]  # asked again
+    assert authorise(worker.port, worker.headers, member_id="M-till", txn_id=winner, amount_cents=6000)[
+        "approved"
+    ]  # asked again
 
-    send_receipts(hub_config, tmp_path, {
-        "txn_id": winner, "store_id": "S101", "workstation_id": "T1", "seq": 1, "ts": "2026-11-21T10:00:00+08:00",
-        "business_day": "2026-11-21", "kind": "sale", "total": "60.00", "member_id": "M-till",
-        "tenders": [{"type": "stored_value", "amount": "60.00"}]})
+    send_receipts(
+        hub_config,
+        tmp_path,
+        {
+            "txn_id": winner,
+            "store_id": "S101",
+            "workstation_id": "T1",
+            "seq": 1,
+            "ts": "2026-11-21T10:00:00+08:00",
+            "business_day": "2026-11-21",
+            "kind": "sale",
+            "total": "60.00",
+            "member_id": "M-till",
+            "tenders": [{"type": "stored_value", "amount": "60.00"}],
+        },
+    )
     card = member(hub_config, "M-till")
     assert card["balances"]["stored_value_cents"] == 4000 and card["holds"] == []  # settled
-    assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-3", amount_cents=4001)["approved"]
+    assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-3", amount_cents=4001)[
+        "approved"
+    ]
 
     # fifty 1-cent holds in a row all count against the balance (latency figures: python -m benchmarks.bench_loyalty)
     for number in range(50):
         hold = authorise(worker.port, worker.headers, member_id="M-till", txn_id=f"hold-{number}", amount_cents=1)
         assert hold["approved"], hold
     assert len(member(hub_config, "M-till")["holds"]) == 50
-    assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-4", amount_cents=3951)["approved"]
+    assert not authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-4", amount_cents=3951)[
+        "approved"
+    ]
     assert authorise(worker.port, worker.headers, member_id="M-till", txn_id="till-5", amount_cents=3950)["approved"]
 
 
@@ -185,8 +232,15 @@ def test_schedule_gives_birthday_gift_and_expiry_reminders_and_churn_signals_gra
     desk_op(hub_config, "adjust", "M-desk", "B-1", "--points", "10")
     settings = config.load(hub_config)
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    signal = {"type": "alert", "alert_id": "M-desk:churn_risk:1", "mall_id": "mall-1", "kind": "churn_risk",
-              "ts": "2026-11-20T12:00:00+08:00", "member_id": "M-desk", "message": "P(alive) 0.31"}
+    signal = {
+        "type": "alert",
+        "alert_id": "M-desk:churn_risk:1",
+        "mall_id": "mall-1",
+        "kind": "churn_risk",
+        "ts": "2026-11-20T12:00:00+08:00",
+        "member_id": "M-desk",
+        "message": "P(alive) 0.31",
+    }
     for _ in range(2):  # a signal delivered twice grants once
         producer.send("customers.signals", key=b"M-desk", value=json.dumps(signal).encode()).get(timeout=10)
     producer.close()
@@ -204,14 +258,20 @@ def test_schedule_gives_birthday_gift_and_expiry_reminders_and_churn_signals_gra
     run_schedule(worker, "2026-12-05T00:00:00+08:00")  # after the voucher ended
     assert wait_until_processed(settings, timeout=60, progress=False)
     assert member(hub_config, "M-desk")["vouchers"][0]["remaining_cents"] == 0
-    rows = cli(hub_config, "sql", "SELECT cause, rule_id, delta, by FROM {db}.ledger_entries "
-                                  "WHERE member_id = 'M-desk' AND txn_id != 'B-1' ORDER BY ts, cause").stdout
-    assert sorted(rows.splitlines()[1:]) == sorted([
-        "points_earned\tretention-offer\t100\tcustomers.signals",
-        "voucher_issued\twelcome-back-50\t5000\tcustomers.signals",
-        "points_earned\tbirthday-gift\t200\t",
-        "voucher_expired\twelcome-back-50\t-5000\t",
-    ])
+    rows = cli(
+        hub_config,
+        "sql",
+        "SELECT cause, rule_id, delta, by FROM {db}.ledger_entries "
+        "WHERE member_id = 'M-desk' AND txn_id != 'B-1' ORDER BY ts, cause",
+    ).stdout
+    assert sorted(rows.splitlines()[1:]) == sorted(
+        [
+            "points_earned\tretention-offer\t100\tcustomers.signals",
+            "voucher_issued\twelcome-back-50\t5000\tcustomers.signals",
+            "points_earned\tbirthday-gift\t200\t",
+            "voucher_expired\twelcome-back-50\t-5000\t",
+        ]
+    )
     kinds = [n["kind"] for n in webhook.wait_for(lambda n: n["kind"] == "birthday")]
     webhook.wait_for(lambda n: n["kind"] == "voucher_expiring" and n["voucher_id"] == voucher["voucher_id"])
     webhook.wait_for(lambda n: n["kind"] == "voucher_issued" and n["amount_cents"] == 5000)
@@ -229,21 +289,25 @@ def test_rule_edit_mid_replay_versions_the_entries_and_a_broken_edit_keeps_the_o
     lines = day.read_text().splitlines(keepends=True)
     parts = [tmp_path / f"part-{i}.jsonl" for i in range(3)]
     for i, part in enumerate(parts):
-        part.write_text("".join(lines[i * 100:(i + 1) * 100]))
+        part.write_text("".join(lines[i * 100 : (i + 1) * 100]))
     with WorkerProcess(hub_config, tmp_path / "worker.log"):
         cli(hub_config, "replay", str(parts[0]), "--wait")
         rules.write_text(rules.read_text().replace("rate: 1\n", "rate: 2\n"))
         cli(hub_config, "replay", str(parts[1]), "--wait")
         rules.write_text(rules.read_text() + "\nearning: {rate: -3}\n")  # refused: a negative rate
         cli(hub_config, "replay", str(parts[2]), "--wait")
-        found = cli(hub_config, "sql", "SELECT txn_id, rule_version, delta FROM {db}.ledger_entries "
-                                       "WHERE cause = 'points_earned' AND rule_id = 'earn-base'").stdout
+        found = cli(
+            hub_config,
+            "sql",
+            "SELECT txn_id, rule_version, delta FROM {db}.ledger_entries "
+            "WHERE cause = 'points_earned' AND rule_id = 'earn-base'",
+        ).stdout
     version_of = {}
-    for txn_id, version, delta in (line.split("\t") for line in found.splitlines()[1:]):
+    for txn_id, version, _delta in (line.split("\t") for line in found.splitlines()[1:]):
         version_of[txn_id] = version.split("-")[0]
     sales = [json.loads(line) for line in lines]
     for i, expected in enumerate(("1", "2", "2")):
-        part_sales = [s["txn_id"] for s in sales[i * 100:(i + 1) * 100] if s["txn_id"] in version_of]
+        part_sales = [s["txn_id"] for s in sales[i * 100 : (i + 1) * 100] if s["txn_id"] in version_of]
         assert part_sales and {version_of[t] for t in part_sales} == {expected}, f"part {i}"
     assert "rule file edit refused, version 2-" in (tmp_path / "worker.log").read_text()
 

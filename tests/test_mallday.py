@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import collections
 import datetime as dt
+import itertools
 import json
 import time
 from dataclasses import replace
@@ -99,7 +100,7 @@ def lines_of(events) -> list[bytes]:
 
 def test_same_seed_same_bytes_and_another_seed_differs(settings: Settings, mall: Mall, tmp_path: Path) -> None:
     paths = [tmp_path / name for name in ("a.jsonl", "b.jsonl", "c.jsonl")]
-    for path, seed in zip(paths, (11, 11, 12)):
+    for path, seed in zip(paths, (11, 11, 12), strict=False):
         record(settings, mall.id, replace(DAY, seed=seed), path, progress=False)
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert truth_path(paths[0]).read_bytes() == truth_path(paths[1]).read_bytes()
@@ -126,8 +127,10 @@ def test_every_visitor_comes_in_and_goes_out_within_opening_hours(clean, mall: M
     went_out = sum(totals(hours)[1] for place, hours in clean.truth.visitors.items() if place in entrances)
     assert came_in == went_out == DAY.visitors
     tz = ZoneInfo(mall.timezone)
-    opening_hours = {dt.datetime.combine(DAY.day, dt.time(hour), tz).isoformat()
-                     for hour in range(DAY.opening.hour, DAY.closing.hour)}
+    opening_hours = {
+        dt.datetime.combine(DAY.day, dt.time(hour), tz).isoformat()
+        for hour in range(DAY.opening.hour, DAY.closing.hour)
+    }
     assert {hour for hours in clean.truth.visitors.values() for hour in hours} == opening_hours
     for visit in clean.truth.vip_visits:
         assert visit["arrived"] <= visit["left"]
@@ -151,8 +154,15 @@ def test_a_counter_that_excludes_staff_counts_customers_only(mall: Mall) -> None
 
 def test_outages_lose_or_replay_what_the_counter_would_have_sent(mall: Mall) -> None:
     """Rule: a counter down over (start, end] loses the ticks ending in it, which cover [start, end) exactly."""
-    day = faulty(mall, FaultKnobs(outages=(Outage("C-north", OUTAGE_START, OUTAGE_END, backlog=False),
-                                           Outage("C-south", OUTAGE_START, OUTAGE_END, backlog=True))))
+    day = faulty(
+        mall,
+        FaultKnobs(
+            outages=(
+                Outage("C-north", OUTAGE_START, OUTAGE_END, backlog=False),
+                Outage("C-south", OUTAGE_START, OUTAGE_END, backlog=True),
+            )
+        ),
+    )
     tz = ZoneInfo(mall.timezone)
     lost_hour = dt.datetime.combine(DAY.day, OUTAGE_START, tz).isoformat()
     north = add(day.truth.visitors["E-north"], day.truth.staff["E-north"])
@@ -163,8 +173,11 @@ def test_outages_lose_or_replay_what_the_counter_would_have_sent(mall: Mall) -> 
     assert day.truth.faults["lost"] == {"C-north": 60} and day.truth.faults["backlogged"] == {"C-south": 60}
 
     end = dt.datetime.combine(DAY.day, OUTAGE_END, tz)
-    backlog = [i for i, e in enumerate(day.events) if isinstance(e, FootfallTick) and e.counter_id == "C-south"
-               and end - dt.timedelta(hours=1) < e.ts <= end]
+    backlog = [
+        i
+        for i, e in enumerate(day.events)
+        if isinstance(e, FootfallTick) and e.counter_id == "C-south" and end - dt.timedelta(hours=1) < e.ts <= end
+    ]
     before_end = [i for i, e in enumerate(day.events) if e.ts < end and i not in backlog]
     assert len(backlog) == 60 and max(before_end) < min(backlog), "the backlog is replayed when the counter is back"
 
@@ -202,8 +215,10 @@ def test_pos_events_are_the_true_transactions(clean) -> None:
         else:
             original = sales[txn.original_txn_id]  # a return undoes a sale already rung up
             assert original.store_id == txn.store_id and txn.lines[0] in original.lines
-    truth = {store: {key: str(value) if "total" in key else value for key, value in counts.items()}
-             for store, counts in figures.items()}
+    truth = {
+        store: {key: str(value) if "total" in key else value for key, value in counts.items()}
+        for store, counts in figures.items()
+    }
     assert truth == clean.truth.transactions
     assert all(counts["returns"] > 0 for counts in figures.values())
 
@@ -240,7 +255,7 @@ def longest_ordered_run(stamps: list[dt.datetime]) -> int:
     tails: list[dt.datetime] = []
     for stamp in stamps:
         at = bisect.bisect_right(tails, stamp)
-        tails[at:at + 1] = [stamp]
+        tails[at : at + 1] = [stamp]
     return len(tails)
 
 
@@ -276,6 +291,7 @@ def test_a_skewed_reader_stamps_its_reads_ahead_and_is_flagged(clean, mall: Mall
     true = [e for e in clean.events if isinstance(e, RfidRead) and e.reader_id == "R-north"]
     assert skewed and [e.ts - dt.timedelta(seconds=90) for e in skewed] == [e.ts for e in true]
     assert {e.clock_skew_s for e in skewed} == {90.0}
+
     def elsewhere(events):
         return [e for e in events if not (isinstance(e, RfidRead) and e.reader_id == "R-north")]
 
@@ -302,8 +318,9 @@ def test_a_big_day_records_quickly(settings: Settings, mall: Mall, tmp_path: Pat
     visitors = int(10_000 * SCALE)
     path = tmp_path / "big.jsonl"
     started = time.perf_counter()
-    truth = record(settings, mall.id, MallDay(visitors=visitors, faults=scenario("outage", mall).faults),
-                   path, progress=False)
+    truth = record(
+        settings, mall.id, MallDay(visitors=visitors, faults=scenario("outage", mall).faults), path, progress=False
+    )
     print(f"\n{visitors} visitors recorded in {time.perf_counter() - started:.1f} s")
     entrances = {e.id for e in mall.entrances}
     assert sum(totals(h)[0] for p, h in truth.visitors.items() if p in entrances) == visitors
@@ -337,8 +354,10 @@ def test_staff_badges_are_read_at_their_doors_from_the_moment_they_cross(mall: M
         stamps[place_of[read.reader_id]].append((read.epc, read.ts))
     for place, seen in stamps.items():
         seen.sort()
-        passes = 1 + sum(epc == before_epc and (ts - before).total_seconds() > 10
-                         for (before_epc, before), (epc, ts) in zip(seen, seen[1:]))
+        passes = 1 + sum(
+            epc == before_epc and (ts - before).total_seconds() > 10
+            for (before_epc, before), (epc, ts) in itertools.pairwise(seen)
+        )
         passes += len({epc for epc, _ in seen}) - 1
         assert passes == sum(c["in"] + c["out"] for c in day.truth.staff[place].values()), place
     vip_reads = [e for e in day.events if isinstance(e, RfidRead) and not e.epc.startswith(STAFF_EPC_PREFIX)]

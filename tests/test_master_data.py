@@ -25,14 +25,21 @@ def test_simulated_vips_master_data_maps_each_card_to_its_member(tmp_path):
     assert set(load(EXAMPLE_CONFIG).vip.tiers) >= {m.tier for m in data.by_id.values()}
 
 
-@pytest.mark.parametrize(("rows", "where", "problem"), [
-    ("member_id,name\nM1,Ann\n", "line 1", "missing column(s) tier"),
-    ("member_id,tier,epc\nM1,vip,E280\nM1,vip,E281\n", "line 3: member_id", "appears twice"),
-    ("member_id,tier,epc\nM1,vip,XYZ!\n", "line 2: epc", "not a hex EPC"),
-    ("member_id,tier,epc\nM1,vip,E280\nM2,vip,e280\n", "line 3: epc", "already issued to M1"),
-    ("member_id,tier\nM1,\n", "line 2", "must not be empty"),
-    ("member_id,tier,plates\nM1,vip,沪A12345\nM2,vip,沪B1;沪a-12345\n", "line 3: plates", "沪A12345 is already registered to M1"),
-])
+@pytest.mark.parametrize(
+    ("rows", "where", "problem"),
+    [
+        ("member_id,name\nM1,Ann\n", "line 1", "missing column(s) tier"),
+        ("member_id,tier,epc\nM1,vip,E280\nM1,vip,E281\n", "line 3: member_id", "appears twice"),
+        ("member_id,tier,epc\nM1,vip,XYZ!\n", "line 2: epc", "not a hex EPC"),
+        ("member_id,tier,epc\nM1,vip,E280\nM2,vip,e280\n", "line 3: epc", "already issued to M1"),
+        ("member_id,tier\nM1,\n", "line 2", "must not be empty"),
+        (
+            "member_id,tier,plates\nM1,vip,沪A12345\nM2,vip,沪B1;沪a-12345\n",
+            "line 3: plates",
+            "沪A12345 is already registered to M1",
+        ),
+    ],
+)
 def test_a_bad_export_names_the_file_the_line_and_the_problem(tmp_path, rows, where, problem):
     path = tmp_path / "members.csv"
     path.write_text(rows)
@@ -43,8 +50,14 @@ def test_a_bad_export_names_the_file_the_line_and_the_problem(tmp_path, rows, wh
 
 def test_plates_link_cars_to_members_however_the_camera_writes_them(tmp_path):
     path = tmp_path / "members.csv"
-    write_master_data(path, [(Member("M1", "vip"), "E2801160", ("沪A·D00042", "沪AF00042")), (Member("M2", "vip"), ""),
-                             (Member("M3", "vip"), "", ())])
+    write_master_data(
+        path,
+        [
+            (Member("M1", "vip"), "E2801160", ("沪A·D00042", "沪AF00042")),
+            (Member("M2", "vip"), ""),
+            (Member("M3", "vip"), "", ()),
+        ],
+    )
     assert path.read_text(encoding="utf-8").splitlines()[1].endswith(",沪A·D00042;沪AF00042")
     data = load_master_data(path)
     assert data.by_plate == {"沪AD00042": "M1", "沪AF00042": "M1"}

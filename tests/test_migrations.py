@@ -19,8 +19,9 @@ from mallstream.sinks.warehouse import Warehouse, open_warehouse
 
 RECORDED = json.loads((Path(__file__).parent / "schema" / "migrations_1_to_13.json").read_text())
 #: the migrations the record covers; later ones are beyond it
-RECORDED_MIGRATIONS = [migration for migration in MIGRATIONS
-                       if migration.version <= RECORDED["migrations"][-1]["version"]]
+RECORDED_MIGRATIONS = [
+    migration for migration in MIGRATIONS if migration.version <= RECORDED["migrations"][-1]["version"]
+]
 
 
 @pytest.fixture
@@ -33,8 +34,9 @@ def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
 
 def show_create(warehouse: Warehouse) -> dict[str, str]:
     """``SHOW CREATE TABLE`` of every table and view of the database, by name."""
-    _, names = warehouse.query("SELECT name FROM system.tables WHERE database = {db:String}",
-                               {"db": warehouse.database})
+    _, names = warehouse.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}", {"db": warehouse.database}
+    )
     created = {}
     for (name,) in names:
         _, [(statement,)] = warehouse.query(f"SHOW CREATE TABLE {{db}}.{name}")
@@ -48,8 +50,9 @@ def recorded_versions(warehouse: Warehouse) -> list[list]:
 
 
 def test_the_migration_modules_are_the_recorded_versions_in_order():
-    assert [(migration.version, migration.description) for migration in RECORDED_MIGRATIONS] == \
-        [(migration["version"], migration["description"]) for migration in RECORDED["migrations"]]
+    assert [(migration.version, migration.description) for migration in RECORDED_MIGRATIONS] == [
+        (migration["version"], migration["description"]) for migration in RECORDED["migrations"]
+    ]
 
 
 def test_a_fresh_database_gets_every_table_and_view_as_the_single_file_schema_made_it(warehouse):
@@ -64,13 +67,17 @@ def test_a_fresh_database_gets_every_table_and_view_as_the_single_file_schema_ma
 def test_a_database_the_single_file_schema_migrated_is_up_to_date(warehouse):
     """Its statements replayed as its runner ran them: the runner finds nothing to do and changes nothing."""
     warehouse.command("CREATE DATABASE IF NOT EXISTS {db}")
-    warehouse.command("CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, description String, "
-                      "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+    warehouse.command(
+        "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, description String, "
+        "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+    )
     for migration in RECORDED["migrations"]:
         for statement in migration["statements"]:
             warehouse.command(statement)
-        warehouse.command(f"INSERT INTO {{db}}.schema_migrations (version, description) "
-                          f"VALUES ({migration['version']}, '{migration['description']}')")
+        warehouse.command(
+            f"INSERT INTO {{db}}.schema_migrations (version, description) "
+            f"VALUES ({migration['version']}, '{migration['description']}')"
+        )
     assert apply_migrations(warehouse, RECORDED_MIGRATIONS) == []
     assert show_create(warehouse) == RECORDED["tables"]
     assert recorded_versions(warehouse) == RECORDED["schema_migrations"]

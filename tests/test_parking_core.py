@@ -51,23 +51,30 @@ def run(events, layout: ParkingLayout) -> list:
 
 
 def gate(plate: str, direction: str, minutes: float, park: str = "P-B2") -> ParkingEvent:
-    return ParkingEvent(gate_id=f"G-{direction}", car_park_id=park, plate=plate, direction=direction,
-                        ts=T0 + dt.timedelta(minutes=minutes))
+    return ParkingEvent(
+        gate_id=f"G-{direction}",
+        car_park_id=park,
+        plate=plate,
+        direction=direction,
+        ts=T0 + dt.timedelta(minutes=minutes),
+    )
 
 
 def test_stays_are_the_true_stays(day, mall: Mall) -> None:
     stays = [o for o in run(day.events, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
     assert len(stays) == len(day.truth.parking_stays) > 0
     assert {(s.plate, s.car_park_id, s.entry.isoformat(), s.exit.isoformat()) for s in stays} == {
-        (t["plate"], t["car_park"], t["entry"], t["exit"]) for t in day.truth.parking_stays}
+        (t["plate"], t["car_park"], t["entry"], t["exit"]) for t in day.truth.parking_stays
+    }
     for stay in stays:
         assert stay.duration_s == (stay.exit - stay.entry).total_seconds() > 0
         assert stay.fee is None
 
 
 def test_occupancy_after_each_gate_event_is_the_cars_truly_inside(day, mall: Mall) -> None:
-    truth = [(dt.datetime.fromisoformat(t["entry"]), dt.datetime.fromisoformat(t["exit"]))
-             for t in day.truth.parking_stays]
+    truth = [
+        (dt.datetime.fromisoformat(t["entry"]), dt.datetime.fromisoformat(t["exit"])) for t in day.truth.parking_stays
+    ]
     rows = [o for o in run(day.events, ParkingLayout.of(mall)) if isinstance(o, ParkingOccupancy)]
     assert len(rows) == 2 * len(truth)
     after_each_moment = {row.ts: row for row in rows}  # cars can pass both gates in the same second
@@ -77,19 +84,28 @@ def test_occupancy_after_each_gate_event_is_the_cars_truly_inside(day, mall: Mal
     assert {row.capacity for row in rows} == {450}
 
 
-PARKING_RULES = parse_rules("""
+PARKING_RULES = parse_rules(
+    """
 parking:
   fee_table: [{up_to_minutes: 30, fee: 0}, {up_to_minutes: 120, fee: 10}]
   beyond_every_minutes: 60
   beyond_fee: 5
   free_when_day_spend: 200
-""", "rules.yaml", 1).parking
+""",
+    "rules.yaml",
+    1,
+).parking
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def test_at_the_exit_anyone_pays_the_fee_table_and_a_members_car_is_sent_to_the_card(mall: Mall) -> None:
-    events = [gate("沪A12345", "entry", 0), gate("沪A12345", "exit", 150), gate("沪A·D00042", "entry", 10),
-              gate("沪A·D00042", "exit", 100), gate("沪B99999", "exit", 120)]
+    events = [
+        gate("沪A12345", "entry", 0),
+        gate("沪A12345", "exit", 150),
+        gate("沪A·D00042", "entry", 10),
+        gate("沪A·D00042", "exit", 100),
+        gate("沪B99999", "exit", 120),
+    ]
     stranger, member, unknown_entry = [o for o in run(events, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
 
     priced, request = at_exit(stranger, None, PARKING_RULES, SHANGHAI)
@@ -97,8 +113,15 @@ def test_at_the_exit_anyone_pays_the_fee_table_and_a_members_car_is_sent_to_the_
     named, request = at_exit(member, "M000042", PARKING_RULES, SHANGHAI)
     assert named.fee is None and named.member_id == "M000042", "the card decides what a member pays"
     assert request == ParkingSettlement(
-        stay_id=member.stay_id, member_id="M000042", mall_id=member.mall_id, car_park_id="P-B2",
-        plate="沪A·D00042", entry=member.entry, exit=member.exit, business_day=dt.date(2026, 11, 23))
+        stay_id=member.stay_id,
+        member_id="M000042",
+        mall_id=member.mall_id,
+        car_park_id="P-B2",
+        plate="沪A·D00042",
+        entry=member.entry,
+        exit=member.exit,
+        business_day=dt.date(2026, 11, 23),
+    )
     assert at_exit(member, "M000042", PARKING_RULES, SHANGHAI) == (named, request), "the same stay, the same request"
     assert at_exit(unknown_entry, None, PARKING_RULES, SHANGHAI) == (unknown_entry, None), "no length, no fee"
     assert at_exit(unknown_entry, "M1", PARKING_RULES, SHANGHAI)[1] is None
@@ -118,8 +141,11 @@ def test_the_simulated_vips_cars_are_sent_to_their_cards(day, mall: Mall, tmp_pa
     master = load_master_data(path)
     stays = [o for o in run(day.events, ParkingLayout.of(mall)) if isinstance(o, ParkingStay)]
     exits = [at_exit(stay, master.member_of_plate(stay.plate), PARKING_RULES, SHANGHAI) for stay in stays]
-    assert {request.member_id for _, request in exits if request} == {
-        stay["member_id"] for stay in day.truth.parking_stays if stay["member_id"]} != set()
+    assert (
+        {request.member_id for _, request in exits if request}
+        == {stay["member_id"] for stay in day.truth.parking_stays if stay["member_id"]}
+        != set()
+    )
     assert all(stay.fee is not None for stay, request in exits if request is None)
 
 
@@ -130,8 +156,14 @@ def test_plates_are_matched_upper_case_without_separators() -> None:
 
 
 def test_repeat_reads_are_one_pass_and_an_unknown_exit_keeps_occupancy(mall: Mall) -> None:
-    events = [gate("A", "entry", 0), gate("A", "entry", 0.5), gate("B", "entry", 1),
-              gate("A", "exit", 30), gate("A", "exit", 30.5), gate("C", "exit", 31)]
+    events = [
+        gate("A", "entry", 0),
+        gate("A", "entry", 0.5),
+        gate("B", "entry", 1),
+        gate("A", "exit", 30),
+        gate("A", "exit", 30.5),
+        gate("C", "exit", 31),
+    ]
     outputs = run(events, ParkingLayout.of(mall))
     stays = [o for o in outputs if isinstance(o, ParkingStay)]
     assert [(s.plate, s.duration_s) for s in stays] == [("A", 1800.0), ("C", None)]

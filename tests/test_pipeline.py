@@ -22,17 +22,26 @@ MALFORMED = [
 
 
 def ledger_figures(config) -> dict:
-    rows = cli(config, "sql", "SELECT member_id, sumIf(delta, account = 'points'), sumIf(delta, account LIKE 'voucher:%') "
-                              "FROM {db}.ledger_entries GROUP BY member_id").stdout
+    rows = cli(
+        config,
+        "sql",
+        "SELECT member_id, sumIf(delta, account = 'points'), sumIf(delta, account LIKE 'voucher:%') "
+        "FROM {db}.ledger_entries GROUP BY member_id",
+    ).stdout
     by_member, vouchers = {}, {}
     for member, points, voucher_cents in (line.split("\t") for line in rows.splitlines()[1:]):
         by_member[member] = int(points)
         if int(voucher_cents):
             vouchers[member] = int(voucher_cents)
-    count = int(cli(config, "sql", "SELECT count() FROM {db}.ledger_entries WHERE account = 'points'").stdout.splitlines()[1])
+    count = int(
+        cli(config, "sql", "SELECT count() FROM {db}.ledger_entries WHERE account = 'points'").stdout.splitlines()[1]
+    )
     rollup = cli(
-        config, "sql", "SELECT store_id, sum(earned), sum(reversed), sum(entries) FROM {db}.points_daily GROUP BY store_id",
-        "--format", "json",
+        config,
+        "sql",
+        "SELECT store_id, sum(earned), sum(reversed), sum(entries) FROM {db}.points_daily GROUP BY store_id",
+        "--format",
+        "json",
     ).stdout
     earned, reversed_, entries = {}, {}, 0
     for line in rollup.splitlines():
@@ -40,8 +49,14 @@ def ledger_figures(config) -> dict:
         earned[row["store_id"]] = int(row["sum(earned)"])
         reversed_[row["store_id"]] = int(row["sum(reversed)"])
         entries += int(row["sum(entries)"])
-    return {"entries": count, "rollup_entries": entries, "points_by_member": by_member, "vouchers_by_member": vouchers,
-            "earned_by_store": earned, "reversed_by_store": reversed_}
+    return {
+        "entries": count,
+        "rollup_entries": entries,
+        "points_by_member": by_member,
+        "vouchers_by_member": vouchers,
+        "earned_by_store": earned,
+        "reversed_by_store": reversed_,
+    }
 
 
 def assert_matches(figures: dict, expected: dict) -> None:
@@ -73,11 +88,16 @@ def test_replay_once_per_transaction_and_replay_again_changes_nothing(hub_config
     assert f"sent {count + 2} events" in result.stdout and "2 malformed lines" in result.stdout
     first = ledger_figures(hub_config)
     assert_matches(first, expected)
-    campaigns = cli(hub_config, "sql", "SELECT campaign_id, sum(vouchers_issued), sum(triggering_spend_cents) "
-                                       "FROM {db}.campaign_participation GROUP BY campaign_id").stdout
+    campaigns = cli(
+        hub_config,
+        "sql",
+        "SELECT campaign_id, sum(vouchers_issued), sum(triggering_spend_cents) "
+        "FROM {db}.campaign_participation GROUP BY campaign_id",
+    ).stdout
     by_campaign = {c: (int(n), int(spend)) for c, n, spend in (line.split("\t") for line in campaigns.splitlines()[1:])}
-    assert by_campaign == {c: (n, expected["triggering_spend_by_campaign"][c])
-                           for c, n in expected["vouchers_issued_by_campaign"].items()}
+    assert by_campaign == {
+        c: (n, expected["triggering_spend_by_campaign"][c]) for c, n in expected["vouchers_issued_by_campaign"].items()
+    }
     dead = cli(hub_config, "sql", "SELECT reason FROM {db}.dead_letters ORDER BY reason").stdout
     assert len(dead.splitlines()) == 1 + len(MALFORMED)
     assert "at most 2 decimals" in dead and "missing required field" in dead and "teleport" in dead
@@ -121,11 +141,27 @@ def test_receipts_keyed_wrongly_by_a_till_are_rekeyed_and_still_find_their_membe
     from mallstream import settings as config
     from mallstream.replay import wait_until_processed
 
-    sale = {"type": "pos_transaction", "txn_id": "k-sale", "store_id": "S201", "workstation_id": "T", "seq": 1,
-            "ts": "2026-11-21T10:00:00+08:00", "business_day": "2026-11-21", "kind": "sale", "total": "88.80",
-            "member_id": "M-rekey"}
-    refund = {**sale, "txn_id": "k-return", "kind": "return", "total": "20.00", "member_id": None,
-              "original_txn_id": "k-sale", "seq": 2}
+    sale = {
+        "type": "pos_transaction",
+        "txn_id": "k-sale",
+        "store_id": "S201",
+        "workstation_id": "T",
+        "seq": 1,
+        "ts": "2026-11-21T10:00:00+08:00",
+        "business_day": "2026-11-21",
+        "kind": "sale",
+        "total": "88.80",
+        "member_id": "M-rekey",
+    }
+    refund = {
+        **sale,
+        "txn_id": "k-return",
+        "kind": "return",
+        "total": "20.00",
+        "member_id": None,
+        "original_txn_id": "k-sale",
+        "seq": 2,
+    }
     worker.start()
     settings = config.load(hub_config)
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
@@ -134,13 +170,17 @@ def test_receipts_keyed_wrongly_by_a_till_are_rekeyed_and_still_find_their_membe
         producer.send("pos.transactions", key=key, value=json.dumps(event).encode()).get(timeout=10)
         assert wait_until_processed(settings, timeout=120, progress=False)
     producer.close()
-    rows = cli(hub_config, "sql", "SELECT txn_id, member_id, delta FROM {db}.ledger_entries "
-                                  "WHERE account = 'points' ORDER BY txn_id").stdout
+    rows = cli(
+        hub_config,
+        "sql",
+        "SELECT txn_id, member_id, delta FROM {db}.ledger_entries WHERE account = 'points' ORDER BY txn_id",
+    ).stdout
     assert rows.splitlines()[1:] == ["k-return\tM-rekey\t-20", "k-sale\tM-rekey\t88"]
 
 
 def test_garbage_on_every_input_topic_is_dead_lettered_once_with_its_reason_and_the_worker_goes_on(
-        hub_config, worker, tmp_path):
+    hub_config, worker, tmp_path
+):
     """Bytes no till or device bridge would send, straight onto the topics: the lanes and agents that read each
     topic (an input is read by several) dead-letter it, the sink stores that once, and a good receipt after still counts."""
     from kafka import KafkaProducer
@@ -160,8 +200,13 @@ def test_garbage_on_every_input_topic_is_dead_lettered_once_with_its_reason_and_
     producer.close()
     cli(hub_config, "replay", str(day))
     assert wait_until_processed(settings, timeout=120, progress=False)
-    rows = cli(hub_config, "sql", "SELECT splitByChar(':', source)[1] AS topic, reason FROM {db}.dead_letters",
-               "--format", "json").stdout.splitlines()
+    rows = cli(
+        hub_config,
+        "sql",
+        "SELECT splitByChar(':', source)[1] AS topic, reason FROM {db}.dead_letters",
+        "--format",
+        "json",
+    ).stdout.splitlines()
     letters = [json.loads(row) for row in rows]
     assert sorted(letter["topic"] for letter in letters) == sorted(garbage)
     assert all(letter["reason"] for letter in letters)

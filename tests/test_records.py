@@ -2,7 +2,8 @@ import json
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mallstream.streams import topics
 from mallstream.streams.records import (
@@ -42,10 +43,10 @@ def test_input_events_are_chosen_by_type_and_footfall_uses_in_and_out():
         (('"total":0.30', '"total":0.301'), "at most 2 decimals"),
         (('"total":0.30', '"total":0.40'), "sum of line amounts"),
         (('"kind":"sale"', '"kind":"return"'), "needs original_txn_id"),
-        (('+08:00', ''), "UTC offset"),
+        (("+08:00", ""), "UTC offset"),
         (('"seq":1', '"seq":-1'), "seq"),
         (('"kind":"sale"', '"kind":"refund"'), "kind"),
-        (('"txn_id":"t1",', ''), "txn_id"),
+        (('"txn_id":"t1",', ""), "txn_id"),
     ],
 )
 def test_invalid_receipts_are_refused_with_a_reason(change, reason):
@@ -57,7 +58,9 @@ def test_a_receipt_and_its_returns_share_a_routing_key():
     sale = decode(PosTransaction, SALE)
     ret = decode(
         PosTransaction,
-        SALE.replace('"txn_id":"t1"', '"txn_id":"t2"').replace('"kind":"sale"', '"kind":"return","original_txn_id":"t1"'),
+        SALE.replace('"txn_id":"t1"', '"txn_id":"t2"').replace(
+            '"kind":"sale"', '"kind":"return","original_txn_id":"t1"'
+        ),
     )
     assert sale.routing_key == ret.routing_key == "t1"
 
@@ -80,11 +83,23 @@ def test_the_same_bad_input_makes_the_same_dead_letter_wherever_it_was_seen():
 
 VALID_INPUTS = [
     json.loads(SALE),
-    {"type": "rfid_read", "reader_id": "R-north", "antenna": 1, "epc": "E2801160000000000000ABCD", "rssi_dbm": -50.0,
-     "ts": "2026-11-21T10:00:00+08:00"},
+    {
+        "type": "rfid_read",
+        "reader_id": "R-north",
+        "antenna": 1,
+        "epc": "E2801160000000000000ABCD",
+        "rssi_dbm": -50.0,
+        "ts": "2026-11-21T10:00:00+08:00",
+    },
     {"type": "footfall_tick", "counter_id": "C1", "ts": "2026-11-21T10:00:00Z", "in": 4, "out": 1, "interval_s": 60},
-    {"type": "parking_event", "gate_id": "G1", "car_park_id": "P1", "plate": "粤B12345", "direction": "entry",
-     "ts": "2026-11-21T10:00:00+08:00"},
+    {
+        "type": "parking_event",
+        "gate_id": "G1",
+        "car_park_id": "P1",
+        "plate": "粤B12345",
+        "direction": "entry",
+        "ts": "2026-11-21T10:00:00+08:00",
+    },
 ]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),

@@ -21,11 +21,29 @@ from tests.conftest import WorkerProcess, cli, free_port, running_broker, write_
 pytestmark = pytest.mark.pipeline
 
 EVENTS = [
-    {"type": "pos_transaction", "txn_id": "s1", "store_id": "S101", "workstation_id": "T", "seq": 1,
-     "ts": "2026-11-21T10:00:00+08:00", "business_day": "2026-11-21", "kind": "sale", "total": 10},
-    {"type": "pos_transaction", "txn_id": "r1", "store_id": "S101", "workstation_id": "T", "seq": 2,
-     "ts": "2026-11-21T10:00:01+08:00", "business_day": "2026-11-21", "kind": "return", "total": 10,
-     "original_txn_id": "s1"},
+    {
+        "type": "pos_transaction",
+        "txn_id": "s1",
+        "store_id": "S101",
+        "workstation_id": "T",
+        "seq": 1,
+        "ts": "2026-11-21T10:00:00+08:00",
+        "business_day": "2026-11-21",
+        "kind": "sale",
+        "total": 10,
+    },
+    {
+        "type": "pos_transaction",
+        "txn_id": "r1",
+        "store_id": "S101",
+        "workstation_id": "T",
+        "seq": 2,
+        "ts": "2026-11-21T10:00:01+08:00",
+        "business_day": "2026-11-21",
+        "kind": "return",
+        "total": 10,
+        "original_txn_id": "s1",
+    },
     {"type": "footfall_tick", "counter_id": "C-north", "ts": "2026-11-21T10:00:02+08:00", "in": 3, "out": 1},
 ]
 
@@ -68,9 +86,21 @@ def test_replay_keys_events_for_their_partitions_paces_them_and_dead_letters_bad
 def ticks(path: Path, count: int) -> Path:
     """``count`` footfall ticks a second apart, stamped a year in the past."""
     start = dt.datetime(2025, 11, 21, 10, tzinfo=dt.UTC)
-    path.write_text("".join(json.dumps({"type": "footfall_tick", "counter_id": "C-north", "in": 1, "out": 0,
-                                        "ts": (start + dt.timedelta(seconds=i)).isoformat()}) + "\n"
-                            for i in range(count)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "footfall_tick",
+                    "counter_id": "C-north",
+                    "in": 1,
+                    "out": 0,
+                    "ts": (start + dt.timedelta(seconds=i)).isoformat(),
+                }
+            )
+            + "\n"
+            for i in range(count)
+        )
+    )
     return path
 
 
@@ -91,9 +121,23 @@ def test_replay_stops_sending_to_a_broker_stopped_under_it(tmp_path):
         config = write_config(tmp_path, bootstrap, kafka={"unreachable_timeout_s": 3})
         ensure_topics(bootstrap, 4, 1, "mallstream")
         # 60 s of events at 4 times their pace: 15 s of replay, of which the broker sees the first 2
-        replay = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "replay",
-                                   str(ticks(tmp_path / "events.jsonl", 60)), "--speed", "4"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        replay = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mallstream.cli",
+                "-c",
+                str(config),
+                "replay",
+                str(ticks(tmp_path / "events.jsonl", 60)),
+                "--speed",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         time.sleep(2)
     stopped = time.monotonic()
     try:
@@ -108,9 +152,24 @@ def test_replay_stops_sending_to_a_broker_stopped_under_it(tmp_path):
 def test_replay_wait_shows_the_messages_the_worker_processed_going_forward(broker, tmp_path):
     config = write_config(tmp_path, broker)
     ensure_topics(broker, 4, 1, "mallstream")
-    replay = subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "replay",
-                               str(ticks(tmp_path / "events.jsonl", 200)), "--wait", "--timeout", "120"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    replay = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mallstream.cli",
+            "-c",
+            str(config),
+            "replay",
+            str(ticks(tmp_path / "events.jsonl", 200)),
+            "--wait",
+            "--timeout",
+            "120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     errors: list[str] = []
     reader = threading.Thread(target=lambda: errors.append(replay.stderr.read()))
     reader.start()

@@ -34,8 +34,19 @@ def people_per_entrance_hour(truth: GroundTruth, settings: Settings) -> dict[tup
 def test_hourly_footfall_per_entrance_equals_the_ground_truth_and_finer_intervals_add_up(broker, tmp_path):
     config = write_config(tmp_path, broker)
     recording = tmp_path / "day.jsonl"
-    cli(config, "simulate", "day", "--scenario", "weekday", "--duration", "4", "--visitors", "3000",
-        "--record", str(recording))
+    cli(
+        config,
+        "simulate",
+        "day",
+        "--scenario",
+        "weekday",
+        "--duration",
+        "4",
+        "--visitors",
+        "3000",
+        "--record",
+        str(recording),
+    )
     truth = GroundTruth.read(truth_path(recording))
     window = ("--from", "2026-11-23 00:00", "--to", "2026-11-24 00:00")
 
@@ -47,10 +58,13 @@ def test_hourly_footfall_per_entrance_equals_the_ground_truth_and_finer_interval
     # with the worker stopped the command opens the engine itself
     again = json.loads(cli(config, "report", "footfall", *window, "--by", "entrance", "--format", "json").stdout)
 
-    reported = {(row["place"], row["interval_start"][11:16]): (row["in"], row["out"])
-                for row in hourly if row["total"]}  # counters also report quiet intervals
-    truth_hours = {(place, hour[11:16] if "T" in hour else hour): flows
-                   for (place, hour), flows in people_per_entrance_hour(truth, load(config)).items()}
+    reported = {
+        (row["place"], row["interval_start"][11:16]): (row["in"], row["out"]) for row in hourly if row["total"]
+    }  # counters also report quiet intervals
+    truth_hours = {
+        (place, hour[11:16] if "T" in hour else hour): flows
+        for (place, hour), flows in people_per_entrance_hour(truth, load(config)).items()
+    }
     assert reported == truth_hours and len(reported) >= 8
     assert all(row["total"] == row["in"] + row["out"] and row["net"] == row["in"] - row["out"] for row in hourly)
     assert again == hourly
@@ -61,7 +75,9 @@ def test_hourly_footfall_per_entrance_equals_the_ground_truth_and_finer_interval
     for row in quarters:
         summed[(row["place"], row["interval_start"][11:13])][0] += int(row["in"])
         summed[(row["place"], row["interval_start"][11:13])][1] += int(row["out"])
-    assert {key: tuple(v) for key, v in summed.items() if any(v)} == {(p, h[:2]): flows for (p, h), flows in reported.items()}
+    assert {key: tuple(v) for key, v in summed.items() if any(v)} == {
+        (p, h[:2]): flows for (p, h), flows in reported.items()
+    }
 
     assert "C-S201" in table and "C-north" in table
     assert (tmp_path / "ff.png").stat().st_size > 10_000
@@ -69,6 +85,7 @@ def test_hourly_footfall_per_entrance_equals_the_ground_truth_and_finer_interval
 
 def test_an_unknown_mall_is_refused_naming_the_option(broker, tmp_path):
     config = write_config(tmp_path, broker)
-    result = cli(config, "report", "footfall", "--from", "2026-11-23", "--to", "2026-11-24", "--mall", "nowhere",
-                 check=False)
+    result = cli(
+        config, "report", "footfall", "--from", "2026-11-23", "--to", "2026-11-24", "--mall", "nowhere", check=False
+    )
     assert result.returncode == 2 and "--mall" in result.stderr and "nowhere" in result.stderr

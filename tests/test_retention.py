@@ -44,11 +44,11 @@ def two_days(config_path: Path, tmp_path: Path, count: int) -> tuple[Path, Path,
     lines = whole.read_text().splitlines(keepends=True)
     day = json.loads(lines[0])["business_day"]
     next_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-    first, second = lines[:len(lines) // 2], [line.replace(day, next_day) for line in lines[len(lines) // 2:]]
+    first, second = lines[: len(lines) // 2], [line.replace(day, next_day) for line in lines[len(lines) // 2 :]]
     first_sales = {json.loads(line)["txn_id"] for line in first}
     assert any(json.loads(line).get("original_txn_id") in first_sales for line in second)
     paths = tmp_path / "day1.jsonl", tmp_path / "day2.jsonl", tmp_path / "both.jsonl"
-    for path, part in zip(paths, (first, second, first + second)):
+    for path, part in zip(paths, (first, second, first + second), strict=False):
         path.write_text("".join(part))
     return paths
 
@@ -108,8 +108,11 @@ def read_from(broker: str, starts: dict[TopicPartition, int]) -> int:
 
 def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_path, broker):
     hub_config = write_config(
-        tmp_path, broker, kafka={"keep_hours": 0, "trim": "on", "trim_every_seconds": 1},
-        worker={"store": "memory", "vip_worker": {"separate": True}})
+        tmp_path,
+        broker,
+        kafka={"keep_hours": 0, "trim": "on", "trim_every_seconds": 1},
+        worker={"store": "memory", "vip_worker": {"separate": True}},
+    )
     settings = config.load(hub_config)
     # the VIP worker is not started here: wait for the main worker's groups only
     main_groups = {g: names for g, names in consumer_groups(settings.worker).items() if "-vip" not in g}
@@ -141,6 +144,7 @@ def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_p
     assert {tp: lows[tp] for tp in held} == held
     assert read_from(broker, held) == sum(ends[tp] - held[tp] for tp in held)
     assert report["held_back_by"][LAGGING] == sum(ends[tp] - held[tp] for tp in held)
+
     def trimmed(table: str) -> int:
         return sum(lows[tp] for tp in lows if tp.topic == topics.changelog_topic("mallstream", table))
 

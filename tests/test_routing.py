@@ -14,8 +14,16 @@ MALLS = MallDirectory([Mall(id="mall-a", stores=[Store(id="S1")]), Mall(id="mall
 
 def receipt(kind="sale", member=None, original=None, store="S1") -> PosTransaction:
     return PosTransaction(
-        txn_id="t2" if original else "t1", store_id=store, workstation_id="T", seq=1, ts=TS,
-        business_day=TS.date(), kind=kind, total=Decimal("5"), member_id=member, original_txn_id=original,
+        txn_id="t2" if original else "t1",
+        store_id=store,
+        workstation_id="T",
+        seq=1,
+        ts=TS,
+        business_day=TS.date(),
+        kind=kind,
+        total=Decimal("5"),
+        member_id=member,
+        original_txn_id=original,
     )
 
 

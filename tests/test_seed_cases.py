@@ -29,10 +29,20 @@ def at(hour: int, day: dt.date = DAY) -> dt.datetime:
 def receipt(txn_id, hour, lines, tenders, kind="sale", original=None, day=DAY):
     total = sum((Decimal(amount) for _, _, amount in lines), Decimal(0))
     return PosTransaction(
-        txn_id=txn_id, store_id="S101", workstation_id="T1", seq=1, ts=at(hour, day), business_day=day, kind=kind,
-        total=total, member_id="M1", original_txn_id=original,
-        lines=[PosLine(sku=sku, qty=Decimal(1), unit_price=Decimal(amount), amount=Decimal(amount), category=category)
-               for sku, category, amount in lines],
+        txn_id=txn_id,
+        store_id="S101",
+        workstation_id="T1",
+        seq=1,
+        ts=at(hour, day),
+        business_day=day,
+        kind=kind,
+        total=total,
+        member_id="M1",
+        original_txn_id=original,
+        lines=[
+            PosLine(sku=sku, qty=Decimal(1), unit_price=Decimal(amount), amount=Decimal(amount), category=category)
+            for sku, category, amount in lines
+        ],
         tenders=[Tender(type=kind_, amount=Decimal(amount), reference=ref) for kind_, amount, ref in tenders],
     )
 
@@ -42,7 +52,9 @@ def kinds(effects):
 
 
 def test_spend_300_on_cosmetics_gives_a_100_voucher_for_cosmetics_only():
-    card, effects = evaluate(None, receipt("s1", 10, [("LIP", "cosmetics", "300.00")], [("cash", "300.00", "")]), RULES, at(10))
+    card, effects = evaluate(
+        None, receipt("s1", 10, [("LIP", "cosmetics", "300.00")], [("cash", "300.00", "")]), RULES, at(10)
+    )
     assert card.points == 300  # 300.00 x 1 point
     (voucher,) = card.vouchers.values()
     assert voucher.amount == 10000 and voucher.remaining == 10000  # 100.00 in cents
@@ -58,7 +70,9 @@ def test_spend_299_99_on_cosmetics_gives_no_voucher():
 
 
 def test_spend_500_on_clothing_gives_a_200_voucher_for_clothing_only():
-    card, _ = evaluate(None, receipt("s1", 10, [("COAT", "clothing", "500.00")], [("cash", "500.00", "")]), RULES, at(10))
+    card, _ = evaluate(
+        None, receipt("s1", 10, [("COAT", "clothing", "500.00")], [("cash", "500.00", "")]), RULES, at(10)
+    )
     (voucher,) = card.vouchers.values()
     assert voucher.amount == 20000 and voucher.scope.categories == {"clothing"}
     assert card.points == 500
@@ -67,7 +81,9 @@ def test_spend_500_on_clothing_gives_a_200_voucher_for_clothing_only():
 def test_the_cosmetics_voucher_offered_against_a_clothing_line_is_refused():
     card, _ = evaluate(None, receipt("s1", 10, [("LIP", "cosmetics", "300.00")], []), RULES, at(10))
     (voucher_id,) = card.vouchers
-    offered = receipt("s2", 11, [("SHIRT", "clothing", "250.00")], [("voucher", "100.00", voucher_id), ("cash", "150.00", "")])
+    offered = receipt(
+        "s2", 11, [("SHIRT", "clothing", "250.00")], [("voucher", "100.00", voucher_id), ("cash", "150.00", "")]
+    )
     after, effects = evaluate(card, offered, RULES, at(11))
     refused = [e for e in effects if e.kind == "voucher_rejected"]
     assert len(refused) == 1 and refused[0].amount == 10000
@@ -89,13 +105,19 @@ def test_the_cosmetics_voucher_offered_against_a_clothing_line_is_refused():
 def test_buy_300_cosmetics_spend_the_voucher_on_150_then_return_the_300(
     paid_by_voucher, points_on_second, clawed_from_voucher, withheld_from_refund
 ):
-    card, _ = evaluate(None, receipt("s1", 10, [("LIP", "cosmetics", "300.00")], [("cash", "300.00", "")]), RULES, at(10))
+    card, _ = evaluate(
+        None, receipt("s1", 10, [("LIP", "cosmetics", "300.00")], [("cash", "300.00", "")]), RULES, at(10)
+    )
     (voucher_id,) = card.vouchers
     cash = str(Decimal("150.00") - Decimal(paid_by_voucher))
-    second = receipt("s2", 11, [("CREAM", "cosmetics", "150.00")], [("voucher", paid_by_voucher, voucher_id), ("cash", cash, "")])
+    second = receipt(
+        "s2", 11, [("CREAM", "cosmetics", "150.00")], [("voucher", paid_by_voucher, voucher_id), ("cash", cash, "")]
+    )
     card, _ = evaluate(card, second, RULES, at(11))
     assert card.points == 300 + points_on_second
-    returned = receipt("r1", 15, [("LIP", "cosmetics", "300.00")], [("cash", "300.00", "")], kind="return", original="s1")
+    returned = receipt(
+        "r1", 15, [("LIP", "cosmetics", "300.00")], [("cash", "300.00", "")], kind="return", original="s1"
+    )
     card, effects = evaluate(card, returned, RULES, at(15))
     assert ("points_reversed", -300, 0) in kinds(effects)  # all 300 points of the returned sale
     assert sum(e.amount for e in effects if e.kind == "refund_withheld") == withheld_from_refund
@@ -106,13 +128,19 @@ def test_buy_300_cosmetics_spend_the_voucher_on_150_then_return_the_300(
 
 
 def test_returning_half_of_the_300_takes_back_half_of_the_voucher():
-    card, _ = evaluate(None, receipt("s1", 10, [("LIP", "cosmetics", "150.00"), ("EYE", "cosmetics", "150.00")], []), RULES, at(10))
+    card, _ = evaluate(
+        None, receipt("s1", 10, [("LIP", "cosmetics", "150.00"), ("EYE", "cosmetics", "150.00")], []), RULES, at(10)
+    )
     (voucher_id,) = card.vouchers
-    second = receipt("s2", 11, [("CREAM", "cosmetics", "150.00")], [("voucher", "60.00", voucher_id), ("cash", "90.00", "")])
+    second = receipt(
+        "s2", 11, [("CREAM", "cosmetics", "150.00")], [("voucher", "60.00", voucher_id), ("cash", "90.00", "")]
+    )
     card, _ = evaluate(card, second, RULES, at(11))
     returned = receipt("r1", 15, [("LIP", "cosmetics", "150.00")], [], kind="return", original="s1")
     card, effects = evaluate(card, returned, RULES, at(15))
     # half of 100 = 50: 40 left on the voucher is cancelled, 10 of the 60 spent is withheld
     assert kinds([e for e in effects if e.kind in ("voucher_clawed", "refund_withheld")]) == [
-        ("voucher_clawed", -4000, 0), ("refund_withheld", 0, 1000)]
+        ("voucher_clawed", -4000, 0),
+        ("refund_withheld", 0, 1000),
+    ]
     assert card.points == 300 + 90 - 150

@@ -30,11 +30,18 @@ def test_migrate_creates_the_schema_once(server):
         assert wh.migrate() == []
         _, tables = wh.query("SELECT name, engine FROM system.tables WHERE database = 'fresh' ORDER BY name")
         engines = dict(tables)
-        declared = {name for migration in MIGRATIONS for statement in migration.statements
-                    for name in re.findall(r"CREATE (?:TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS \{+db\}+\.(\w+)", statement)}
+        declared = {
+            name
+            for migration in MIGRATIONS
+            for statement in migration.statements
+            for name in re.findall(r"CREATE (?:TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS \{+db\}+\.(\w+)", statement)
+        }
         assert set(engines) == declared | {"schema_migrations"}
-        assert (engines["ledger_entries"], engines["points_daily"], engines["points_daily_mv"]) == \
-            ("MergeTree", "SummingMergeTree", "MaterializedView")
+        assert (engines["ledger_entries"], engines["points_daily"], engines["points_daily_mv"]) == (
+            "MergeTree",
+            "SummingMergeTree",
+            "MaterializedView",
+        )
         assert engines["vip_visits"] == engines["places"] == "ReplacingMergeTree"
         _, versions = wh.query("SELECT version, description FROM {db}.schema_migrations")
         assert sorted(v for v, _ in versions) == every
@@ -55,9 +62,13 @@ def test_the_batch_token_reaches_the_server_and_dedups_table_and_view(sink, ware
 
 def test_raw_returns_the_engines_text_and_parameters_are_bound(sink, warehouse):
     feed(sink, [row(1), row(2, delta=-3, store="S2"), row(3)])
-    text = warehouse.raw("SELECT entry_id, delta, store_id FROM {db}.ledger_entries ORDER BY entry_id", "TabSeparatedWithNames")
-    assert text == (b"entry_id\tdelta\tstore_id\nt1:points_earned:earn-base:points\t10\tS1\n"
-                    b"t2:points_reversed:earn-base:points\t-3\tS2\nt3:points_earned:earn-base:points\t10\tS1\n")
+    text = warehouse.raw(
+        "SELECT entry_id, delta, store_id FROM {db}.ledger_entries ORDER BY entry_id", "TabSeparatedWithNames"
+    )
+    assert text == (
+        b"entry_id\tdelta\tstore_id\nt1:points_earned:earn-base:points\t10\tS1\n"
+        b"t2:points_reversed:earn-base:points\t-3\tS2\nt3:points_earned:earn-base:points\t10\tS1\n"
+    )
     _, rows = warehouse.query(
         "SELECT count(), sum(delta) FROM {db}.ledger_entries WHERE store_id = {store:String}", {"store": "S2"}
     )

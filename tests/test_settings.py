@@ -33,10 +33,16 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["worker"].update(web_prot=1), "worker.web_prot", "Extra inputs"),
         (lambda d: d["malls"][0]["stores"].append({"id": "S101"}), "malls", "store id 'S101' appears twice"),
         (lambda d: d["rules"].update(point_value_cents="lots"), "rules.point_value_cents", "decimal"),
-        (lambda d: d["malls"][0]["footfall"].update(staff_passages=["C-nowhere"]), "malls.0",
-         "'C-nowhere' is not a people counter"),
-        (lambda d: d["malls"][0]["parking"].update(clear_share=0.95), "malls.0.parking",
-         "clear_share must not exceed alert_share"),
+        (
+            lambda d: d["malls"][0]["footfall"].update(staff_passages=["C-nowhere"]),
+            "malls.0",
+            "'C-nowhere' is not a people counter",
+        ),
+        (
+            lambda d: d["malls"][0]["parking"].update(clear_share=0.95),
+            "malls.0.parking",
+            "clear_share must not exceed alert_share",
+        ),
     ],
 )
 def test_bad_config_errors_name_file_key_and_problem(tmp_path, mutate, key, problem):
@@ -51,7 +57,10 @@ def test_the_cli_exits_2_with_the_message(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("malls: [\n")
     result = subprocess.run(
-        [sys.executable, "-m", "mallstream.cli", "-c", str(path), "sql", "SELECT 1"], capture_output=True, text=True
+        [sys.executable, "-m", "mallstream.cli", "-c", str(path), "sql", "SELECT 1"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert f"{path}: line" in result.stderr and "not valid YAML" in result.stderr
@@ -66,7 +75,12 @@ def test_a_vip_worker_is_refused_unless_the_config_keeps_the_vip_agents_apart(tm
     """Otherwise the main workers and the VIP worker would both run the VIP agents: every alert twice."""
     path = tmp_path / "mall.yaml"
     path.write_text(EXAMPLE_CONFIG.read_text())
-    result = subprocess.run([sys.executable, "-m", "mallstream.cli", "-c", str(path), "worker", "--vip"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "mallstream.cli", "-c", str(path), "worker", "--vip"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert f"{path}: worker.vip_worker.separate:" in result.stderr and "twice" in result.stderr

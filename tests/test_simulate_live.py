@@ -22,14 +22,21 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(90)]
 #: An hour of a small weekday in which every device (VIP tags at each reader too) and some tills speak.
 DAY = ("simulate", "day", "--duration", "1", "--visitors", "300", "--seed", "3")
 #: The field naming the device that sent a record, per input topic.
-DEVICE_FIELD = {"rfid.reads": "reader_id", "footfall.ticks": "counter_id", "parking.events": "gate_id",
-                "pos.transactions": "workstation_id"}
+DEVICE_FIELD = {
+    "rfid.reads": "reader_id",
+    "footfall.ticks": "counter_id",
+    "parking.events": "gate_id",
+    "pos.transactions": "workstation_id",
+}
 
 
 def live_config(tmp_path: Path, broker: str, mosquitto: int) -> Path:
-    return write_config(tmp_path, broker, mqtt={"mode": "external", "port": mosquitto},
-                        gateway={"http_host": "127.0.0.1", "http_port": free_port(),
-                                 "spool_path": str(tmp_path / "spool.db")})
+    return write_config(
+        tmp_path,
+        broker,
+        mqtt={"mode": "external", "port": mosquitto},
+        gateway={"http_host": "127.0.0.1", "http_port": free_port(), "spool_path": str(tmp_path / "spool.db")},
+    )
 
 
 def recorded_per_device(recording: Path) -> Counter[tuple[str, str]]:
@@ -62,8 +69,9 @@ def what_arrived(records: Iterable) -> dict[str, object]:
         "reads": reads_of(values["rfid.reads"]),
         "people": totals(ticks),
         "ticks": Counter(t["counter_id"] for t in ticks),
-        "timestamped ticks": Counter((t["counter_id"], t["ts"], t["in"], t["out"]) for t in ticks
-                                     if t["counter_id"] in TIMESTAMPED_COUNTERS),
+        "timestamped ticks": Counter(
+            (t["counter_id"], t["ts"], t["in"], t["out"]) for t in ticks if t["counter_id"] in TIMESTAMPED_COUNTERS
+        ),
         "parking": parked(values["parking.events"]),
         "receipts": Counter((r.key, r.value) for r in by_topic["pos.transactions"]),
     }
@@ -81,7 +89,7 @@ def test_a_live_day_delivers_what_a_recording_of_the_same_seed_holds(broker, mos
     table = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:] if line.strip()}
     assert table["R-north"][0] == "serial" and table["C-north"][0] == "http" and table["C-south"][0] == "mqtt"
     for (_, device), count in expected.items():
-        transport, played, units, events, rejects = table[device]
+        _transport, played, _units, _events, rejects = table[device]
         assert (int(played), int(rejects)) == (count, 0), device
 
 

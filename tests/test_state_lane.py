@@ -44,8 +44,20 @@ class LaneWorker:
             env["MALLSTREAM_FAILPOINT"] = failpoint
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.lane_counter", self.bootstrap, str(self.state_dir), self.instance,
-                 str(free_port())], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.lane_counter",
+                    self.bootstrap,
+                    str(self.state_dir),
+                    self.instance,
+                    str(free_port()),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
         return self
 
     def killed_by_failpoint(self, timeout: float = 120) -> bool:

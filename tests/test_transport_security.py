@@ -46,14 +46,44 @@ def make_ca(directory: Path) -> Authority:
     """A CA, and a server certificate it signed for 127.0.0.1 and localhost (names the client checks)."""
     directory.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    openssl(directory, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=mallstream test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl(
+        directory,
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mallstream test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     openssl(directory, "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                          "extendedKeyUsage=serverAuth\n")
-    openssl(directory, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        directory,
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    )
     return Authority(directory / "ca.crt", directory / "server.crt", directory / "server.key")
 
 
@@ -70,9 +100,11 @@ def tls_mosquitto(test_ca: Authority, tmp_path: Path):
 
     def configured(port: int) -> list[str]:
         conf = tmp_path / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\ncafile {test_ca.ca}\ncertfile {test_ca.server_cert}\n"
-                        f"keyfile {test_ca.server_key}\nallow_anonymous false\npassword_file {passwords}\n"
-                        f"persistence false\nuser {getpass.getuser()}\n")  # as root it would become user mosquitto
+        conf.write_text(
+            f"listener {port} 127.0.0.1\ncafile {test_ca.ca}\ncertfile {test_ca.server_cert}\n"
+            f"keyfile {test_ca.server_key}\nallow_anonymous false\npassword_file {passwords}\n"
+            f"persistence false\nuser {getpass.getuser()}\n"
+        )  # as root it would become user mosquitto
         return ["-c", str(conf)]
 
     with running_mosquitto(configured) as port:
@@ -85,12 +117,16 @@ def broker_settings(port: int, ca: Path | None) -> Mqtt:
 
 def gateway_settings(bootstrap: str, mqtt: Mqtt) -> Settings:
     reader = Device(id="R-vip", place="Z-vip", protocol="zebra-fx", address="zebra/R-vip/data")
-    return Settings(malls=[Mall(id="mall-1", rfid_readers=[reader])],
-                    kafka=Kafka(mode="external", bootstrap_servers=bootstrap, partitions=2), mqtt=mqtt)
+    return Settings(
+        malls=[Mall(id="mall-1", rfid_readers=[reader])],
+        kafka=Kafka(mode="external", bootstrap_servers=bootstrap, partitions=2),
+        mqtt=mqtt,
+    )
 
 
-def test_the_gateway_logs_in_over_tls_and_delivers_what_a_reader_publishes(broker, tls_mosquitto, test_ca, tmp_path,
-                                                                           monkeypatch):
+def test_the_gateway_logs_in_over_tls_and_delivers_what_a_reader_publishes(
+    broker, tls_mosquitto, test_ca, tmp_path, monkeypatch
+):
     # the password from a file named by the environment, as a Docker or Kubernetes secret is mounted
     secret = tmp_path / "mqtt-password"
     secret.write_text(PASSWORD + "\n")
@@ -120,13 +156,15 @@ def test_the_gateway_logs_in_over_tls_and_delivers_what_a_reader_publishes(broke
         gateway.close()
 
 
-def test_a_wrong_password_is_refused_and_shows_in_the_devices_health(broker, tls_mosquitto, test_ca, tmp_path,
-                                                                     monkeypatch):
+def test_a_wrong_password_is_refused_and_shows_in_the_devices_health(
+    broker, tls_mosquitto, test_ca, tmp_path, monkeypatch
+):
     monkeypatch.setenv("MALLSTREAM_MQTT_PASSWORD", "not-the-password")
     settings = gateway_settings(broker, broker_settings(tls_mosquitto, test_ca.ca))
     gateway = Gateway(Spool(tmp_path / "spool.db"), settings.kafka)
     bridges = start_bridges(settings, gateway, http_address=("127.0.0.1", 0))
     try:
+
         def last_error() -> str:
             health = gateway.health().get("R-vip")
             return (health and health.last_error) or ""
@@ -160,8 +198,15 @@ def test_alerts_are_delivered_over_tls_to_a_screen_that_logged_in(tls_mosquitto,
     publisher = AlertPublisher(delivery, mqtt)
     try:
         assert subscribed.wait(10)
-        alert = Alert(alert_id="a-1", mall_id="mall-1", kind="vip_arrival", ts=dt.datetime.now(dt.UTC),
-                      member_id="M000001", zone_id="E-north", tier="vip")
+        alert = Alert(
+            alert_id="a-1",
+            mall_id="mall-1",
+            kind="vip_arrival",
+            ts=dt.datetime.now(dt.UTC),
+            member_id="M000001",
+            zone_id="E-north",
+            tier="vip",
+        )
         assert until(lambda: publisher.client.is_connected())
         publisher.publish(alert)
         assert until(lambda: bool(received))
@@ -198,11 +243,21 @@ def test_kafka_sasl_and_tls_settings_reach_faust_and_every_kafka_python_client(t
     from mallstream.transports import faust_credentials, kafka_options
 
     monkeypatch.setenv("MALLSTREAM_KAFKA_PASSWORD", "kafka-secret")
-    kafka = Kafka(mode="external", bootstrap_servers="kafka-1:9093", security_protocol="SASL_SSL",
-                  sasl_mechanism="SCRAM-SHA-512", sasl_username="mallstream", ssl_ca_file=test_ca.ca)
+    kafka = Kafka(
+        mode="external",
+        bootstrap_servers="kafka-1:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="mallstream",
+        ssl_ca_file=test_ca.ca,
+    )
     options = kafka_options(kafka)
-    assert (options["security_protocol"], options["sasl_mechanism"], options["sasl_plain_username"],
-            options["sasl_plain_password"]) == ("SASL_SSL", "SCRAM-SHA-512", "mallstream", "kafka-secret")
+    assert (
+        options["security_protocol"],
+        options["sasl_mechanism"],
+        options["sasl_plain_username"],
+        options["sasl_plain_password"],
+    ) == ("SASL_SSL", "SCRAM-SHA-512", "mallstream", "kafka-secret")
     context = options["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     for client in (KafkaProducer, KafkaConsumer, KafkaAdminClient):
@@ -210,8 +265,12 @@ def test_kafka_sasl_and_tls_settings_reach_faust_and_every_kafka_python_client(t
 
     credentials = faust_credentials(kafka)
     aiokafka = credentials_to_aiokafka_auth(credentials)
-    assert (aiokafka["security_protocol"], aiokafka["sasl_mechanism"], aiokafka["sasl_plain_username"],
-            aiokafka["sasl_plain_password"]) == ("SASL_SSL", "SCRAM-SHA-512", "mallstream", "kafka-secret")
+    assert (
+        aiokafka["security_protocol"],
+        aiokafka["sasl_mechanism"],
+        aiokafka["sasl_plain_username"],
+        aiokafka["sasl_plain_password"],
+    ) == ("SASL_SSL", "SCRAM-SHA-512", "mallstream", "kafka-secret")
     assert "kafka-secret" not in repr(credentials)  # faust logs credentials by their repr
     assert faust_credentials(Kafka()) is None and kafka_options(Kafka()) == {"security_protocol": "PLAINTEXT"}
 

@@ -37,8 +37,13 @@ def embedded_config(tmp_path: Path, separate: bool = False) -> tuple[Path, list[
 
 
 def start_up(config: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mallstream.cli", "-c", str(config), "up", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mallstream.cli", "-c", str(config), "up", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=config.parent,
+    )
 
 
 @pytest.mark.parametrize("separate", [False, True], ids=["one-worker", "separate-vip-worker"])

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from mallstream.settings import Device, Mall, QuietHours, TierRule, VipPolicy, load
 from mallstream.simulators.mallday import FaultKnobs, MallDay, simulate
@@ -50,8 +52,14 @@ def places(mall: Mall) -> VipPlaces:
 
 
 def read(reader: str, seconds: float, antenna: int = 1, duplicate: bool = False, epc: str = EPC) -> RfidRead:
-    return RfidRead(reader_id=reader, antenna=antenna, epc=epc, rssi_dbm=-50, ts=T0 + dt.timedelta(seconds=seconds),
-                    duplicate=duplicate)
+    return RfidRead(
+        reader_id=reader,
+        antenna=antenna,
+        epc=epc,
+        rssi_dbm=-50,
+        ts=T0 + dt.timedelta(seconds=seconds),
+        duplicate=duplicate,
+    )
 
 
 class Run:
@@ -206,8 +214,9 @@ def test_spend_joins_the_visit_it_falls_in_once(places: VipPlaces) -> None:
 
 
 @pytest.mark.parametrize("closed_after_s", [0, 3600, 7200], ids=["closed-at-once", "closed-1h-late", "closed-2h-late"])
-def test_spend_after_the_last_read_joins_that_visit_whenever_the_visit_was_closed(places: VipPlaces,
-                                                                                    closed_after_s: int) -> None:
+def test_spend_after_the_last_read_joins_that_visit_whenever_the_visit_was_closed(
+    places: VipPlaces, closed_after_s: int
+) -> None:
     """In a replay the timer, the reads and the receipts race: the visit's spend must not depend on who wins."""
     lead = POLICY.presence.absence_timeout_s
     run = Run(places)
@@ -221,8 +230,9 @@ def test_spend_after_the_last_read_joins_that_visit_whenever_the_visit_was_close
     assert run.visits[-1].txn_ids == ["sale", "return", "coffee"]
 
     run.read("R-north", 8 * 3600)  # back later the same day: a new visit, with spend of its own
-    run.keep(add_purchase(run.state, ALICE.member_id, 500, T0 + dt.timedelta(hours=8, minutes=5), txn_id="next",
-                          lead_s=lead))
+    run.keep(
+        add_purchase(run.state, ALICE.member_id, 500, T0 + dt.timedelta(hours=8, minutes=5), txn_id="next", lead_s=lead)
+    )
     [second] = run.tick(8 * 3600 + lead + 60).visits
     assert second.visit_id != visit.visit_id and (second.spend_cents, second.txn_ids) == (500, ["next"])
 
@@ -238,9 +248,14 @@ def test_state_round_trips_through_msgpack(places: VipPlaces) -> None:
 
 
 reads_of_one_visit = st.lists(
-    st.tuples(st.sampled_from(["R-north", "R-north-2", "R-S101", "R-vip", "R-elsewhere"]),
-              st.integers(1, 4), st.floats(0, 1800, allow_nan=False), st.booleans()),
-    min_size=1, max_size=60,
+    st.tuples(
+        st.sampled_from(["R-north", "R-north-2", "R-S101", "R-vip", "R-elsewhere"]),
+        st.integers(1, 4),
+        st.floats(0, 1800, allow_nan=False),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=60,
 )
 
 
@@ -248,8 +263,11 @@ reads_of_one_visit = st.lists(
 @given(reads=reads_of_one_visit, copies=st.lists(st.integers(1, 3), min_size=60, max_size=60), order=st.randoms())
 def test_no_interleaving_or_duplication_of_reads_gives_two_arrivals(places: VipPlaces, reads, copies, order) -> None:
     """Reads of one visit (half an hour, shorter than the absence timeout) in any order, any number of times."""
-    events = [read(reader, t, antenna, duplicate) for (reader, antenna, t, duplicate), n in zip(reads, copies)
-              for _ in range(n)]
+    events = [
+        read(reader, t, antenna, duplicate)
+        for (reader, antenna, t, duplicate), n in zip(reads, copies, strict=False)
+        for _ in range(n)
+    ]
     order.shuffle(events)
     run = Run(places, VipPolicy(tiers={"vip": TierRule(cooldown_s=0)}))
     for event in events:
@@ -271,8 +289,9 @@ def test_a_simulated_day_reconstructs_vip_paths_and_spend(mall: Mall, places: Vi
     pass no reader are invisible, and must stay so.
     """
     example = load(EXAMPLE_CONFIG).malls[0]  # the simulator's readers: one per watched place
-    day = simulate(example, MallDay(visitors=4000, vip_share=0.05, staff=0, seed=3,
-                                    faults=FaultKnobs(duplicate_read_rate=0.1)))
+    day = simulate(
+        example, MallDay(visitors=4000, vip_share=0.05, staff=0, seed=3, faults=FaultKnobs(duplicate_read_rate=0.1))
+    )
     vip_truth = {visit["member_id"]: visit for visit in day.truth.vip_visits}
     members = {visit["epc"]: Member(visit["member_id"], "vip") for visit in day.truth.vip_visits}
     member_of = {member.member_id: member for member in members.values()}
@@ -298,8 +317,12 @@ def test_a_simulated_day_reconstructs_vip_paths_and_spend(mall: Mall, places: Vi
             keep(member.member_id, on_read(run_states.get(member.member_id), event, member, now, places, POLICY))
         elif isinstance(event, PosTransaction) and event.kind == "sale" and event.member_id in vip_truth:
             spent[event.member_id] += int(event.total * 100)
-            keep(event.member_id, add_purchase(run_states.get(event.member_id), event.member_id,
-                                               int(event.total * 100), now, txn_id=event.txn_id))
+            keep(
+                event.member_id,
+                add_purchase(
+                    run_states.get(event.member_id), event.member_id, int(event.total * 100), now, txn_id=event.txn_id
+                ),
+            )
     closing = next_tick + dt.timedelta(seconds=POLICY.presence.absence_timeout_s)
     for member_id, state in list(run_states.items()):
         keep(member_id, on_tick(state, member_of[member_id], closing, places, POLICY))
@@ -308,8 +331,11 @@ def test_a_simulated_day_reconstructs_vip_paths_and_spend(mall: Mall, places: Vi
     observable = {member_id: path for member_id, visit in vip_truth.items() if (path := truth_path(visit, watched))}
     assert len(observable) >= 100
     assert not set(summaries) - set(observable), "a visit past no reader was reported"
-    matched = [member_id for member_id, path in observable.items()
-               if [[stop.place for stop in s.path] for s in summaries[member_id]] == [path]]
+    matched = [
+        member_id
+        for member_id, path in observable.items()
+        if [[stop.place for stop in s.path] for s in summaries[member_id]] == [path]
+    ]
     assert len(matched) >= 0.95 * len(observable)
     assert all(summaries[m][0].spend_cents == spent[m] for m in matched)
     # One greeting per visit through the north gate. A reader cannot tell in from out: a VIP who came

@@ -33,11 +33,16 @@ def read(reader_id: str, epc: str) -> RfidRead:
 
 
 def test_serial_and_mqtt_reader_reads_become_alerts_on_mqtt_and_on_the_board_with_names_only_where_allowed(
-        broker, mosquitto, tmp_path, browser):
+    broker, mosquitto, tmp_path, browser
+):
     config, settings = board_hub(
-        tmp_path, broker, mosquitto,
-        vip={"tiers": TIERS, "presence": QUICK_PRESENCE}, worker={"vip_tick_seconds": 0.3},
-        gateway={"http_host": "127.0.0.1", "http_port": free_port(), "spool_path": str(tmp_path / "spool.sqlite3")})
+        tmp_path,
+        broker,
+        mosquitto,
+        vip={"tiers": TIERS, "presence": QUICK_PRESENCE},
+        worker={"vip_tick_seconds": 0.3},
+        gateway={"http_host": "127.0.0.1", "http_port": free_port(), "spool_path": str(tmp_path / "spool.sqlite3")},
+    )
     (alice, alice_card), (bo, bo_card) = MEMBERS
     screen = AlertScreen(mosquitto, settings.alerts.mqtt_prefix)
     try:
@@ -56,15 +61,24 @@ def test_serial_and_mqtt_reader_reads_become_alerts_on_mqtt_and_on_the_board_wit
             def alerts() -> dict[tuple[str, str], dict]:
                 return {(m["member_id"], m["kind"]): m for m in screen.received if m.get("type") == "alert"}
 
-            expected = {(alice.member_id, "vip_arrival"), (bo.member_id, "vip_arrival"),
-                        (alice.member_id, "vip_leaving"), (bo.member_id, "vip_leaving")}
-            on_mqtt = wait_for(lambda: alerts() if set(alerts()) >= expected else None, timeout=40,
-                               what="arrivals and leavings on MQTT")
+            expected = {
+                (alice.member_id, "vip_arrival"),
+                (bo.member_id, "vip_arrival"),
+                (alice.member_id, "vip_leaving"),
+                (bo.member_id, "vip_leaving"),
+            }
+            on_mqtt = wait_for(
+                lambda: alerts() if set(alerts()) >= expected else None,
+                timeout=40,
+                what="arrivals and leavings on MQTT",
+            )
             cards = page.locator("#alerts > li")
             wait_for(lambda: cards.count() == 4, what="four cards on the board")
             page.screenshot(path=str(tmp_path / "board.png"))
-            on_board = {(card.get_attribute("data-kind"), card.get_attribute("data-zone"),
-                         card.locator(".who").inner_text()) for card in cards.all()}
+            on_board = {
+                (card.get_attribute("data-kind"), card.get_attribute("data-zone"), card.locator(".who").inner_text())
+                for card in cards.all()
+            }
 
     finally:
         screen.close()
@@ -75,7 +89,12 @@ def test_serial_and_mqtt_reader_reads_become_alerts_on_mqtt_and_on_the_board_wit
     assert on_mqtt[(bo.member_id, "vip_leaving")]["zone_id"] == "E-north"
     # privacy: the VIP tier's rule says include_name, the platinum tier's does not
     assert {m["name"] for key, m in on_mqtt.items() if key[0] == alice.member_id} == {alice.name}
-    assert all(m.get("name") is None and bo.name not in m["message"]
-               for key, m in on_mqtt.items() if key[0] == bo.member_id)
-    assert on_board == {("vip_arrival", "E-north", alice.name), ("vip_arrival", "E-north", bo.member_id),
-                        ("vip_leaving", "Z-vip", alice.name), ("vip_leaving", "E-north", bo.member_id)}
+    assert all(
+        m.get("name") is None and bo.name not in m["message"] for key, m in on_mqtt.items() if key[0] == bo.member_id
+    )
+    assert on_board == {
+        ("vip_arrival", "E-north", alice.name),
+        ("vip_arrival", "E-north", bo.member_id),
+        ("vip_leaving", "Z-vip", alice.name),
+        ("vip_leaving", "E-north", bo.member_id),
+    }

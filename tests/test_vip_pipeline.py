@@ -40,7 +40,8 @@ class AlertScreen:
         self.client.on_connect = lambda client, *_: client.subscribe(f"{prefix}/#", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, message: self.received.append(
-            {"topic": message.topic, "retained": message.retain, **json.loads(message.payload)})
+            {"topic": message.topic, "retained": message.retain, **json.loads(message.payload)}
+        )
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
@@ -72,16 +73,22 @@ def path_at_readers(stops: list[str], reader_places: set[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("separate", [False, True], ids=["inline", "separate-vip-worker"])
-def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqtt(broker, mosquitto, tmp_path,
-                                                                                   separate):
+def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqtt(
+    broker, mosquitto, tmp_path, separate
+):
     members = tmp_path / "members.csv"
-    config = write_config(tmp_path, broker, mqtt={"mode": "external", "port": mosquitto},
-                          members={"source": str(members)},
-                          worker={"vip_tick_seconds": 0.5, "vip_worker": {"separate": separate, "web_port": free_port()}})
+    config = write_config(
+        tmp_path,
+        broker,
+        mqtt={"mode": "external", "port": mosquitto},
+        members={"source": str(members)},
+        worker={"vip_tick_seconds": 0.5, "vip_worker": {"separate": separate, "web_port": free_port()}},
+    )
     settings = load(config)
     mall = settings.malls[0]
-    day = replace(mallday.scenario("weekday", mall, duration=dt.timedelta(hours=5)),
-                          visitors=3000, vip_share=0.03, vip_pool=500)
+    day = replace(
+        mallday.scenario("weekday", mall, duration=dt.timedelta(hours=5)), visitors=3000, vip_share=0.03, vip_pool=500
+    )
     write_master_data(members, vip_members(mall, day))
     simulated = mallday.simulate(mall, day)
     recording = tmp_path / "day.jsonl"
@@ -101,19 +108,41 @@ def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqt
             cli(config, "replay", str(recording), "--wait")
             assert until_nobody_present(worker), "the VIPs never left"
             assert wait_until_processed(settings, timeout=60, progress=False)
-            visits = json.loads("[" + ",".join(cli(config, "sql", """
+            visits = json.loads(
+                "["
+                + ",".join(
+                    cli(
+                        config,
+                        "sql",
+                        """
                 SELECT member_id, visit_id, path_places, spend_cents FROM {db}.vip_visits FINAL ORDER BY arrived""",
-                "--format", "json").stdout.splitlines()) + "]")
-            alerts = [json.loads(line) for line in cli(config, "sql", """
+                        "--format",
+                        "json",
+                    ).stdout.splitlines()
+                )
+                + "]"
+            )
+            alerts = [
+                json.loads(line)
+                for line in cli(
+                    config,
+                    "sql",
+                    """
                 SELECT kind, member_id, zone_id, visit_id, ts, published_at FROM {db}.alerts ORDER BY ts""",
-                "--format", "json").stdout.splitlines()]
+                    "--format",
+                    "json",
+                ).stdout.splitlines()
+            ]
     finally:
         screen.close()
 
     reader_places = {reader.place for reader in mall.rfid_readers}
-    truth = {visit["member_id"]: path_at_readers(
-        [visit["entrance"], *(stop["place"] for stop in visit["stops"]), visit["exit"]], reader_places)
-        for visit in simulated.truth.vip_visits}
+    truth = {
+        visit["member_id"]: path_at_readers(
+            [visit["entrance"], *(stop["place"] for stop in visit["stops"]), visit["exit"]], reader_places
+        )
+        for visit in simulated.truth.vip_visits
+    }
     seen = {member: path for member, path in truth.items() if path}
     assert len(seen) >= 40
     reconstructed = {visit["member_id"]: visit["path_places"] for visit in visits}
@@ -131,15 +160,17 @@ def test_a_replayed_day_gives_vip_paths_and_spend_as_simulated_and_alerts_on_mqt
         if isinstance(event, PosTransaction) and event.member_id in seen:
             sign = 1 if event.kind == "sale" else -1
             spent[event.member_id] += sign * int(event.total * Decimal(100))
-    assert {member: sum(v["spend_cents"] for v in found) for member, found in visits_of.items()} == \
-        {member: spent.get(member, 0) for member in visits_of}
+    assert {member: sum(v["spend_cents"] for v in found) for member, found in visits_of.items()} == {
+        member: spent.get(member, 0) for member in visits_of
+    }
 
     arrivals = [alert for alert in alerts if alert["kind"] == "vip_arrival"]
     assert arrivals and all(alert["zone_id"] in {e.id for e in mall.entrances} for alert in arrivals)
     entrances = {e.id for e in mall.entrances}
     # one arrival alert for each visit that began at an entrance, and none for the others
-    assert sorted(alert["visit_id"] for alert in arrivals) == \
-        sorted(visit["visit_id"] for visit in visits if visit["path_places"][0] in entrances)
+    assert sorted(alert["visit_id"] for alert in arrivals) == sorted(
+        visit["visit_id"] for visit in visits if visit["path_places"][0] in entrances
+    )
     assert {a["kind"] for a in alerts} >= {"vip_arrival", "vip_at_counter", "vip_leaving"}
     assert all(alert["published_at"] for alert in alerts)
 

@@ -54,8 +54,9 @@ def apply_migrations(warehouse: Warehouse, migrations: Sequence[Migration] = MIG
             continue
         for statement in migration.statements:
             warehouse.command(statement)
-        warehouse.command(f"INSERT INTO {{db}}.schema_migrations (version, description) "
-                          f"VALUES ({migration.version}, '{migration.description}')")
+        warehouse.command(
+            f"INSERT INTO {{db}}.schema_migrations (version, description) "
+            f"VALUES ({migration.version}, '{migration.description}')"
+        )
         applied.append(migration.version)
     return applied
-

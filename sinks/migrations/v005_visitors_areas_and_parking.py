@@ -35,7 +35,8 @@ MIGRATION = Migration(
             INDEX row_id_bloom row_id TYPE bloom_filter GRANULARITY 4
         ) ENGINE = MergeTree PARTITION BY toYYYYMM(start) ORDER BY (mall_id, level, key, start)
           TTL start + INTERVAL 90 DAY {DEDUP}""",
-        *(f"""CREATE TABLE IF NOT EXISTS {{db}}.visitors_{grain} (
+        *(
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.visitors_{grain} (
             mall_id LowCardinality(String),
             level LowCardinality(String),
             key String,
@@ -48,15 +49,19 @@ MIGRATION = Migration(
             passers_by Int64,
             late_rows UInt64
         ) ENGINE = SummingMergeTree ORDER BY (mall_id, level, key, {moment}) {ttl} {DEDUP}"""
-          for grain, moment, moment_type, ttl in _VISITOR_GRAINS),
-        *(f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.visitors_{grain}_mv TO {{db}}.visitors_{grain} AS
+            for grain, moment, moment_type, ttl in _VISITOR_GRAINS
+        ),
+        *(
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.visitors_{grain}_mv TO {{db}}.visitors_{grain} AS
            SELECT mall_id, level, key, {expression} AS {moment},
                   sum(visitors_in) AS visitors_in, sum(visitors_out) AS visitors_out, sum(staff_in) AS staff_in,
                   sum(staff_out) AS staff_out, sum(transactions) AS transactions,
                   sum(passers_by) AS passers_by, countIf(late) AS late_rows
            FROM {{db}}.footfall_rollups GROUP BY mall_id, level, key, {moment}"""
-          for (grain, moment, _, _), expression in zip(_VISITOR_GRAINS,
-                                                       ("start", "toStartOfHour(start)", "local_day"), strict=True)),
+            for (grain, moment, _, _), expression in zip(
+                _VISITOR_GRAINS, ("start", "toStartOfHour(start)", "local_day"), strict=True
+            )
+        ),
         f"""CREATE TABLE IF NOT EXISTS {{db}}.area_occupancy (
             row_id String,
             mall_id LowCardinality(String),

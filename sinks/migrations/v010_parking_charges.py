@@ -7,7 +7,7 @@ from .base import Migration
 
 def parking_charges_view(plate: str) -> str:
     """The parking_charges view over parking_stays, whose plate column is ``plate`` (``plate_hash`` from version 11)."""
-    return """CREATE VIEW IF NOT EXISTS {{db}}.parking_charges AS
+    return f"""CREATE VIEW IF NOT EXISTS {{db}}.parking_charges AS
                SELECT s.row_id AS stay_id, s.mall_id AS mall_id, s.car_park_id AS car_park_id, s.{plate} AS {plate},
                       s.member_id AS member_id, s.entry AS entry, s.exit AS exit, s.exit_gate AS exit_gate,
                       s.duration_s AS duration_s,
@@ -33,7 +33,7 @@ def parking_charges_view(plate: str) -> str:
                           anyIf(reason, cause IN ('parking_fee', 'rejected') AND reason != '') AS note,
                           any(rule_version) AS rule_version
                    FROM {{db}}.ledger_entries WHERE startsWith(entry_id, 'parking:')
-                   GROUP BY stay_id) AS c ON c.stay_id = s.row_id""".format(plate=plate)
+                   GROUP BY stay_id) AS c ON c.stay_id = s.row_id"""
 
 
 MIGRATION = Migration(

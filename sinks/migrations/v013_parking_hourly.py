@@ -8,10 +8,15 @@ from .base import DEDUP, Migration
 #: parking_occupancy, and each exit among them is also a stay, so entries are the rows less the stays.
 #: The occupancy at the hour's end is the last row's by time, then id: rows may come in any order and batches.
 _PARKING_HOURLY: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "parking_occupancy": ("ts", (("capacity", "max(capacity)"),
-                                 ("occupancy_end", "argMaxState(occupancy, (ts, event_id))"),
-                                 ("occupancy_peak", "max(occupancy)"),
-                                 ("entries", "toInt64(count())"))),
+    "parking_occupancy": (
+        "ts",
+        (
+            ("capacity", "max(capacity)"),
+            ("occupancy_end", "argMaxState(occupancy, (ts, event_id))"),
+            ("occupancy_peak", "max(occupancy)"),
+            ("entries", "toInt64(count())"),
+        ),
+    ),
     "parking_stays": ("exit", (("entries", "-toInt64(count())"), ("exits", "toInt64(count())"))),
 }
 #: Back-filled hours start after the first hour the TTL may have begun deleting, so each hour is whole.
@@ -29,8 +34,9 @@ def _parking_hourly_backfill(source: str) -> str:
     """Fills parking_hourly from the source's rows a TTL has left whole; the views take it from there."""
     moment, figures = _PARKING_HOURLY[source]
     columns = ", ".join(column for column, _ in figures)
-    return (f"INSERT INTO {{db}}.parking_hourly (mall_id, car_park_id, hour, {columns}) "
-            + _parking_hourly_select(source, f"WHERE {moment} >= {_WHOLE_HOURS_KEPT}"))
+    return f"INSERT INTO {{db}}.parking_hourly (mall_id, car_park_id, hour, {columns}) " + _parking_hourly_select(
+        source, f"WHERE {moment} >= {_WHOLE_HOURS_KEPT}"
+    )
 
 
 MIGRATION = Migration(
@@ -49,8 +55,11 @@ MIGRATION = Migration(
             entries SimpleAggregateFunction(sum, Int64),
             exits SimpleAggregateFunction(sum, Int64)
         ) ENGINE = AggregatingMergeTree ORDER BY (mall_id, car_park_id, hour) {DEDUP}""",
-        *(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.parking_hourly_from_{source.removeprefix('parking_')}_mv "
-          f"TO {{db}}.parking_hourly AS {_parking_hourly_select(source)}" for source in _PARKING_HOURLY),
+        *(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.parking_hourly_from_{source.removeprefix('parking_')}_mv "
+            f"TO {{db}}.parking_hourly AS {_parking_hourly_select(source)}"
+            for source in _PARKING_HOURLY
+        ),
         # a migration cut short runs again from its start: the back-fill must not count twice
         "TRUNCATE TABLE {db}.parking_hourly",
         *(_parking_hourly_backfill(source) for source in _PARKING_HOURLY),

@@ -32,7 +32,13 @@ class RuleOutcome(msgspec.Struct):
     parking_waived: int = 0
 
     def cost(self, point_value_cents: int) -> int:
-        return self.vouchers_redeemed + self.points_issued * point_value_cents + self.rebates + self.discounts + self.parking_waived
+        return (
+            self.vouchers_redeemed
+            + self.points_issued * point_value_cents
+            + self.rebates
+            + self.discounts
+            + self.parking_waived
+        )
 
 
 class RuleBookOutcome(msgspec.Struct):
@@ -82,7 +88,9 @@ def _vouchers_it_issued(card: MemberCard | None, txn: PosTransaction) -> PosTran
     owned = card.vouchers if card else {}
     if all(t.type != "voucher" or t.reference in owned for t in txn.tenders):
         return txn
-    tenders = [t if t.type != "voucher" or t.reference in owned else Tender(type="cash", amount=t.amount) for t in txn.tenders]
+    tenders = [
+        t if t.type != "voucher" or t.reference in owned else Tender(type="cash", amount=t.amount) for t in txn.tenders
+    ]
     return msgspec.structs.replace(txn, tenders=tenders)
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, zeta
 
 
@@ -99,11 +99,14 @@ class _Surface:
         self.dropped_grad = np.stack(
             [-np.log1p(t_x / alpha), r / alpha - (r + x) / (alpha + t_x), 1.0 / a + zero, -1.0 / self.buys_on]
         )
-        outside_grad = np.stack([
-            digamma(r + x) - digamma(r), zero,
-            digamma(a + b) - digamma(a + b + x),
-            digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x),
-        ])
+        outside_grad = np.stack(
+            [
+                digamma(r + x) - digamma(r),
+                zero,
+                digamma(a + b) - digamma(a + b + x),
+                digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x),
+            ]
+        )
         grad = outside_grad + self.share_alive * self.alive_grad + self.share_dropped * self.dropped_grad
         self.params_gradient = grad @ self.share
         # d/d ln p = p d/dp
@@ -169,10 +172,22 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, initial: BgNbdParams |
         return -at.value, -at.gradient
 
     start = initial or BgNbdParams(r=1.0, alpha=max(float(rows[3] @ rows[2]), 1.0), a=1.0, b=1.0)
-    climb = minimize(downhill, np.log(start.as_array()), jac=True, method="L-BFGS-B",
-                     bounds=[(-LOG_BOUND, LOG_BOUND)] * 4, options={"maxiter": 2000})
-    polish = minimize(downhill, climb.x, jac=True, hess=lambda log_params: -surface(log_params).hessian(),
-                      method="trust-exact", options={"gtol": 1e-12, "maxiter": 100})
+    climb = minimize(
+        downhill,
+        np.log(start.as_array()),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-LOG_BOUND, LOG_BOUND)] * 4,
+        options={"maxiter": 2000},
+    )
+    polish = minimize(
+        downhill,
+        climb.x,
+        jac=True,
+        hess=lambda log_params: -surface(log_params).hessian(),
+        method="trust-exact",
+        options={"gtol": 1e-12, "maxiter": 100},
+    )
     log_params = polish.x if polish.fun <= climb.fun else climb.x
     _check_maximum(surface(log_params), f"{climb.message}; {polish.message}")
     r, alpha, a, b = np.exp(log_params)
@@ -181,14 +196,18 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, initial: BgNbdParams |
 
 def _check_maximum(at: _Surface, optimiser_said: str) -> None:
     """Raise unless ``at`` is a strict local maximum within ``REMAINING_GAIN_TOLERANCE`` of its top."""
-    reached = ", ".join(f"{name}={value:.6g}" for name, value in zip(("r", "alpha", "a", "b"), at.params))
+    reached = ", ".join(f"{name}={value:.6g}" for name, value in zip(("r", "alpha", "a", "b"), at.params, strict=False))
     if np.any(np.abs(np.log(at.params)) >= LOG_BOUND - 1e-6):
-        raise FitDidNotConverge(f"BG/NBD fit ran off to a parameter bound ({reached}): these members' "
-                                "likelihood has no maximum (dropout or purchase rates look the same for all)")
+        raise FitDidNotConverge(
+            f"BG/NBD fit ran off to a parameter bound ({reached}): these members' "
+            "likelihood has no maximum (dropout or purchase rates look the same for all)"
+        )
     try:
         remaining_gain = 0.5 * float(at.gradient @ cho_solve(cho_factor(-at.hessian()), at.gradient))
     except LinAlgError:
         remaining_gain = np.inf
     if not remaining_gain <= REMAINING_GAIN_TOLERANCE:
-        raise FitDidNotConverge(f"BG/NBD fit did not reach a maximum ({reached}; the mean log-likelihood could "
-                                f"still rise by {remaining_gain:.2g} per member; optimiser: {optimiser_said})")
+        raise FitDidNotConverge(
+            f"BG/NBD fit did not reach a maximum ({reached}; the mean log-likelihood could "
+            f"still rise by {remaining_gain:.2g} per member; optimiser: {optimiser_said})"
+        )

@@ -45,40 +45,66 @@ class ClickHouseError(Exception):
 _STATUS_OF_CODE = {
     **dict.fromkeys((164, 497), 403),  # READONLY, ACCESS_DENIED
     **dict.fromkeys((60, 81), 404),  # UNKNOWN_TABLE, UNKNOWN_DATABASE
-    **dict.fromkeys((6, 25, 26, 27, 36, 38, 41, 42, 43, 44, 46, 47, 53, 62, 69, 70, 72, 113, 115, 130, 190, 456,
-                     457, 479), 400),  # parsing, unknown identifiers/functions/settings, bad arguments and types
+    **dict.fromkeys(
+        (6, 25, 26, 27, 36, 38, 41, 42, 43, 44, 46, 47, 53, 62, 69, 70, 72, 113, 115, 130, 190, 456, 457, 479), 400
+    ),  # parsing, unknown identifiers/functions/settings, bad arguments and types
     516: 401,
 }
-_ENGINE_ERROR = re.compile(r"Code: (?P<code>\d+)\. DB::Exception: (?P<message>.*?)\s*(?:\((?P<name>[A-Z_]+)\))?\s*\Z",
-                           re.S)
+_ENGINE_ERROR = re.compile(
+    r"Code: (?P<code>\d+)\. DB::Exception: (?P<message>.*?)\s*(?:\((?P<name>[A-Z_]+)\))?\s*\Z", re.S
+)
 
 
 def engine_error(message: str) -> ClickHouseError:
     """The engine's exception (chdb raises ``RuntimeError("Code: N. DB::Exception: ...")``) as the server answers it."""
-    text = message[message.find("Code: "):] if "Code: " in message else message
+    text = message[message.find("Code: ") :] if "Code: " in message else message
     found = _ENGINE_ERROR.match(text.strip())
     if not found:
         return ClickHouseError(1000, "POCO_EXCEPTION", text.strip(), 500)
     code = int(found["code"])
-    return ClickHouseError(code, found["name"] or "UNKNOWN_EXCEPTION", found["message"].rstrip("."),
-                           _STATUS_OF_CODE.get(code, 500))
+    return ClickHouseError(
+        code, found["name"] or "UNKNOWN_EXCEPTION", found["message"].rstrip("."), _STATUS_OF_CODE.get(code, 500)
+    )
 
 
 # -- the request ------------------------------------------------------------------------------------------------
 
 #: URL parameters that steer the HTTP exchange, never settings of the query (clients send them freely).
-TRANSPORT = frozenset({
-    "query", "database", "default_format", "query_id", "session_id", "session_timeout", "session_check",
-    "compress", "decompress", "wait_end_of_query", "buffer_size", "user", "password", "quota_key",
-    "client_protocol_version", "role", "enable_http_compression", "send_progress_in_http_headers",
-    "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close", "add_http_cors_header",
-    "http_zlib_compression_level", "http_wait_end_of_query", "http_response_buffer_size",
-})
+TRANSPORT = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "query_id",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "compress",
+        "decompress",
+        "wait_end_of_query",
+        "buffer_size",
+        "user",
+        "password",
+        "quota_key",
+        "client_protocol_version",
+        "role",
+        "enable_http_compression",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "cancel_http_readonly_queries_on_client_close",
+        "add_http_cors_header",
+        "http_zlib_compression_level",
+        "http_wait_end_of_query",
+        "http_response_buffer_size",
+    }
+)
 #: Settings a client may give in the URL: how the result is written and limited, never what the query may do.
-ALLOWED_SETTING = re.compile(r"output_format_\w+|date_time_output_format|session_timezone|max_execution_time|"
-                             r"max_result_rows|max_result_bytes|result_overflow_mode|limit|offset|max_block_size|"
-                             r"extremes|join_use_nulls|readonly|timeout_overflow_mode|"
-                             r"cast_string_to_dynamic_use_inference|date_time_input_format")
+ALLOWED_SETTING = re.compile(
+    r"output_format_\w+|date_time_output_format|session_timezone|max_execution_time|"
+    r"max_result_rows|max_result_bytes|result_overflow_mode|limit|offset|max_block_size|"
+    r"extremes|join_use_nulls|readonly|timeout_overflow_mode|"
+    r"cast_string_to_dynamic_use_inference|date_time_input_format"
+)
 #: Each a bound of the hub's that a client may lower, never lift (0 would mean no bound at all).
 BOUNDED = ("max_execution_time", "max_result_rows", "max_result_bytes")
 SETTING_VALUE = re.compile(r"[\w.:/+\- ]*")
@@ -121,8 +147,13 @@ def parse_request(url: Mapping[str, str], body: str, limits: Limits) -> Request:
         if name in TRANSPORT or name.startswith("param_"):
             continue
         if not ALLOWED_SETTING.fullmatch(name):
-            raise ClickHouseError(164, "READONLY", f"Cannot modify '{name}' setting in readonly mode: this endpoint "
-                                  "takes only output_format_*, session_timezone and result and time limits", 403)
+            raise ClickHouseError(
+                164,
+                "READONLY",
+                f"Cannot modify '{name}' setting in readonly mode: this endpoint "
+                "takes only output_format_*, session_timezone and result and time limits",
+                403,
+            )
         if not SETTING_VALUE.fullmatch(value):
             raise ClickHouseError(72, "CANNOT_PARSE_NUMBER", f"Bad value for setting '{name}'")
         settings[name] = value
@@ -139,8 +170,13 @@ def parse_request(url: Mapping[str, str], body: str, limits: Limits) -> Request:
         except ValueError:
             raise ClickHouseError(72, "CANNOT_PARSE_NUMBER", f"Bad value for setting '{name}'") from None
         if not 0 < asked <= bound:
-            raise ClickHouseError(164, "READONLY", f"Setting {name} should be greater than 0 and not greater than "
-                                  f"{bound} on this endpoint (clickhouse.http_{name.removeprefix('max_')})", 403)
+            raise ClickHouseError(
+                164,
+                "READONLY",
+                f"Setting {name} should be greater than 0 and not greater than "
+                f"{bound} on this endpoint (clickhouse.http_{name.removeprefix('max_')})",
+                403,
+            )
     fmt = url.get("default_format", "TabSeparated")
     database = url.get("database") or None
     if not FORMAT_NAME.fullmatch(fmt):
@@ -151,10 +187,16 @@ def parse_request(url: Mapping[str, str], body: str, limits: Limits) -> Request:
         revision = int(url.get("client_protocol_version", "0"))
     except ValueError:
         raise ClickHouseError(72, "CANNOT_PARSE_NUMBER", "Bad client_protocol_version") from None
-    return Request(sql=sql, default_format=fmt, database=database, query_id=url.get("query_id") or None,
-                   params={name[6:]: value for name, value in url.items() if name.startswith("param_")},
-                   settings=settings, revision=revision,
-                   http_compression=url.get("enable_http_compression") == "1")
+    return Request(
+        sql=sql,
+        default_format=fmt,
+        database=database,
+        query_id=url.get("query_id") or None,
+        params={name[6:]: value for name, value in url.items() if name.startswith("param_")},
+        settings=settings,
+        revision=revision,
+        http_compression=url.get("enable_http_compression") == "1",
+    )
 
 
 def statement(sql: str, settings: Mapping[str, str]) -> str:
@@ -167,13 +209,46 @@ def statement(sql: str, settings: Mapping[str, str]) -> str:
 
 #: Functions that read files, run programs or reach the network: most are table functions that ``readonly``
 #: already refuses; ``file`` is also a scalar function that it does not.
-REFUSED_FUNCTIONS = frozenset({
-    "file", "filecluster", "url", "urlcluster", "s3", "s3cluster", "gcs", "oss", "cosn", "azureblobstorage",
-    "azureblobstoragecluster", "hdfs", "hdfscluster", "remote", "remotesecure", "cluster", "clusterallreplicas",
-    "mysql", "postgresql", "mongodb", "redis", "sqlite", "odbc", "jdbc", "input", "executable", "iceberg",
-    "icebergs3", "icebergazure", "iceberghdfs", "iceberglocal", "deltalake", "deltalakelocal", "hudi",
-    "arrowflight", "catboostevaluate",
-})
+REFUSED_FUNCTIONS = frozenset(
+    {
+        "file",
+        "filecluster",
+        "url",
+        "urlcluster",
+        "s3",
+        "s3cluster",
+        "gcs",
+        "oss",
+        "cosn",
+        "azureblobstorage",
+        "azureblobstoragecluster",
+        "hdfs",
+        "hdfscluster",
+        "remote",
+        "remotesecure",
+        "cluster",
+        "clusterallreplicas",
+        "mysql",
+        "postgresql",
+        "mongodb",
+        "redis",
+        "sqlite",
+        "odbc",
+        "jdbc",
+        "input",
+        "executable",
+        "iceberg",
+        "icebergs3",
+        "icebergazure",
+        "iceberghdfs",
+        "iceberglocal",
+        "deltalake",
+        "deltalakelocal",
+        "hudi",
+        "arrowflight",
+        "catboostevaluate",
+    }
+)
 _STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'")
 _CALL = re.compile(r"`?(\w+)`?\s*\(")
 _TRAILING_FORMAT = re.compile(r"\nFORMAT (\w+)(?:\nSETTINGS [^\n]*)?\Z")
@@ -184,12 +259,20 @@ def refusal_of(formatted: str) -> ClickHouseError | None:
     """Why a query the engine formatted (``formatQuery``) may not run, beyond what ``readonly`` refuses."""
     code = _STRING_LITERAL.sub("''", formatted)
     if "INTO OUTFILE" in code:
-        return ClickHouseError(497, "ACCESS_DENIED", "Not enough privileges: INTO OUTFILE writes a file on the hub, "
-                               "which readonly mode does not allow", 403)
+        return ClickHouseError(
+            497,
+            "ACCESS_DENIED",
+            "Not enough privileges: INTO OUTFILE writes a file on the hub, which readonly mode does not allow",
+            403,
+        )
     for name in _CALL.findall(code):
         if name.lower() in REFUSED_FUNCTIONS:
-            return ClickHouseError(497, "ACCESS_DENIED", f"Not enough privileges: {name}() reads outside the "
-                                   "hub's tables, which readonly mode does not allow", 403)
+            return ClickHouseError(
+                497,
+                "ACCESS_DENIED",
+                f"Not enough privileges: {name}() reads outside the hub's tables, which readonly mode does not allow",
+                403,
+            )
     return None
 
 
@@ -219,8 +302,14 @@ _FIXED_WIDTH = {
     **dict.fromkeys(("UInt128", "Int128", "UUID", "IPv6", "Decimal128"), 16),
     **dict.fromkeys(("UInt256", "Int256", "Decimal256"), 32),
 }
-_GEO = {"Point": "Tuple(Float64, Float64)", "Ring": "Array(Point)", "LineString": "Array(Point)",
-        "Polygon": "Array(Ring)", "MultiLineString": "Array(LineString)", "MultiPolygon": "Array(Polygon)"}
+_GEO = {
+    "Point": "Tuple(Float64, Float64)",
+    "Ring": "Array(Point)",
+    "LineString": "Array(Point)",
+    "Polygon": "Array(Ring)",
+    "MultiLineString": "Array(LineString)",
+    "MultiPolygon": "Array(Polygon)",
+}
 _NAMED_ELEMENT = re.compile(r"`?\w+`?\s+(\S.*)", re.S)
 _LC_HAS_ADDITIONAL_KEYS = 1 << 9
 _LC_INDEX_WIDTH = (1, 2, 4, 8)
@@ -228,8 +317,13 @@ _LC_INDEX_WIDTH = (1, 2, 4, 8)
 
 class NotFramable(ClickHouseError):
     def __init__(self, type_name: str) -> None:
-        super().__init__(48, "NOT_IMPLEMENTED", f"Columns of type {type_name} cannot be sent as Native to a client of "
-                         "a protocol revision (client_protocol_version) by this endpoint: use another format", 501)
+        super().__init__(
+            48,
+            "NOT_IMPLEMENTED",
+            f"Columns of type {type_name} cannot be sent as Native to a client of "
+            "a protocol revision (client_protocol_version) by this endpoint: use another format",
+            501,
+        )
 
 
 def split_type(type_name: str) -> tuple[str, list[str]]:
@@ -285,7 +379,7 @@ class _Reader:
     def string(self) -> str:
         size = self.varint()
         self.at += size
-        return self.data[self.at - size:self.at].decode()
+        return self.data[self.at - size : self.at].decode()
 
 
 def _skip_column(reader: _Reader, type_name: str, rows: int) -> None:
@@ -314,7 +408,7 @@ def _skip_column(reader: _Reader, type_name: str, rows: int) -> None:
             return None
         reader.skip(8 * (rows - 1))
         elements = reader.uint64()
-        for element in (args if name == "Map" else args[:1]):
+        for element in args if name == "Map" else args[:1]:
             _skip_column(reader, element, elements)
         return None
     if name == "Tuple":
@@ -352,22 +446,23 @@ def native_for_revision(data: bytes, revision: int) -> bytes:
             out += BLOCK_INFO
             start = reader.at
             columns, rows = reader.varint(), reader.varint()
-            out += data[start:reader.at]
+            out += data[start : reader.at]
             for _ in range(columns):
                 start = reader.at
                 reader.string()
                 type_name = reader.string()
-                out += data[start:reader.at] + (b"\x00" if custom else b"")
+                out += data[start : reader.at] + (b"\x00" if custom else b"")
                 start = reader.at
                 if rows:
                     _skip_column(reader, type_name, rows)
-                out += data[start:reader.at]
+                out += data[start : reader.at]
     except (IndexError, struct.error, ValueError) as exc:
         raise ClickHouseError(1000, "POCO_EXCEPTION", f"Native output could not be framed: {exc}", 500) from None
     return bytes(out)
 
 
 # -- compression --------------------------------------------------------------------------------------------------
+
 
 def lz4_frames(data: bytes) -> bytes:
     """Every lz4 frame of a body, one after the other (clients compress each block as a frame of its own)."""
@@ -400,15 +495,19 @@ def decode_body(body: bytes, content_encoding: str, native_compressed: bool) -> 
     encoding = content_encoding.strip().lower()
     if encoding not in ("", "identity"):
         if encoding not in CODECS:
-            raise ClickHouseError(1, "UNSUPPORTED_METHOD", f"Unknown Content-Encoding {encoding}: this endpoint "
-                                  f"takes {', '.join(CODECS)}", 415)
+            raise ClickHouseError(
+                1,
+                "UNSUPPORTED_METHOD",
+                f"Unknown Content-Encoding {encoding}: this endpoint takes {', '.join(CODECS)}",
+                415,
+            )
         body = CODECS[encoding][0](body)
     if not native_compressed:
         return body
     out, at = [], 0
     while at < len(body):
         _, method, compressed, size = _NATIVE_BLOCK.unpack_from(body, at)
-        data = body[at + _NATIVE_BLOCK.size:at + 16 + compressed]
+        data = body[at + _NATIVE_BLOCK.size : at + 16 + compressed]
         if method not in _NATIVE_METHODS:
             raise ClickHouseError(271, "CANNOT_DECOMPRESS", f"Unknown compression method {method:#x}")
         out.append(_NATIVE_METHODS[method](data, size))

@@ -40,4 +40,4 @@ def cover(ranges: Ranges, start: float, end: float) -> None:
 
 def forget_before(ranges: Ranges, moment: float) -> None:
     """Drop the ranges that ended before ``moment``."""
-    del ranges[:bisect_left(ranges, moment, key=_end)]
+    del ranges[: bisect_left(ranges, moment, key=_end)]

@@ -65,7 +65,7 @@ TXN_KEY_BYTES = 4
 
 
 class AsOfError(ValueError):
-    """"Now" is before the member's last event: the answer would describe a past that already changed."""
+    """ "Now" is before the member's last event: the answer would describe a past that already changed."""
 
 
 def _zeros(n: int) -> Any:
@@ -137,7 +137,9 @@ def _day(now: dt.datetime) -> int:
 def _refuse_stale(state: CustomerState, now: dt.datetime) -> None:
     if now.timestamp() < state.last_event_s:
         last = dt.datetime.fromtimestamp(state.last_event_s, now.tzinfo or dt.UTC)
-        raise AsOfError(f"as of {now.isoformat()} is before member {state.member_id}'s last receipt at {last.isoformat()}")
+        raise AsOfError(
+            f"as of {now.isoformat()} is before member {state.member_id}'s last receipt at {last.isoformat()}"
+        )
 
 
 def _txn_key(txn: PosTransaction) -> bytes:
@@ -166,7 +168,9 @@ def _with_purchase_day(state: CustomerState, day: int) -> dict[str, int]:
         gap = day - state.last_day
         recent = ((state.recent_days << gap) | 1) & ((1 << RECENT_DAY_BITS) - 1)
         return {
-            "last_day": day, "recent_days": recent, "repeat_days": state.repeat_days + 1,
+            "last_day": day,
+            "recent_days": recent,
+            "repeat_days": state.repeat_days + 1,
             "gap_square_sum": state.gap_square_sum + gap * gap,
         }
     back = state.last_day - day
@@ -181,7 +185,9 @@ def _with_purchase_day(state: CustomerState, day: int) -> dict[str, int]:
     return {**changes, "first_day": min(day, state.first_day), "repeat_days": state.repeat_days + 1}
 
 
-def _preferences(scores: dict[str, float], bought: dict[str, float], days_on: int, rules: CustomerRules) -> dict[str, float]:
+def _preferences(
+    scores: dict[str, float], bought: dict[str, float], days_on: int, rules: CustomerRules
+) -> dict[str, float]:
     """Scores decayed ``days_on`` days to the new reference day, plus what was bought, pruned and capped."""
     half_life = rules.preference_half_life_days
     updated = {name: _decayed(score, days_on, half_life) for name, score in scores.items()}
@@ -215,7 +221,9 @@ def _price_bands(bands: list[int], txn: PosTransaction, sign: int, rules: Custom
     return updated
 
 
-def _spend_rates(state: CustomerState, reference_day: int, day: int, cents: int, rules: CustomerRules) -> dict[str, float]:
+def _spend_rates(
+    state: CustomerState, reference_day: int, day: int, cents: int, rules: CustomerRules
+) -> dict[str, float]:
     """Both decayed spend sums moved to ``reference_day`` with ``cents`` spent on ``day`` added (or taken off)."""
     moved = reference_day - state.last_day if state.has_purchased else 0
     late = reference_day - day
@@ -235,9 +243,14 @@ def _with_receipt(state: CustomerState, txn: PosTransaction, rules: CustomerRule
         "mall_id": txn.mall_id or state.mall_id,
     }
     if txn.kind != "sale":
-        trend = _spend_rates(state, state.last_day, min(day, state.last_day), -cents, rules) if state.has_purchased else {}
+        trend = (
+            _spend_rates(state, state.last_day, min(day, state.last_day), -cents, rules) if state.has_purchased else {}
+        )
         return msgspec.structs.replace(
-            state, **common, **trend, spend_cents=state.spend_cents - cents,
+            state,
+            **common,
+            **trend,
+            spend_cents=state.spend_cents - cents,
             price_band_cents=_price_bands(state.price_band_cents, txn, -1, rules),
         )
     days = _with_purchase_day(state, day)
@@ -248,12 +261,17 @@ def _with_receipt(state: CustomerState, txn: PosTransaction, rules: CustomerRule
     weekday[txn.business_day.weekday()] += 1
     hour[txn.ts.hour] += 1
     return msgspec.structs.replace(
-        state, **common, **days, **_spend_rates(state, reference_day, day, cents, rules),
-        receipts=state.receipts + 1, spend_cents=state.spend_cents + cents,
+        state,
+        **common,
+        **days,
+        **_spend_rates(state, reference_day, day, cents, rules),
+        receipts=state.receipts + 1,
+        spend_cents=state.spend_cents + cents,
         brands=_preferences(state.brands, brands, days_on, rules),
         categories=_preferences(state.categories, categories, days_on, rules),
         price_band_cents=_price_bands(state.price_band_cents, txn, 1, rules),
-        weekday_visits=weekday, hour_visits=hour,
+        weekday_visits=weekday,
+        hour_visits=hour,
     )
 
 
@@ -274,8 +292,12 @@ def spend_trend(state: CustomerState, now: dt.datetime, rules: CustomerRules) ->
 def _stage(state: CustomerState, now: dt.datetime, rules: CustomerRules, alive: float | None) -> Stage:
     x, _, T = bgnbd_summary(state, now)
     return lifecycle_stage(
-        rules.lifecycle, age_days=T, recency_days=max(_day(now) - state.last_day, 0), repeat_days=x,
-        p_alive=alive, trend=spend_trend(state, now, rules),
+        rules.lifecycle,
+        age_days=T,
+        recency_days=max(_day(now) - state.last_day, 0),
+        repeat_days=x,
+        p_alive=alive,
+        trend=spend_trend(state, now, rules),
     )
 
 
@@ -295,7 +317,11 @@ def _evaluate(
     if level == state.alert_level:
         return msgspec.structs.replace(state, evaluated_s=evaluated), []
     signal = ChurnSignal(
-        member_id=state.member_id, kind=SIGNAL_KINDS[level], ts=now, p_alive=alive, stage=stage,
+        member_id=state.member_id,
+        kind=SIGNAL_KINDS[level],
+        ts=now,
+        p_alive=alive,
+        stage=stage,
         previous_kind=SIGNAL_KINDS[state.alert_level],
     )
     return msgspec.structs.replace(state, alert_level=level, evaluated_s=evaluated), [signal]
@@ -345,11 +371,13 @@ def insight(state: CustomerState, now: dt.datetime, rules: CustomerRules, params
         rules.rfm, recency_days=max(_day(now) - state.last_day, 0), purchase_days=x + 1, spend_cents=state.spend_cents
     )
     return Insight(
-        p_alive=alive, lifecycle_stage=_stage(state, now, rules, alive), rfm_segment=segment,
-        preferences=top_preferences(state), inter_purchase_days=state.inter_purchase_days(),
+        p_alive=alive,
+        lifecycle_stage=_stage(state, now, rules, alive),
+        rfm_segment=segment,
+        preferences=top_preferences(state),
+        inter_purchase_days=state.inter_purchase_days(),
         spend_cents=state.spend_cents,
     )
-
 
 
 def _noon(day: int) -> dt.datetime:
@@ -362,8 +390,12 @@ def _shown_on(state: CustomerState, day: int, rules: CustomerRules, params: BgNb
     now = _noon(day)
     alive = _p_alive(state, now, params)
     stage = _stage(state, now, rules, alive)
-    segment = rfm_segment(rules.rfm, recency_days=max(day - state.last_day, 0), purchase_days=state.repeat_days + 1,
-                          spend_cents=state.spend_cents)
+    segment = rfm_segment(
+        rules.rfm,
+        recency_days=max(day - state.last_day, 0),
+        purchase_days=state.repeat_days + 1,
+        spend_cents=state.spend_cents,
+    )
     return stage, segment, alert_level(rules.signals, state.alert_level, p_alive=alive, stage=stage)
 
 
@@ -392,13 +424,19 @@ def next_change_day(state: CustomerState, day: int, rules: CustomerRules, params
     if not state.has_purchased:
         return None
     life, last = rules.lifecycle, state.last_day
-    horizon = max(last + life.churned_after_days, state.first_day + life.new_days + 1,
-                  last + max(rules.rfm.recency_days) + 1)
-    candidates = {state.first_day + life.new_days + 1, last + life.churned_after_days,
-                  *(last + edge + 1 for edge in rules.rfm.recency_days)}
+    horizon = max(
+        last + life.churned_after_days, state.first_day + life.new_days + 1, last + max(rules.rfm.recency_days) + 1
+    )
+    candidates = {
+        state.first_day + life.new_days + 1,
+        last + life.churned_after_days,
+        *(last + edge + 1 for edge in rules.rfm.recency_days),
+    }
     if params is not None:
         for level in (life.churned_p_alive, life.declining_p_alive, rules.signals.at_risk_below):
-            candidates.add(_first_day(day + 1, horizon, lambda d, level=level: _p_alive(state, _noon(d), params) < level))
+            candidates.add(
+                _first_day(day + 1, horizon, lambda d, level=level: _p_alive(state, _noon(d), params) < level)
+            )
     candidates.add(_first_day(day + 1, horizon, lambda d: spend_trend(state, _noon(d), rules) < life.declining_trend))
     candidates.add(_first_day(day + 1, horizon, lambda d: spend_trend(state, _noon(d), rules) <= life.developing_trend))
     shown = _shown_on(state, day, rules, params)

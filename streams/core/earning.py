@@ -23,7 +23,9 @@ def in_birthday_week(birthday: dt.date | None, day: dt.date) -> bool:
     if birthday is None:
         return False
     week = day.isocalendar()[:2]
-    return any(_anniversary(birthday, year).isocalendar()[:2] == week for year in (day.year - 1, day.year, day.year + 1))
+    return any(
+        _anniversary(birthday, year).isocalendar()[:2] == week for year in (day.year - 1, day.year, day.year + 1)
+    )
 
 
 def _anniversary(birthday: dt.date, year: int) -> dt.date:
@@ -50,7 +52,9 @@ def _applies(multiplier: Multiplier, card: MemberCard, day: dt.date) -> bool:
     )
 
 
-def points_by_rule(card: MemberCard, txn: PosTransaction, rules: RuleBook, day_points: int) -> tuple[list[tuple[str, int]], int]:
+def points_by_rule(
+    card: MemberCard, txn: PosTransaction, rules: RuleBook, day_points: int
+) -> tuple[list[tuple[str, int]], int]:
     """([(rule id, points)], eligible cents) for a sale, caps applied, given the points its business day already earned."""
     earning = rules.earning
     lines = eligible_lines(txn, rules)

@@ -19,7 +19,9 @@ Rounding and claw-back rules are in ``docs/loyalty.md``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from types import MappingProxyType
 from typing import NamedTuple
 
 import msgspec
@@ -50,7 +52,11 @@ from .vouchers import clawback, redemptions, triggered
 MEMBER_TENDERS = frozenset({"stored_value", "voucher", "points"})
 REFUSALS = frozenset({"rejected", "voucher_rejected"})
 #: How a void gives back what its sale paid from the member's accounts.
-PAYMENT_REVERSALS = {"voucher_redeemed": "voucher_restored", "stored_value_debit": "stored_value_credit", "points_spent": "points_refunded"}
+PAYMENT_REVERSALS = {
+    "voucher_redeemed": "voucher_restored",
+    "stored_value_debit": "stored_value_credit",
+    "points_spent": "points_refunded",
+}
 
 
 class Outcome(NamedTuple):
@@ -58,8 +64,8 @@ class Outcome(NamedTuple):
 
     effects: list[Effect]
     sale: SaleMemory | None = None
-    days: dict[dt.date, DayCounters] = {}
-    memories: dict[str, TxnMemory] = {}
+    days: Mapping[dt.date, DayCounters] = MappingProxyType({})
+    memories: Mapping[str, TxnMemory] = MappingProxyType({})
 
 
 def enrol(member_id: str, rules: RuleBook, birthday: dt.date | None = None) -> MemberCard:
@@ -149,7 +155,14 @@ def _payments(card: MemberCard, txn: PosTransaction, rules: RuleBook, now: dt.da
     if stored:
         room = available(card, STORED_VALUE, now, for_txn=txn.txn_id)
         if stored > room:
-            refused.append(cause.effect("rejected", "", amount=stored, reason=f"stored value has {max(room, 0)} cents available, {stored} tendered"))
+            refused.append(
+                cause.effect(
+                    "rejected",
+                    "",
+                    amount=stored,
+                    reason=f"stored value has {max(room, 0)} cents available, {stored} tendered",
+                )
+            )
         else:
             accepted.append(cause.effect("stored_value_debit", "", account=STORED_VALUE, delta=-stored))
     paid_in_points = sum(cents(t.amount) for t in txn.tenders if t.type == "points")
@@ -157,9 +170,18 @@ def _payments(card: MemberCard, txn: PosTransaction, rules: RuleBook, now: dt.da
         strategy = rules.points_payment(txn.store_id)
         needed = points_for(paid_in_points, strategy.ratio, ROUND_CEILING) if strategy and strategy.ratio else 0
         if strategy is None:
-            refused.append(cause.effect("rejected", "", amount=paid_in_points, reason=f"points cannot pay at store {txn.store_id}"))
+            refused.append(
+                cause.effect("rejected", "", amount=paid_in_points, reason=f"points cannot pay at store {txn.store_id}")
+            )
         elif needed > card.points:
-            refused.append(cause.effect("rejected", strategy.id, amount=paid_in_points, reason=f"{needed} points needed, {card.points} on the card"))
+            refused.append(
+                cause.effect(
+                    "rejected",
+                    strategy.id,
+                    amount=paid_in_points,
+                    reason=f"{needed} points needed, {card.points} on the card",
+                )
+            )
         else:
             accepted.append(cause.effect("points_spent", strategy.id, account=POINTS, delta=-needed))
     return refused or accepted
@@ -172,7 +194,9 @@ def points_for(amount_cents: int, money_per_point: Decimal, rounding: str) -> in
 
 def _flags(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause) -> list[Effect]:
     """One flag naming the lines that lack attributes some rule needed: those rules used what was there."""
-    offered = [card.vouchers[t.reference].scope for t in txn.tenders if t.type == "voucher" and t.reference in card.vouchers]
+    offered = [
+        card.vouchers[t.reference].scope for t in txn.tenders if t.type == "voucher" and t.reference in card.vouchers
+    ]
     needed = sorted(rules.line_attributes_read.union(*(scope.needed_attributes() for scope in offered)))
     missing = []
     for line in txn.lines:
@@ -191,7 +215,9 @@ def _return(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause
     if memory is None:
         returned = sum(cents(line.amount) for line in eligible_lines(txn, rules))
         points = int((Decimal(returned) / 100 * rules.earning.rate).to_integral_value(rounding=ROUND_FLOOR))
-        effects = [cause.effect("flagged", "", reason=f"original sale {original_id} unknown: base-rate points reversed")]
+        effects = [
+            cause.effect("flagged", "", reason=f"original sale {original_id} unknown: base-rate points reversed")
+        ]
         if points:
             effects.append(cause.effect("points_reversed", rules.earning.id, account=POINTS, delta=-points))
         return Outcome(effects + refunds)
@@ -202,17 +228,25 @@ def _return(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause
     sale = memory.sale
     lines = receipt_lines(txn)
     total = cents(txn.total)
-    eligible = sum(cents(line.amount) for line in eligible_lines(txn, rules)) if txn.lines else _share(sale.eligible, total, sale.total)
+    eligible = (
+        sum(cents(line.amount) for line in eligible_lines(txn, rules))
+        if txn.lines
+        else _share(sale.eligible, total, sale.total)
+    )
     scope_returned = {}
     for campaign_id, spend in sale.scope_spend.items():
         campaign = rules.campaign(campaign_id)
         in_lines = txn.lines and campaign and campaign.trigger
-        scope_returned[campaign_id] = spend_in(campaign.trigger.scope, lines, txn.store_id) if in_lines else _share(spend, total, sale.total)  # type: ignore[union-attr]
+        scope_returned[campaign_id] = (
+            spend_in(campaign.trigger.scope, lines, txn.store_id) if in_lines else _share(spend, total, sale.total)
+        )  # type: ignore[union-attr]
     after = msgspec.structs.replace(
         sale,
         returned_total=min(sale.total, sale.returned_total + total),
         returned_eligible=min(sale.eligible, sale.returned_eligible + eligible),
-        returned_scope={c: min(s, sale.returned_scope.get(c, 0) + scope_returned[c]) for c, s in sale.scope_spend.items()},
+        returned_scope={
+            c: min(s, sale.returned_scope.get(c, 0) + scope_returned[c]) for c, s in sale.scope_spend.items()
+        },
     )
     return _reverse(card, original_id, memory, after, total, cause, refunds)
 
@@ -231,7 +265,13 @@ def _not_reversible(memory: TxnMemory, original_id: str) -> str:
 
 
 def _reverse(
-    card: MemberCard, original_id: str, memory: TxnMemory, after: SaleMemory, refund: int, cause: Cause, extra: list[Effect]
+    card: MemberCard,
+    original_id: str,
+    memory: TxnMemory,
+    after: SaleMemory,
+    refund: int,
+    cause: Cause,
+    extra: list[Effect],
 ) -> Outcome:
     """Points and vouchers taken back in proportion to what of the sale is now returned; counters of its day reduced."""
     sale = memory.sale
@@ -268,16 +308,41 @@ def _refunds(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Caus
         elif tender.type == "voucher":
             voucher = card.vouchers.get(tender.reference)
             if voucher is None:
-                effects.append(cause.effect("voucher_rejected", "", amount=amount, voucher_id=tender.reference, reason=f"voucher {tender.reference!r} does not belong to this member"))
+                effects.append(
+                    cause.effect(
+                        "voucher_rejected",
+                        "",
+                        amount=amount,
+                        voucher_id=tender.reference,
+                        reason=f"voucher {tender.reference!r} does not belong to this member",
+                    )
+                )
             else:
                 restored = min(amount, voucher.spent)
-                effects.append(cause.effect("voucher_restored", voucher.campaign_id, account=voucher_account(voucher.voucher_id), delta=restored, voucher_id=voucher.voucher_id))
+                effects.append(
+                    cause.effect(
+                        "voucher_restored",
+                        voucher.campaign_id,
+                        account=voucher_account(voucher.voucher_id),
+                        delta=restored,
+                        voucher_id=voucher.voucher_id,
+                    )
+                )
         elif tender.type == "points":
             strategy = rules.points_payment(txn.store_id)
             if strategy is None or strategy.ratio is None:
-                effects.append(cause.effect("rejected", "", amount=amount, reason=f"points cannot refund at store {txn.store_id}"))
+                effects.append(
+                    cause.effect("rejected", "", amount=amount, reason=f"points cannot refund at store {txn.store_id}")
+                )
             else:
-                effects.append(cause.effect("points_refunded", strategy.id, account=POINTS, delta=points_for(amount, strategy.ratio, ROUND_FLOOR)))
+                effects.append(
+                    cause.effect(
+                        "points_refunded",
+                        strategy.id,
+                        account=POINTS,
+                        delta=points_for(amount, strategy.ratio, ROUND_FLOOR),
+                    )
+                )
     return effects
 
 
@@ -295,7 +360,11 @@ def _void(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause) 
     sale = memory.sale
     assert sale is not None
     after = msgspec.structs.replace(
-        sale, returned_total=sale.total, returned_eligible=sale.eligible, returned_scope=dict(sale.scope_spend), voided=True
+        sale,
+        returned_total=sale.total,
+        returned_eligible=sale.eligible,
+        returned_scope=dict(sale.scope_spend),
+        voided=True,
     )
     given_back = [
         cause.effect(PAYMENT_REVERSALS[e.kind], e.rule_id, account=e.account, delta=-e.delta, voucher_id=e.voucher_id)  # type: ignore[arg-type]

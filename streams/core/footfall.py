@@ -99,7 +99,7 @@ class _Interval:
 class FootfallState:
     """One mall's footfall stream: open intervals, recently seen ticks, areas and staff badges."""
 
-    __slots__ = ("now", "closed_until", "open", "counted", "uncounted_staff", "areas", "badges", "next_reset", "sales")
+    __slots__ = ("areas", "badges", "closed_until", "counted", "next_reset", "now", "open", "sales", "uncounted_staff")
 
     def __init__(self) -> None:
         self.now = float("-inf")
@@ -117,8 +117,9 @@ class FootfallState:
         self.sales: dict[str, float] = {}
 
 
-def apply_tick(state: FootfallState, tick: FootfallTick, now: float,
-               layout: FootfallLayout) -> tuple[FootfallState, list[FootfallOutput]]:
+def apply_tick(
+    state: FootfallState, tick: FootfallTick, now: float, layout: FootfallLayout
+) -> tuple[FootfallState, list[FootfallOutput]]:
     """Count one tick once, in its own interval or as a late row; close the intervals ``now`` has passed."""
     ts = tick.ts.timestamp()
     bucket_s = layout.config.bucket_s
@@ -136,8 +137,9 @@ def apply_tick(state: FootfallState, tick: FootfallTick, now: float,
     return state, _add_counts(state, layout, start, tick.counter_id, counts) + advance(state, now, layout)
 
 
-def apply_badge_read(state: FootfallState, read: RfidRead, now: float,
-                     layout: FootfallLayout) -> tuple[FootfallState, list[FootfallOutput]]:
+def apply_badge_read(
+    state: FootfallState, read: RfidRead, now: float, layout: FootfallLayout
+) -> tuple[FootfallState, list[FootfallOutput]]:
     """A staff badge passing a counted door takes one person off that counter's visitors, in its interval."""
     passed = staff_pass(state.badges, layout, read)
     outputs = []
@@ -148,8 +150,9 @@ def apply_badge_read(state: FootfallState, read: RfidRead, now: float,
     return state, outputs + advance(state, now, layout)
 
 
-def apply_transaction(state: FootfallState, txn: PosTransaction, now: float,
-                      layout: FootfallLayout) -> tuple[FootfallState, list[FootfallOutput]]:
+def apply_transaction(
+    state: FootfallState, txn: PosTransaction, now: float, layout: FootfallLayout
+) -> tuple[FootfallState, list[FootfallOutput]]:
     """Join a receipt to its store's interval: +1 for a sale, -1 for a void; returns are not transactions."""
     change = {"sale": 1, "void": -1}.get(txn.kind, 0)
     outputs = []
@@ -165,8 +168,9 @@ def apply_transaction(state: FootfallState, txn: PosTransaction, now: float,
     return state, outputs + advance(state, now, layout)
 
 
-def apply_event(state: FootfallState, event: FootfallTick | RfidRead | PosTransaction, now: float,
-                layout: FootfallLayout) -> tuple[FootfallState, list[FootfallOutput]]:
+def apply_event(
+    state: FootfallState, event: FootfallTick | RfidRead | PosTransaction, now: float, layout: FootfallLayout
+) -> tuple[FootfallState, list[FootfallOutput]]:
     """Any event the footfall agent consumes, by type."""
     if isinstance(event, FootfallTick):
         return apply_tick(state, event, now, layout)
@@ -227,8 +231,9 @@ def _interval(state: FootfallState, start: float) -> _Interval:
     return interval
 
 
-def _add_counts(state: FootfallState, layout: FootfallLayout, start: float, counter: str,
-                counts: tuple[int, int, int, int]) -> list[FootfallOutput]:
+def _add_counts(
+    state: FootfallState, layout: FootfallLayout, start: float, counter: str, counts: tuple[int, int, int, int]
+) -> list[FootfallOutput]:
     """Into the open interval, or straight out as late rows that also move the occupancy now."""
     if start >= state.closed_until:
         gathered = _interval(state, start).counts
@@ -254,8 +259,9 @@ def _add_counts(state: FootfallState, layout: FootfallLayout, start: float, coun
     return rows
 
 
-def _rows(layout: FootfallLayout, start: float, counts: dict[str, list[int]], transactions: dict[str, int],
-          late: bool) -> list[RollupRow]:
+def _rows(
+    layout: FootfallLayout, start: float, counts: dict[str, list[int]], transactions: dict[str, int], late: bool
+) -> list[RollupRow]:
     """Every row the counters' and tills' figures add to."""
     sums: dict[RowKey, list[int]] = {}
     for counter, (people_in, people_out, staff_in, staff_out) in counts.items():
@@ -275,12 +281,13 @@ def _rows(layout: FootfallLayout, start: float, counts: dict[str, list[int]], tr
             sums.setdefault(key, [0] * 6)[4] += sales
     begins = _local(layout, start)
     # figures are in RollupRow's field order: visitors in, out, staff in, out, transactions, passers-by
-    return [RollupRow(layout.mall_id, level, key, begins, layout.config.bucket_s, *figures, late)
-            for (level, key), figures in sums.items()]
+    return [
+        RollupRow(layout.mall_id, level, key, begins, layout.config.bucket_s, *figures, late)
+        for (level, key), figures in sums.items()
+    ]
 
 
-def _close(state: FootfallState, layout: FootfallLayout, start: float,
-           interval: _Interval) -> list[FootfallOutput]:
+def _close(state: FootfallState, layout: FootfallLayout, start: float, interval: _Interval) -> list[FootfallOutput]:
     """Emit an interval's rows, move each area's occupancy on, and reconcile the areas when the mall empties."""
     for counter, figures in interval.counts.items():
         uncounted = [max(0, figures[STAFF_IN] - figures[IN]), max(0, figures[STAFF_OUT] - figures[OUT])]
@@ -299,17 +306,35 @@ def _close(state: FootfallState, layout: FootfallLayout, start: float,
         if area is None:
             area = state.areas[key] = AreaState()
         row = flows.get(key)
-        departures, dwell = close_interval(area, start, end, row.visitors_in if row else 0,
-                                           row.visitors_out if row else 0)
+        departures, dwell = close_interval(
+            area, start, end, row.visitors_in if row else 0, row.visitors_out if row else 0
+        )
         if resets:
-            outputs.append(reconcile(area, layout.mall_id, key, _local(layout, end),
-                                     layout.config.drift_memory, layout.config.min_day_visitors))
+            outputs.append(
+                reconcile(
+                    area,
+                    layout.mall_id,
+                    key,
+                    _local(layout, end),
+                    layout.config.drift_memory,
+                    layout.config.min_day_visitors,
+                )
+            )
         size = layout.area_m2.get(key)
-        outputs.append(AreaRow(
-            mall_id=layout.mall_id, level=key[0], key=key[1], start=begins,
-            interval_s=layout.config.bucket_s,
-            occupancy=round(area.occupancy), occupancy_uncorrected=area.uncorrected,
-            density=area.occupancy / size if size else None, departures=departures, dwell_s=dwell))
+        outputs.append(
+            AreaRow(
+                mall_id=layout.mall_id,
+                level=key[0],
+                key=key[1],
+                start=begins,
+                interval_s=layout.config.bucket_s,
+                occupancy=round(area.occupancy),
+                occupancy_uncorrected=area.uncorrected,
+                density=area.occupancy / size if size else None,
+                departures=departures,
+                dwell_s=dwell,
+            )
+        )
     return outputs
 
 

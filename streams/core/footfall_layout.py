@@ -67,19 +67,30 @@ class FootfallLayout:
             counter = next((c.id for c in counts_staff if c.place == reader.place), None)
             if counter:
                 deducts_at[reader.id] = counter
-        badge_area = {reader.id: mall.id if level_of.get(reader.place, ("",))[0] == "entrance" else reader.place
-                      for reader in mall.rfid_readers}
+        badge_area = {
+            reader.id: mall.id if level_of.get(reader.place, ("",))[0] == "entrance" else reader.place
+            for reader in mall.rfid_readers
+        }
 
         counted = {c.place for c in mall.people_counters}
-        areas = [mall_key] + [(level_of[place][0], place) for place in sorted(counted)
-                              if level_of.get(place, ("",))[0] in ("zone", "store", "floor")]
+        areas = [mall_key] + [
+            (level_of[place][0], place)
+            for place in sorted(counted)
+            if level_of.get(place, ("",))[0] in ("zone", "store", "floor")
+        ]
         sized = [*mall.floors, *mall.zones, *mall.stores]
         area_m2 = {(level_of[p.id][0], p.id): float(p.area_m2) for p in sized if p.area_m2}
         return cls(
-            mall_id=mall.id, timezone=ZoneInfo(mall.timezone), config=config, targets=targets,
-            staff_only=frozenset(config.staff_passages), deducts_at=deducts_at, badge_area=badge_area,
+            mall_id=mall.id,
+            timezone=ZoneInfo(mall.timezone),
+            config=config,
+            targets=targets,
+            staff_only=frozenset(config.staff_passages),
+            deducts_at=deducts_at,
+            badge_area=badge_area,
             aisle_of={counter: ("store", store) for store, counter in config.aisle_counters.items()},
-            areas=tuple(areas), area_m2=area_m2,
+            areas=tuple(areas),
+            area_m2=area_m2,
         )
 
     def targets_of(self, counter_id: str) -> tuple[RowKey, ...]:

@@ -58,9 +58,7 @@ def available(card: MemberCard, account: str, now: dt.datetime, for_txn: str = "
 def live_holds(card: MemberCard, now: dt.datetime, settled_txn: str = "") -> dict[str, Hold]:
     """Holds still in force: expired ones and those of the receipt being posted are dropped."""
     return {
-        hold_id: hold
-        for hold_id, hold in card.holds.items()
-        if hold.expires_at > now and hold.txn_id != settled_txn
+        hold_id: hold for hold_id, hold in card.holds.items() if hold.expires_at > now and hold.txn_id != settled_txn
     }
 
 
@@ -68,7 +66,9 @@ def authorise(card: MemberCard, request: AuthRequest, rules: RuleBook, now: dt.d
     """Place a hold if the card can pay ``request.amount``; asking again with the same hold id repeats the answer."""
     existing = card.holds.get(request.hold_id)
     if existing is not None and existing.expires_at > now:
-        return card, Decision(request.hold_id, True, available(card, request.account, now), expires_at=existing.expires_at)
+        return card, Decision(
+            request.hold_id, True, available(card, request.account, now), expires_at=existing.expires_at
+        )
     room = available(card, request.account, now)
     refusal = _refusal(card, request, rules, now, room)
     if refusal:

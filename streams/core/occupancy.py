@@ -73,8 +73,20 @@ class AreaDay(Record, tag="area_day"):
 class AreaState:
     """Running occupancy and dwell figures of one area, and what past days taught about its counters."""
 
-    __slots__ = ("exit_scale", "past_in", "past_out", "occupancy", "uncorrected", "day_in", "day_out",
-                 "occupancy_seconds", "last_end", "inside", "departures", "dwell_seconds")
+    __slots__ = (
+        "day_in",
+        "day_out",
+        "departures",
+        "dwell_seconds",
+        "exit_scale",
+        "inside",
+        "last_end",
+        "occupancy",
+        "occupancy_seconds",
+        "past_in",
+        "past_out",
+        "uncorrected",
+    )
 
     def __init__(self) -> None:
         self.exit_scale = 1.0
@@ -103,8 +115,9 @@ def add_flows(area: AreaState, visitors_in: int, visitors_out: int) -> None:
     area.occupancy = max(0.0, area.occupancy + visitors_in - area.exit_scale * visitors_out)
 
 
-def close_interval(area: AreaState, start: float, end: float, visitors_in: int,
-                   visitors_out: int) -> tuple[float, float | None]:
+def close_interval(
+    area: AreaState, start: float, end: float, visitors_in: int, visitors_out: int
+) -> tuple[float, float | None]:
     """Apply one interval's flows; return the departures matched in it and their mean dwell."""
     if area.last_end is not None:
         area.occupancy_seconds += area.occupancy * (end - area.last_end)
@@ -136,8 +149,14 @@ def dwell_estimates(area: AreaState) -> tuple[float | None, float | None]:
     return littles, matched
 
 
-def reconcile(area: AreaState, mall_id: str, key: tuple[str, str], closed_at: dt.datetime,
-              drift_memory: float, min_day_visitors: int) -> AreaDay:
+def reconcile(
+    area: AreaState,
+    mall_id: str,
+    key: tuple[str, str],
+    closed_at: dt.datetime,
+    drift_memory: float,
+    min_day_visitors: int,
+) -> AreaDay:
     """The area is empty now: report the day, learn the exit scale from it, and restart from 0."""
     littles, matched = dwell_estimates(area)
     used = area.exit_scale
@@ -146,8 +165,18 @@ def reconcile(area: AreaState, mall_id: str, key: tuple[str, str], closed_at: dt
         area.past_in = drift_memory * area.past_in + area.day_in
         area.past_out = drift_memory * area.past_out + area.day_out
         area.exit_scale = area.past_in / area.past_out
-    day = AreaDay(mall_id=mall_id, level=key[0], key=key[1], closed_at=closed_at, visitors_in=area.day_in,
-                  visitors_out_counted=area.day_out, residual=area.occupancy, exit_scale_used=used,
-                  exit_scale_next=area.exit_scale, dwell_littles_s=littles, dwell_matched_s=matched)
+    day = AreaDay(
+        mall_id=mall_id,
+        level=key[0],
+        key=key[1],
+        closed_at=closed_at,
+        visitors_in=area.day_in,
+        visitors_out_counted=area.day_out,
+        residual=area.occupancy,
+        exit_scale_used=used,
+        exit_scale_next=area.exit_scale,
+        dwell_littles_s=littles,
+        dwell_matched_s=matched,
+    )
     area.start_day()
     return day

@@ -45,8 +45,11 @@ def expire_vouchers(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Resu
     """Unspent value of vouchers whose validity ended at or before ``now`` is written off."""
     effects = [
         Cause(f"expiry:{voucher.voucher_id}", rules.tag).effect(
-            "voucher_expired", voucher.campaign_id, account=voucher_account(voucher.voucher_id),
-            delta=-voucher.remaining, voucher_id=voucher.voucher_id,
+            "voucher_expired",
+            voucher.campaign_id,
+            account=voucher_account(voucher.voucher_id),
+            delta=-voucher.remaining,
+            voucher_id=voucher.voucher_id,
         )
         for voucher in card.vouchers.values()
         if voucher.remaining > 0 and voucher.valid_to <= now
@@ -93,7 +96,9 @@ def birthday_gift(card: MemberCard, rules: RuleBook, now: dt.datetime) -> Result
     return _once(card, cause, now.date(), _gift(rules, cause, now, gift.points, gift.voucher_campaign, gift.id))
 
 
-def _gift(rules: RuleBook, cause: Cause, now: dt.datetime, points: int, campaign_id: str | None, rule_id: str) -> list[Effect]:
+def _gift(
+    rules: RuleBook, cause: Cause, now: dt.datetime, points: int, campaign_id: str | None, rule_id: str
+) -> list[Effect]:
     effects = [cause.effect("points_earned", rule_id, account=POINTS, delta=points)] if points else []
     campaign = rules.campaign(campaign_id) if campaign_id else None
     if campaign_id and campaign is None:
@@ -104,8 +109,16 @@ def _gift(rules: RuleBook, cause: Cause, now: dt.datetime, points: int, campaign
 
 
 def group_grant(
-    cards: Mapping[str, MemberCard | None], member_ids: Iterable[str], rules: RuleBook, now: dt.datetime,
-    op_id: str, points: int = 0, campaign_id: str | None = None, by: str = "", why: str = "", rule_id: str = "",
+    cards: Mapping[str, MemberCard | None],
+    member_ids: Iterable[str],
+    rules: RuleBook,
+    now: dt.datetime,
+    op_id: str,
+    points: int = 0,
+    campaign_id: str | None = None,
+    by: str = "",
+    why: str = "",
+    rule_id: str = "",
 ) -> tuple[dict[str, MemberCard], list[Effect]]:
     """Points and/or a voucher to each member of a group (e.g. a churn segment); unknown members are enrolled.
 
@@ -116,19 +129,25 @@ def group_grant(
     for member_id in dict.fromkeys(member_ids):
         card = cards.get(member_id) or enrol(member_id, rules)
         cause = Cause(f"{op_id}:{member_id}", rules.tag, by, why)
-        updated[member_id], done = _once(card, cause, now.date(), _gift(rules, cause, now, points, campaign_id, rule_id or op_id))
+        updated[member_id], done = _once(
+            card, cause, now.date(), _gift(rules, cause, now, points, campaign_id, rule_id or op_id)
+        )
         effects += done
     return updated, effects
 
 
-def _manual(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, by: str, why: str, plan: list[Effect]) -> Result:
+def _manual(
+    card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, by: str, why: str, plan: list[Effect]
+) -> Result:
     cause = Cause(op_id, rules.tag, by, why)
     if not by or not why:
         return card, [cause.effect("rejected", "manual", reason="a manual operation needs who (by) and why")]
     return _once(card, cause, now.date(), plan)
 
 
-def adjust_points(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, delta: int, by: str, why: str) -> Result:
+def adjust_points(
+    card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, delta: int, by: str, why: str
+) -> Result:
     """Service-desk correction of the points balance; it may not take the balance below zero."""
     cause = Cause(op_id, rules.tag, by, why)
     if card.points + delta < 0:
@@ -138,7 +157,9 @@ def adjust_points(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: st
     return _manual(card, rules, now, op_id, by, why, plan)
 
 
-def manual_rebate(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, strategy_id: str, points: int, by: str, why: str) -> Result:
+def manual_rebate(
+    card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, strategy_id: str, points: int, by: str, why: str
+) -> Result:
     """Convert ``points`` at the service desk by a ``manual`` rebate strategy."""
     cause = Cause(op_id, rules.tag, by, why)
     strategy = next((r for r in rules.rebates if r.id == strategy_id and r.mode == "manual"), None)
@@ -151,7 +172,9 @@ def manual_rebate(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: st
     return _manual(card, rules, now, op_id, by, why, plan)
 
 
-def change_status(card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, status: CardStatus, by: str, why: str) -> Result:
+def change_status(
+    card: MemberCard, rules: RuleBook, now: dt.datetime, op_id: str, status: CardStatus, by: str, why: str
+) -> Result:
     """Issue control: a card reported lost, frozen, recalled, or made active again."""
     plan = [Cause(op_id, rules.tag, by, why).effect("status_changed", "manual", status=status)]
     return _manual(card, rules, now, op_id, by, why, plan)

@@ -30,7 +30,6 @@ import msgspec
 from ...settings import Mall, ParkingConfig
 from ..records import Alert, ParkingEvent, Record
 
-
 #: What a plate is compared by: no spaces, dashes or dots (``沪A·12345``, ``沪A 12345``, ``沪A-12345``).
 _PLATE_NOISE = re.compile(r"[\s\-.·•_]+")
 
@@ -90,7 +89,7 @@ ParkingOutput = ParkingOccupancy | ParkingStay | Alert
 class CarParkState:
     """Who is parked in one car park, since when, and whether its full alert is raised."""
 
-    __slots__ = ("parked", "last_exit", "alerting")
+    __slots__ = ("alerting", "last_exit", "parked")
 
     def __init__(self) -> None:
         self.parked: dict[str, dt.datetime] = {}
@@ -120,8 +119,9 @@ class ParkingLayout(msgspec.Struct, frozen=True):
         return cls(mall.id, {park.id: park.capacity for park in mall.car_parks}, config or mall.parking)
 
 
-def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.datetime,
-                        layout: ParkingLayout) -> tuple[ParkingState, list[ParkingOutput]]:
+def apply_parking_event(
+    state: ParkingState, event: ParkingEvent, now: dt.datetime, layout: ParkingLayout
+) -> tuple[ParkingState, list[ParkingOutput]]:
     """Apply one gate read; ``now`` stamps an alert."""
     park = state.car_parks.get(event.car_park_id)
     if park is None:
@@ -139,13 +139,25 @@ def apply_parking_event(state: ParkingState, event: ParkingEvent, now: dt.dateti
             return state, []
         park.last_exit[event.plate] = event.ts
         entered = park.parked.pop(event.plate, None)
-        outputs.append(ParkingStay(mall_id=layout.mall_id, car_park_id=event.car_park_id, plate=event.plate,
-                                   entry=entered, exit=event.ts, exit_gate=event.gate_id,
-                                   duration_s=(event.ts - entered).total_seconds() if entered else None))
+        outputs.append(
+            ParkingStay(
+                mall_id=layout.mall_id,
+                car_park_id=event.car_park_id,
+                plate=event.plate,
+                entry=entered,
+                exit=event.ts,
+                exit_gate=event.gate_id,
+                duration_s=(event.ts - entered).total_seconds() if entered else None,
+            )
+        )
     capacity = layout.capacity.get(event.car_park_id, 0)
     occupancy = len(park.parked)
-    outputs.insert(0, ParkingOccupancy(mall_id=layout.mall_id, car_park_id=event.car_park_id, ts=event.ts,
-                                       occupancy=occupancy, capacity=capacity))
+    outputs.insert(
+        0,
+        ParkingOccupancy(
+            mall_id=layout.mall_id, car_park_id=event.car_park_id, ts=event.ts, occupancy=occupancy, capacity=capacity
+        ),
+    )
     alert = _full_alert(park, occupancy, capacity, now, event, layout)
     return state, outputs + ([alert] if alert else [])
 
@@ -156,8 +168,9 @@ def forget_exits(state: ParkingState, before: dt.datetime) -> None:
         park.last_exit = {plate: ts for plate, ts in park.last_exit.items() if ts >= before}
 
 
-def _full_alert(park: CarParkState, occupancy: int, capacity: int, now: dt.datetime, event: ParkingEvent,
-                layout: ParkingLayout) -> Alert | None:
+def _full_alert(
+    park: CarParkState, occupancy: int, capacity: int, now: dt.datetime, event: ParkingEvent, layout: ParkingLayout
+) -> Alert | None:
     if not capacity:
         return None
     share = occupancy / capacity
@@ -167,6 +180,11 @@ def _full_alert(park: CarParkState, occupancy: int, capacity: int, now: dt.datet
     if share <= layout.config.alert_share:
         return None
     park.alerting = True
-    return Alert(alert_id=f"car_park_full:{event.car_park_id}:{now.isoformat()}", mall_id=layout.mall_id,
-                 kind="car_park_full", ts=now, severity="warning",
-                 message=f"car park {event.car_park_id} holds {occupancy} of {capacity} cars ({share:.0%})")
+    return Alert(
+        alert_id=f"car_park_full:{event.car_park_id}:{now.isoformat()}",
+        mall_id=layout.mall_id,
+        kind="car_park_full",
+        ts=now,
+        severity="warning",
+        message=f"car park {event.car_park_id} holds {occupancy} of {capacity} cars ({share:.0%})",
+    )

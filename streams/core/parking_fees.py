@@ -61,8 +61,9 @@ def fee_for_seconds(seconds: float, parking: Parking) -> int:
     return fee_for(math.ceil(seconds / 60), parking)
 
 
-def at_exit(stay: gates.ParkingStay, member_id: str | None, parking: Parking | None,
-            zone: ZoneInfo) -> tuple[gates.ParkingStay, ParkingSettlement | None]:
+def at_exit(
+    stay: gates.ParkingStay, member_id: str | None, parking: Parking | None, zone: ZoneInfo
+) -> tuple[gates.ParkingStay, ParkingSettlement | None]:
     """What the exit gate makes of a finished stay, and the request that settles a member's on the card.
 
     A member's car (``member_id``: its plate is on the card) is named on the stay and settled
@@ -76,8 +77,15 @@ def at_exit(stay: gates.ParkingStay, member_id: str | None, parking: Parking | N
         if parking is None or stay.entry is None:
             return stay, None
         return stay, ParkingSettlement(
-            stay_id=stay.stay_id, member_id=member_id, mall_id=stay.mall_id, car_park_id=stay.car_park_id,
-            plate=stay.plate, entry=stay.entry, exit=stay.exit, business_day=stay.exit.astimezone(zone).date())
+            stay_id=stay.stay_id,
+            member_id=member_id,
+            mall_id=stay.mall_id,
+            car_park_id=stay.car_park_id,
+            plate=stay.plate,
+            entry=stay.entry,
+            exit=stay.exit,
+            business_day=stay.exit.astimezone(zone).date(),
+        )
     if parking is None or stay.duration_s is None:
         return stay, None
     return msgspec.structs.replace(stay, fee=Decimal(fee_for_seconds(stay.duration_s, parking)).scaleb(-2)), None
@@ -94,12 +102,16 @@ def free_because(card: MemberCard, day: DayCounters, parking: Parking) -> str:
     return ""
 
 
-def settle_parking(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime) -> tuple[MemberCard, list[Effect]]:
+def settle_parking(
+    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime
+) -> tuple[MemberCard, list[Effect]]:
     """The fee, any waiver, and the payment from the card; once per session id."""
     return _settle(card, stay, rules, now, (stay.pay_with,))
 
 
-def settle_at_exit(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime) -> tuple[MemberCard, list[Effect]]:
+def settle_at_exit(
+    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime
+) -> tuple[MemberCard, list[Effect]]:
     """A member's car at the exit gate: free if earned, else the fee from the first account of the rules'
     ``gate_pays_from`` the card covers, else cash (a car is never kept at the barrier); once per session id.
 
@@ -109,8 +121,9 @@ def settle_at_exit(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt
     return _settle(card, stay, rules, now, (*sources, "cash"))
 
 
-def _settle(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime,
-            sources: Sequence[PayWith]) -> tuple[MemberCard, list[Effect]]:
+def _settle(
+    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime, sources: Sequence[PayWith]
+) -> tuple[MemberCard, list[Effect]]:
     """The effects of the first way to pay in ``sources`` that is not refused, or the last refusal."""
     cause = Cause(f"parking:{stay.session_id}", rules.tag)
     replayed = replay(card, cause.id)
@@ -129,7 +142,9 @@ def _settle(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.dateti
     return record(card, cause.id, stay.business_day, effects), effects
 
 
-def _parking_effects(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime, cause: Cause) -> list[Effect]:
+def _parking_effects(
+    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime, cause: Cause
+) -> list[Effect]:
     parking = rules.parking
     if parking is None:
         return [cause.effect("rejected", "", reason="no parking rules")]
@@ -140,7 +155,7 @@ def _parking_effects(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: 
     effects = [cause.effect("parking_fee", parking.id, amount=fee)]
     reason = free_because(card, card.days.get(stay.business_day, DayCounters()), parking)
     if reason and fee:
-        return effects + [cause.effect("parking_discount", parking.id, amount=fee, reason=reason)]
+        return [*effects, cause.effect("parking_discount", parking.id, amount=fee, reason=reason)]
     if not fee or stay.pay_with == "cash":
         return effects
     if not rules.card_statuses[card.status].pay:
@@ -151,8 +166,12 @@ def _parking_effects(card: MemberCard, stay: ParkingStay, rules: RuleBook, now: 
         points = int((Decimal(fee) * parking.points_per_yuan / 100).to_integral_value(rounding=ROUND_CEILING))
         if points > card.points:
             return [cause.effect("rejected", parking.id, reason=f"{points} points needed, {card.points} on the card")]
-        return effects + [cause.effect("points_spent", parking.id, account=POINTS, delta=-points)]
+        return [*effects, cause.effect("points_spent", parking.id, account=POINTS, delta=-points)]
     room = available(card, STORED_VALUE, now)
     if not parking.stored_value or fee > room:
-        return [cause.effect("rejected", parking.id, reason=f"stored value cannot pay {fee} cents ({max(room, 0)} available)")]
-    return effects + [cause.effect("stored_value_debit", parking.id, account=STORED_VALUE, delta=-fee)]
+        return [
+            cause.effect(
+                "rejected", parking.id, reason=f"stored value cannot pay {fee} cents ({max(room, 0)} available)"
+            )
+        ]
+    return [*effects, cause.effect("stored_value_debit", parking.id, account=STORED_VALUE, delta=-fee)]

@@ -85,8 +85,9 @@ def is_fresh(presence: Presence, epc: str, reader_id: str, ts: float, tuning: Pr
     return last is None or ts - last >= tuning.dedup_window_s
 
 
-def observe(presence: Presence, epc: str, reader_id: str, place: str, ts: float,
-            tuning: PresenceTuning) -> tuple[Presence, Moved]:
+def observe(
+    presence: Presence, epc: str, reader_id: str, place: str, ts: float, tuning: PresenceTuning
+) -> tuple[Presence, Moved]:
     """Apply one read that :func:`is_fresh` accepted. The input state is not modified.
 
     A read older than the latest one counts for dedup but does not move the tag:
@@ -107,8 +108,9 @@ def observe(presence: Presence, epc: str, reader_id: str, place: str, ts: float,
     current = presence.stops[-1]
     if place == current.place:
         stops = [*presence.stops[:-1], Stop(place, current.arrived, ts)]
-        return msgspec.structs.replace(presence, stops=stops, candidate=None, counted_at=counted_at,
-                                       reads=reads), NOTHING
+        return msgspec.structs.replace(
+            presence, stops=stops, candidate=None, counted_at=counted_at, reads=reads
+        ), NOTHING
     candidate = presence.candidate
     if candidate is None or candidate.place != place:
         candidate = Stop(place, ts, ts)
@@ -118,8 +120,7 @@ def observe(presence: Presence, epc: str, reader_id: str, place: str, ts: float,
     return _settle(moved, ts, tuning)
 
 
-def expire(presence: Presence, now: float, entrances: frozenset[str],
-           tuning: PresenceTuning) -> tuple[Presence, Moved]:
+def expire(presence: Presence, now: float, entrances: frozenset[str], tuning: PresenceTuning) -> tuple[Presence, Moved]:
     """Commit a pending place whose old place fell silent, and close the stretch if the tag is gone."""
     if not presence.stops:
         return presence, NOTHING
@@ -157,8 +158,9 @@ def _settle(presence: Presence, now: float, tuning: PresenceTuning) -> tuple[Pre
 
 
 def _open(presence: Presence, place: str, ts: float, counted_at: dict[str, float]) -> Presence:
-    return msgspec.structs.replace(presence, stops=[Stop(place, ts, ts)], candidate=None, counted_at=counted_at,
-                                   reads=1)
+    return msgspec.structs.replace(
+        presence, stops=[Stop(place, ts, ts)], candidate=None, counted_at=counted_at, reads=1
+    )
 
 
 def _close(presence: Presence, until: float) -> tuple[Presence, Stretch]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from functools import cached_property
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +33,7 @@ CardStatus = Literal["active", "lost", "frozen", "recalled"]
 #: Variables a rebate formula may use.
 REBATE_VARIABLES = frozenset({"points", "tier_rank"})
 
+
 def _to_cents(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("expected an amount in currency units, e.g. 300 or 12.50")
@@ -42,6 +43,7 @@ def _to_cents(value: Any) -> int:
     if amount < 0:
         raise ValueError(f"{value} must not be negative")
     return int(amount * 100)
+
 
 def _to_scope(value: Any) -> Scope:
     if isinstance(value, Scope):
@@ -53,6 +55,7 @@ def _to_scope(value: Any) -> Scope:
     except msgspec.ValidationError as exc:
         raise ValueError(str(exc)) from None
 
+
 def _to_formula(value: Any) -> Formula:
     if isinstance(value, Formula):
         return value
@@ -60,15 +63,18 @@ def _to_formula(value: Any) -> Formula:
         raise ValueError("expected a formula as text, e.g. 'floor(points / 100) * 1'")
     return Formula(value, REBATE_VARIABLES)
 
+
 Cents = Annotated[int, BeforeValidator(_to_cents)]
 RuleScope = Annotated[Scope, BeforeValidator(_to_scope)]
 RuleId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
 
+
 class Strict(BaseModel):
     """Unknown keys are errors; models are immutable once loaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
 
 class BusinessDays(Strict):
     """Inclusive business-day window; an open end is unbounded."""
@@ -85,6 +91,7 @@ class BusinessDays(Strict):
             raise ValueError("ends is before starts")
         return self
 
+
 class Multiplier(BusinessDays):
     """Extra points on lines in scope: a factor of 2 adds one more base rate (factors add, not compound)."""
 
@@ -93,6 +100,7 @@ class Multiplier(BusinessDays):
     scope: RuleScope = EVERYTHING
     tiers: frozenset[str] = frozenset()
     birthday_week: bool = Field(default=False, description="only in the ISO week holding the member's birthday")
+
 
 class Earning(Strict):
     id: RuleId = "earn-base"
@@ -103,11 +111,13 @@ class Earning(Strict):
     cap_per_transaction: int | None = Field(default=None, ge=0)
     cap_per_day: int | None = Field(default=None, ge=0)
 
+
 class Trigger(Strict):
     spend: Cents = Field(gt=0)
     scope: RuleScope = EVERYTHING
     within: Literal["transaction", "business_day"] = "transaction"
     repeat: bool = Field(default=False, description="one voucher per full multiple of spend")
+
 
 class Validity(Strict):
     """How long an issued voucher pays: ``days`` from issue, and/or fixed bounds (valid_to exclusive)."""
@@ -126,6 +136,7 @@ class Validity(Strict):
                 raise ValueError(f"{name} needs a UTC offset, e.g. 2026-12-31T23:59:59+08:00")
         return self
 
+
 class VoucherCampaign(BusinessDays):
     """Trigger + reward: spending ``trigger.spend`` in scope issues a voucher of ``reward``.
 
@@ -141,6 +152,7 @@ class VoucherCampaign(BusinessDays):
     validity: Validity
     limit_per_member: int | None = Field(default=None, ge=1)
     limit_per_member_per_day: int | None = Field(default=None, ge=1)
+
 
 class RebateStrategy(Strict):
     """Points into money: a ``ratio`` (money per point), ``fixed`` money per ``per_points``, or a ``formula``."""
@@ -172,6 +184,7 @@ class RebateStrategy(Strict):
     def serves(self, store_id: str) -> bool:
         return not self.stores or store_id in self.stores
 
+
 class TierDiscount(Strict):
     id: RuleId
     tiers: frozenset[str] = Field(min_length=1)
@@ -187,9 +200,11 @@ class TierDiscount(Strict):
             raise ValueError("give exactly one of percent, amount")
         return self
 
+
 class FeeStep(Strict):
     up_to_minutes: int = Field(gt=0)
     fee: Cents
+
 
 class Parking(Strict):
     """Fee by duration, then free when same-day spend OR points reach a threshold, or by tier."""
@@ -205,8 +220,10 @@ class Parking(Strict):
     points_per_yuan: int | None = Field(default=None, ge=1, description="paying the fee with points")
     stored_value: bool = True
     gate_pays_from: tuple[Literal["points", "stored_value"], ...] = Field(
-        default=(), description="a member's car at the exit: the fee comes from the first of these the card covers, "
-                                "else the driver pays cash")
+        default=(),
+        description="a member's car at the exit: the fee comes from the first of these the card covers, "
+        "else the driver pays cash",
+    )
 
     @model_validator(mode="after")
     def _increasing(self) -> Parking:
@@ -219,9 +236,11 @@ class Parking(Strict):
             raise ValueError("gate_pays_from names stored_value, but stored_value is false")
         return self
 
+
 class StatusPolicy(Strict):
     earn: bool = Field(description="sales earn points and vouchers")
     pay: bool = Field(description="stored value, vouchers and points may pay")
+
 
 DEFAULT_STATUSES: dict[str, StatusPolicy] = {
     "active": StatusPolicy(earn=True, pay=True),
@@ -230,10 +249,12 @@ DEFAULT_STATUSES: dict[str, StatusPolicy] = {
     "recalled": StatusPolicy(earn=False, pay=False),
 }
 
+
 class BirthdayGift(Strict):
     id: RuleId = "birthday-gift"
     points: int = Field(default=0, ge=0)
     voucher_campaign: str | None = None
+
 
 class GroupGrant(Strict):
     """Points and/or a voucher to every member a customer signal names (e.g. ``churn_risk``: a retention offer)."""
@@ -290,12 +311,14 @@ class Rules(Strict):
     def points_payment(self, store_id: str) -> RebateStrategy | None:
         return next((r for r in self.rebates if r.mode == "points_payment" and r.serves(store_id)), None)
 
+
 class RuleVersion(msgspec.Struct, frozen=True):
     number: int
     digest: str
 
     def __str__(self) -> str:
         return f"{self.number}-{self.digest}"
+
 
 class RuleBook(Rules):
     """Validated rules plus the version every effect they produce will carry."""
@@ -313,6 +336,7 @@ class RuleBook(Rules):
         scopes += [c.trigger.scope for c in self.voucher_campaigns if c.trigger]
         scopes += [s for d in self.tier_discounts for s in (d.scope, *d.exclude)]
         return frozenset().union(*(scope.needed_attributes() for scope in scopes))
+
 
 def _references(rules: Rules) -> list[tuple[str, str]]:
     """(key, problem) for ids that repeat and for tiers and campaigns that do not exist."""
@@ -344,15 +368,20 @@ def _references(rules: Rules) -> list[tuple[str, str]]:
             problems.append((f"group_grants.{i}.voucher_campaign", f"no voucher campaign {grant.voucher_campaign!r}"))
     return problems
 
+
 def parse_rules(text: str, source: Path | str, number: int) -> RuleBook:
     """Validate rule-file text; raise :class:`ConfigError` naming the file, the key and the problem."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(source, f"line {mark.line + 1}" if mark else "(file)", f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            source, f"line {mark.line + 1}" if mark else "(file)", f"not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError(source, "(top level)", "expected a mapping of rule sections (earning, voucher_campaigns, ...)")
+        raise ConfigError(
+            source, "(top level)", "expected a mapping of rule sections (earning, voucher_campaigns, ...)"
+        )
     if "version" in data:
         raise ConfigError(source, "version", "set by the loader from the file's content, not written in the file")
     try:
@@ -365,6 +394,7 @@ def parse_rules(text: str, source: Path | str, number: int) -> RuleBook:
         raise ConfigError(source, key, problem)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return RuleBook.model_validate({**rules.__dict__, "version": RuleVersion(number, digest)})
+
 
 class RuleFile:
     """The rules in force from one file, re-read when the file changes.

@@ -25,19 +25,31 @@ _parking_decoder = msgspec.msgpack.Decoder(_ParkingSnapshot)
 
 
 def footfall_to_bytes(state: FootfallState) -> bytes:
-    areas = [[level, key, *(list(value) if name == "inside" else value
-                            for name, value in ((name, getattr(area, name)) for name in _AREA_FIELDS))]
-             for (level, key), area in state.areas.items()]
-    return _encoder.encode([
-        state.now, state.closed_until, state.next_reset,
-        [[start, interval.counts, interval.transactions] for start, interval in state.open.items()],
-        [[counter, ranges] for counter, ranges in state.counted.items()],
-        [[counter, start, waiting] for (counter, start), waiting in state.uncounted_staff.items()],
-        areas,
-        [[epc, reader, at] for (epc, reader), at in state.badges.last_read.items()],
-        [[epc, area, day] for (epc, area), day in state.badges.inside.items()],
-        [[txn_id, at] for txn_id, at in state.sales.items()],
-    ])
+    areas = [
+        [
+            level,
+            key,
+            *(
+                list(value) if name == "inside" else value
+                for name, value in ((name, getattr(area, name)) for name in _AREA_FIELDS)
+            ),
+        ]
+        for (level, key), area in state.areas.items()
+    ]
+    return _encoder.encode(
+        [
+            state.now,
+            state.closed_until,
+            state.next_reset,
+            [[start, interval.counts, interval.transactions] for start, interval in state.open.items()],
+            [[counter, ranges] for counter, ranges in state.counted.items()],
+            [[counter, start, waiting] for (counter, start), waiting in state.uncounted_staff.items()],
+            areas,
+            [[epc, reader, at] for (epc, reader), at in state.badges.last_read.items()],
+            [[epc, area, day] for (epc, area), day in state.badges.inside.items()],
+            [[txn_id, at] for txn_id, at in state.sales.items()],
+        ]
+    )
 
 
 def _counted_from_tick_keys(seen: list) -> dict[str, Ranges]:
@@ -52,8 +64,9 @@ def _counted_from_tick_keys(seen: list) -> dict[str, Ranges]:
 
 def footfall_from_bytes(data: bytes) -> FootfallState:
     # a state written before sales were remembered has no tenth part
-    (now, closed_until, next_reset, open_intervals, counted, uncounted, areas, last_read,
-     inside, *sales) = msgspec.msgpack.decode(data)
+    (now, closed_until, next_reset, open_intervals, counted, uncounted, areas, last_read, inside, *sales) = (
+        msgspec.msgpack.decode(data)
+    )
     state = FootfallState()
     state.now, state.closed_until, state.next_reset = now, closed_until, next_reset
     for start, counts, transactions in open_intervals:
@@ -63,7 +76,7 @@ def footfall_from_bytes(data: bytes) -> FootfallState:
     state.uncounted_staff = {(counter, start): waiting for counter, start, waiting in uncounted}
     for level, key, *values in areas:
         area = state.areas[(level, key)] = AreaState()
-        for name, value in zip(_AREA_FIELDS, values):
+        for name, value in zip(_AREA_FIELDS, values, strict=False):
             setattr(area, name, deque(value) if name == "inside" else value)
     state.badges.last_read = {(epc, reader): at for epc, reader, at in last_read}
     state.badges.inside = {(epc, area): day for epc, area, day in inside}
@@ -72,8 +85,9 @@ def footfall_from_bytes(data: bytes) -> FootfallState:
 
 
 def parking_to_bytes(state: ParkingState) -> bytes:
-    return _encoder.encode({park_id: (park.parked, park.last_exit, park.alerting)
-                            for park_id, park in state.car_parks.items()})
+    return _encoder.encode(
+        {park_id: (park.parked, park.last_exit, park.alerting) for park_id, park in state.car_parks.items()}
+    )
 
 
 def parking_from_bytes(data: bytes) -> ParkingState:

@@ -21,7 +21,7 @@ from .footfall_layout import FootfallLayout
 class BadgeState:
     """Where each staff badge was last read, and which areas it is inside today."""
 
-    __slots__ = ("last_read", "inside")
+    __slots__ = ("inside", "last_read")
 
     def __init__(self) -> None:
         self.last_read: dict[tuple[str, str], float] = {}

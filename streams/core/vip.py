@@ -107,8 +107,9 @@ def count_unknown(tally: UnknownTags, read: RfidRead) -> UnknownTags:
     return UnknownTags(reads=tally.reads + 1, tags={**tally.tags, read.epc: tally.tags.get(read.epc, 0) + 1})
 
 
-def on_read(state: VipState | None, read: RfidRead, member: Member, now: dt.datetime,
-            places: VipPlaces, policy: VipPolicy) -> tuple[VipState, Step]:
+def on_read(
+    state: VipState | None, read: RfidRead, member: Member, now: dt.datetime, places: VipPlaces, policy: VipPolicy
+) -> tuple[VipState, Step]:
     """Apply one read of a member's tag, decided at ``now``. The input state is not modified.
 
     Reads marked duplicate, repeats within the dedup window and reads from readers
@@ -124,8 +125,9 @@ def on_read(state: VipState | None, read: RfidRead, member: Member, now: dt.date
     return _react(state, moved, member, now, places, policy)
 
 
-def on_tick(state: VipState, member: Member, now: dt.datetime, places: VipPlaces,
-            policy: VipPolicy) -> tuple[VipState, Step]:
+def on_tick(
+    state: VipState, member: Member, now: dt.datetime, places: VipPlaces, policy: VipPolicy
+) -> tuple[VipState, Step]:
     """Let time pass to ``now``: commit a settled move and detect leaving (absence has no event)."""
     moment = now.timestamp()
     presence, moved = expire(state.presence, moment, places.entrances, policy.presence)
@@ -136,8 +138,14 @@ def on_tick(state: VipState, member: Member, now: dt.datetime, places: VipPlaces
     return _react(state, moved, member, now, places, policy)
 
 
-def add_purchase(state: VipState | None, member_id: str, amount_cents: int, ts: dt.datetime,
-                 txn_id: str | None = None, lead_s: float = 0.0) -> tuple[VipState, Step]:
+def add_purchase(
+    state: VipState | None,
+    member_id: str,
+    amount_cents: int,
+    ts: dt.datetime,
+    txn_id: str | None = None,
+    lead_s: float = 0.0,
+) -> tuple[VipState, Step]:
     """Add what the member spent at ``ts`` (negative for a refund) to the visit it falls in.
 
     A purchase belongs to the latest visit that began before it (up to ``lead_s`` before
@@ -157,9 +165,14 @@ def add_purchase(state: VipState | None, member_id: str, amount_cents: int, ts: 
         return state, Step()
     moment = ts.timestamp()
     opened = _open_since(state.presence)
-    if last is not None and moment >= last.arrived.timestamp() - lead_s and (opened is None or moment < opened - lead_s):
-        amended = msgspec.structs.replace(last, spend_cents=last.spend_cents + amount_cents,
-                                          txn_ids=[*last.txn_ids, *([txn_id] if txn_id else [])])
+    if (
+        last is not None
+        and moment >= last.arrived.timestamp() - lead_s
+        and (opened is None or moment < opened - lead_s)
+    ):
+        amended = msgspec.structs.replace(
+            last, spend_cents=last.spend_cents + amount_cents, txn_ids=[*last.txn_ids, *([txn_id] if txn_id else [])]
+        )
         return msgspec.structs.replace(state, last_visit=amended), Step(visits=[amended])
     purchase = Purchase(moment, amount_cents, txn_id)
     return msgspec.structs.replace(state, purchases=[*state.purchases, purchase]), Step()
@@ -171,8 +184,9 @@ def _open_since(presence: Presence) -> float | None:
     return first.arrived if first is not None else None
 
 
-def _react(state: VipState, moved: Moved, member: Member, now: dt.datetime, places: VipPlaces,
-           policy: VipPolicy) -> tuple[VipState, Step]:
+def _react(
+    state: VipState, moved: Moved, member: Member, now: dt.datetime, places: VipPlaces, policy: VipPolicy
+) -> tuple[VipState, Step]:
     """Turn what the presence did into a visit summary and the alerts the tier rule lets through."""
     step = Step(alerts=[], visits=[])
     moments: list[tuple[AlertKind, str, float, str]] = []  # (kind, zone, read time, visit id)
@@ -197,8 +211,9 @@ def _react(state: VipState, moved: Moved, member: Member, now: dt.datetime, plac
     return msgspec.structs.replace(state, cooldowns=cooldowns), step
 
 
-def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces,
-            policy: VipPolicy) -> tuple[VipState, VipVisit]:
+def _finish(
+    state: VipState, stretch: Stretch, member: Member, places: VipPlaces, policy: VipPolicy
+) -> tuple[VipState, VipVisit]:
     """Summarise a closed visit with the spend since it began; spend of a visit opened meanwhile waits for that one."""
     stops, start = stretch.stops, stretch.stops[0].arrived
     earliest = start - policy.presence.absence_timeout_s
@@ -209,18 +224,34 @@ def _finish(state: VipState, stretch: Stretch, member: Member, places: VipPlaces
     for stop in stops:
         zone_dwell[stop.place] = zone_dwell.get(stop.place, 0.0) + stop.dwell_s
     summary = VipVisit(
-        visit_id=_visit_id(state.member_id, start), mall_id=places.mall_id, member_id=state.member_id,
-        tier=member.tier, visit_number=state.visits + 1, arrived=places.local(start), left=places.local(stops[-1].left),
+        visit_id=_visit_id(state.member_id, start),
+        mall_id=places.mall_id,
+        member_id=state.member_id,
+        tier=member.tier,
+        visit_number=state.visits + 1,
+        arrived=places.local(start),
+        left=places.local(stops[-1].left),
         path=[PathStop(s.place, places.local(s.arrived), places.local(s.left), s.dwell_s) for s in stops],
-        zone_dwell_s=zone_dwell, reads=stretch.reads,
-        spend_cents=sum(p.amount_cents for p in spent), txn_ids=[p.txn_id for p in spent if p.txn_id],
+        zone_dwell_s=zone_dwell,
+        reads=stretch.reads,
+        spend_cents=sum(p.amount_cents for p in spent),
+        txn_ids=[p.txn_id for p in spent if p.txn_id],
     )
     waiting = [p for p in state.purchases if p.ts >= until]
     return msgspec.structs.replace(state, purchases=waiting, last_visit=summary, visits=state.visits + 1), summary
 
 
-def _alert(kind: AlertKind, zone: str, read_ts: float, visit_id: str, member: Member,
-           cooldowns: dict[str, float], now: dt.datetime, places: VipPlaces, policy: VipPolicy) -> Alert | None:
+def _alert(
+    kind: AlertKind,
+    zone: str,
+    read_ts: float,
+    visit_id: str,
+    member: Member,
+    cooldowns: dict[str, float],
+    now: dt.datetime,
+    places: VipPlaces,
+    policy: VipPolicy,
+) -> Alert | None:
     """The alert, if the member's tier wants it and it falls outside quiet hours and its cooldown.
 
     The cooldown runs on read time, so a replay decides as the live run did; quiet
@@ -241,9 +272,19 @@ def _alert(kind: AlertKind, zone: str, read_ts: float, visit_id: str, member: Me
     name = member.name if rule.include_name and member.name else None
     return Alert(
         alert_id=hashlib.blake2b(f"{visit_id}\0{kind}\0{zone}\0{read_ts}".encode(), digest_size=16).hexdigest(),
-        mall_id=places.mall_id, kind=kind, ts=places.local(read_ts), decided_at=now, severity=rule.severity,
-        member_id=member.member_id, tier=member.tier, zone_id=zone, visit_id=visit_id,
-        top_brands=member.top_brands, top_categories=member.top_categories, matching_brands=matching, name=name,
+        mall_id=places.mall_id,
+        kind=kind,
+        ts=places.local(read_ts),
+        decided_at=now,
+        severity=rule.severity,
+        member_id=member.member_id,
+        tier=member.tier,
+        zone_id=zone,
+        visit_id=visit_id,
+        top_brands=member.top_brands,
+        top_categories=member.top_categories,
+        matching_brands=matching,
+        name=name,
         message=_message(kind, name or member.member_id, member.tier, zone, matching),
     )
 

@@ -26,7 +26,9 @@ def issue(campaign: VoucherCampaign, cause: Cause, index: int, at: dt.datetime, 
     """A voucher of the campaign's reward, valid per its validity from ``at``; its id is derived from the cause."""
     validity = campaign.validity
     valid_from = max(at, validity.starts) if validity.starts else at
-    ends = [moment for moment in (validity.ends, at + dt.timedelta(days=validity.days) if validity.days else None) if moment]
+    ends = [
+        moment for moment in (validity.ends, at + dt.timedelta(days=validity.days) if validity.days else None) if moment
+    ]
     voucher = Voucher(
         voucher_id=f"{cause.id}:{campaign.id}:{index}",
         campaign_id=campaign.id,
@@ -41,8 +43,12 @@ def issue(campaign: VoucherCampaign, cause: Cause, index: int, at: dt.datetime, 
         contributors=contributors,
     )
     return cause.effect(
-        "voucher_issued", campaign.id, account=voucher_account(voucher.voucher_id),
-        delta=voucher.amount, voucher_id=voucher.voucher_id, voucher=voucher,
+        "voucher_issued",
+        campaign.id,
+        account=voucher_account(voucher.voucher_id),
+        delta=voucher.amount,
+        voucher_id=voucher.voucher_id,
+        voucher=voucher,
     )
 
 
@@ -53,8 +59,14 @@ def _thresholds(trigger: Trigger, spend: int) -> int:
 
 
 def _room(campaign: VoucherCampaign, card: MemberCard, today: CampaignDay) -> int:
-    per_member = UNLIMITED if campaign.limit_per_member is None else campaign.limit_per_member - card.issued_per_campaign.get(campaign.id, 0)
-    per_day = UNLIMITED if campaign.limit_per_member_per_day is None else campaign.limit_per_member_per_day - today.granted
+    per_member = (
+        UNLIMITED
+        if campaign.limit_per_member is None
+        else campaign.limit_per_member - card.issued_per_campaign.get(campaign.id, 0)
+    )
+    per_day = (
+        UNLIMITED if campaign.limit_per_member_per_day is None else campaign.limit_per_member_per_day - today.granted
+    )
     return max(min(per_member, per_day), 0)
 
 
@@ -89,7 +101,9 @@ def triggered(
     return issued, progress, scope_spend
 
 
-def redemptions(card: MemberCard, txn: PosTransaction, now: dt.datetime, cause: Cause) -> tuple[list[Effect], list[Effect]]:
+def redemptions(
+    card: MemberCard, txn: PosTransaction, now: dt.datetime, cause: Cause
+) -> tuple[list[Effect], list[Effect]]:
     """(voucher_redeemed effects, voucher_rejected effects) for the receipt's voucher tenders."""
     offered: dict[str, int] = {}
     for tender in txn.tenders:
@@ -103,17 +117,30 @@ def redemptions(card: MemberCard, txn: PosTransaction, now: dt.datetime, cause: 
         problem = _redemption_problem(card, voucher, voucher_id, amount, txn, lines, now)
         rule_id = voucher.campaign_id if voucher else ""
         if problem:
-            refused.append(cause.effect("voucher_rejected", rule_id, amount=amount, voucher_id=voucher_id, reason=problem))
+            refused.append(
+                cause.effect("voucher_rejected", rule_id, amount=amount, voucher_id=voucher_id, reason=problem)
+            )
         else:
             accepted.append(
-                cause.effect("voucher_redeemed", rule_id, account=voucher_account(voucher_id), delta=-amount, voucher_id=voucher_id)
+                cause.effect(
+                    "voucher_redeemed",
+                    rule_id,
+                    account=voucher_account(voucher_id),
+                    delta=-amount,
+                    voucher_id=voucher_id,
+                )
             )
     return accepted, refused
 
 
 def _redemption_problem(
-    card: MemberCard, voucher: Voucher | None, voucher_id: str, amount: int,
-    txn: PosTransaction, lines: list[PosLine], now: dt.datetime,
+    card: MemberCard,
+    voucher: Voucher | None,
+    voucher_id: str,
+    amount: int,
+    txn: PosTransaction,
+    lines: list[PosLine],
+    now: dt.datetime,
 ) -> str:
     if voucher is None:
         return f"voucher {voucher_id!r} does not belong to this member"
@@ -130,7 +157,9 @@ def _redemption_problem(
     return ""
 
 
-def clawback(card: MemberCard, sale_id: str, memories: Mapping[str, TxnMemory], refund: int, cause: Cause) -> list[Effect]:
+def clawback(
+    card: MemberCard, sale_id: str, memories: Mapping[str, TxnMemory], refund: int, cause: Cause
+) -> list[Effect]:
     """Take back, in proportion to what was returned, the vouchers a sale helped earn.
 
     A voucher's share is its amount x (returned in-scope spend of its receipts /
@@ -154,10 +183,20 @@ def clawback(card: MemberCard, sale_id: str, memories: Mapping[str, TxnMemory], 
         withheld = min(due - from_remaining, voucher.spent - voucher.withheld, refund_left)
         account = voucher_account(voucher.voucher_id)
         if from_remaining > 0:
-            effects.append(cause.effect("voucher_clawed", voucher.campaign_id, account=account, delta=-from_remaining, voucher_id=voucher.voucher_id))
+            effects.append(
+                cause.effect(
+                    "voucher_clawed",
+                    voucher.campaign_id,
+                    account=account,
+                    delta=-from_remaining,
+                    voucher_id=voucher.voucher_id,
+                )
+            )
         if withheld > 0:
             refund_left -= withheld
-            effects.append(cause.effect("refund_withheld", voucher.campaign_id, amount=withheld, voucher_id=voucher.voucher_id))
+            effects.append(
+                cause.effect("refund_withheld", voucher.campaign_id, amount=withheld, voucher_id=voucher.voucher_id)
+            )
     return effects
 
 

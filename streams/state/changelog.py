@@ -35,13 +35,22 @@ async def restore(consumer: AIOKafkaConsumer, stores: Sequence[tuple[TopicPartit
     starts = await consumer.beginning_offsets(list(by_tp))
     for tp, store in by_tp.items():
         if store.applied > ends[tp]:
-            log.warning("%s: the local state holds up to offset %d, the changelog ends at %d; "
-                        "the local state is dropped and read again from the changelog", tp, store.applied, ends[tp])
+            log.warning(
+                "%s: the local state holds up to offset %d, the changelog ends at %d; "
+                "the local state is dropped and read again from the changelog",
+                tp,
+                store.applied,
+                ends[tp],
+            )
             store.forget_local()
         if starts[tp] > store.applied:
             if store.applied > 0 or len(store):
-                log.error("%s: the changelog starts at %d, after the local state's %d: changes between are lost",
-                          tp, starts[tp], store.applied)
+                log.error(
+                    "%s: the changelog starts at %d, after the local state's %d: changes between are lost",
+                    tp,
+                    starts[tp],
+                    store.applied,
+                )
             store.applied = starts[tp]
         consumer.seek(tp, store.applied)
     applied = 0

@@ -30,15 +30,25 @@ class OwnersAssignor(RangePartitionAssignor):
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
         return ConsumerProtocolMemberMetadata(self.version, list(topics), self.address.encode())
 
-    def assign(self, cluster: ClusterMetadata,  # type: ignore[override]
-               members: Mapping[str, ConsumerProtocolMemberMetadata]) -> dict[str, ConsumerProtocolMemberAssignment]:
+    def assign(
+        self,
+        cluster: ClusterMetadata,  # type: ignore[override]
+        members: Mapping[str, ConsumerProtocolMemberMetadata],
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
         assigned = super().assign(cluster, members)
-        owners = {partition: members[member].user_data.decode()
-                  for member, assignment in assigned.items()
-                  for _, partitions in assignment.assignment for partition in partitions}
+        owners = {
+            partition: members[member].user_data.decode()
+            for member, assignment in assigned.items()
+            for _, partitions in assignment.assignment
+            for partition in partitions
+        }
         told = json.dumps(owners).encode()
-        return {member: ConsumerProtocolMemberAssignment(self.version, assignment.assignment, told)
-                for member, assignment in assigned.items()}
+        return {
+            member: ConsumerProtocolMemberAssignment(self.version, assignment.assignment, told)
+            for member, assignment in assigned.items()
+        }
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
-        self.owners = {int(partition): address for partition, address in json.loads(assignment.user_data or b"{}").items()}
+        self.owners = {
+            int(partition): address for partition, address in json.loads(assignment.user_data or b"{}").items()
+        }

@@ -110,8 +110,10 @@ class PartitionStore:
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)",
-                           ((key, value) for key, value in unsaved.items() if value is not None))
+            db.executemany(
+                "INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                ((key, value) for key, value in unsaved.items() if value is not None),
+            )
             db.executemany("DELETE FROM kv WHERE key = ?", ((key,) for key, value in unsaved.items() if value is None))
             db.execute("INSERT OR REPLACE INTO applied VALUES (1, ?)", (self.applied,))
             db.execute("COMMIT")

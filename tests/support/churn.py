@@ -64,7 +64,9 @@ class SignalQuality:
     detectable: int
 
 
-def signal_quality(histories: PurchaseHistories, signals: Iterable[ChurnSignal], detect_within_days: int) -> SignalQuality:
+def signal_quality(
+    histories: PurchaseHistories, signals: Iterable[ChurnSignal], detect_within_days: int
+) -> SignalQuality:
     """Score the members whose alert level is raised at some time in ``[drop day, drop day + detect_within_days]``.
 
     A flag is right when the member had dropped their rate or dropped out for
