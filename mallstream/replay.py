@@ -131,6 +131,7 @@ def consumer_groups(worker: Worker) -> dict[str, list[str]]:
     # the faust agents are the VIP agents: in the worker, or in a VIP worker of its own with its own routes lane
     vip = topics.vip_app_id(app_id) if worker.vip_worker.separate else app_id
     groups[vip] = [spec.name for spec in topics.VIP_AGENT_INPUTS]
+    groups[topics.lane_group(vip, "presence")] = [spec.name for spec in topics.PRESENCE_INPUTS]
     if worker.vip_worker.separate:
         groups[topics.lane_group(vip, "routes")] = [spec.name for spec in topics.VIP_ROUTED]
     return groups

@@ -103,6 +103,8 @@ RAW_DEVICE_TOPICS = frozenset(spec.name for spec in (topics.RFID_READS, topics.F
 ROUTE_BATCH = 1000
 #: The most records the members lane takes at once (a till's authorisation waits for its batch).
 MEMBER_BATCH = 500
+#: The most records the presence lane takes at once.
+PRESENCE_BATCH = 500
 #: The most records the malls lane takes at once (each a batch of one mall's events from the routes lane).
 MALL_BATCH = 200
 #: How long the broker may hold the sink lane's fetches to gather rows (at most half a sink's flush interval).
@@ -144,6 +146,8 @@ class Hub:
         app_id = topics.vip_app_id(conf.worker.app_id) if vip_only else conf.worker.app_id
         datadir = conf.worker.state_dir / "vip" if vip_only else conf.worker.state_dir
         datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+        #: where the lanes keep their stores' local files
+        self.lanes_dir = datadir / "lanes"
         framework_patches.install(
             broker_long_polls=conf.kafka.broker_long_polls,
             flush_timeout_s=conf.kafka.flush_timeout_s,
@@ -197,7 +201,13 @@ class Hub:
         if not vip_only:
             self._add_main_agents(master)
         if self.role != "main":
-            self.vip = VipAgents(self, master)
+            #: the VIP presence core reads members' reads, ticks and receipts a batch at a time, with their presence as
+            #: the lane's store; a batch is what one fetch brings, so an arrival waits for no other
+            self.presence_lane = BatchLane(
+                self.app, conf.kafka, conf.worker, lane_group(app_id, "presence"), PRESENCE_BATCH, 0.0
+            )
+            self.lanes.append(self.presence_lane)
+            self.vip = VipAgents(self, master, self.presence_lane)
         for lane in self.lanes:
             lane.install()
         if not self.app.agents:
@@ -224,7 +234,7 @@ class Hub:
         owners = self.receipt_lane.store(
             "sale_owners",
             topics.changelog_topic(conf.worker.app_id, "sale_owners"),
-            conf.worker.state_dir / "lanes",
+            self.lanes_dir,
             conf.kafka.partitions,
         )
         self.sale_owners = SaleOwners(owners.partition)

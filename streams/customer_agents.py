@@ -120,7 +120,7 @@ class CustomerAgents:
         self.states = lane.store(
             "customer_states",
             topics.changelog_topic(worker.app_id, "customer_states"),
-            worker.state_dir / "lanes",
+            hub.lanes_dir,
             self.partitions,
         )
         for spec in (topics.POS_BY_MEMBER, topics.CUSTOMER_TICKS):

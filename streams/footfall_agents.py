@@ -184,7 +184,7 @@ class FootfallAgents:
         self.clocks: dict[str, SourceClock] = {}
         #: per mall: its footfall and parking state, paged past one record's size (it grows with its counters,
         #: areas and the cars inside)
-        stores = settings.worker.state_dir / "lanes"
+        stores = hub.lanes_dir
         app_id = settings.worker.app_id
         self.footfall_store = lane.store(
             "footfall_states", topics.changelog_topic(app_id, "footfall_states"), stores, self.partitions

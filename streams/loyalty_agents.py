@@ -295,7 +295,7 @@ class LoyaltyAgent:
         self.cards = lane.store(
             "cards",
             topics.changelog_topic(conf.worker.app_id, "cards"),
-            conf.worker.state_dir / "lanes",
+            hub.lanes_dir,
             self.partitions,
         )
         for spec in (topics.POS_BY_MEMBER, topics.LOYALTY_REQUESTS, topics.CUSTOMER_SIGNALS):

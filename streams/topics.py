@@ -153,9 +153,11 @@ MALL_INPUTS = (FOOTFALL_BY_MALL, PARKING_BY_MALL)
 #: Topics the routes lane re-keys by member or mall (streams/lanes.py); the sinks lane reads
 #: streams/app.py's ``SUNK_TOPICS``.
 ROUTED = (RFID_READS, FOOTFALL_TICKS, PARKING_EVENTS, POS_BY_MEMBER)
-#: What the VIP agents read, the only faust agents: in the worker's consumer group ``<app_id>``, or with
-#: ``worker.vip_worker.separate`` in the VIP worker's (:func:`vip_app_id`).
-VIP_AGENT_INPUTS = (RFID_BY_MEMBER, ALERTS)
+#: What the VIP side reads: its presence lane (``<app_id>-presence``) members' reads, ticks and receipts, and its
+#: faust agent (consumer group ``<app_id>``) the alerts to deliver; with ``worker.vip_worker.separate``
+#: under the VIP worker's app id (:func:`vip_app_id`).
+PRESENCE_INPUTS = (RFID_BY_MEMBER,)
+VIP_AGENT_INPUTS = (ALERTS,)
 VIP_ROUTED = (RFID_READS, POS_BY_MEMBER)
 
 

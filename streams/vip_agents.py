@@ -1,21 +1,24 @@
 """VIP agents: RFID reads of members' cards become alerts for staff and visit rows.
 
-    rfid.reads --route (master data)--> rfid.by_member --vip_track--> MQTT, alerts --vip_deliver--> webhook
-              unknown tags: counted     ^           (vip_states)  vip.visits --sink--> ClickHouse
+    rfid.reads --route (master data)--> rfid.by_member --track--> MQTT, alerts --vip_deliver--> webhook
+              unknown tags: counted     ^     (presence lane: vip_states)  vip.visits --sink--> ClickHouse
     pos.by_member --route (members)-----+   spend joins the visit     alerts.delivered --sink--> ClickHouse
 
 Reads are re-keyed by member in the worker's routes lane (streams/lanes.py: a batch at a
 time, so strangers' tags cost little) so one worker holds a member's presence; their
 receipts join them there, so the same worker adds their spend. Leaving has no read of its
 own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
-present, so the presence table is only ever written from its own stream.
+present, so the presence store is only ever written from its own stream.
 
-Checkpoints and rebalance. Every input that changes a member's presence or visit writes the
-state to ``vip_states`` (its changelog) in the same agent step, before faust acks the
-message (it flushes the producer before committing), so no offset is committed past a change
-not recorded. The alerts and visits a step decided are on the broker before its state is
-written: a redelivered input finds them decided, and they would not be decided again. Nothing else is kept per partition but the routers' event-time clock of each
-``rfid.reads`` partition, dropped when the routes lane loses that partition.
+Checkpoints and rebalance. The presence core runs in the presence lane (``<app_id>-presence``,
+streams/lanes.py), whose store ``vip_states`` holds each member's presence and visit: a batch
+costs one state read and one write per member. An arrival is published on MQTT as soon as it is
+decided; the lane's checkpoint then puts the batch's alerts, visits and states on the broker
+before it commits the batch's offsets, so no offset is committed past a change not recorded,
+and a batch read again after a crash meets either the state before it (and decides the same
+alerts, with the same ids) or the state after it (and decides nothing again). Nothing else is
+kept per partition but the routers' event-time clock of each ``rfid.reads`` partition, dropped
+when the routes lane loses that partition.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 import faust
@@ -41,6 +44,7 @@ from .records import PosTransaction, RfidRead, VipTick, decode, encode
 
 if TYPE_CHECKING:
     from .app import Hub
+    from .lanes import BatchLane
 
 _state_encoder = msgspec.msgpack.Encoder()
 _state_decoder = msgspec.msgpack.Decoder(VipState)
@@ -55,7 +59,7 @@ IDLE_PARTITION_S = 10.0
 class VipAgents:
     """The VIP agents of one hub, with the member master data and the places of the malls' readers."""
 
-    def __init__(self, hub: Hub, master: MasterData) -> None:
+    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
         self.hub = hub
         self.master = master
         self.policy = hub.settings.vip
@@ -72,26 +76,15 @@ class VipAgents:
         self._seen: dict[int, tuple[float, float]] = {}
         partitions = hub.settings.kafka.partitions
         # the changelog is named after the main app id in a separate VIP worker too, so presence survives the move
-        changelog = hub.app.topic(
-            topics.changelog_topic(hub.settings.worker.app_id, "vip_states"),
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            compacting=True,
-            acks=False,
-            internal=True,
-            maxsize=131_072,
-            allow_empty=True,
-        )
-        self.states = hub.app.Table(
-            "vip_states", partitions=partitions, key_type=bytes, value_type=bytes, changelog_topic=changelog
+        self.states = lane.store(
+            "vip_states", topics.changelog_topic(hub.settings.worker.app_id, "vip_states"), hub.lanes_dir, partitions
         )
         self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
         app = hub.app
         hub.route_lane.step(topics.RFID_READS.name, self._route)
         hub.route_lane.step(topics.POS_BY_MEMBER.name, self._route_spend)
         hub.route_lane.on_revoked(self._forget_partitions)
-        app.agent(hub.topic(topics.RFID_BY_MEMBER), name="vip_track")(self._track)
+        lane.step(topics.RFID_BY_MEMBER.name, self._track)
         app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
         app.timer(hub.settings.worker.vip_tick_seconds, name="vip_tick")(self._tick)
 
@@ -122,12 +115,12 @@ class VipAgents:
             if tp.topic == topics.RFID_READS.name:
                 self._seen.pop(tp.partition, None)
 
-    def _state(self, key: bytes) -> VipState | None:
-        stored = self.states.get(key)
+    def _state(self, key: bytes, partition: int) -> VipState | None:
+        stored = self.states.partition(partition).get(key)
         return _state_decoder.decode(stored) if stored else None
 
-    async def _emit(self, key: bytes, state: VipState, step: Step) -> None:
-        """The step's alerts and visits, then, once the broker has them, the state that no longer holds them."""
+    async def _emit(self, key: bytes, step: Step) -> list[Awaitable[object]]:
+        """The step's alerts (on MQTT at once) and visits; returns the sends, each done once the broker has it."""
         sent = []
         for alert in step.alerts:
             self.hub.counters["vip_alerts"] += 1
@@ -136,8 +129,7 @@ class VipAgents:
             sent.append(await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published)))
         for visit in step.visits:
             sent.append(await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit)))
-        await asyncio.gather(*sent)
-        self.states[key] = _state_encoder.encode(state)
+        return sent
 
     async def _route(self, records: Sequence[ConsumerRecord]) -> None:
         """A routes-lane step: reads of members' cards go on keyed by member; strangers' tags are only counted."""
@@ -153,29 +145,44 @@ class VipAgents:
                     self.hub.counters["unknown_tag_reads"] += 1
                 self._saw(read, consumed.partition)
 
-    async def _track(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "vip tracking"):
-                message = decode(ByMember, event.value)  # type: ignore[arg-type]
-                key = event.key
-                if isinstance(message, PosTransaction):
-                    await self._emit(key, *self._spend(key, message))
-                    continue
-                if isinstance(message, VipTick):
-                    state = self._state(key)
-                    member = self.master.by_id.get(message.member_id)
-                    if state is None or member is None or not state.presence.stops:
-                        continue
-                    places = self.places_of_place.get(state.presence.stops[-1].place)
-                    if places is None:
-                        continue
-                    await self._emit(key, *on_tick(state, member, message.now, places, self.policy))
-                    continue
-                member = self.master.member_of_tag(message.epc)
-                places = self.places_of_reader.get(message.reader_id)
-                if member is None or places is None:
-                    continue
-                await self._emit(key, *on_read(self._state(key), message, member, self.clock(), places, self.policy))
+    async def _track(self, records: Sequence[ConsumerRecord]) -> None:
+        """A presence-lane step: each member's reads, ticks and receipts through the core in order; a state written
+        once per member and batch."""
+        states: dict[bytes, tuple[int, VipState | None]] = {}
+        changed: set[bytes] = set()
+        sent: list[Awaitable[object]] = []
+        for record in records:
+            async with self.hub.dead_letter_on_failure(record, "vip tracking"):
+                key = record.key
+                if key not in states:
+                    states[key] = (record.partition, self._state(key, record.partition))
+                decided = self._decide(states[key][1], decode(ByMember, record.value))  # type: ignore[arg-type]
+                if decided is not None:
+                    state, step = decided
+                    states[key] = (record.partition, state)
+                    changed.add(key)
+                    sent += await self._emit(key, step)
+        # a failed send fails the step, so the batch is not committed (the lane's checkpoint flushes the rest)
+        await asyncio.gather(*sent)
+        for key in changed:
+            partition, state = states[key]
+            self.states.partition(partition)[key] = _state_encoder.encode(state)
+
+    def _decide(self, state: VipState | None, message: ByMember) -> tuple[VipState, Step] | None:
+        """One input of a member through the presence core: the new state and what it decided (None: nothing)."""
+        if isinstance(message, PosTransaction):
+            return self._spend(state, message)
+        if isinstance(message, VipTick):
+            member = self.master.by_id.get(message.member_id)
+            if state is None or member is None or not state.presence.stops:
+                return None
+            places = self.places_of_place.get(state.presence.stops[-1].place)
+            return on_tick(state, member, message.now, places, self.policy) if places is not None else None
+        member = self.master.member_of_tag(message.epc)
+        places = self.places_of_reader.get(message.reader_id)
+        if member is None or places is None:
+            return None
+        return on_read(state, message, member, self.clock(), places, self.policy)
 
     async def _route_spend(self, records: Sequence[ConsumerRecord]) -> None:
         """A routes-lane step: receipts of members in the master data join their reads on ``rfid.by_member``."""
@@ -186,10 +193,10 @@ class VipAgents:
                 if txn.member_id is not None and txn.member_id in self.master.by_id:
                     await by_member.send(key=consumed.key, value=consumed.value)
 
-    def _spend(self, key: bytes, txn: PosTransaction) -> tuple[VipState, Step]:
+    def _spend(self, state: VipState | None, txn: PosTransaction) -> tuple[VipState, Step]:
         cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
         return add_purchase(
-            self._state(key),
+            state,
             txn.member_id or "",
             cents,
             txn.ts,
@@ -216,7 +223,8 @@ class VipAgents:
         by_member = self.hub.topic(topics.RFID_BY_MEMBER)
         now = self.clock()
         present = 0
-        for key, stored in list(self.states.items()):
+        held = [item for _, store in self.states.held() for item in store.items()]
+        for key, stored in held:
             state = _state_decoder.decode(stored)
             present += bool(state.presence.stops)
             places = state.presence.stops and self.places_of_place.get(state.presence.stops[-1].place)
