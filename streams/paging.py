@@ -94,6 +94,9 @@ class PagedTable:
         """
         return [key for key in list(self.table.keys()) if PAGE_MARK not in key]
 
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.keys())
+
     def _whole(self, key: bytes, stored: bytes) -> bytes:
         header = _header(stored)
         if header is None:

@@ -8,6 +8,7 @@ import pytest
 
 from mallstream.streams.paging import PAGED, MessageTooLarge, PagedTable, fitting
 from mallstream.streams.records import FootfallBatch, FootfallTick, decode
+from mallstream.streams.state.store import PartitionStore
 
 TS = dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC)
 
@@ -76,12 +77,15 @@ def test_a_crash_before_the_header_switches_leaves_the_old_value_whole():
     assert PagedTable(table, page_bytes=100).get(b"mall") == b"a" * 500
 
 
-def test_keys_are_the_values_keys_never_a_page():
-    table = Table()
-    paged = PagedTable(table, page_bytes=100)
+def test_keys_are_the_values_keys_never_a_page(tmp_path):
+    """Over a lane's store, as the agents page their state: walking the table, or its keys, gives the values' keys."""
+    store = PartitionStore(tmp_path / "0.sqlite3")
+    store.open()
+    paged = PagedTable(store, page_bytes=100)
     paged[b"M1"] = b"a" * 450
     paged[b"M2"] = b"b"
-    assert sorted(paged.keys()) == [b"M1", b"M2"] and len(table) == 2 + 5
+    assert sorted(paged.keys()) == sorted(paged) == [b"M1", b"M2"] and len(store) == 2 + 5
+    assert sorted(store) == sorted(store.keys()) and len(list(store)) == 7
 
 
 def test_a_card_is_stored_deflated_and_one_stored_before_reads_as_it_was():

@@ -75,7 +75,7 @@ def test_up_runs_the_hub_on_embedded_parts_and_stops_them_cleanly(tmp_path, sepa
             stats = urllib.request.Request(f"http://127.0.0.1:{vip_port}/stats/", headers=login_as_local)
             with urllib.request.urlopen(stats, timeout=10) as response:
                 lanes = json.loads(response.read())["lanes"]
-            assert set(lanes) == {"mallstream-vip-routes"}
+            assert set(lanes) == {"mallstream-vip-routes", "mallstream-vip-presence"}
         time.sleep(6)  # one round of live figures (printed every 5 s)
     finally:
         up.send_signal(signal.SIGINT)

@@ -62,6 +62,9 @@ class PartitionStore:
     def keys(self) -> list[bytes]:
         return list(self.data)
 
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.keys())  # a copy: a step may write while it walks the keys
+
     def items(self) -> list[tuple[bytes, bytes]]:
         return list(self.data.items())
 
