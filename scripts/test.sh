@@ -11,6 +11,8 @@ fi
 echo "test: ruff (lint and format)"
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
+echo "test: mypy (strict on streams/core and sinks)"
+bash scripts/typecheck.sh
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
 status=$?

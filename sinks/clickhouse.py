@@ -58,7 +58,7 @@ def _give_up(attempt: RetryCallState) -> bool:
     return attempt.attempt_number >= 6 and not unreachable
 
 
-def sourced(row: Sequence[Any], source: SourcePosition) -> tuple:
+def sourced(row: Sequence[Any], source: SourcePosition) -> tuple[Any, ...]:
     """A row as the sink writes it: its values, then where in Kafka it came from."""
     return (*row, source.topic, source.partition, source.offset)
 
@@ -91,7 +91,7 @@ class TableSink:
     def key_column(self) -> str:
         return self.columns[0]
 
-    def write(self, rows: list[tuple]) -> int:
+    def write(self, rows: list[tuple[Any, ...]]) -> int:
         """Insert the rows ClickHouse does not hold yet, as one block; return how many. Blocking.
 
         ``rows`` are :func:`sourced`: the table's values, then where in Kafka each came from.
@@ -109,7 +109,7 @@ class TableSink:
         return written
 
     @retry(stop=_give_up, wait=wait_exponential(multiplier=0.2, max=10), reraise=True)
-    def _write_fresh(self, rows: list[tuple]) -> int:
+    def _write_fresh(self, rows: list[tuple[Any, ...]]) -> int:
         """One attempt at the check-then-insert; retried as a whole, so a retry re-checks what landed."""
         try:
             # the table's types are asked on the first write, which may come while the server is away
@@ -125,7 +125,8 @@ class TableSink:
             for column, value in zip(self.warehouse.schema(self.table, STAMP_COLUMNS), stamps, strict=True):
                 fresh = fresh.append_column(column, pa.repeat(pa.scalar(value, column.type), fresh.num_rows))
             self.warehouse.insert_block(self.table, fresh, token=batch)
-        return fresh.num_rows
+        written: int = fresh.num_rows  # pyarrow is untyped
+        return written
 
     def _fresh(self, key_column: pa.ChunkedArray) -> list[bool] | None:
         """Per row, whether its key is neither stored already nor earlier in the same batch (None: every row is).

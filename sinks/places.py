@@ -5,7 +5,9 @@ Written at every worker start, so the boards can name a device's place, floor an
 
 from __future__ import annotations
 
-from mallstream.settings import Settings
+from typing import Any
+
+from mallstream.settings import Place, Settings, Store
 
 from .rows import in_column_order
 
@@ -22,11 +24,13 @@ PLACES_COLUMNS = (
 )
 
 
-def place_rows(settings: Settings, version: int) -> list[tuple]:
+def place_rows(settings: Settings, version: int) -> list[tuple[Any, ...]]:
     """Every device of the config with the place it watches, for the ``places`` table."""
     rows = []
     for mall in settings.malls:
-        places = {place.id: ("entrance", place) for place in mall.entrances}
+        places: dict[str, tuple[str, Place | Store | None]] = {
+            place.id: ("entrance", place) for place in mall.entrances
+        }
         places |= {place.id: ("zone", place) for place in mall.zones}
         places |= {place.id: ("floor", place) for place in mall.floors}
         places |= {store.id: ("store", store) for store in mall.stores}

@@ -44,7 +44,7 @@ PARKING_CAUSE = "parking:"
 SIGNED_KINDS = {"sale": 1, "return": -1, "void": -1}
 
 
-def in_column_order(row: Row, columns: Sequence[str]) -> tuple:
+def in_column_order(row: Row, columns: Sequence[str]) -> tuple[Any, ...]:
     """The row's values in the order of ``columns``, as inserts send them.
 
     A column the row misses raises ``KeyError``; one the table lacks raises ``ValueError`` rather

@@ -42,7 +42,7 @@ def _alone(record: Any) -> tuple[Any]:
     return (record,)
 
 
-def _batch_rows(batch: RollupBatch | AreaBatch | OccupancyBatch) -> list:
+def _batch_rows(batch: RollupBatch | AreaBatch | OccupancyBatch) -> Sequence[Any]:
     return batch.rows
 
 
@@ -64,11 +64,11 @@ class SinkTable:
     #: for identifiers inside other values: (row, pseudonym) -> the row as stored
     pseudonymise: Callable[[Row, Callable[[str], str]], Row] | None = None
 
-    def row(self, record: Any) -> tuple:
+    def row(self, record: Any) -> tuple[Any, ...]:
         """The record's row in column order, as the record has it (nothing hashed)."""
         return in_column_order(self.values(record), self.columns)
 
-    def rows(self, message: Any, pseudonym: Callable[[str], str] | None = None) -> list[tuple]:
+    def rows(self, message: Any, pseudonym: Callable[[str], str] | None = None) -> list[tuple[Any, ...]]:
         """The table rows of one message, pseudonymised columns hashed with ``pseudonym``."""
         records = self.unpack(message)
         if not self.pseudonymised and self.pseudonymise is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import clickhouse_connect
 import pyarrow as pa
@@ -31,11 +31,12 @@ class Warehouse:
         #: column name -> ClickHouse type, per table inserted into
         self._types: dict[str, dict[str, str]] = {}
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows of a query; ``{db}`` in the text is the hub's database."""
         with self._lock:
             result = self._client.query(sql.replace("{db}", self.database), parameters=parameters)
-        return list(result.column_names), result.result_rows
+        # clickhouse_connect types result_rows as Sequence[Sequence[Any]]; its rows are a list of tuples
+        return list(result.column_names), cast(list[tuple[Any, ...]], result.result_rows)
 
     def raw(self, sql: str, fmt: str, read_only: dict[str, str] | None = None) -> bytes:
         """The query's result in a ClickHouse output format (TSV, JSON...), as the engine wrote it.

@@ -17,6 +17,8 @@ their count, which is what makes 100,000 members a fraction of a second.
 
 from __future__ import annotations
 
+from typing import overload
+
 import msgspec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -37,6 +39,10 @@ class BgNbdParams(msgspec.Struct, frozen=True):
         return np.array([self.r, self.alpha, self.a, self.b])
 
 
+@overload
+def p_alive(params: BgNbdParams, x: float, t_x: float, T: float) -> float: ...
+@overload
+def p_alive(params: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> float | NDArray[np.float64]: ...
 def p_alive(params: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> float | NDArray[np.float64]:
     """P(member still alive | x, t_x, T); always 1 for a member with no repeat purchase.
 
@@ -127,7 +133,9 @@ class _Surface:
         hess[3, 3] = trigamma_ab + zeta(2, b + x) - zeta(2, b) + dropped / self.buys_on**2
         spread = self.alive_grad - self.dropped_grad
         hess += alive * dropped * spread[:, None] * spread[None, :]
-        return (hess @ share) * np.outer(self.params, self.params) + np.diag(self.gradient)
+        # typed here: numpy's stubs give np.outer as Any, and scipy.special is untyped
+        log_hess: NDArray[np.float64] = (hess @ share) * np.outer(self.params, self.params) + np.diag(self.gradient)
+        return log_hess
 
 
 def log_likelihood(params: BgNbdParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> float:

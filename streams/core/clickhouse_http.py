@@ -372,6 +372,7 @@ class _Reader:
             raise IndexError("Native data ends inside a column")
 
     def uint64(self) -> int:
+        value: int
         (value,) = struct.unpack_from("<Q", self.data, self.at)
         self.at += 8
         return value

@@ -157,7 +157,8 @@ def _cents(amount: Decimal) -> int:
 
 
 def _decayed(value: float, days: int, half_life: float) -> float:
-    return value * 2.0 ** (-days / half_life)
+    factor: float = 2.0 ** (-days / half_life)  # typeshed's float ** float is Any: a negative base gives a complex
+    return value * factor
 
 
 def _with_purchase_day(state: CustomerState, day: int) -> dict[str, int]:
@@ -385,7 +386,9 @@ def _noon(day: int) -> dt.datetime:
     return dt.datetime.combine(dt.date.fromordinal(day), dt.time(12), dt.UTC)
 
 
-def _shown_on(state: CustomerState, day: int, rules: CustomerRules, params: BgNbdParams | None) -> tuple:
+def _shown_on(
+    state: CustomerState, day: int, rules: CustomerRules, params: BgNbdParams | None
+) -> tuple[Stage, str, int]:
     """What a tick on ``day`` would show of the member: stage, RFM segment and alert level."""
     now = _noon(day)
     alive = _p_alive(state, now, params)
@@ -427,16 +430,18 @@ def next_change_day(state: CustomerState, day: int, rules: CustomerRules, params
     horizon = max(
         last + life.churned_after_days, state.first_day + life.new_days + 1, last + max(rules.rfm.recency_days) + 1
     )
-    candidates = {
+    candidates: set[int | None] = {
         state.first_day + life.new_days + 1,
         last + life.churned_after_days,
         *(last + edge + 1 for edge in rules.rfm.recency_days),
     }
     if params is not None:
         for level in (life.churned_p_alive, life.declining_p_alive, rules.signals.at_risk_below):
-            candidates.add(
-                _first_day(day + 1, horizon, lambda d, level=level: _p_alive(state, _noon(d), params) < level)
-            )
+
+            def alive_below(d: int, level: float = level) -> bool:
+                return p_alive(params, *bgnbd_summary(state, _noon(d))) < level
+
+            candidates.add(_first_day(day + 1, horizon, alive_below))
     candidates.add(_first_day(day + 1, horizon, lambda d: spend_trend(state, _noon(d), rules) < life.declining_trend))
     candidates.add(_first_day(day + 1, horizon, lambda d: spend_trend(state, _noon(d), rules) <= life.developing_trend))
     shown = _shown_on(state, day, rules, params)

@@ -128,6 +128,7 @@ def _sale(card: MemberCard, txn: PosTransaction, rules: RuleBook, now: dt.dateti
         return Outcome([cause.effect("rejected", "", reason=f"card is {card.status}: it cannot pay")])
     effects = _payments(card, txn, rules, now, cause)
     day = card.days.get(txn.business_day, DayCounters())
+    scope_spend: dict[str, int]
     earned, eligible, scope_spend, progress = 0, 0, {}, day.campaigns
     if policy.earn:
         by_rule, eligible = points_by_rule(card, txn, rules, day.points)
@@ -236,10 +237,10 @@ def _return(card: MemberCard, txn: PosTransaction, rules: RuleBook, cause: Cause
     scope_returned = {}
     for campaign_id, spend in sale.scope_spend.items():
         campaign = rules.campaign(campaign_id)
-        in_lines = txn.lines and campaign and campaign.trigger
+        trigger = campaign.trigger if campaign else None
         scope_returned[campaign_id] = (
-            spend_in(campaign.trigger.scope, lines, txn.store_id) if in_lines else _share(spend, total, sale.total)
-        )  # type: ignore[union-attr]
+            spend_in(trigger.scope, lines, txn.store_id) if txn.lines and trigger else _share(spend, total, sale.total)
+        )
     after = msgspec.structs.replace(
         sale,
         returned_total=min(sale.total, sale.returned_total + total),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..records import FootfallTick, PosTransaction, Record, RfidRead
 from .coverage import Ranges, cover, covered, forget_before
@@ -39,7 +39,8 @@ from .staff import BadgeState, staff_pass
 IN, OUT, STAFF_IN, STAFF_OUT = range(4)
 
 
-class RollupRow(Record, tag="footfall_rollup"):
+# frozen=True restates what Record passes down (msgspec inherits it), for type checkers, which do not see that
+class RollupRow(Record, tag="footfall_rollup", frozen=True):
     """Visitors through one counter, place, floor or the mall over one interval; ``late`` rows add to earlier ones."""
 
     mall_id: str
@@ -71,7 +72,7 @@ class RollupRow(Record, tag="footfall_rollup"):
 FootfallOutput = RollupRow | AreaRow | AreaDay
 
 
-class RollupBatch(Record, tag="footfall_rollups"):
+class RollupBatch(Record, tag="footfall_rollups", frozen=True):
     """The roll-up rows one step of the agent emits (a closed interval's, or one event's late rows), as one message.
 
     About fifty rows close each minute: a message apiece cost more than the rows themselves.
@@ -80,7 +81,7 @@ class RollupBatch(Record, tag="footfall_rollups"):
     rows: list[RollupRow]
 
 
-class AreaBatch(Record, tag="area_occupancies"):
+class AreaBatch(Record, tag="area_occupancies", frozen=True):
     """The area rows of the intervals one step of the agent closes, as one message."""
 
     rows: list[AreaRow]
@@ -200,7 +201,10 @@ def advance(state: FootfallState, now: float, layout: FootfallLayout) -> list[Fo
     return outputs
 
 
-def _forget_before(memory: dict, forget: float, start_of: Callable[[Any], float]) -> None:
+K = TypeVar("K")
+
+
+def _forget_before(memory: dict[K, Any], forget: float, start_of: Callable[[K], float]) -> None:
     """Drop what is kept for intervals before ``forget``, oldest first: entries are added mostly in time order.
 
     An entry added late sits behind younger ones and goes once they have gone.
@@ -233,7 +237,7 @@ def _interval(state: FootfallState, start: float) -> _Interval:
 
 def _add_counts(
     state: FootfallState, layout: FootfallLayout, start: float, counter: str, counts: tuple[int, int, int, int]
-) -> list[FootfallOutput]:
+) -> list[RollupRow]:
     """Into the open interval, or straight out as late rows that also move the occupancy now."""
     if start >= state.closed_until:
         gathered = _interval(state, start).counts
@@ -276,14 +280,16 @@ def _rows(
         store = layout.aisle_of.get(counter)
         if store:
             sums.setdefault(store, [0] * 6)[5] += people_in + people_out
-    for store, sales in transactions.items():
-        for key in (("store", store), ("mall", layout.mall_id)):
+    for store_id, sales in transactions.items():
+        for key in (("store", store_id), ("mall", layout.mall_id)):
             sums.setdefault(key, [0] * 6)[4] += sales
     begins = _local(layout, start)
     # figures are in RollupRow's field order: visitors in, out, staff in, out, transactions, passers-by
     return [
-        RollupRow(layout.mall_id, level, key, begins, layout.config.bucket_s, *figures, late)
-        for (level, key), figures in sums.items()
+        RollupRow(
+            layout.mall_id, level, key, begins, layout.config.bucket_s, v_in, v_out, s_in, s_out, txns, passers, late
+        )
+        for (level, key), (v_in, v_out, s_in, s_out, txns, passers) in sums.items()
     ]
 
 
@@ -340,22 +346,23 @@ def _close(state: FootfallState, layout: FootfallLayout, start: float, interval:
 
 def _reset_due(state: FootfallState, layout: FootfallLayout, start: float, end: float) -> bool:
     """Whether the interval ending at ``end`` reaches the time the mall empties."""
-    if layout.config.empties_at is None:
+    empties_at = layout.config.empties_at
+    if empties_at is None:
         return False
     if state.next_reset is None:
-        state.next_reset = _empties_after(layout, start)
+        state.next_reset = _empties_after(layout, empties_at, start)
     if end < state.next_reset:
         return False
-    state.next_reset = _empties_after(layout, end)
+    state.next_reset = _empties_after(layout, empties_at, end)
     return True
 
 
-def _empties_after(layout: FootfallLayout, moment: float) -> float:
-    """The first time after ``moment`` that the mall is empty, by its local clock."""
+def _empties_after(layout: FootfallLayout, empties_at: dt.time, moment: float) -> float:
+    """The first time after ``moment`` that the mall is empty (at ``empties_at``), by its local clock."""
     day = _local(layout, moment).date()
-    empties = dt.datetime.combine(day, layout.config.empties_at, layout.timezone)
+    empties = dt.datetime.combine(day, empties_at, layout.timezone)
     if empties.timestamp() <= moment:
-        empties = dt.datetime.combine(day + dt.timedelta(days=1), layout.config.empties_at, layout.timezone)
+        empties = dt.datetime.combine(day + dt.timedelta(days=1), empties_at, layout.timezone)
     return empties.timestamp()
 
 

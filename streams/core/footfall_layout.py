@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from ...settings import FootfallConfig, Mall
+from ...settings import FootfallConfig, Mall, Place, Store
 
 #: A roll-up row's identity: (level, key), e.g. ("store", "S201") or ("mall", "sh-xujiahui").
 RowKey = tuple[str, str]
@@ -62,11 +62,11 @@ class FootfallLayout:
             targets[counter.id] = tuple(keys)
 
         counts_staff = [c for c in mall.people_counters if not c.excludes_staff and c.id not in config.staff_passages]
-        deducts_at = {}
+        deducts_at: dict[str, str] = {}
         for reader in mall.rfid_readers:
-            counter = next((c.id for c in counts_staff if c.place == reader.place), None)
-            if counter:
-                deducts_at[reader.id] = counter
+            counter_id = next((c.id for c in counts_staff if c.place == reader.place), None)
+            if counter_id:
+                deducts_at[reader.id] = counter_id
         badge_area = {
             reader.id: mall.id if level_of.get(reader.place, ("",))[0] == "entrance" else reader.place
             for reader in mall.rfid_readers
@@ -78,7 +78,7 @@ class FootfallLayout:
             for place in sorted(counted)
             if level_of.get(place, ("",))[0] in ("zone", "store", "floor")
         ]
-        sized = [*mall.floors, *mall.zones, *mall.stores]
+        sized: list[Place | Store] = [*mall.floors, *mall.zones, *mall.stores]
         area_m2 = {(level_of[p.id][0], p.id): float(p.area_m2) for p in sized if p.area_m2}
         return cls(
             mall_id=mall.id,

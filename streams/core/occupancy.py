@@ -39,7 +39,8 @@ from ..records import Record
 PLAUSIBLE_EXIT_SCALE = (0.5, 2.0)
 
 
-class AreaRow(Record, tag="area_occupancy"):
+# frozen=True restates what Record passes down (msgspec inherits it), for type checkers, which do not see that
+class AreaRow(Record, tag="area_occupancy", frozen=True):
     """An area at the end of one interval. ``dwell_s`` is the mean length of the visits that ended in it."""
 
     mall_id: str
@@ -54,7 +55,7 @@ class AreaRow(Record, tag="area_occupancy"):
     dwell_s: float | None
 
 
-class AreaDay(Record, tag="area_day"):
+class AreaDay(Record, tag="area_day", frozen=True):
     """An area reconciled when the mall empties: the day's flows, the drift left over, and its dwell."""
 
     mall_id: str

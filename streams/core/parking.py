@@ -39,7 +39,8 @@ def normalise_plate(plate: str) -> str:
     return _PLATE_NOISE.sub("", plate).upper()
 
 
-class ParkingStay(Record, tag="parking_stay"):
+# frozen=True restates what Record passes down (msgspec inherits it), for type checkers, which do not see that
+class ParkingStay(Record, tag="parking_stay", frozen=True):
     """A car that left: when it came and went, for how long, and what the exit gate made of it.
 
     ``fee`` (currency units) is the fee table's price for a car that is not a member's; a
@@ -65,7 +66,7 @@ class ParkingStay(Record, tag="parking_stay"):
         return f"{self.car_park_id[:32]}:{hashlib.blake2b(full.encode(), digest_size=16).hexdigest()}"
 
 
-class ParkingOccupancy(Record, tag="parking_occupancy"):
+class ParkingOccupancy(Record, tag="parking_occupancy", frozen=True):
     """Cars in one car park right after a gate event."""
 
     mall_id: str
@@ -77,7 +78,7 @@ class ParkingOccupancy(Record, tag="parking_occupancy"):
     cause: str = ""
 
 
-class OccupancyBatch(Record, tag="parking_occupancies"):
+class OccupancyBatch(Record, tag="parking_occupancies", frozen=True):
     """The occupancy rows of one batch of gate events, as one message (a row per gate event)."""
 
     rows: list[ParkingOccupancy]

@@ -242,7 +242,7 @@ class StatusPolicy(Strict):
     pay: bool = Field(description="stored value, vouchers and points may pay")
 
 
-DEFAULT_STATUSES: dict[str, StatusPolicy] = {
+DEFAULT_STATUSES: dict[CardStatus, StatusPolicy] = {
     "active": StatusPolicy(earn=True, pay=True),
     "lost": StatusPolicy(earn=False, pay=False),
     "frozen": StatusPolicy(earn=False, pay=False),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
+from typing import Any
 
 import msgspec
 
@@ -52,9 +53,11 @@ def footfall_to_bytes(state: FootfallState) -> bytes:
     )
 
 
-def _counted_from_tick_keys(seen: list) -> dict[str, Ranges]:
+def _counted_from_tick_keys(seen: list[Any]) -> dict[str, Ranges]:
     """A snapshot from before the ranges kept (interval start, [[counter, ts]...]): each tick's period began at or
-    after its interval's start, so [start, ts] covers it, and a re-push of it is still recognised."""
+    after its interval's start, so [start, ts] covers it, and a re-push of it is still recognised.
+
+    ``seen`` is that part as msgpack decoded it: [[start, [[counter, ts], ...]], ...]."""
     counted: dict[str, Ranges] = {}
     for start, keys in seen:
         for counter, ts in keys:

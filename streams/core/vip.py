@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -26,9 +26,9 @@ from ...settings import Mall, VipPolicy
 from ..records import Alert, PathStop, RfidRead, VipVisit
 from .presence import Moved, Presence, Stretch, expire, is_fresh, observe
 
-ARRIVAL = "vip_arrival"
-AT_COUNTER = "vip_at_counter"
-LEAVING = "vip_leaving"
+ARRIVAL: Final = "vip_arrival"
+AT_COUNTER: Final = "vip_at_counter"
+LEAVING: Final = "vip_leaving"
 AlertKind = Literal["vip_arrival", "vip_at_counter", "vip_leaving"]
 
 
