@@ -14,7 +14,8 @@ echo "test: ruff (lint and format)"
 echo "test: mypy (strict on streams/core and sinks)"
 bash scripts/typecheck.sh
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
+# two test processes, a module each at a time (module fixtures stay in one): most tests wait on brokers and workers
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${MALLSTREAM_TEST_PROCESSES:-2}" --dist loadfile --durations=25 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
