@@ -458,7 +458,11 @@ class Worker(Strict):
     state_dir: Path = Path(".state/worker")
     web_port: int = 6066
     max_body_kb: int = Field(default=1024, ge=1, description="larger request bodies are refused (413)")
-    store: Literal["rocksdb", "memory"] = "rocksdb"
+    store: Literal["rocksdb", "memory"] | None = Field(
+        default=None,
+        description="no longer used (every state is a lane's store: SQLite files under state_dir/lanes); "
+        "accepted so that older configs still load",
+    )
     session_timeout: float = Field(default=10.0, ge=3, description="seconds before a dead worker's partitions move")
     vip_tick_seconds: float = Field(
         default=5.0, gt=0, description="how often VIPs who went quiet are checked for leaving"

@@ -159,7 +159,8 @@ class Hub:
             app_id,
             broker=f"kafka://{conf.kafka.bootstrap_servers}",
             broker_credentials=faust_credentials(conf.kafka),
-            store="rocksdb://" if conf.worker.store == "rocksdb" else "memory://",
+            # faust keeps no table: every state is a lane's store (streams/state/)
+            store="memory://",
             datadir=str(datadir),
             web_port=conf.worker.vip_worker.web_port if vip_only else conf.worker.web_port,
             web_host="127.0.0.1",

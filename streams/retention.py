@@ -2,15 +2,15 @@
 
 Every ``kafka.trim_every_seconds`` it gathers each partition's watermarks, the offset from which
 records are younger than ``kafka.keep_hours`` (ListOffsets by time), the offsets the hub's
-consumer groups have committed and the changelog offsets its table stores have checkpointed;
+consumer groups have committed and the changelog offsets its lanes' stores have checkpointed;
 streams/core/retention.py decides, and DeleteRecords moves the low watermarks. noida-db, the
 embedded broker, has no retention of its own: without this its data file only grows.
 
-It runs inside the worker because only there are the table stores' checkpoints known
-(RocksDB keeps the last changelog offset it applied per partition). The main worker trims
-the topics; every worker, the VIP worker too, trims its own tables' changelogs, and only
-while it is the one member of its app's group: with several, a standby or a worker taking
-partitions back could still need older changelog records.
+It runs inside the worker because only there are the stores' checkpoints known (each local
+file keeps the changelog offset it holds up to). The main worker trims the topics; every
+worker, the VIP worker too, trims its own stores' changelogs, and only while it is the one
+member of each stateful lane's group: with several, a worker taking partitions over could
+still need older changelog records.
 """
 
 from __future__ import annotations
@@ -150,45 +150,30 @@ class RetentionKeeper:
             await asyncio.sleep(self.settings.kafka.trim_every_seconds)
 
     async def round(self) -> RetentionReport:
-        checkpoints, why_not = self._checkpoints()
-        self.report = await asyncio.to_thread(self._round, checkpoints, why_not)
+        self.report = await asyncio.to_thread(self._round, self._checkpoints())
         return self.report
 
     def _changelogs(self) -> set[str]:
-        """This worker's changelog topics: its faust tables' and its lanes' stores'."""
-        faust_tables = {table.changelog_topic.get_topic_name() for table in self.hub.app.tables.values()}
-        return faust_tables | {store.changelog for lane in self.hub.lanes for store in lane.stores.values()}
+        """This worker's changelog topics: its lanes' stores'."""
+        return {store.changelog for lane in self.hub.lanes for store in lane.stores.values()}
 
     def _stateful_groups(self) -> list[str]:
         """The consumer groups whose members hold state restored from these changelogs."""
-        return [self.hub.app.conf.id] + [lane.group for lane in self.hub.lanes if lane.stores]
+        return [lane.group for lane in self.hub.lanes if lane.stores]
 
-    def _checkpoints(self) -> tuple[dict[tuple[str, int], int], str | None]:
-        """Changelog offsets the local stores have applied and persisted, or why none may be used now.
+    def _checkpoints(self) -> dict[tuple[str, int], int]:
+        """Changelog offsets the lanes' local stores have applied and persisted.
 
         Read in the event loop, between rebalances only: a rebalance closes and reopens the stores.
-        A lane's stores are files whatever ``worker.store`` says; faust's tables only with RocksDB.
         """
-        found = {
+        return {
             (store.changelog, partition): held.saved
             for lane in self.hub.lanes
             for store in lane.stores.values()
             for partition, held in store.held()
         }
-        app = self.hub.app
-        if self.settings.worker.store != "rocksdb" and app.tables:
-            return found, "worker.store is memory: faust's tables are rebuilt from their whole changelogs"
-        if app.rebalancing or app.in_recovery:
-            return {}, "the worker is rebalancing or recovering its tables"
-        tables = {table.changelog_topic.get_topic_name(): table for table in app.tables.values()}
-        for tp in app.assignor.assigned_actives():
-            table = tables.get(tp.topic)
-            offset = table.persisted_offset(tp) if table is not None else None
-            if offset is not None:
-                found[(tp.topic, tp.partition)] = offset
-        return found, None
 
-    def _round(self, checkpoints: Mapping[tuple[str, int], int], why_not: str | None) -> RetentionReport:
+    def _round(self, checkpoints: Mapping[tuple[str, int], int]) -> RetentionReport:
         kafka, worker = self.settings.kafka, self.settings.worker
         admin = KafkaAdminClient(
             bootstrap_servers=kafka.bootstrap_servers,
@@ -202,6 +187,7 @@ class RetentionKeeper:
             changelogs = self._changelogs()
             names = sorted(changelogs) + ([spec.name for spec in topics.ALL_TOPICS] if self.hub.role != "vip" else [])
             partitions = _partitions(consumer, names)
+            why_not = None
             if checkpoints and changelogs:
                 crowded = {
                     group: len(found["members"])

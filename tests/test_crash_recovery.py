@@ -4,7 +4,8 @@ The day has all four inputs (receipts, RFID reads, counter ticks, gate events). 
 replayed in segments; the worker is killed three times at a random moment of a segment (the
 last once all it was sent is processed and committed, when state not yet saved would be lost), once
 by a failpoint after an insert that stored ledger entries (before its offsets were committed)
-and once after a footfall state write that held events (before the message was acked). Every
+and once after the malls lane's footfall and parking states reached their changelogs (before
+its offsets were committed). Every
 output table must then equal, ids and figures (wall-clock fields left out), the same day
 through a worker never killed, and the ledger, visitors, staff passes and parking stays the
 day's ground truth.
@@ -12,8 +13,8 @@ day's ground truth.
 The same day through two workers, one of them killed and restarted twice (its partitions move
 to the other and back), must give the same tables; two workers share ClickHouse in server mode.
 
-Size: MALLSTREAM_SCALE (1 in CI; `make scenario` runs it larger). CI runs the RocksDB store; the
-in-memory store and the two-worker test run only in `make scenario`.
+Size: MALLSTREAM_SCALE (1 in CI; `make scenario` runs it larger). The two-worker test runs
+only in `make scenario`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ DAY = MallDay(visitors=int(1200 * SCALE), staff=20, staff_badges=True, vip_share
 SEGMENTS = 6
 
 
-def hub_config(tmp_path: Path, bootstrap: str, store: str, hash_key: Path) -> Path:
+def hub_config(tmp_path: Path, bootstrap: str, hash_key: Path) -> Path:
     """The footfall test's mall (a counter and a badge reader everywhere), with the day's VIP members.
 
     Hubs compared share ``hash_key``, so plates and tags are stored as the same hashes.
@@ -57,7 +58,6 @@ def hub_config(tmp_path: Path, bootstrap: str, store: str, hash_key: Path) -> Pa
     write_master_data(members, vip_members(load(config).malls[0], DAY))
     data = yaml.safe_load(config.read_text())
     data["members"]["source"] = str(members)
-    data["worker"]["store"] = store
     data["privacy"]["hash_key_file"] = str(hash_key)
     config.write_text(yaml.safe_dump(data))
     return config
@@ -100,7 +100,7 @@ def reference(tmp_path_factory, hash_key) -> dict:
     """The day through a worker that is never killed: what every output table should hold."""
     directory = tmp_path_factory.mktemp("reference")
     with running_broker(directory / "broker") as bootstrap:
-        config = hub_config(directory, bootstrap, "memory", hash_key)
+        config = hub_config(directory, bootstrap, hash_key)
         recording, _ = recorded_day(directory, config)
         with WorkerProcess(config, directory / "worker.log"):
             replay_until_closed(config, recording, timeout=300)
@@ -149,29 +149,8 @@ def assert_same_outputs(found: dict, reference: dict) -> None:
     assert all(reference.values()), "every table has rows"
 
 
-@pytest.mark.parametrize(
-    "store",
-    [
-        "rocksdb",
-        pytest.param(
-            "memory",
-            marks=[
-                pytest.mark.skipif(SCALE == 1, reason="two minutes more: `make scenario` runs it"),
-                pytest.mark.xfail(
-                    reason=(
-                        "open: with the in-memory store this failed in 2 of 3 runs, once a receipt lost between pos.transactions and "
-                        "pos.by_member (route_receipts), once footfall intervals closed before their ticks came back after a restart "
-                        "(their counts then only as late rows); RocksDB passed every run"
-                    )
-                ),
-            ],
-        ),
-    ],
-)
-def test_five_sigkills_during_a_mall_day_lose_nothing_and_count_nothing_twice(
-    tmp_path, broker, store, reference, hash_key
-):
-    config = hub_config(tmp_path, broker, store, hash_key)
+def test_five_sigkills_during_a_mall_day_lose_nothing_and_count_nothing_twice(tmp_path, broker, reference, hash_key):
+    config = hub_config(tmp_path, broker, hash_key)
     recording, truth = recorded_day(tmp_path, config)
     parts = segments(recording, SEGMENTS)
     worker = WorkerProcess(config, tmp_path / "worker.log").start()
@@ -233,7 +212,7 @@ def test_two_workers_one_killed_and_restarted_twice_lose_nothing_and_count_nothi
     tmp_path, broker, server, reference, hash_key
 ):
     """Partitions move to the surviving worker at each kill and back at each restart (ClickHouse in server mode)."""
-    config = hub_config(tmp_path, broker, "rocksdb", hash_key)
+    config = hub_config(tmp_path, broker, hash_key)
     data = yaml.safe_load(config.read_text())
     data["clickhouse"].update(mode="server", host=server.host, port=server.port)
     data["worker"]["session_timeout"] = 6.0  # the least the broker takes

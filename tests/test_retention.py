@@ -5,7 +5,7 @@ consumer group of the hub is made to lag on purpose (the separate VIP worker's r
 stopped half-way through ``pos.by_member``): its unread records must stay and /stats/ must say
 it holds retention back. The restarted worker must recover its stores and end on ground truth,
 while the low watermarks of the topics and of the lanes' changelogs have moved (the stores
-keep local files up to the offsets trimmed, whatever ``worker.store`` says).
+keep local files up to the offsets trimmed).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_p
         tmp_path,
         broker,
         kafka={"keep_hours": 0, "trim": "on", "trim_every_seconds": 1},
-        worker={"store": "memory", "vip_worker": {"separate": True}},
+        worker={"vip_worker": {"separate": True}},
     )
     settings = config.load(hub_config)
     # the VIP worker is not started here: wait for the main worker's groups only
@@ -148,7 +148,6 @@ def test_the_keeper_trims_only_what_no_group_and_no_restarted_worker_needs(tmp_p
     def trimmed(table: str) -> int:
         return sum(lows[tp] for tp in lows if tp.topic == topics.changelog_topic("mallstream", table))
 
-    # the lanes keep their stores in local files whatever worker.store says (memory here): their changelogs are
-    # trimmed, and the main worker holds no faust table that would keep them whole
+    # the lanes keep their stores in local files: their changelogs are trimmed up to what the files hold
     assert {table: trimmed(table) > 0 for table in stores} == dict.fromkeys(stores, True)
     assert report["changelogs_kept"] is None
