@@ -24,7 +24,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -208,7 +208,7 @@ class Hub:
                 self.app, conf.kafka, conf.worker, lane_group(app_id, "presence"), PRESENCE_BATCH, 0.0
             )
             self.lanes.append(self.presence_lane)
-            self.vip = VipAgents(self, master, self.presence_lane)
+            self.vip = VipAgents(self, master, self.presence_lane, self.route_lane)
         for lane in self.lanes:
             lane.install()
         if not self.app.agents:
@@ -274,10 +274,16 @@ class Hub:
             self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "malls"), MALL_BATCH, 0.0
         )
         self.lanes.append(self.mall_lane)
-        self.footfall = FootfallAgents(self, master, self.mall_lane)
+        self.footfall = FootfallAgents(self, master, self.mall_lane, self.route_lane, self.loyalty.rule_book)
 
     def topic(self, spec: topics.TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
+
+    def timer(self, seconds: float, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        self.app.timer(seconds, name=name)(run)
+
+    def agent(self, spec: topics.TopicSpec, name: str, run: Callable[[faust.StreamT], Awaitable[None]]) -> None:
+        self.app.agent(self.topic(spec), name=name)(run)
 
     async def audit(self, record: AuditRecord) -> None:
         """Record who did what, when and why on the ``audit`` topic (sunk to ClickHouse ``audit_log``)."""

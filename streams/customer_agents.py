@@ -66,7 +66,7 @@ from .master_data import MasterData, Profile
 from .records import Alert, CustomerSnapshot, CustomerTick, PosTransaction, decode, encode
 
 if TYPE_CHECKING:
-    from .app import Hub
+    from .context import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,16 @@ def parse_as_of(text: str, zone: dt.tzinfo) -> dt.datetime:
 class CustomerAgents:
     """The customer agents of one hub, with the member master data and the fitted churn model."""
 
-    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
-        self.hub = hub
+    def __init__(self, context: AgentContext, master: MasterData, lane: BatchLane) -> None:
+        self.context = context
         self.lane = lane
-        self.rules = hub.settings.customers
+        self.rules = context.settings.customers
         self.profiles = master.profiles
-        self.zone = ZoneInfo(hub.settings.malls[0].timezone)
+        self.zone = ZoneInfo(context.settings.malls[0].timezone)
         self.lateness = dt.timedelta(hours=self.rules.tick_lateness_hours)
-        self.default_mall = hub.settings.malls[0].id
-        self.partitions = hub.settings.kafka.partitions
-        self.params_path: Path = hub.settings.resolve(self.rules.params_file)
+        self.default_mall = context.settings.malls[0].id
+        self.partitions = context.settings.kafka.partitions
+        self.params_path: Path = context.settings.resolve(self.rules.params_file)
         self.params: BgNbdParams | None = None
         self._params_mtime: float | None = None
         self.cutoffs: PyramidCutoffs = pyramid_cutoffs([])
@@ -116,19 +116,18 @@ class CustomerAgents:
         self._due: dict[int, list[tuple[int, bytes]]] = {}
         self._due_day: dict[bytes, int] = {}
         self._indexed = False
-        worker = hub.settings.worker
+        worker = context.settings.worker
         self.states = lane.store(
             "customer_states",
             topics.changelog_topic(worker.app_id, "customer_states"),
-            hub.lanes_dir,
+            context.lanes_dir,
             self.partitions,
         )
         for spec in (topics.POS_BY_MEMBER, topics.CUSTOMER_TICKS):
             lane.step(spec.name, self._track)
         lane.on_revoked(self._forget_partitions)
-        app = hub.app
-        app.timer(self.rules.timer_seconds, name="customer_tick")(self._send_ticks)
-        app.timer(self.rules.pyramid_seconds, name="customer_pyramid")(self._recompute_cutoffs)
+        context.timer(self.rules.timer_seconds, "customer_tick", self._send_ticks)
+        context.timer(self.rules.pyramid_seconds, "customer_pyramid", self._recompute_cutoffs)
         self.reload_params()
 
     # -- time ---------------------------------------------------------------------------
@@ -176,7 +175,7 @@ class CustomerAgents:
         self.cutoffs = pyramid_cutoffs(
             [_state_decoder.decode(self.states.partition(partition)[key]).spend_cents for partition, key in held]
         )
-        self.hub.counters["customers_held"] = len(held)
+        self.context.counters["customers_held"] = len(held)
         for partition, key in held:  # a snapshot only for members whose shown class (or stage...) changed
             # read again: the agent may have folded in a receipt while earlier snapshots were sent, and a
             # stale state published at a later "now" would replace the newer snapshot in ClickHouse
@@ -190,7 +189,7 @@ class CustomerAgents:
 
     async def _track(self, records: Sequence[ConsumerRecord]) -> None:
         for record in records:
-            async with self.hub.dead_letter_on_failure(record, "customer tracking"):
+            async with self.context.dead_letter_on_failure(record, "customer tracking"):
                 message = decode(Tracked, record.value)  # type: ignore[arg-type]
                 partition = record.partition
                 if isinstance(message, CustomerTick):
@@ -208,9 +207,9 @@ class CustomerAgents:
         if updated is state:  # a redelivered receipt: the crash that redelivered it may have cut its snapshot off
             await self._publish(key, state, now, [], always=True)
             return
-        self.hub.counters["customer_evaluations"] += 1
+        self.context.counters["customer_evaluations"] += 1
         self.states.partition(partition)[key] = _state_encoder.encode(updated)
-        self.hub.counters["customer_receipts"] += 1
+        self.context.counters["customer_receipts"] += 1
         self._schedule(key, partition, updated, now)
         await self._publish(key, updated, now, signals, always=True)
 
@@ -244,12 +243,12 @@ class CustomerAgents:
             if state is None or now.timestamp() < state.last_event_s:
                 continue  # a receipt after the tick already evaluated them later than this
             updated, signals = tick(state, now, self.rules, self.params)
-            self.hub.counters["customer_evaluations"] += 1
+            self.context.counters["customer_evaluations"] += 1
             if updated.alert_level != state.alert_level:  # ticks come in time order: no need to store evaluated_s
                 self.states.partition(partition)[key] = _state_encoder.encode(updated)
             self._schedule(key, partition, updated, now)
             await self._publish(key, updated, now, signals, always=False)
-        self.hub.counters["customer_ticks"] += 1
+        self.context.counters["customer_ticks"] += 1
 
     # -- who is due when ----------------------------------------------------------------
 
@@ -295,7 +294,7 @@ class CustomerAgents:
     async def _send_ticks(self) -> None:
         """Ask each quiet held partition to tick up to the last day end its clock has passed."""
         self.reload_params()
-        ticks = self.hub.topic(topics.CUSTOMER_TICKS)
+        ticks = self.context.topic(topics.CUSTOMER_TICKS)
         for partition in sorted(self.lane.held & self._seen.keys()):
             now = self.clock(partition)
             if (now - self.lateness).date().toordinal() - 1 > self._ticked[partition]:
@@ -310,16 +309,16 @@ class CustomerAgents:
         profile = self.profiles.get(state.member_id, Profile())
         for signal in signals:
             alert = self._alert(state, signal, profile)
-            self.hub.counters[f"customer_{signal.kind}"] += 1
-            await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(alert))
-            await self.hub.topic(topics.CUSTOMER_SIGNALS).send(key=key, value=encode(alert))
+            self.context.counters[f"customer_{signal.kind}"] += 1
+            await self.context.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(alert))
+            await self.context.topic(topics.CUSTOMER_SIGNALS).send(key=key, value=encode(alert))
         seen = insight(state, now, self.rules, self.params)
         klass = value_class(state.spend_cents, self.cutoffs)
         shown = hash((seen.lifecycle_stage, seen.rfm_segment, klass, state.alert_level))
         if always or self._shown.get(key) != shown:
             self._shown[key] = shown
             snapshot = self._snapshot(state, now, seen, klass, profile)
-            await self.hub.topic(topics.CUSTOMER_SNAPSHOTS).send(key=key, value=encode(snapshot))
+            await self.context.topic(topics.CUSTOMER_SNAPSHOTS).send(key=key, value=encode(snapshot))
 
     def _alert(self, state: CustomerState, signal: ChurnSignal, profile: Profile) -> Alert:
         alive = "unknown" if signal.p_alive is None else f"{signal.p_alive:.2f}"

@@ -83,7 +83,8 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .app import Hub
+    from .context import AgentContext
+    from .core.rules import RuleBook
     from .lanes import BatchLane, Step
     from .master_data import MasterData
 
@@ -163,10 +164,17 @@ def _cause(event: FootfallTick | RfidRead | PosTransaction) -> str:
 class FootfallAgents:
     """The footfall and parking agents of one hub, with the malls' layouts compiled from the config."""
 
-    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        context: AgentContext,
+        master: MasterData,
+        lane: BatchLane,
+        routes: BatchLane,
+        rule_book: Callable[[], RuleBook],
+    ) -> None:
+        self.context = context
         self.master = master
-        settings = hub.settings
+        settings = context.settings
         malls = settings.malls
         self.layouts = {mall.id: FootfallLayout.of(mall) for mall in malls}
         self.parking_layouts = {mall.id: ParkingLayout.of(mall) for mall in malls}
@@ -184,7 +192,7 @@ class FootfallAgents:
         self.clocks: dict[str, SourceClock] = {}
         #: per mall: its footfall and parking state, paged past one record's size (it grows with its counters,
         #: areas and the cars inside)
-        stores = hub.lanes_dir
+        stores = context.lanes_dir
         app_id = settings.worker.app_id
         self.footfall_store = lane.store(
             "footfall_states", topics.changelog_topic(app_id, "footfall_states"), stores, self.partitions
@@ -192,7 +200,9 @@ class FootfallAgents:
         self.parking_store = lane.store(
             "parking_states", topics.changelog_topic(app_id, "parking_states"), stores, self.partitions
         )
-        routes = hub.route_lane
+        self.routes = routes
+        #: the loyalty agent's rule book: its parking fee table prices the stays of cars no member owns
+        self.rule_book = rule_book
         routes.step(topics.FOOTFALL_TICKS.name, self._router("footfall routing", self._tick_of))
         routes.step(topics.RFID_READS.name, self._router("footfall badge routing", self._badge_of))
         routes.step(topics.POS_BY_MEMBER.name, self._router("footfall sales routing", self._sale_of))
@@ -201,7 +211,7 @@ class FootfallAgents:
         lane.step(topics.FOOTFALL_BY_MALL.name, self._footfall)
         lane.step(topics.PARKING_BY_MALL.name, self._parking)
         lane.on_revoked(self._forget_malls)
-        hub.app.timer(settings.worker.footfall_tick_seconds, name="footfall_tick")(self._tick)
+        context.timer(settings.worker.footfall_tick_seconds, "footfall_tick", self._tick)
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
@@ -211,15 +221,15 @@ class FootfallAgents:
         ``pick`` says of one record its mall, the decoded record, its event time (None: it
         does not mark how far its input has got) and whether it matters to the mall's counts.
         """
-        by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
+        by_mall = self.context.topic(topics.FOOTFALL_BY_MALL)
 
         async def route(records: Sequence[ConsumerRecord]) -> None:
             batches: dict[str, list] = {}
             for consumed in records:
-                async with self.hub.dead_letter_on_failure(consumed, stage):
+                async with self.context.dead_letter_on_failure(consumed, stage):
                     mall_id, record, moment, relevant = pick(consumed.value)
                     if mall_id is None or mall_id not in self.layouts:
-                        self.hub.counters["footfall_unknown_mall"] += 1
+                        self.context.counters["footfall_unknown_mall"] += 1
                         continue
                     items = batches.setdefault(mall_id, [])
                     if relevant:
@@ -227,7 +237,7 @@ class FootfallAgents:
                     if moment is not None:
                         items += self._marks(consumed, mall_id, record, moment)
             for mall_id, items in batches.items():
-                for value in fitting(items, FootfallBatch, self.hub.payload_limit):
+                for value in fitting(items, FootfallBatch, self.context.payload_limit):
                     await by_mall.send(key=mall_id.encode(), value=value)
             self._align()
 
@@ -235,7 +245,7 @@ class FootfallAgents:
 
     def _align(self) -> None:
         """Hold back the clock inputs read more than ``ALIGN_AHEAD_S`` ahead of the slowest one still reading."""
-        lane = self.hub.route_lane
+        lane = self.routes
         reading = {
             tp: moment
             for tp, moment in self._event_time.items()
@@ -257,9 +267,9 @@ class FootfallAgents:
 
     async def _mark_caught_up(self) -> None:
         """Tell every mall which of this worker's input partitions have nothing more to read."""
-        lane = self.hub.route_lane
+        lane = self.routes
         assigned = [tp for tp in lane.assignment() if tp.topic in {spec.name for spec in CLOCK_SOURCES}]
-        by_mall = self.hub.topic(topics.FOOTFALL_BY_MALL)
+        by_mall = self.context.topic(topics.FOOTFALL_BY_MALL)
         for tp in assigned:
             end = lane.highwater(tp)
             if end is None or self._read_to.get(TP(tp.topic, tp.partition), -1) + 1 < end:
@@ -273,11 +283,11 @@ class FootfallAgents:
 
     def _tick_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
         tick = decode(FootfallTick, value)
-        return self.hub.malls.mall_of(tick), tick, tick.ts.timestamp(), True
+        return self.context.malls.mall_of(tick), tick, tick.ts.timestamp(), True
 
     def _badge_of(self, value: bytes) -> tuple[str | None, Record, float | None, bool]:
         read = decode(RfidRead, value)
-        mall_id = self.hub.malls.mall_of(read)
+        mall_id = self.context.malls.mall_of(read)
         prefixes = self.staff_prefixes.get(mall_id or "")
         staff = not read.duplicate and bool(prefixes) and read.epc.upper().startswith(prefixes)
         return mall_id, read, read.ts.timestamp(), staff
@@ -287,13 +297,13 @@ class FootfallAgents:
         # the footfall core counts a sale by its store and time: its lines and tenders would only fill the topic
         counted = msgspec.structs.replace(txn, lines=[], tenders=[])
         # tills come two hops later than counters: they never hold a mall's clock back (see CLOCK_SOURCES)
-        return self.hub.malls.mall_of(txn), counted, None, txn.kind != "return"
+        return self.context.malls.mall_of(txn), counted, None, txn.kind != "return"
 
     # -- the footfall state of each mall ---------------------------------------------------
 
     def _footfall_table(self, partition: int) -> PagedTable:
         """The footfall states of a partition this worker holds: a mall's grows with its counters, areas and badges."""
-        return PagedTable(self.footfall_store.partition(partition), self.hub.payload_limit)
+        return PagedTable(self.footfall_store.partition(partition), self.context.payload_limit)
 
     def _state(self, mall_id: str, partition: int) -> FootfallState:
         state = self.states.get(mall_id)
@@ -320,7 +330,7 @@ class FootfallAgents:
             state, clock = self._state(mall_id, partition), self._clock(mall_id)
             outputs: list[tuple[FootfallOutput, str]] = []
             for record in mall_records:
-                async with self.hub.dead_letter_on_failure(record, "footfall"):
+                async with self.context.dead_letter_on_failure(record, "footfall"):
                     message = decode(ByMall, record.value)  # type: ignore[arg-type]
                     state = self._apply(state, clock, message, layout, outputs)
             sent += await self._emit(outputs)
@@ -352,7 +362,7 @@ class FootfallAgents:
                 state, produced = apply_event(state, item, now, layout)
                 outputs += [(output, _cause(item)) for output in produced]
                 events += 1
-        self.hub.counters["footfall_events"] += events
+        self.context.counters["footfall_events"] += events
         return state
 
     async def _emit(self, outputs: list[tuple[FootfallOutput, str]]) -> list[Awaitable[object]]:
@@ -370,18 +380,18 @@ class FootfallAgents:
                 continue
             if isinstance(output, RollupRow) and output.late:
                 output = msgspec.structs.replace(output, cause=cause)
-                self.hub.counters["footfall_late_rows"] += 1
+                self.context.counters["footfall_late_rows"] += 1
             batches.setdefault((type(output), output.start), []).append(output)
         for (kind, _), rows in batches.items():
             spec, wrap = (
                 (topics.FOOTFALL_ROLLUPS, RollupBatch) if kind is RollupRow else (topics.FOOTFALL_AREAS, AreaBatch)
             )
-            for value in fitting(rows, wrap, self.hub.payload_limit):
-                sent.append(await self.hub.topic(spec).send(key=rows[0].mall_id.encode(), value=value))
+            for value in fitting(rows, wrap, self.context.payload_limit):
+                sent.append(await self.context.topic(spec).send(key=rows[0].mall_id.encode(), value=value))
         return sent
 
     async def _send(self, spec: topics.TopicSpec, mall_id: str, record: Record) -> Awaitable[object]:
-        return await self.hub.topic(spec).send(key=mall_id.encode(), value=encode(record))
+        return await self.context.topic(spec).send(key=mall_id.encode(), value=encode(record))
 
     def _forget_malls(self, revoked: set[TopicPartition]) -> None:
         """Partitions of the malls lane moved: their malls' states and clocks are read afresh when they come back."""
@@ -409,7 +419,7 @@ class FootfallAgents:
         for mall_id, clock in list(self.clocks.items()):
             if clock.idle(at) and clock.now(at) > float("-inf"):
                 mark = FootfallMark(mall_id=mall_id, ts=_utc(clock.now(at)))
-                await self.hub.topic(topics.FOOTFALL_BY_MALL).send(key=mall_id.encode(), value=encode(mark))
+                await self.context.topic(topics.FOOTFALL_BY_MALL).send(key=mall_id.encode(), value=encode(mark))
 
     # -- parking ---------------------------------------------------------------------------
 
@@ -417,19 +427,19 @@ class FootfallAgents:
         """A routes-lane step: gate events go on as one :class:`ParkingBatch` per mall, in reading order."""
         batches: dict[str, list[ParkingEvent]] = {}
         for consumed in records:
-            async with self.hub.dead_letter_on_failure(consumed, "parking routing"):
+            async with self.context.dead_letter_on_failure(consumed, "parking routing"):
                 gate_event = decode(ParkingEvent, consumed.value)
-                mall_id = self.hub.malls.mall_of(gate_event)
+                mall_id = self.context.malls.mall_of(gate_event)
                 if mall_id is None:
-                    self.hub.counters["parking_unknown_mall"] += 1
+                    self.context.counters["parking_unknown_mall"] += 1
                     continue
                 # the id travels with the event, so the occupancy row it causes has one id however often it comes;
                 # taken once the mall is stamped, as the raw row's
                 placed = msgspec.structs.replace(gate_event, mall_id=mall_id)
                 batches.setdefault(mall_id, []).append(msgspec.structs.replace(placed, event_id=identity(placed)))
-        by_mall = self.hub.topic(topics.PARKING_BY_MALL)
+        by_mall = self.context.topic(topics.PARKING_BY_MALL)
         for mall_id, gate_events in batches.items():
-            for value in fitting(gate_events, ParkingBatch, self.hub.payload_limit):
+            for value in fitting(gate_events, ParkingBatch, self.context.payload_limit):
                 await by_mall.send(key=mall_id.encode(), value=value)
 
     async def _parking(self, records: Sequence[ConsumerRecord]) -> None:
@@ -439,12 +449,12 @@ class FootfallAgents:
             layout = self.parking_layouts.get(key.decode())
             if layout is None:
                 continue
-            table = PagedTable(self.parking_store.partition(mall_records[0].partition), self.hub.payload_limit)
+            table = PagedTable(self.parking_store.partition(mall_records[0].partition), self.context.payload_limit)
             stored = table.get(key)
             state = parking_from_bytes(stored) if stored else ParkingState()
             occupancy: list[ParkingOccupancy] = []
             for record in mall_records:
-                async with self.hub.dead_letter_on_failure(record, "parking"):
+                async with self.context.dead_letter_on_failure(record, "parking"):
                     batch = decode(ParkingBatch, record.value)
                     for gate_event in batch.events:
                         state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
@@ -457,24 +467,24 @@ class FootfallAgents:
                             elif isinstance(output, ParkingStay):
                                 sent += await self._exit(key, output)
                             elif isinstance(output, Alert):
-                                self.hub.counters["car_park_full_alerts"] += 1
-                                sent.append(await self.hub.topic(topics.ALERTS).send(key=key, value=encode(output)))
-            for value in fitting(occupancy, OccupancyBatch, self.hub.payload_limit):
-                sent.append(await self.hub.topic(topics.PARKING_OCCUPANCY).send(key=key, value=value))
+                                self.context.counters["car_park_full_alerts"] += 1
+                                sent.append(await self.context.topic(topics.ALERTS).send(key=key, value=encode(output)))
+            for value in fitting(occupancy, OccupancyBatch, self.context.payload_limit):
+                sent.append(await self.context.topic(topics.PARKING_OCCUPANCY).send(key=key, value=value))
             table[key] = parking_to_bytes(state)
         await asyncio.gather(*sent)
 
     async def _exit(self, key: bytes, stay: ParkingStay) -> list[Awaitable[object]]:
         """A finished stay: a member's car to the card's worker for settling, anyone else's priced here; the sends."""
         member_id = self.master.member_of_plate(stay.plate)
-        stay, settlement = at_exit(stay, member_id, self.hub.loyalty.rule_book().parking, self.zones[stay.mall_id])
+        stay, settlement = at_exit(stay, member_id, self.rule_book().parking, self.zones[stay.mall_id])
         sent = []
         if settlement is not None:
             sent.append(
-                await self.hub.topic(topics.LOYALTY_REQUESTS).send(
+                await self.context.topic(topics.LOYALTY_REQUESTS).send(
                     key=settlement.member_id.encode(), value=encode(settlement)
                 )
             )
-            self.hub.counters["parking_settlements"] += 1
-        sent.append(await self.hub.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay)))
+            self.context.counters["parking_settlements"] += 1
+        sent.append(await self.context.topic(topics.PARKING_STAYS).send(key=key, value=encode(stay)))
         return sent

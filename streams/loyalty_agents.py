@@ -81,7 +81,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .app import Hub
+    from .context import AgentContext
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +238,15 @@ def _owner(path: Path) -> str:
         return f"uid {uid}"
 
 
-def rules_audit(rules: RuleFile, book: RuleBook, previous: str | None, hub: Hub, refused: bool = False) -> AuditRecord:
+def rules_audit(
+    rules: RuleFile, book: RuleBook, previous: str | None, context: AgentContext, refused: bool = False
+) -> AuditRecord:
     """A rule file's content coming into force (``previous``: the version it replaces), or an edit refused."""
     try:
         changed = dt.datetime.fromtimestamp(rules.path.stat().st_mtime, dt.UTC)
     except OSError:
         changed = dt.datetime.now(dt.UTC)
-    actor = hub.settings.worker.group_instance_id
+    actor = context.settings.worker.group_instance_id
     if refused:
         return AuditRecord(
             audit_id=f"rules-refused:{rules.refused_digest}",
@@ -275,10 +277,10 @@ def rules_audit(rules: RuleFile, book: RuleBook, previous: str | None, hub: Hub,
 class LoyaltyAgent:
     """Cards in a table, the rule file, the agent applying every input to a card, and the schedule."""
 
-    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
-        self.hub = hub
+    def __init__(self, context: AgentContext, master: MasterData, lane: BatchLane) -> None:
+        self.context = context
         self.lane = lane
-        conf = hub.settings
+        conf = context.settings
         self.rules = RuleFile(conf.resolve(conf.rules.file), check_every_s=RULES_CHECK_S)
         self.rules.current()  # a rule file that was never good stops the worker at start
         self._reported_error: str | None = None
@@ -295,25 +297,24 @@ class LoyaltyAgent:
         self.cards = lane.store(
             "cards",
             topics.changelog_topic(conf.worker.app_id, "cards"),
-            hub.lanes_dir,
+            context.lanes_dir,
             self.partitions,
         )
         for spec in (topics.POS_BY_MEMBER, topics.LOYALTY_REQUESTS, topics.CUSTOMER_SIGNALS):
             lane.step(spec.name, self._apply)
         lane.on_revoked(self._forget_partitions)
-        app = hub.app
-        app.timer(conf.rules.schedule_seconds, name="loyalty_schedule")(self._schedule_due_days)
-        app.timer(conf.rules.schedule_seconds, name="rules_audit")(self._audit_rules)
+        context.timer(conf.rules.schedule_seconds, "loyalty_schedule", self._schedule_due_days)
+        context.timer(conf.rules.schedule_seconds, "rules_audit", self._audit_rules)
         #: the rule file content (and refused edit) this worker has put in the audit log
         self._audited: tuple[str | None, str | None] = (None, None)
         self._audited_tag = ""
         if conf.notifications.webhook_url:
-            app.agent(hub.topic(topics.MEMBER_NOTIFICATIONS), name="notify_members")(self._deliver)
+            context.agent(topics.MEMBER_NOTIFICATIONS, "notify_members", self._deliver)
 
     def _table(self, partition: int) -> PagedTable:
         """The cards of a partition this worker holds: a card remembers its receipts for the rule file's
         retention_days, so a busy member's may outgrow a record and is paged."""
-        return PagedTable(self.cards.partition(partition), self.hub.payload_limit)
+        return PagedTable(self.cards.partition(partition), self.context.payload_limit)
 
     def card(self, member_id: str) -> MemberCard | None:
         """The member's card, if this worker holds its partition."""
@@ -340,8 +341,10 @@ class LoyaltyAgent:
         future = asyncio.get_running_loop().create_future()
         self.answers[request.request_id] = future
         try:
-            await self.hub.topic(topics.LOYALTY_REQUESTS).send(key=request.member_id.encode(), value=encode(request))
-            return await asyncio.wait_for(future, self.hub.settings.rules.answer_timeout_s)
+            await self.context.topic(topics.LOYALTY_REQUESTS).send(
+                key=request.member_id.encode(), value=encode(request)
+            )
+            return await asyncio.wait_for(future, self.context.settings.rules.answer_timeout_s)
         finally:
             self.answers.pop(request.request_id, None)
 
@@ -352,7 +355,7 @@ class LoyaltyAgent:
 
     async def run_schedule(self, now: dt.datetime) -> int:
         """Schedule ticks at ``now`` to every partition (an explicit clock); returns how many were sent."""
-        requests = self.hub.topic(topics.LOYALTY_REQUESTS)
+        requests = self.context.topic(topics.LOYALTY_REQUESTS)
         for partition in range(self.partitions):
             await requests.send(value=encode(ScheduleTick(now=now)), partition=partition)
         return self.partitions
@@ -361,7 +364,7 @@ class LoyaltyAgent:
 
     async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
         for record in records:
-            async with self.hub.dead_letter_on_failure(record, "loyalty"):
+            async with self.context.dead_letter_on_failure(record, "loyalty"):
                 message = decode(LoyaltyInput, record.value)  # type: ignore[arg-type]
                 key, cards = record.key, self._table(record.partition)
                 if isinstance(message, PosTransaction):
@@ -388,7 +391,7 @@ class LoyaltyAgent:
 
     async def _receipt(self, cards: PagedTable, key: bytes, txn: PosTransaction, partition: int) -> None:
         if txn.member_id is None:
-            self.hub.counters["receipts_anonymous"] += 1
+            self.context.counters["receipts_anonymous"] += 1
             return
         self._saw(partition, txn.ts)
         card, effects = evaluate(
@@ -399,7 +402,7 @@ class LoyaltyAgent:
             self.birthdays.get(txn.member_id),
         )
         await self._commit(cards, key, card, effects, Context.of_receipt(txn), resend_replayed=True)
-        self.hub.counters[
+        self.context.counters[
             "receipts_rejected" if any(e.kind == "rejected" for e in effects) else "receipts_applied"
         ] += 1
 
@@ -411,7 +414,7 @@ class LoyaltyAgent:
         held, decision = authorise(card, ask, book, dt.datetime.now(dt.UTC))
         if held is not card:
             cards[key] = encode_card(held)
-        self.hub.counters["holds_placed" if decision.approved else "holds_refused"] += 1
+        self.context.counters["holds_placed" if decision.approved else "holds_refused"] += 1
         self._answer(request.request_id, {"member_id": request.member_id, **msgspec.to_builtins(decision)})
 
     async def _manual(self, cards: PagedTable, key: bytes, operation: ManualOperation) -> None:
@@ -424,7 +427,7 @@ class LoyaltyAgent:
         entries = await self._commit(
             cards, key, card, effects, Context(self.default_mall, "", operation.ts, day), resend_replayed=True
         )
-        self.hub.counters["manual_operations"] += 1
+        self.context.counters["manual_operations"] += 1
         answer = {
             "op_id": operation.op_id,
             "member_id": operation.member_id,
@@ -432,7 +435,7 @@ class LoyaltyAgent:
             "rejected": [effect.reason for effect in effects if effect.kind in REFUSALS],
             "entries": msgspec.to_builtins(entries),
         }
-        await self.hub.audit(operation_audit(operation, answer, entries, self.default_mall))
+        await self.context.audit(operation_audit(operation, answer, entries, self.default_mall))
         self._answer(operation.request_id, answer)
 
     async def _parking(self, cards: PagedTable, key: bytes, request: ParkingSettlement) -> None:
@@ -452,7 +455,7 @@ class LoyaltyAgent:
             resend_replayed=True,
         )
         free = any(effect.kind == "parking_discount" for effect in effects)
-        self.hub.counters["parking_free" if free else "parking_charged"] += 1
+        self.context.counters["parking_free" if free else "parking_charged"] += 1
 
     async def _signal(self, cards: PagedTable, key: bytes, signal: Alert) -> None:
         """A customer signal (churn_risk...): the rule file's group grants for that signal, once per signal."""
@@ -481,7 +484,7 @@ class LoyaltyAgent:
                 Context(signal.mall_id, "", signal.ts, day),
                 resend_replayed=False,
             )
-            self.hub.counters["group_grants"] += 1
+            self.context.counters["group_grants"] += 1
 
     async def _scheduled(self, cards: PagedTable, now: dt.datetime, since: dt.datetime | None) -> None:
         """Rebate runs, expiry, birthday gifts and reminders due at ``now`` (since ``since``) for every card of the partition."""
@@ -500,7 +503,7 @@ class LoyaltyAgent:
                 await self._commit(cards, key, reminded, fresh, context, resend_replayed=False)
             for notification in due:
                 await self._notify(notification)
-        self.hub.counters["schedule_runs"] += 1
+        self.context.counters["schedule_runs"] += 1
 
     async def _commit(
         self,
@@ -522,22 +525,22 @@ class LoyaltyAgent:
             cards[key] = encode_card(card)
         entries = ledger_entries(card, effects if resend_replayed else fresh, context)
         for entry in entries:
-            await self.hub.topic(topics.LEDGER).send(key=key, value=encode(entry))
+            await self.context.topic(topics.LEDGER).send(key=key, value=encode(entry))
             if entry.cause in REFUSALS:
-                await self.hub.topic(topics.LOYALTY_REJECTS).send(key=key, value=encode(entry))
+                await self.context.topic(topics.LOYALTY_REJECTS).send(key=key, value=encode(entry))
         for notification in notices(card, fresh, context.ts):
             await self._notify(notification)
         return entries
 
     async def _notify(self, notification: MemberNotification) -> None:
-        self.hub.counters[f"notify_{notification.kind}"] += 1
-        await self.hub.topic(topics.MEMBER_NOTIFICATIONS).send(
+        self.context.counters[f"notify_{notification.kind}"] += 1
+        await self.context.topic(topics.MEMBER_NOTIFICATIONS).send(
             key=notification.member_id.encode(), value=encode(notification)
         )
 
     async def _deliver(self, stream: faust.StreamT) -> None:
         """Each notification to the platform's webhook, retried; one that still fails is logged and counted."""
-        conf = self.hub.settings.notifications
+        conf = self.context.settings.notifications
         assert conf.webhook_url is not None
         async for event in stream.events():
             delivered = await asyncio.to_thread(
@@ -548,7 +551,7 @@ class LoyaltyAgent:
                 conf.webhook_attempts,
                 f"notification {event.key!r}",
             )
-            self.hub.counters["notifications_delivered" if delivered else "notifications_failed"] += 1
+            self.context.counters["notifications_delivered" if delivered else "notifications_failed"] += 1
 
     # -- audit ----------------------------------------------------------------------------
 
@@ -560,10 +563,10 @@ class LoyaltyAgent:
         book = self.rule_book()
         audited_digest, audited_refusal = self._audited
         if book.version.digest != audited_digest:
-            await self.hub.audit(rules_audit(self.rules, book, audited_digest and self._audited_tag, self.hub))
+            await self.context.audit(rules_audit(self.rules, book, audited_digest and self._audited_tag, self.context))
             self._audited_tag = book.tag
         if self.rules.refused_digest and self.rules.refused_digest != audited_refusal:
-            await self.hub.audit(rules_audit(self.rules, book, None, self.hub, refused=True))
+            await self.context.audit(rules_audit(self.rules, book, None, self.context, refused=True))
         self._audited = (book.version.digest, self.rules.refused_digest)
 
     # -- event time -----------------------------------------------------------------------
@@ -590,7 +593,7 @@ class LoyaltyAgent:
 
         One tick per partition and timer call, however many days a fast replay went through meanwhile.
         """
-        requests = self.hub.topic(topics.LOYALTY_REQUESTS)
+        requests = self.context.topic(topics.LOYALTY_REQUESTS)
         for partition in sorted(self.lane.held & self._seen.keys()):
             today = self.clock(partition).date()
             last = self._scheduled_day.get(partition)

@@ -43,7 +43,7 @@ from .master_data import MasterData
 from .records import PosTransaction, RfidRead, VipTick, decode, encode
 
 if TYPE_CHECKING:
-    from .app import Hub
+    from .context import AgentContext
     from .lanes import BatchLane
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -59,34 +59,36 @@ IDLE_PARTITION_S = 10.0
 class VipAgents:
     """The VIP agents of one hub, with the member master data and the places of the malls' readers."""
 
-    def __init__(self, hub: Hub, master: MasterData, lane: BatchLane) -> None:
-        self.hub = hub
+    def __init__(self, context: AgentContext, master: MasterData, lane: BatchLane, routes: BatchLane) -> None:
+        self.context = context
         self.master = master
-        self.policy = hub.settings.vip
+        self.policy = context.settings.vip
         self.places_of_reader = {
-            reader.id: VipPlaces.of(mall) for mall in hub.settings.malls for reader in mall.rfid_readers
+            reader.id: VipPlaces.of(mall) for mall in context.settings.malls for reader in mall.rfid_readers
         }
         self.places_of_place = {
             reader.place: self.places_of_reader[reader.id]
-            for mall in hub.settings.malls
+            for mall in context.settings.malls
             for reader in mall.rfid_readers
         }
         self.unknown_tags: Counter[str] = Counter()
         #: per partition of rfid.reads, the latest read time seen and when (monotonic): see :meth:`clock`
         self._seen: dict[int, tuple[float, float]] = {}
-        partitions = hub.settings.kafka.partitions
+        partitions = context.settings.kafka.partitions
         # the changelog is named after the main app id in a separate VIP worker too, so presence survives the move
         self.states = lane.store(
-            "vip_states", topics.changelog_topic(hub.settings.worker.app_id, "vip_states"), hub.lanes_dir, partitions
+            "vip_states",
+            topics.changelog_topic(context.settings.worker.app_id, "vip_states"),
+            context.lanes_dir,
+            partitions,
         )
-        self.publisher = AlertPublisher(hub.settings.alerts, hub.settings.mqtt)
-        app = hub.app
-        hub.route_lane.step(topics.RFID_READS.name, self._route)
-        hub.route_lane.step(topics.POS_BY_MEMBER.name, self._route_spend)
-        hub.route_lane.on_revoked(self._forget_partitions)
+        self.publisher = AlertPublisher(context.settings.alerts, context.settings.mqtt)
+        routes.step(topics.RFID_READS.name, self._route)
+        routes.step(topics.POS_BY_MEMBER.name, self._route_spend)
+        routes.on_revoked(self._forget_partitions)
         lane.step(topics.RFID_BY_MEMBER.name, self._track)
-        app.agent(hub.topic(topics.ALERTS), name="vip_deliver")(self._deliver)
-        app.timer(hub.settings.worker.vip_tick_seconds, name="vip_tick")(self._tick)
+        context.agent(topics.ALERTS, "vip_deliver", self._deliver)
+        context.timer(context.settings.worker.vip_tick_seconds, "vip_tick", self._tick)
 
     def clock(self) -> dt.datetime:
         """Event time, running on: per input partition the latest read time plus the time passed since.
@@ -123,26 +125,28 @@ class VipAgents:
         """The step's alerts (on MQTT at once) and visits; returns the sends, each done once the broker has it."""
         sent = []
         for alert in step.alerts:
-            self.hub.counters["vip_alerts"] += 1
+            self.context.counters["vip_alerts"] += 1
             # on MQTT at once, so staff do not wait behind the alerts partition; the topic keeps the record
             published = self.publisher.publish(alert)
-            sent.append(await self.hub.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published)))
+            sent.append(
+                await self.context.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(published))
+            )
         for visit in step.visits:
-            sent.append(await self.hub.topic(topics.VIP_VISITS).send(key=key, value=encode(visit)))
+            sent.append(await self.context.topic(topics.VIP_VISITS).send(key=key, value=encode(visit)))
         return sent
 
     async def _route(self, records: Sequence[ConsumerRecord]) -> None:
         """A routes-lane step: reads of members' cards go on keyed by member; strangers' tags are only counted."""
-        by_member = self.hub.topic(topics.RFID_BY_MEMBER)
+        by_member = self.context.topic(topics.RFID_BY_MEMBER)
         for consumed in records:
-            async with self.hub.dead_letter_on_failure(consumed, "vip routing"):
+            async with self.context.dead_letter_on_failure(consumed, "vip routing"):
                 read = decode(RfidRead, consumed.value)
                 member = self.master.member_of_tag(read.epc)
                 if member is not None:
                     await by_member.send(key=member.member_id.encode(), value=consumed.value)
                 elif not read.duplicate:  # unknown tags are counted, never alerted
                     self.unknown_tags[read.epc.upper()] += 1
-                    self.hub.counters["unknown_tag_reads"] += 1
+                    self.context.counters["unknown_tag_reads"] += 1
                 self._saw(read, consumed.partition)
 
     async def _track(self, records: Sequence[ConsumerRecord]) -> None:
@@ -152,7 +156,7 @@ class VipAgents:
         changed: set[bytes] = set()
         sent: list[Awaitable[object]] = []
         for record in records:
-            async with self.hub.dead_letter_on_failure(record, "vip tracking"):
+            async with self.context.dead_letter_on_failure(record, "vip tracking"):
                 key = record.key
                 if key not in states:
                     states[key] = (record.partition, self._state(key, record.partition))
@@ -186,9 +190,9 @@ class VipAgents:
 
     async def _route_spend(self, records: Sequence[ConsumerRecord]) -> None:
         """A routes-lane step: receipts of members in the master data join their reads on ``rfid.by_member``."""
-        by_member = self.hub.topic(topics.RFID_BY_MEMBER)
+        by_member = self.context.topic(topics.RFID_BY_MEMBER)
         for consumed in records:
-            async with self.hub.dead_letter_on_failure(consumed, "vip spend routing"):
+            async with self.context.dead_letter_on_failure(consumed, "vip spend routing"):
                 txn = decode(PosTransaction, consumed.value)
                 if txn.member_id is not None and txn.member_id in self.master.by_id:
                     await by_member.send(key=consumed.key, value=consumed.value)
@@ -205,9 +209,9 @@ class VipAgents:
         )
 
     async def _deliver(self, stream: faust.StreamT) -> None:
-        delivered = self.hub.topic(topics.ALERTS_DELIVERED)
+        delivered = self.context.topic(topics.ALERTS_DELIVERED)
         async for event in stream.events():
-            async with self.hub.dead_letter_on_failure(event, "alert delivery"):
+            async with self.context.dead_letter_on_failure(event, "alert delivery"):
                 alert = decode(topics.ALERTS.record, event.value)
                 if alert.published_at is None:  # VIP alerts were published where they were decided
                     alert = self.publisher.publish(alert)
@@ -220,7 +224,7 @@ class VipAgents:
 
         The answer is decided in the member's own partition, where its state is written.
         """
-        by_member = self.hub.topic(topics.RFID_BY_MEMBER)
+        by_member = self.context.topic(topics.RFID_BY_MEMBER)
         now = self.clock()
         present = 0
         held = [item for _, store in self.states.held() for item in store.items()]
@@ -230,4 +234,4 @@ class VipAgents:
             places = state.presence.stops and self.places_of_place.get(state.presence.stops[-1].place)
             if places and next_change(state.presence, places.entrances, self.policy.presence) <= now.timestamp():
                 await by_member.send(key=key, value=encode(VipTick(member_id=state.member_id, now=now)))
-        self.hub.counters["vip_present"] = present
+        self.context.counters["vip_present"] = present
