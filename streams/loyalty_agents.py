@@ -39,12 +39,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import logging
-import pwd
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -63,11 +60,11 @@ from .core.operations import group_grant, manual, scheduled_run
 from .core.parking_fees import ParkingStay, settle_at_exit
 from .core.rules import RuleBook, RuleFile
 from .lanes import BatchLane
+from .loyalty_audit import operation_audit, rules_audit
 from .master_data import MasterData
 from .paging import PagedTable
 from .records import (
     Alert,
-    AuditRecord,
     HoldRequest,
     LedgerEntry,
     LoyaltyRequest,
@@ -158,120 +155,8 @@ def ledger_entries(card: MemberCard, effects: list[Effect], context: Context) ->
     ]
 
 
-#: How many of the latest effects the member view lists.
-RECENT_ENTRIES = 20
 #: How often the rule file is looked at for an edit: an edit is in force for receipts read this long after it.
 RULES_CHECK_S = 0.2
-
-
-def member_view(card: MemberCard, now: dt.datetime) -> dict:
-    """Member 360: balances per account, vouchers with scope and validity, tier, status and the latest entries."""
-    recent = [effect for memory in list(card.txns.values())[-RECENT_ENTRIES:] for effect in memory.effects]
-    return {
-        "member_id": card.member_id,
-        "tier": card.tier,
-        "status": card.status,
-        "birthday": card.birthday.isoformat() if card.birthday else None,
-        "balances": {"points": card.points, "stored_value_cents": card.stored_value},
-        "vouchers": [
-            {
-                "voucher_id": voucher.voucher_id,
-                "campaign_id": voucher.campaign_id,
-                "amount_cents": voucher.amount,
-                "remaining_cents": voucher.remaining,
-                "scope": msgspec.to_builtins(voucher.scope),
-                "valid_from": voucher.valid_from.isoformat(),
-                "valid_to": voucher.valid_to.isoformat(),
-                "usable_now": voucher.usable_at(now) and voucher.remaining > 0,
-            }
-            for voucher in card.vouchers.values()
-        ],
-        "holds": [msgspec.to_builtins(hold) for hold in card.holds.values()],
-        "receipts": len(card.txns),
-        "recent_entries": msgspec.to_builtins(recent[-RECENT_ENTRIES:]),
-    }
-
-
-def _describe(operation: ManualOperation) -> str:
-    if operation.action == "adjust":
-        return f"adjust points by {operation.points:+d}"
-    if operation.action == "rebate":
-        return f"manual rebate of {operation.points} points by {operation.strategy_id}"
-    return f"card status to {operation.status}"
-
-
-def operation_audit(operation: ManualOperation, answer: dict, entries: list[LedgerEntry], mall_id: str) -> AuditRecord:
-    """The audit record of a desk operation: once per op_id, however often it is asked again."""
-    outcome = (
-        "rejected: " + "; ".join(answer["rejected"])
-        if answer["rejected"]
-        else "replayed"
-        if answer["replayed"]
-        else "applied"
-    )
-    moved = [{"account": entry.account, "delta": entry.delta, "cause": entry.cause} for entry in entries]
-    return AuditRecord(
-        audit_id=f"operation:{operation.op_id}",
-        kind="manual_operation",
-        ts=operation.ts,
-        who=operation.by,
-        actor=operation.actor,
-        what=_describe(operation),
-        why=operation.why,
-        outcome=outcome,
-        mall_id=mall_id,
-        member_id=operation.member_id,
-        subject=operation.op_id,
-        detail=json.dumps(moved),
-    )
-
-
-def _owner(path: Path) -> str:
-    """Who owns the file: the best a file system says about who changed it."""
-    try:
-        uid = path.stat().st_uid
-    except OSError:
-        return "unknown"
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
-
-
-def rules_audit(
-    rules: RuleFile, book: RuleBook, previous: str | None, context: AgentContext, refused: bool = False
-) -> AuditRecord:
-    """A rule file's content coming into force (``previous``: the version it replaces), or an edit refused."""
-    try:
-        changed = dt.datetime.fromtimestamp(rules.path.stat().st_mtime, dt.UTC)
-    except OSError:
-        changed = dt.datetime.now(dt.UTC)
-    actor = context.settings.worker.group_instance_id
-    if refused:
-        return AuditRecord(
-            audit_id=f"rules-refused:{rules.refused_digest}",
-            kind="rules_refused",
-            ts=changed,
-            who=_owner(rules.path),
-            actor=actor,
-            what=f"edit of {rules.path} refused; version {book.tag} stays in force",
-            outcome=f"refused: {rules.error}",
-            subject=str(rules.path),
-            detail=rules.refused_digest or "",
-        )
-    change = book.change
-    return AuditRecord(
-        audit_id=f"rules:{book.version.digest}",
-        kind="rules_changed",
-        ts=changed,
-        who=change.by if change else _owner(rules.path),
-        actor=actor,
-        what=f"rules {rules.path} version {book.tag} in force" + (f", replacing {previous}" if previous else ""),
-        why=change.why if change else "",
-        outcome="applied",
-        subject=str(rules.path),
-        detail=book.version.digest,
-    )
 
 
 class LoyaltyAgent:
@@ -285,6 +170,8 @@ class LoyaltyAgent:
         self.rules.current()  # a rule file that was never good stops the worker at start
         self._reported_error: str | None = None
         self.birthdays = master.birthdays
+        #: the worker that sees a rule file change, in its audit records
+        self.actor = conf.worker.group_instance_id
         self.zone = ZoneInfo(conf.malls[0].timezone)
         self.default_mall = conf.malls[0].id
         self.partitions = conf.kafka.partitions
@@ -563,10 +450,10 @@ class LoyaltyAgent:
         book = self.rule_book()
         audited_digest, audited_refusal = self._audited
         if book.version.digest != audited_digest:
-            await self.context.audit(rules_audit(self.rules, book, audited_digest and self._audited_tag, self.context))
+            await self.context.audit(rules_audit(self.rules, book, audited_digest and self._audited_tag, self.actor))
             self._audited_tag = book.tag
         if self.rules.refused_digest and self.rules.refused_digest != audited_refusal:
-            await self.context.audit(rules_audit(self.rules, book, None, self.context, refused=True))
+            await self.context.audit(rules_audit(self.rules, book, None, self.actor, refused=True))
         self._audited = (book.version.digest, self.rules.refused_digest)
 
     # -- event time -----------------------------------------------------------------------

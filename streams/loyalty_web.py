@@ -25,8 +25,40 @@ from faust.web import Request, Response, View
 
 from .access import principal_of
 from .app import Hub
+from .core.accounts import MemberCard
 from .records import AuditRecord, HoldRequest, ManualOperation
 from .topics import partition_of
+
+#: How many of the latest effects the member view lists.
+RECENT_ENTRIES = 20
+
+
+def member_view(card: MemberCard, now: dt.datetime) -> dict:
+    """Member 360: balances per account, vouchers with scope and validity, tier, status and the latest entries."""
+    recent = [effect for memory in list(card.txns.values())[-RECENT_ENTRIES:] for effect in memory.effects]
+    return {
+        "member_id": card.member_id,
+        "tier": card.tier,
+        "status": card.status,
+        "birthday": card.birthday.isoformat() if card.birthday else None,
+        "balances": {"points": card.points, "stored_value_cents": card.stored_value},
+        "vouchers": [
+            {
+                "voucher_id": voucher.voucher_id,
+                "campaign_id": voucher.campaign_id,
+                "amount_cents": voucher.amount,
+                "remaining_cents": voucher.remaining,
+                "scope": msgspec.to_builtins(voucher.scope),
+                "valid_from": voucher.valid_from.isoformat(),
+                "valid_to": voucher.valid_to.isoformat(),
+                "usable_now": voucher.usable_at(now) and voucher.remaining > 0,
+            }
+            for voucher in card.vouchers.values()
+        ],
+        "holds": [msgspec.to_builtins(hold) for hold in card.holds.values()],
+        "receipts": len(card.txns),
+        "recent_entries": msgspec.to_builtins(recent[-RECENT_ENTRIES:]),
+    }
 
 
 def _request(kind: type[HoldRequest] | type[ManualOperation], request: Request, **fields: object):

@@ -19,8 +19,7 @@ from .app import Hub
 from .core.clickhouse_http import refusal_of
 from .core.customers import AsOfError
 from .customer_agents import parse_as_of
-from .loyalty_agents import member_view
-from .loyalty_web import answered_elsewhere, register_loyalty_views
+from .loyalty_web import answered_elsewhere, member_view, register_loyalty_views
 
 SQL_FORMATS = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}
 #: What a query over HTTP may set: how the result is written, nothing else.
