@@ -19,7 +19,7 @@ from faust.types import TP
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from mallstream.cli import _run
+from mallstream.cli.base import run_service
 from mallstream.settings import load
 from mallstream.streams import framework_patches
 from mallstream.streams.app import Hub
@@ -76,7 +76,7 @@ def test_a_worker_refuses_to_start_on_another_version_of_a_patched_library(
     monkeypatch.setattr(framework_patches, "version", installed)
     settings = load(write_config(tmp_path, "127.0.0.1:1"))
     with pytest.raises(SystemExit) as exit_:
-        _run(Hub, settings, None, "main")  # as `mallstream worker` runs it
+        run_service(Hub, settings, None, "main")  # as `mallstream worker` runs it
     assert exit_.value.code == 2
     error = capsys.readouterr().err
     assert f"aiokafka {shown} is installed" in error and "aiokafka==0.14.0" in error

@@ -1,0 +1,5 @@
+"""``python -m mallstream.cli``: the ``mallstream`` command."""
+
+from . import main
+
+main()
