@@ -172,7 +172,9 @@ class LoyaltyAgent:
         self.birthdays = master.birthdays
         #: the worker that sees a rule file change, in its audit records
         self.actor = conf.worker.group_instance_id
-        self.zone = ZoneInfo(conf.malls[0].timezone)
+        #: every mall's time zone: a card's days, schedules and desk work follow its own mall's
+        self.zones = {mall.id: ZoneInfo(mall.timezone) for mall in conf.malls}
+        #: where a card that has never had a receipt belongs (the config's first mall)
         self.default_mall = conf.malls[0].id
         self.partitions = conf.kafka.partitions
         self.expiring_within = dt.timedelta(days=conf.notifications.expiring_within_days)
@@ -180,7 +182,8 @@ class LoyaltyAgent:
         self.answers: dict[str, asyncio.Future] = {}
         #: per partition: the latest receipt time seen (s) and when (monotonic), and the last day scheduled
         self._seen: dict[int, tuple[float, float]] = {}
-        self._scheduled_day: dict[int, dt.date] = {}
+        #: per (partition, time zone): the last day whose start was scheduled there
+        self._scheduled_day: dict[tuple[int, str], dt.date] = {}
         self.cards = lane.store(
             "cards",
             topics.changelog_topic(conf.worker.app_id, "cards"),
@@ -261,7 +264,7 @@ class LoyaltyAgent:
                 elif isinstance(message, ManualOperation):
                     await self._manual(cards, key, message)
                 elif isinstance(message, ScheduleTick):
-                    await self._scheduled(cards, message.now, message.since)
+                    await self._scheduled(cards, message)
                 elif isinstance(message, ParkingSettlement):
                     await self._parking(cards, key, message)
                 else:
@@ -310,9 +313,10 @@ class LoyaltyAgent:
             operation.member_id, book, self.birthdays.get(operation.member_id)
         )
         card, effects = manual(card, operation, book, operation.ts)
-        day = operation.ts.astimezone(self.zone).date()
+        mall_id = operation.mall_id or self._mall_of(card)
+        day = operation.ts.astimezone(self._zone(mall_id)).date()
         entries = await self._commit(
-            cards, key, card, effects, Context(self.default_mall, "", operation.ts, day), resend_replayed=True
+            cards, key, card, effects, Context(mall_id, "", operation.ts, day), resend_replayed=True
         )
         self.context.counters["manual_operations"] += 1
         answer = {
@@ -322,7 +326,7 @@ class LoyaltyAgent:
             "rejected": [effect.reason for effect in effects if effect.kind in REFUSALS],
             "entries": msgspec.to_builtins(entries),
         }
-        await self.context.audit(operation_audit(operation, answer, entries, self.default_mall))
+        await self.context.audit(operation_audit(operation, answer, entries, mall_id))
         self._answer(operation.request_id, answer)
 
     async def _parking(self, cards: PagedTable, key: bytes, request: ParkingSettlement) -> None:
@@ -362,7 +366,7 @@ class LoyaltyAgent:
                 why=f"{signal.kind}: {signal.message}",
                 rule_id=grant.id,
             )
-            day = signal.ts.astimezone(self.zone).date()
+            day = signal.ts.astimezone(self._zone(signal.mall_id)).date()
             await self._commit(
                 cards,
                 key,
@@ -373,24 +377,37 @@ class LoyaltyAgent:
             )
             self.context.counters["group_grants"] += 1
 
-    async def _scheduled(self, cards: PagedTable, now: dt.datetime, since: dt.datetime | None) -> None:
-        """Rebate runs, expiry, birthday gifts and reminders due at ``now`` (since ``since``) for every card of the partition."""
+    async def _scheduled(self, cards: PagedTable, tick: ScheduleTick) -> None:
+        """Rebate runs, expiry, birthday gifts and reminders due when the tick's day starts, for the cards it is for.
+
+        A tick for one time zone runs the cards of its malls; one for none (an explicit run) every
+        card, at the tick's moment as its own mall's clock reads it.
+        """
         book = self.rule_book()
-        now = now.astimezone(self.zone)
-        context = Context(self.default_mall, "", now, now.date())
         for key in cards:
             stored = cards.get(key)
             if stored is None:
                 continue
             card = decode_card(stored)
-            ran, effects = scheduled_run(card, book, now, since)
+            mall_id = self._mall_of(card)
+            zone = self._zone(mall_id)
+            if tick.timezone and str(zone) != tick.timezone:
+                continue
+            now = tick.now.astimezone(zone)
+            ran, effects = scheduled_run(card, book, now, tick.since)
             reminded, due = reminders(ran, now, self.expiring_within)
             if reminded is not card:  # runs already done come back replayed and leave the card as it was
                 fresh = [effect for effect in effects if not effect.replayed]
-                await self._commit(cards, key, reminded, fresh, context, resend_replayed=False)
+                await self._commit(cards, key, reminded, fresh, Context(mall_id, "", now, now.date()), False)
             for notification in due:
                 await self._notify(notification)
         self.context.counters["schedule_runs"] += 1
+
+    def _mall_of(self, card: MemberCard) -> str:
+        return card.mall_id if card.mall_id in self.zones else self.default_mall
+
+    def _zone(self, mall_id: str | None) -> ZoneInfo:
+        return self.zones.get(mall_id or "", self.zones[self.default_mall])
 
     async def _commit(
         self,
@@ -467,26 +484,31 @@ class LoyaltyAgent:
     def clock(self, partition: int) -> dt.datetime:
         """Event time of a partition: its latest receipt time plus the time passed since."""
         moment, at = self._seen[partition]
-        return dt.datetime.fromtimestamp(moment + asyncio.get_running_loop().time() - at, self.zone)
+        return dt.datetime.fromtimestamp(moment + asyncio.get_running_loop().time() - at, dt.UTC)
 
     def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
         """Partitions moved: their clocks start again with their next receipt, on whichever worker holds them."""
         for tp in revoked:
             self._seen.pop(tp.partition, None)
-            self._scheduled_day.pop(tp.partition, None)
+            for zone in {str(zone) for zone in self.zones.values()}:
+                self._scheduled_day.pop((tp.partition, zone), None)
 
     async def _schedule_due_days(self) -> None:
-        """A tick at the start of the day a held partition's event time reached, catching up on the days since the last.
+        """A tick at the start of the day a held partition's event time reached, per time zone of the malls, catching up
+        on the days since the last.
 
-        One tick per partition and timer call, however many days a fast replay went through meanwhile.
+        One tick per partition, time zone and timer call, however many days a fast replay went through meanwhile.
         """
         requests = self.context.topic(topics.LOYALTY_REQUESTS)
+        zones = {str(zone): zone for zone in self.zones.values()}
         for partition in sorted(self.lane.held & self._seen.keys()):
-            today = self.clock(partition).date()
-            last = self._scheduled_day.get(partition)
-            if last is not None and today <= last:
-                continue
-            since = last and dt.datetime.combine(last, dt.time(0), self.zone)
-            start = dt.datetime.combine(today, dt.time(0), self.zone)
-            await requests.send(value=encode(ScheduleTick(now=start, since=since)), partition=partition)
-            self._scheduled_day[partition] = today
+            for name, zone in sorted(zones.items()):
+                today = self.clock(partition).astimezone(zone).date()
+                last = self._scheduled_day.get((partition, name))
+                if last is not None and today <= last:
+                    continue
+                since = last and dt.datetime.combine(last, dt.time(0), zone)
+                start = dt.datetime.combine(today, dt.time(0), zone)
+                tick = ScheduleTick(now=start, since=since, timezone=name)
+                await requests.send(value=encode(tick), partition=partition)
+                self._scheduled_day[(partition, name)] = today

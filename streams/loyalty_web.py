@@ -5,6 +5,7 @@ the member without its body): a till may call any worker.
 
     POST /authorise/?member_id=&txn_id=&amount_cents=[&hold_id=][&voucher_id=]
     POST /operations/?member_id=&op_id=&action=adjust|rebate|status&by=&why=[&points=][&strategy_id=][&status=]
+                     [&mall_id=]   (the desk's mall; by default the mall of the member's latest receipt)
     POST /schedule/?at=2026-12-31T00:00:00+08:00[&by=][&why=]     (scheduled operations at an explicit moment)
 
 Operations and schedule runs are recorded in the audit log (``audit`` topic, ClickHouse ``audit_log``) with

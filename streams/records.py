@@ -512,6 +512,8 @@ class ManualOperation(Record, tag="manual_operation"):
     status: CardStatusName = "active"
     #: the API key that sent it (``by`` is who the desk names); empty for operations from before keys
     actor: str = ""
+    #: the desk's mall; empty: the mall of the member's latest receipt
+    mall_id: str = ""
 
 
 AuditKind = Literal["manual_operation", "schedule_run", "rules_changed", "rules_refused"]
@@ -548,6 +550,8 @@ class ScheduleTick(Record, tag="schedule_tick"):
 
     now: dt.datetime
     since: dt.datetime | None = None
+    #: only the cards of malls in this time zone (their day starts at ``now``); empty: every card, each in its own
+    timezone: str = ""
 
 
 class ParkingSettlement(Record, tag="parking_settlement"):

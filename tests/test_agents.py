@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 
 import msgspec
 import pytest
@@ -20,7 +21,19 @@ from mallstream.streams.footfall_agents import FootfallAgents
 from mallstream.streams.lanes import BatchLane
 from mallstream.streams.loyalty_agents import LoyaltyAgent
 from mallstream.streams.master_data import MasterData
-from mallstream.streams.records import FootfallBatch, FootfallMark, FootfallTick, ParkingBatch, ParkingEvent, identity
+from mallstream.streams.records import (
+    Alert,
+    FootfallBatch,
+    FootfallMark,
+    FootfallTick,
+    ManualOperation,
+    ParkingBatch,
+    ParkingEvent,
+    PosTransaction,
+    ScheduleTick,
+    decode,
+    identity,
+)
 from mallstream.streams.vip_agents import VipAgents
 from tests.conftest import EXAMPLE_CONFIG
 from tests.support.context import StubContext, feed, held
@@ -124,3 +137,83 @@ def test_a_message_that_cannot_be_decoded_is_a_dead_letter_and_the_rest_of_the_b
     asyncio.run(feed(lane, topics.PARKING_BY_MALL.name, keyed, partition))
     assert [stage for stage, _ in context.dead_letters] == ["parking"]
     assert [stay.duration_s for stay in context.topic(topics.PARKING_STAYS).records()] == [90 * 60]
+
+
+# -- two malls: each card's days, schedules and desk work follow its own mall ------------------------
+
+BERLIN = "mall-berlin"
+#: 20:00 UTC: already the next day in Shanghai (the first mall), still this day in Berlin
+EVENING = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)
+
+
+def loyalty_of_two_malls(settings: Settings, tmp_path) -> tuple[StubContext, LoyaltyAgent, BatchLane, int]:
+    """The loyalty agent of a hub whose second mall is in Berlin, holding member M-B's partition."""
+    first = settings.malls[0]
+    second = first.model_copy(update={"id": BERLIN, "name": "Berlin", "timezone": "Europe/Berlin"})
+    context = StubContext(settings.model_copy(update={"malls": [first, second]}), tmp_path / "lanes")
+    lane = context.lane("members")
+    agent = LoyaltyAgent(context, MasterData(birthdays={"M-B": dt.date(1990, 3, 11)}), lane)
+    partition = topics.partition_of(b"M-B", settings.kafka.partitions)
+    held(lane, partition)
+    return context, agent, lane, partition
+
+
+def entries(context: StubContext, cause: str, rule_id: str) -> list[tuple[str, str]]:
+    """(mall, business day) of the ledger entries of ``cause`` by ``rule_id`` sent so far."""
+    return [
+        (entry.mall_id, entry.business_day.isoformat())
+        for entry in context.topic(topics.LEDGER).records()
+        if entry.cause == cause and entry.rule_id == rule_id
+    ]
+
+
+def test_desk_work_grants_and_schedules_of_a_second_malls_member_use_its_mall_id_and_time_zone(settings, tmp_path):
+    context, agent, lane, partition = loyalty_of_two_malls(settings, tmp_path)
+    store = settings.malls[0].stores[0].id
+    receipt = PosTransaction(
+        txn_id="B-1",
+        store_id=store,
+        workstation_id="T1",
+        seq=1,
+        ts=EVENING,
+        business_day=dt.date(2026, 3, 10),
+        kind="sale",
+        total=Decimal("10.00"),
+        member_id="M-B",
+        mall_id=BERLIN,
+    )
+    desk = ManualOperation(
+        request_id="r1",
+        op_id="op-1",
+        member_id="M-B",
+        action="adjust",
+        by="desk",
+        why="goodwill",
+        ts=EVENING,
+        points=10,
+    )
+    churn = Alert(
+        alert_id="M-B:churn_risk:1", mall_id=BERLIN, kind="churn_risk", ts=EVENING, member_id="M-B", message="0.3"
+    )
+    asyncio.run(feed(lane, topics.POS_BY_MEMBER.name, [(b"M-B", receipt)], partition))
+    asyncio.run(feed(lane, topics.LOYALTY_REQUESTS.name, [(b"M-B", desk)], partition))
+    asyncio.run(feed(lane, topics.CUSTOMER_SIGNALS.name, [(b"M-B", churn)], partition))
+    # Shanghai's day would be the 11th
+    assert entries(context, "points_adjusted", "manual") == [(BERLIN, "2026-03-10")]
+    assert entries(context, "points_earned", "retention-offer") == [(BERLIN, "2026-03-10")]
+    assert context.audits[-1].mall_id == BERLIN
+
+    # the partition's clock (the receipt: the 11th in Shanghai, the 10th in Berlin) reaches a day start in each
+    # zone; Shanghai's runs no card of Berlin's, Berlin's gives the birthday-week gift
+    asyncio.run(agent._schedule_due_days())
+    ticks = [decode(ScheduleTick, value) for _, value in context.topic(topics.LOYALTY_REQUESTS).sent]
+    assert sorted((tick.timezone, tick.now.isoformat()) for tick in ticks) == [
+        ("Asia/Shanghai", "2026-03-11T00:00:00+08:00"),
+        ("Europe/Berlin", "2026-03-10T00:00:00+01:00"),
+    ]
+    for tick in sorted(ticks, key=lambda tick: tick.timezone):
+        asyncio.run(feed(lane, topics.LOYALTY_REQUESTS.name, [(b"M-B", tick)], partition))
+        gifts = [entry for entry in context.topic(topics.LEDGER).records() if entry.rule_id == "birthday-gift"]
+        if tick.timezone == "Asia/Shanghai":
+            assert gifts == []
+    assert {(gift.mall_id, gift.business_day.isoformat()) for gift in gifts} == {(BERLIN, "2026-03-10")}

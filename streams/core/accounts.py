@@ -170,6 +170,8 @@ class MemberCard(msgspec.Struct, frozen=True):
     days: dict[dt.date, DayCounters] = {}
     txns: dict[str, TxnMemory] = {}
     issued_per_campaign: dict[str, int] = {}
+    #: the mall of the member's latest receipt: its time zone and id go to schedules and desk work named no mall
+    mall_id: str = ""
 
 
 def post(card: MemberCard, effects: list[Effect]) -> MemberCard:

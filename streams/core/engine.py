@@ -386,4 +386,5 @@ def _commit(card: MemberCard, txn: PosTransaction, outcome: Outcome, rules: Rule
         days = {day: counters for day, counters in days.items() if day >= horizon}
         txns = {txn_id: seen for txn_id, seen in txns.items() if seen.business_day >= horizon}
     holds = live_holds(card, now, settled_txn=txn.txn_id)
-    return msgspec.structs.replace(posted, days=days, txns=txns, holds=holds)
+    mall_id = txn.mall_id or card.mall_id
+    return msgspec.structs.replace(posted, days=days, txns=txns, holds=holds, mall_id=mall_id)
