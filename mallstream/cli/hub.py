@@ -312,7 +312,7 @@ def _benchmark(name: str) -> ModuleType:
     import importlib
     import os
 
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]  # mallstream/cli/hub.py -> the checkout
     if not (checkout / "benchmarks" / f"{name}.py").is_file():
         click.echo(
             "mallstream bench: the benchmarks come with a checkout of the source (its benchmarks/ folder), "
