@@ -40,8 +40,6 @@ Row = dict[str, Any]
 
 #: The cause of a member's parking entries: ``parking:<stay id>``, and a stay id names the car's plate.
 PARKING_CAUSE = "parking:"
-#: A receipt's amounts are stored with its sign: what a return or void undoes counts against the sale.
-SIGNED_KINDS = {"sale": 1, "return": -1, "void": -1}
 
 
 def in_column_order(row: Row, columns: Sequence[str]) -> tuple[Any, ...]:
@@ -149,7 +147,7 @@ def audit_row(record: AuditRecord) -> Row:
 
 
 def receipt_row(txn: PosTransaction) -> Row:
-    sign = SIGNED_KINDS[txn.kind]
+    sign = txn.sign  # amounts are stored signed: a return or void counts against the sale
     return {
         "txn_id": txn.txn_id,
         "mall_id": txn.mall_id or "",

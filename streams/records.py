@@ -87,6 +87,11 @@ class PosTransaction(Record, tag="pos_transaction"):
     mall_id: str | None = None
     currency: str = "CNY"
 
+    @property
+    def sign(self) -> int:
+        """+1 for a sale, -1 for a return or void: what it undoes counts against the sale."""
+        return 1 if self.kind == "sale" else -1
+
     def validate(self) -> None:
         _require_aware("ts", self.ts)
         _require_cents("total", self.total)

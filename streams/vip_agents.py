@@ -51,7 +51,6 @@ _state_decoder = msgspec.msgpack.Decoder(VipState)
 #: What travels on rfid.by_member.
 ByMember = RfidRead | VipTick | PosTransaction
 
-SIGNED_SPEND = {"sale": 1, "return": -1, "void": -1}
 #: A partition without reads for this many seconds no longer holds the clock back.
 IDLE_PARTITION_S = 10.0
 
@@ -198,7 +197,7 @@ class VipAgents:
                     await by_member.send(key=consumed.key, value=consumed.value)
 
     def _spend(self, state: VipState | None, txn: PosTransaction) -> tuple[VipState, Step]:
-        cents = SIGNED_SPEND[txn.kind] * int(txn.total * 100)
+        cents = txn.sign * int(txn.total * 100)
         return add_purchase(
             state,
             txn.member_id or "",
