@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from mallstream.settings import Gateway, Kafka, Mqtt, load
+from mallstream.settings import GatewayConfig, Kafka, Mqtt, load
 from mallstream.simulators.live import drive
 from mallstream.simulators.mallday import MallDay, simulate
 from mallstream.streams.records import PosTransaction
@@ -46,7 +46,7 @@ def bench_gateway(events: int, bootstrap: str = "127.0.0.1:9092", mqtt_port: int
             update={
                 "kafka": Kafka(mode="external", bootstrap_servers=bootstrap),
                 "mqtt": Mqtt(mode="external", port=mqtt_port),
-                "gateway": Gateway(
+                "gateway": GatewayConfig(
                     http_host="127.0.0.1", http_port=_free_port(), spool_path=Path(spool_dir) / "spool.db"
                 ),
             }

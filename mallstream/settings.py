@@ -207,7 +207,7 @@ class VipPolicy(Strict):
     presence: PresenceTuning = PresenceTuning()
 
 
-class Rules(Strict):
+class RulesConfig(Strict):
     """Loyalty in the worker: where the rules are (validated and re-read by ``streams/core/rules.py``) and its timings."""
 
     file: Path = Field(default=Path("config/rules.example.yaml"), description="loyalty rule file (YAML)")
@@ -488,7 +488,7 @@ class AlertDelivery(Strict):
     webhook_attempts: int = Field(default=5, ge=1, description="tries with exponential backoff before giving up")
 
 
-class Gateway(Strict):
+class GatewayConfig(Strict):
     spool_path: Path = Field(
         default=Path(".state/gateway/spool.sqlite3"), description="disk buffer while Kafka is away"
     )
@@ -685,7 +685,7 @@ class Settings(Strict):
     """Everything the hub needs to know about the malls it serves and where its parts run."""
 
     malls: list[Mall] = Field(min_length=1)
-    rules: Rules = Rules()
+    rules: RulesConfig = RulesConfig()
     members: Members = Members()
     vip: VipPolicy = VipPolicy()
     alerts: AlertDelivery = AlertDelivery()
@@ -694,7 +694,7 @@ class Settings(Strict):
     clickhouse: ClickHouse = ClickHouse()
     mqtt: Mqtt = Mqtt()
     worker: Worker = Worker()
-    gateway: Gateway = Gateway()
+    gateway: GatewayConfig = GatewayConfig()
     customers: Customers = Customers()
     auth: Auth = Auth()
     privacy: Privacy = Privacy()

@@ -63,7 +63,7 @@ from .core.malls import MallDirectory
 from .core.routing import route_receipt
 from .customer_agents import CustomerAgents
 from .footfall_agents import FootfallAgents
-from .lanes import BatchLane, Step
+from .lanes import BatchLane, LaneStep
 from .loyalty_agents import LoyaltyAgent
 from .master_data import MasterData, load_master_data
 from .paging import payload_limit
@@ -340,7 +340,7 @@ class Hub:
                 await by_member.send(key=routed.key.encode(), value=encode(routed.txn))
                 self.counters["receipts_routed"] += 1
 
-    def _sink_step(self, spec: topics.TopicSpec) -> Step:
+    def _sink_step(self, spec: topics.TopicSpec) -> LaneStep:
         """The sink lane's step for one topic: its records become rows, stored as one insert.
 
         The lane commits the batch's offsets only after this returned, so after the

@@ -95,13 +95,14 @@ class CustomerAgents:
     def __init__(self, context: AgentContext, master: MasterData, lane: BatchLane) -> None:
         self.context = context
         self.lane = lane
-        self.rules = context.settings.customers
+        #: the config's customers section (model parameters, timers), not loyalty rules
+        self.config = context.settings.customers
         self.profiles = master.profiles
         self.zone = ZoneInfo(context.settings.malls[0].timezone)
-        self.lateness = dt.timedelta(hours=self.rules.tick_lateness_hours)
+        self.lateness = dt.timedelta(hours=self.config.tick_lateness_hours)
         self.default_mall = context.settings.malls[0].id
         self.partitions = context.settings.kafka.partitions
-        self.params_path: Path = context.settings.resolve(self.rules.params_file)
+        self.params_path: Path = context.settings.resolve(self.config.params_file)
         self.params: BgNbdParams | None = None
         self._params_mtime: float | None = None
         self.cutoffs: PyramidCutoffs = pyramid_cutoffs([])
@@ -126,8 +127,8 @@ class CustomerAgents:
         for spec in (topics.POS_BY_MEMBER, topics.CUSTOMER_TICKS):
             lane.step(spec.name, self._track)
         lane.on_revoked(self._forget_partitions)
-        context.timer(self.rules.timer_seconds, "customer_tick", self._send_ticks)
-        context.timer(self.rules.pyramid_seconds, "customer_pyramid", self._recompute_cutoffs)
+        context.timer(self.config.timer_seconds, "customer_tick", self._send_ticks)
+        context.timer(self.config.pyramid_seconds, "customer_pyramid", self._recompute_cutoffs)
         self.reload_params()
 
     # -- time ---------------------------------------------------------------------------
@@ -203,7 +204,7 @@ class CustomerAgents:
         self._partition_of[key] = partition
         state = self._state(key) or CustomerState(txn.member_id or "")
         now = self._now_for(state, partition, at_least=txn.ts)
-        updated, signals = observe(state, txn, now, self.rules, self.params)
+        updated, signals = observe(state, txn, now, self.config, self.params)
         if updated is state:  # a redelivered receipt: the crash that redelivered it may have cut its snapshot off
             await self._publish(key, state, now, [], always=True)
             return
@@ -220,7 +221,7 @@ class CustomerAgents:
         """Tick the partition at the end of every due day that ended a lateness before ``moment``, once."""
         if partition not in self._ticked:
             return  # nothing seen yet: ticks start at the end of the first day seen
-        every = self.rules.tick_every_days
+        every = self.config.tick_every_days
         settled = moment - self.lateness
         last = settled.astimezone(self.zone).date().toordinal() - 1
         if self._day_end(last) >= settled:
@@ -242,7 +243,7 @@ class CustomerAgents:
             state = self._state(key)
             if state is None or now.timestamp() < state.last_event_s:
                 continue  # a receipt after the tick already evaluated them later than this
-            updated, signals = tick(state, now, self.rules, self.params)
+            updated, signals = tick(state, now, self.config, self.params)
             self.context.counters["customer_evaluations"] += 1
             if updated.alert_level != state.alert_level:  # ticks come in time order: no need to store evaluated_s
                 self.states.partition(partition)[key] = _state_encoder.encode(updated)
@@ -263,7 +264,7 @@ class CustomerAgents:
                     continue  # a partition not seen yet is indexed once it is (see _saw)
                 for key, stored in store.items():
                     state = _state_decoder.decode(stored)
-                    self._push(key, held, next_change_day(state, self._ticked[held], self.rules, self.params))
+                    self._push(key, held, next_change_day(state, self._ticked[held], self.config, self.params))
         return self._due.setdefault(partition, [])
 
     def _schedule(self, key: bytes, partition: int, state: CustomerState, now: dt.datetime) -> None:
@@ -272,7 +273,7 @@ class CustomerAgents:
         self._push(
             key,
             partition,
-            next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.rules, self.params),
+            next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.config, self.params),
         )
 
     def _push(self, key: bytes, partition: int, day: int | None) -> None:
@@ -312,7 +313,7 @@ class CustomerAgents:
             self.context.counters[f"customer_{signal.kind}"] += 1
             await self.context.topic(topics.ALERTS).send(key=alert.mall_id.encode(), value=encode(alert))
             await self.context.topic(topics.CUSTOMER_SIGNALS).send(key=key, value=encode(alert))
-        seen = insight(state, now, self.rules, self.params)
+        seen = insight(state, now, self.config, self.params)
         klass = value_class(state.spend_cents, self.cutoffs)
         shown = hash((seen.lifecycle_stage, seen.rfm_segment, klass, state.alert_level))
         if always or self._shown.get(key) != shown:
@@ -371,7 +372,7 @@ class CustomerAgents:
         stored = self.states.get(member_id.encode())
         state = _state_decoder.decode(stored) if stored else CustomerState(member_id)
         now = as_of or self._now_for(state, None)
-        seen = insight(state, now, self.rules, self.params)
+        seen = insight(state, now, self.config, self.params)
         return {
             "as_of": now.isoformat(),
             "p_alive": seen.p_alive,

@@ -85,7 +85,7 @@ from .records import (
 if TYPE_CHECKING:
     from .context import AgentContext
     from .core.rules import RuleBook
-    from .lanes import BatchLane, Step
+    from .lanes import BatchLane, LaneStep
     from .master_data import MasterData
 
 #: What travels on footfall.by_mall: the routers' batches, and the timer's marks.
@@ -215,7 +215,7 @@ class FootfallAgents:
 
     # -- routing onto footfall.by_mall ----------------------------------------------------
 
-    def _router(self, stage: str, pick: Callable[[bytes], tuple[str | None, Record, float | None, bool]]) -> Step:
+    def _router(self, stage: str, pick: Callable[[bytes], tuple[str | None, Record, float | None, bool]]) -> LaneStep:
         """A routes-lane step: what it is given goes on as one :class:`FootfallBatch` per mall, in reading order.
 
         ``pick`` says of one record its mall, the decoded record, its event time (None: it

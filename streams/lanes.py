@@ -49,7 +49,7 @@ from .state.store import LaneStore
 log = logging.getLogger(__name__)
 
 #: What a step is given: one topic's records of the batch, in offset order per partition.
-Step = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+LaneStep = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
 #: Told which of the lane's partitions a rebalance took away, before any record of their new assignment is read.
 RevokeHandler = Callable[[set[TopicPartition]], None]
 
@@ -97,7 +97,7 @@ class BatchLane:
         self._produced_to: dict[TopicPartition, int] = {}
         #: per partition cut short, when its next record was produced
         self._next_at: dict[TopicPartition, int] = {}
-        self.steps: dict[str, list[Step]] = defaultdict(list)
+        self.steps: dict[str, list[LaneStep]] = defaultdict(list)
         self.revoke_handlers: list[RevokeHandler] = []
         self.stores: dict[str, LaneStore] = {}
         self.checkpoint = Checkpoint(app, group, [])
@@ -112,7 +112,7 @@ class BatchLane:
         self.records = 0
         self._consumer: AIOKafkaConsumer | None = None
 
-    def step(self, topic: str, handle: Step) -> None:
+    def step(self, topic: str, handle: LaneStep) -> None:
         """Give ``handle`` every record of ``topic``; steps of one topic run in the order registered."""
         self.steps[topic].append(handle)
 

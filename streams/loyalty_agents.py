@@ -57,7 +57,7 @@ from .core.engine import REFUSALS, enrol, evaluate
 from .core.holds import AuthRequest, authorise
 from .core.notices import notices, reminders
 from .core.operations import group_grant, manual, scheduled_run
-from .core.parking_fees import ParkingStay, settle_at_exit
+from .core.parking_fees import StayAtExit, settle_at_exit
 from .core.rules import RuleBook, RuleFile
 from .lanes import BatchLane
 from .loyalty_audit import operation_audit, rules_audit
@@ -335,7 +335,7 @@ class LoyaltyAgent:
         card = self._stored(cards, key, request.member_id) or enrol(
             request.member_id, book, self.birthdays.get(request.member_id)
         )
-        stay = ParkingStay(request.stay_id, request.entry, request.exit, request.business_day)
+        stay = StayAtExit(request.stay_id, request.entry, request.exit, request.business_day)
         card, effects = settle_at_exit(card, stay, book, request.exit)
         await self._commit(
             cards,

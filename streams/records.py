@@ -582,6 +582,9 @@ class ParkingSettlement(Record, tag="parking_settlement"):
         _require_aware("exit", self.exit)
 
 
+#: What travels on ``rfid.by_member``: a known member's card reads, receipts and presence ticks.
+PresenceInput = RfidRead | VipTick | PosTransaction
+
 #: What travels on ``loyalty.requests``.
 LoyaltyRequest = HoldRequest | ManualOperation | ScheduleTick | ParkingSettlement
 

@@ -48,8 +48,8 @@ from .records import (
     ParkingBatch,
     ParkingEvent,
     PosTransaction,
+    PresenceInput,
     ReceptionRecord,
-    Record,
     RfidRead,
     VipVisit,
 )
@@ -59,8 +59,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """A topic: its name, what its records decode as (a record type, or a union of them) and what keys it."""
+
     name: str
-    record: type[Record]
+    record: Any
     key: str
 
 
@@ -72,13 +74,13 @@ RFID_READS = TopicSpec("rfid.reads", RfidRead, "epc (upper case)")
 FOOTFALL_TICKS = TopicSpec("footfall.ticks", FootfallTick, "counter_id")
 PARKING_EVENTS = TopicSpec("parking.events", ParkingEvent, "car_park_id (a car's entry and exit pass different gates)")
 RFID_BY_MEMBER = TopicSpec(
-    "rfid.by_member", RfidRead, "member_id (reads of known members' cards, their receipts, and ticks)"
+    "rfid.by_member", PresenceInput, "member_id (reads of known members' cards, their receipts, and ticks)"
 )
 LEDGER = TopicSpec("ledger", LedgerEntry, "member_id")
 LOYALTY_REJECTS = TopicSpec("loyalty.rejects", LedgerEntry, "member_id (refused receipts and tenders, with reasons)")
 LOYALTY_REQUESTS = TopicSpec(
     "loyalty.requests",
-    LoyaltyRequest,  # type: ignore[arg-type]
+    LoyaltyRequest,
     "member_id (till authorisations, service-desk operations, members' cars leaving car parks; "
     "schedule ticks by partition)",
 )

@@ -40,7 +40,7 @@ from . import topics
 from .core.presence import next_change
 from .core.vip import Step, VipPlaces, VipState, add_purchase, on_read, on_tick
 from .master_data import MasterData
-from .records import PosTransaction, RfidRead, VipTick, decode, encode
+from .records import PosTransaction, PresenceInput, RfidRead, VipTick, decode, encode
 
 if TYPE_CHECKING:
     from .context import AgentContext
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 _state_encoder = msgspec.msgpack.Encoder()
 _state_decoder = msgspec.msgpack.Decoder(VipState)
-#: What travels on rfid.by_member.
-ByMember = RfidRead | VipTick | PosTransaction
 
 #: A partition without reads for this many seconds no longer holds the clock back.
 IDLE_PARTITION_S = 10.0
@@ -159,7 +157,7 @@ class VipAgents:
                 key = record.key
                 if key not in states:
                     states[key] = (record.partition, self._state(key, record.partition))
-                decided = self._decide(states[key][1], decode(ByMember, record.value))  # type: ignore[arg-type]
+                decided = self._decide(states[key][1], decode(PresenceInput, record.value))  # type: ignore[arg-type]
                 if decided is not None:
                     state, step = decided
                     states[key] = (record.partition, state)
@@ -171,7 +169,7 @@ class VipAgents:
             partition, state = states[key]
             self.states.partition(partition)[key] = _state_encoder.encode(state)
 
-    def _decide(self, state: VipState | None, message: ByMember) -> tuple[VipState, Step] | None:
+    def _decide(self, state: VipState | None, message: PresenceInput) -> tuple[VipState, Step] | None:
         """One input of a member through the presence core: the new state and what it decided (None: nothing)."""
         if isinstance(message, PosTransaction):
             return self._spend(state, message)

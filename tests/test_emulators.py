@@ -17,8 +17,7 @@ import pytest
 
 from mallstream.devices.bridges import SERIAL_PROTOCOLS, Placed, placed_devices
 from mallstream.devices.normalise import Decoded
-from mallstream.settings import Device, Kafka, Mall, Mqtt, Settings, load
-from mallstream.settings import Gateway as GatewaySettings
+from mallstream.settings import Device, GatewayConfig, Kafka, Mall, Mqtt, Settings, load
 from mallstream.simulators.emulators import (
     BIT_FLIP,
     COUNTER_RESET,
@@ -189,7 +188,7 @@ def live_settings(broker: str, mosquitto: int, tmp_path: Path) -> Settings:
         update={
             "kafka": Kafka(mode="external", bootstrap_servers=broker, partitions=2),
             "mqtt": Mqtt(mode="external", port=mosquitto),
-            "gateway": GatewaySettings(http_host="127.0.0.1", http_port=free_port(), spool_path=tmp_path / "spool.db"),
+            "gateway": GatewayConfig(http_host="127.0.0.1", http_port=free_port(), spool_path=tmp_path / "spool.db"),
         }
     )
 

@@ -22,7 +22,7 @@ from mallstream.streams.core.operations import (
     manual_rebate,
     run_rebates,
 )
-from mallstream.streams.core.parking_fees import ParkingStay, fee_for, settle_at_exit, settle_parking
+from mallstream.streams.core.parking_fees import StayAtExit, fee_for, settle_at_exit, settle_parking
 from mallstream.streams.core.rules import parse_rules
 from mallstream.streams.records import PosLine, PosTransaction, Tender
 
@@ -373,8 +373,8 @@ def test_parking_fee_table_at_its_edges(minutes, fee):
     assert fee_for(minutes, rules(PARKING).parking) == fee
 
 
-def stay(session: str, minutes: int, pay_with: str = "cash") -> ParkingStay:
-    return ParkingStay(session, NOON, NOON + dt.timedelta(minutes=minutes), DAY, pay_with)
+def stay(session: str, minutes: int, pay_with: str = "cash") -> StayAtExit:
+    return StayAtExit(session, NOON, NOON + dt.timedelta(minutes=minutes), DAY, pay_with)
 
 
 def test_parking_is_free_once_same_day_spend_or_points_reach_the_threshold_or_by_tier():

@@ -28,8 +28,7 @@ from mallstream.devices.normalise import Decoded
 from mallstream.devices.rfid_serial import Tag
 from mallstream.devices.spool import Message, Spool, SpoolFull
 from mallstream.services import wait_for_port
-from mallstream.settings import CarPark, Device, Kafka, Mall, Mqtt, Settings
-from mallstream.settings import Gateway as GatewaySettings
+from mallstream.settings import CarPark, Device, GatewayConfig, Kafka, Mall, Mqtt, Settings
 from mallstream.simulators.rfid_frames import chafon_inventory, zebra_payload, zebra_tag_event
 from mallstream.streams.records import RfidRead
 from tests.conftest import NOIDA, free_port
@@ -354,7 +353,7 @@ def test_an_unknown_protocol_or_a_missing_option_stops_the_gateway_at_start(tmp_
         settings = Settings(
             malls=[Mall(id="m", **mall)],
             mqtt=Mqtt(mode="off"),
-            gateway=GatewaySettings(spool_path=tmp_path / "spool.db", http_host="127.0.0.1", http_port=0),
+            gateway=GatewayConfig(spool_path=tmp_path / "spool.db", http_host="127.0.0.1", http_port=0),
         )
         run_gateway(settings, threading.Event())
 

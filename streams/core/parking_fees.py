@@ -31,7 +31,7 @@ from .rules import Parking, RuleBook
 PayWith = Literal["cash", "points", "stored_value"]
 
 
-class ParkingStay(msgspec.Struct, frozen=True):
+class StayAtExit(msgspec.Struct, frozen=True):
     """One visit of a member's car, entry to exit, and how the member wants to pay."""
 
     session_id: str
@@ -103,14 +103,14 @@ def free_because(card: MemberCard, day: DayCounters, parking: Parking) -> str:
 
 
 def settle_parking(
-    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime
+    card: MemberCard, stay: StayAtExit, rules: RuleBook, now: dt.datetime
 ) -> tuple[MemberCard, list[Effect]]:
     """The fee, any waiver, and the payment from the card; once per session id."""
     return _settle(card, stay, rules, now, (stay.pay_with,))
 
 
 def settle_at_exit(
-    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime
+    card: MemberCard, stay: StayAtExit, rules: RuleBook, now: dt.datetime
 ) -> tuple[MemberCard, list[Effect]]:
     """A member's car at the exit gate: free if earned, else the fee from the first account of the rules'
     ``gate_pays_from`` the card covers, else cash (a car is never kept at the barrier); once per session id.
@@ -122,7 +122,7 @@ def settle_at_exit(
 
 
 def _settle(
-    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime, sources: Sequence[PayWith]
+    card: MemberCard, stay: StayAtExit, rules: RuleBook, now: dt.datetime, sources: Sequence[PayWith]
 ) -> tuple[MemberCard, list[Effect]]:
     """The effects of the first way to pay in ``sources`` that is not refused, or the last refusal."""
     cause = Cause(f"parking:{stay.session_id}", rules.tag)
@@ -143,7 +143,7 @@ def _settle(
 
 
 def _parking_effects(
-    card: MemberCard, stay: ParkingStay, rules: RuleBook, now: dt.datetime, cause: Cause
+    card: MemberCard, stay: StayAtExit, rules: RuleBook, now: dt.datetime, cause: Cause
 ) -> list[Effect]:
     parking = rules.parking
     if parking is None:

@@ -70,13 +70,13 @@ RuleId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9
 MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
 
 
-class Strict(BaseModel):
+class RuleModel(BaseModel):
     """Unknown keys are errors; models are immutable once loaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
-class BusinessDays(Strict):
+class BusinessDays(RuleModel):
     """Inclusive business-day window; an open end is unbounded."""
 
     starts: dt.date | None = None
@@ -102,7 +102,7 @@ class Multiplier(BusinessDays):
     birthday_week: bool = Field(default=False, description="only in the ISO week holding the member's birthday")
 
 
-class Earning(Strict):
+class Earning(RuleModel):
     id: RuleId = "earn-base"
     rate: Decimal = Field(default=Decimal(1), ge=0, description="points per currency unit spent")
     exclude: tuple[RuleScope, ...] = ()
@@ -112,14 +112,14 @@ class Earning(Strict):
     cap_per_day: int | None = Field(default=None, ge=0)
 
 
-class Trigger(Strict):
+class Trigger(RuleModel):
     spend: Cents = Field(gt=0)
     scope: RuleScope = EVERYTHING
     within: Literal["transaction", "business_day"] = "transaction"
     repeat: bool = Field(default=False, description="one voucher per full multiple of spend")
 
 
-class Validity(Strict):
+class Validity(RuleModel):
     """How long an issued voucher pays: ``days`` from issue, and/or fixed bounds (valid_to exclusive)."""
 
     days: int | None = Field(default=None, ge=1)
@@ -154,7 +154,7 @@ class VoucherCampaign(BusinessDays):
     limit_per_member_per_day: int | None = Field(default=None, ge=1)
 
 
-class RebateStrategy(Strict):
+class RebateStrategy(RuleModel):
     """Points into money: a ``ratio`` (money per point), ``fixed`` money per ``per_points``, or a ``formula``."""
 
     id: RuleId
@@ -185,7 +185,7 @@ class RebateStrategy(Strict):
         return not self.stores or store_id in self.stores
 
 
-class TierDiscount(Strict):
+class TierDiscount(RuleModel):
     id: RuleId
     tiers: frozenset[str] = Field(min_length=1)
     percent: Decimal | None = Field(default=None, gt=0, le=100)
@@ -201,12 +201,12 @@ class TierDiscount(Strict):
         return self
 
 
-class FeeStep(Strict):
+class FeeStep(RuleModel):
     up_to_minutes: int = Field(gt=0)
     fee: Cents
 
 
-class Parking(Strict):
+class Parking(RuleModel):
     """Fee by duration, then free when same-day spend OR points reach a threshold, or by tier."""
 
     id: RuleId = "parking"
@@ -237,7 +237,7 @@ class Parking(Strict):
         return self
 
 
-class StatusPolicy(Strict):
+class StatusPolicy(RuleModel):
     earn: bool = Field(description="sales earn points and vouchers")
     pay: bool = Field(description="stored value, vouchers and points may pay")
 
@@ -250,13 +250,13 @@ DEFAULT_STATUSES: dict[CardStatus, StatusPolicy] = {
 }
 
 
-class BirthdayGift(Strict):
+class BirthdayGift(RuleModel):
     id: RuleId = "birthday-gift"
     points: int = Field(default=0, ge=0)
     voucher_campaign: str | None = None
 
 
-class GroupGrant(Strict):
+class GroupGrant(RuleModel):
     """Points and/or a voucher to every member a customer signal names (e.g. ``churn_risk``: a retention offer)."""
 
     id: RuleId
@@ -271,14 +271,14 @@ class GroupGrant(Strict):
         return self
 
 
-class RuleChange(Strict):
+class RuleChange(RuleModel):
     """Who made this version of the rule file and why: what the audit log records for it."""
 
     by: str = Field(min_length=1)
     why: str = ""
 
 
-class Rules(Strict):
+class Rules(RuleModel):
     """Everything a rule file holds."""
 
     tiers: list[RuleId] = Field(default=["standard"], min_length=1, description="the first is the base tier")
