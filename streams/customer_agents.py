@@ -112,7 +112,6 @@ class CustomerAgents:
         self._ticked: dict[int, int] = {}
         #: per member key: hash of what their last snapshot said, so ticks send only changes
         self._shown: dict[bytes, int] = {}
-        self._partition_of: dict[bytes, int] = {}
         #: per partition: (due day, member key) heaps; a key's entry counts only while it equals ``_due_day[key]``
         self._due: dict[int, list[tuple[int, bytes]]] = {}
         self._due_day: dict[bytes, int] = {}
@@ -201,7 +200,6 @@ class CustomerAgents:
 
     async def _observe(self, key: bytes, txn: PosTransaction, partition: int) -> None:
         self._saw(partition, txn.ts)
-        self._partition_of[key] = partition
         state = self._state(key) or CustomerState(txn.member_id or "")
         now = self._now_for(state, partition, at_least=txn.ts)
         updated, signals = observe(state, txn, now, self.config, self.params)
@@ -289,7 +287,9 @@ class CustomerAgents:
         for partition in lost:
             self._seen.pop(partition, None)
             self._ticked.pop(partition, None)
-        self._shown = {key: shown for key, shown in self._shown.items() if self._partition(key) not in lost}
+        self._shown = {
+            key: shown for key, shown in self._shown.items() if topics.partition_of(key, self.partitions) not in lost
+        }
         self._indexed = False
 
     async def _send_ticks(self) -> None:
@@ -388,10 +388,3 @@ class CustomerAgents:
     def _state(self, key: bytes) -> CustomerState | None:
         stored = self.states.get(key)
         return _state_decoder.decode(stored) if stored else None
-
-    def _partition(self, key: bytes) -> int:
-        """The partition a member key is produced to (the Kafka default partitioner), remembered."""
-        found = self._partition_of.get(key)
-        if found is None:
-            found = self._partition_of[key] = topics.partition_of(key, self.partitions)
-        return found
