@@ -62,7 +62,6 @@ from .core.parking import (
     ParkingState,
     ParkingStay,
     apply_parking_event,
-    forget_exits,
 )
 from .core.parking_fees import at_exit
 from .core.snapshots import footfall_from_bytes, footfall_to_bytes, parking_from_bytes, parking_to_bytes
@@ -458,7 +457,6 @@ class FootfallAgents:
                     batch = decode(ParkingBatch, record.value)
                     for gate_event in batch.events:
                         state, outputs = apply_parking_event(state, gate_event, gate_event.ts, layout)
-                        forget_exits(state, gate_event.ts - dt.timedelta(seconds=layout.config.repeat_read_s))
                         for output in outputs:
                             if isinstance(output, ParkingOccupancy):
                                 occupancy.append(

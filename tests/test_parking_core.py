@@ -170,6 +170,26 @@ def test_repeat_reads_are_one_pass_and_an_unknown_exit_keeps_occupancy(mall: Mal
     assert [o.occupancy for o in outputs if isinstance(o, ParkingOccupancy)] == [1, 2, 1, 1]
 
 
+def test_a_repeat_read_is_known_by_its_own_car_parks_clock_and_old_exits_are_forgotten(mall: Mall) -> None:
+    """In a backlog one car park's reads may be a month ahead of another's, in the same mall state."""
+    layout = ParkingLayout.of(mall)
+    state = ParkingState()
+    month = 60 * 24 * 30
+    events = [
+        *(gate(f"X{i}", "exit", i) for i in range(20)),  # exits long past: forgotten once the window moves on
+        gate("A", "entry", 25),
+        gate("A", "exit", 30),
+        gate("Z", "exit", month, park="P-FAR"),  # another car park, far ahead
+        gate("A", "exit", 30.5),  # the same exit read again
+    ]
+    stays = []
+    for event in events:
+        state, outputs = apply_parking_event(state, event, event.ts, layout)
+        stays += [o.plate for o in outputs if isinstance(o, ParkingStay)]
+    assert stays == [*(f"X{i}" for i in range(20)), "A", "Z"]
+    assert set(state.car_parks["P-B2"].last_exit) == {"A"}
+
+
 def test_a_filling_car_park_alerts_once_until_it_empties_below_the_clear_line(mall: Mall) -> None:
     layout = ParkingLayout("m", {"P": 10}, ParkingConfig(alert_share=0.8, clear_share=0.5))
     plates = [f"P{i}" for i in range(10)]

@@ -61,7 +61,7 @@ def run_service(function, *args, **kwargs) -> None:
 
 
 @contextmanager
-def broker_errors() -> Iterator[None]:
+def exit_on_broker_error() -> Iterator[None]:
     """A broker that stayed away (or refused a record) is one line on stderr and exit 1, not a hang or a traceback."""
     from ..sending import BrokerError
 

@@ -15,7 +15,7 @@ import click
 from ..auth import NO_KEY_HINT
 from ..cli_common import pick_mall
 from ..settings import Settings
-from .base import broker_errors, main, run_service, settings_of, worker_url
+from .base import exit_on_broker_error, main, run_service, settings_of, worker_url
 
 
 @main.command()
@@ -165,7 +165,7 @@ def replay(ctx: click.Context, file: Path, speed: float, wait: bool, timeout: fl
 
     settings = settings_of(ctx)
     started = time.monotonic()
-    with broker_errors():
+    with exit_on_broker_error():
         since = None
         if wait:  # the bar of --wait counts from before the first event is sent
             with GroupOffsets(settings) as offsets:
@@ -201,7 +201,7 @@ def import_poslog(ctx: click.Context, files: tuple[Path, ...], mall_id: str | No
     mall = pick_mall(settings, mall_id)
     state, sent, rejected = PosLogState(), 0, 0
     with (
-        broker_errors(),
+        exit_on_broker_error(),
         broker_errors(settings.kafka),
         PosProducer(
             settings.kafka.bootstrap_servers, **kafka_options(settings.kafka), **producer_limits(settings.kafka)

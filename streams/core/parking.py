@@ -135,6 +135,10 @@ def apply_parking_event(
             return state, []
         park.parked[event.plate] = event.ts
     else:
+        # exits older than the repeat window tell nothing more; forgotten by this car park's own clock, since
+        # in a backlog another car park's reads may be months ahead of this one's
+        cutoff = event.ts - dt.timedelta(seconds=repeat)
+        park.last_exit = {plate: ts for plate, ts in park.last_exit.items() if ts >= cutoff}
         left = park.last_exit.get(event.plate)
         if left is not None and (event.ts - left).total_seconds() <= repeat:
             return state, []
@@ -161,12 +165,6 @@ def apply_parking_event(
     )
     alert = _full_alert(park, occupancy, capacity, now, event, layout)
     return state, outputs + ([alert] if alert else [])
-
-
-def forget_exits(state: ParkingState, before: dt.datetime) -> None:
-    """Drop the exit reads kept to spot repeats once they are too old to matter; call now and then."""
-    for park in state.car_parks.values():
-        park.last_exit = {plate: ts for plate, ts in park.last_exit.items() if ts >= before}
 
 
 def _full_alert(
