@@ -106,10 +106,7 @@ MEMBER_BATCH = 500
 #: The most records the presence lane takes at once.
 PRESENCE_BATCH = 500
 #: The most records the malls lane takes at once (each a batch of one mall's events from the routes lane).
-MALL_BATCH = 1000
-#: How long the malls lane gathers a batch: a mall's state is encoded once per batch (its cost grows with the mall's
-#: counters and areas, not with the batch), and footfall intervals close in minutes, so a half-second wait costs nothing
-MALL_GATHER_S = 0.5
+MALL_BATCH = 200
 #: How long the broker may hold the sink lane's fetches to gather rows (at most half a sink's flush interval).
 SINK_GATHER_S = 0.2
 
@@ -274,7 +271,7 @@ class Hub:
         self.customers = CustomerAgents(self, master, self.member_lane)
         #: footfall and parking read their mall-keyed topics a batch at a time, with each mall's state as a store
         self.mall_lane = BatchLane(
-            self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "malls"), MALL_BATCH, MALL_GATHER_S
+            self.app, conf.kafka, conf.worker, lane_group(conf.worker.app_id, "malls"), MALL_BATCH, 0.0
         )
         self.lanes.append(self.mall_lane)
         self.footfall = FootfallAgents(self, master, self.mall_lane, self.route_lane, self.loyalty.rule_book)
