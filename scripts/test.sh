@@ -13,10 +13,22 @@ echo "test: ruff (lint and format)"
 .venv/bin/ruff format --check --quiet .
 echo "test: mypy (strict on streams/core and sinks)"
 bash scripts/typecheck.sh
-set +e
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
 # two test processes, a module each at a time (module fixtures stay in one): most tests wait on brokers and workers
-.venv/bin/python -m pytest -q -p no:cacheprovider -n "${MALLSTREAM_TEST_PROCESSES:-2}" --dist loadfile --durations=25 "$@"
-status=$?
+parallel=(-n "${MALLSTREAM_TEST_PROCESSES:-2}" --dist loadfile --durations=25)
+set +e
+if [ "$#" -gt 0 ]; then
+  "${pytest[@]}" "${parallel[@]}" "$@"
+  status=$?
+else
+  # the outage tests time a broker or ClickHouse going away: they run alone, after the rest
+  "${pytest[@]}" "${parallel[@]}" -m "not alone"
+  status=$?
+  echo "test: the outage tests, alone"
+  "${pytest[@]}" -m alone
+  alone=$?
+  [ "$status" -eq 0 ] && status=$alone
+fi
 set -e
 if [ "$status" -eq 5 ]; then
   echo "test: pytest collected no tests" >&2

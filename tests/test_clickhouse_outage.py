@@ -22,7 +22,7 @@ from tests.conftest import REPO, SCALE, WorkerProcess, free_port, write_config
 from tests.expected import expected_ledger
 from tests.test_pipeline import assert_matches, ledger_figures, make_day
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.heavy, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.pipeline, pytest.mark.heavy, pytest.mark.alone, pytest.mark.timeout(900)]
 
 OUTAGE_S = 30 if SCALE > 1 else 10
 

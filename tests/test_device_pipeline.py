@@ -181,6 +181,7 @@ BROKER_OUTAGE_S = 30 if SCALE > 1 else 10
 
 
 @pytest.mark.heavy
+@pytest.mark.alone  # lost two counter ticks beside another test (twice locally, once in CI); never alone so far
 def test_a_broker_outage_during_a_simulation_stores_every_event_exactly_once(broker, mosquitto, tmp_path):
     config, settings = hub(tmp_path, broker, mosquitto)
     mall = settings.malls[0]
