@@ -386,10 +386,41 @@ def test_events_spooled_while_the_broker_is_down_arrive_once_and_in_order_when_i
         assert until(lambda: len(gateway.spool) == 0, 25)
     records = consume(broker, "rfid.reads", 201)
     numbers = [int(json.loads(r.value)["epc"][-4:], 16) for r in records]
-    assert sorted(numbers) == list(range(201))  # each once
+    # each once, but for the one acknowledged before the outage: it is sent again after the first failure
+    assert sorted(numbers) in (list(range(201)), [0, *range(201)])
     for partition in {r.partition for r in records}:  # and in order where order is kept: per tag's partition
         in_partition = [n for n, r in zip(numbers, records, strict=False) if r.partition == partition]
         assert in_partition == sorted(in_partition)
+
+
+def test_what_the_broker_acknowledged_as_it_stopped_is_sent_again_after_it_restarts(broker, tmp_path):
+    """noida-db acknowledges writes while it stops and saves without them (2-4 records in 3 of 5 stops
+    under load); the gateway must not take an acknowledgement for delivery across a restart."""
+    kafka = Kafka(mode="external", bootstrap_servers=broker, partitions=2)
+    submitted, stopping = 0, threading.Event()
+    with Gateway(Spool(tmp_path / "spool.db"), kafka, send_timeout=2) as gateway:
+
+        def submit_steadily() -> None:
+            nonlocal submitted
+            while not stopping.is_set():
+                gateway.submit("R-4", Decoded(events=[read("R-4", submitted)]))
+                submitted += 1
+                time.sleep(0.002)
+
+        submitting = threading.Thread(target=submit_steadily)
+        submitting.start()
+        try:
+            for _ in range(3):
+                time.sleep(2)
+                broker_down(broker, tmp_path)
+                time.sleep(1)
+                broker_up(broker, tmp_path)
+        finally:
+            stopping.set()
+            submitting.join()
+        assert until(lambda: len(gateway.spool) == 0, 40)
+    numbers = {int(json.loads(r.value)["epc"][-4:], 16) for r in consume(broker, "rfid.reads", submitted)}
+    assert sorted(set(range(submitted)) - numbers) == []
 
 
 def test_a_read_reaches_the_broker_while_the_spool_file_waits_to_commit_it(broker, tmp_path):
