@@ -18,10 +18,10 @@ changelog partition its keys belong to.
 
 A tick evaluates only the members due: each evaluation computes the day on which, with no
 purchase, what the member shows would next change (:func:`~.core.customers.next_change_day`),
-and a per-partition heap keeps members by that day. So the work grows with receipts and
-changes, not with members x days. The heaps live in memory: they are built from the table
-once (at the first need, and again after a rebalance or a new churn model), and a member's
-latest due day supersedes any older heap entry.
+and an index (:class:`~.core.due.DueIndex`) keeps each partition's members by that day. So
+the work grows with receipts and changes, not with members x days. The index lives in
+memory: it is built from the table once (at the first need, and again after a rebalance or a new churn model), and a member's
+latest due day supersedes any older one.
 
 Checkpoints and rebalance. The agent is a step of the members lane (streams/lanes.py), after the
 loyalty agent's on ``pos.by_member``; the states are a store of the lane, per partition. A
@@ -30,7 +30,7 @@ changes what is stored likewise; the lane's checkpoint puts each changed state o
 ``customer_states`` changelog once per batch and flushes before it commits the offsets. A
 receipt read again after a crash finds itself folded in already and sends the member's
 snapshot again. What is kept beside the table
-per partition (the heaps, the clock, the last day ticked, what each member's last snapshot
+per partition (the due index, the clock, the last day ticked, what each member's last snapshot
 showed) is dropped when the partition is revoked and built again from the table and the
 partition's next receipts.
 
@@ -43,7 +43,6 @@ cut-offs of a few thousand members per worker are close to the global ones but n
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import logging
 import time
 from collections.abc import Sequence
@@ -59,6 +58,7 @@ from mallstream.churn_fit import load_params
 from . import topics
 from .core.bgnbd import BgNbdParams
 from .core.customers import ChurnSignal, CustomerState, Insight, insight, next_change_day, observe, tick
+from .core.due import DueIndex
 from .core.pyramid import PyramidCutoffs, pyramid_cutoffs, value_class
 from .core.segments import SIGNAL_KINDS
 from .lanes import BatchLane
@@ -112,9 +112,8 @@ class CustomerAgents:
         self._ticked: dict[int, int] = {}
         #: per member key: hash of what their last snapshot said, so ticks send only changes
         self._shown: dict[bytes, int] = {}
-        #: per partition: (due day, member key) heaps; a key's entry counts only while it equals ``_due_day[key]``
-        self._due: dict[int, list[tuple[int, bytes]]] = {}
-        self._due_day: dict[bytes, int] = {}
+        #: per partition: members by the day they are next due
+        self._due: DueIndex[int] = DueIndex()
         self._indexed = False
         worker = context.settings.worker
         self.states = lane.store(
@@ -231,13 +230,8 @@ class CustomerAgents:
 
     async def _tick_partition(self, partition: int, now: dt.datetime) -> None:
         """Re-evaluate the partition's members due by ``now``'s day; members who bought since are skipped."""
-        day = now.date().toordinal()
-        due = self._heap(partition)
-        while due and due[0][0] <= day:
-            due_day, key = heapq.heappop(due)
-            if self._due_day.get(key) != due_day:
-                continue  # superseded by a later evaluation
-            del self._due_day[key]
+        self._index()
+        for _, key in self._due.pop_due(partition, now.date().toordinal()):
             state = self._state(key)
             if state is None or now.timestamp() < state.last_event_s:
                 continue  # a receipt after the tick already evaluated them later than this
@@ -251,38 +245,27 @@ class CustomerAgents:
 
     # -- who is due when ----------------------------------------------------------------
 
-    def _heap(self, partition: int) -> list[tuple[int, bytes]]:
-        """The partition's due heap, after building every held partition's from the table if needed."""
-        if not self._indexed:
-            self._due.clear()
-            self._due_day.clear()
-            self._indexed = True
-            for held, store in self.states.held():
-                if held not in self._ticked:
-                    continue  # a partition not seen yet is indexed once it is (see _saw)
-                for key, stored in store.items():
-                    state = _state_decoder.decode(stored)
-                    self._push(key, held, next_change_day(state, self._ticked[held], self.config, self.params))
-        return self._due.setdefault(partition, [])
+    def _index(self) -> None:
+        """Build every held partition's due members from the table, if not done since the last reset."""
+        if self._indexed:
+            return
+        self._due.clear()
+        self._indexed = True
+        for held, store in self.states.held():
+            if held not in self._ticked:
+                continue  # a partition not seen yet is indexed once it is (see _saw)
+            for key, stored in store.items():
+                state = _state_decoder.decode(stored)
+                self._due.put(held, key, next_change_day(state, self._ticked[held], self.config, self.params))
 
     def _schedule(self, key: bytes, partition: int, state: CustomerState, now: dt.datetime) -> None:
-        """Keep the member in the partition's heap under the next day what they show would change."""
-        self._heap(partition)
-        self._push(
-            key,
-            partition,
-            next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.config, self.params),
-        )
-
-    def _push(self, key: bytes, partition: int, day: int | None) -> None:
-        if day is None:
-            self._due_day.pop(key, None)
-            return
-        self._due_day[key] = day
-        heapq.heappush(self._due.setdefault(partition, []), (day, key))
+        """Keep the member in the partition's index under the next day what they show would change."""
+        self._index()
+        day = next_change_day(state, now.astimezone(self.zone).date().toordinal(), self.config, self.params)
+        self._due.put(partition, key, day)
 
     def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
-        """Partitions moved: what was kept of them goes; the heaps are built again from the table when needed."""
+        """Partitions moved: what was kept of them goes; the index is built again from the table when needed."""
         lost = {tp.partition for tp in revoked}
         for partition in lost:
             self._seen.pop(partition, None)
