@@ -21,8 +21,13 @@ carry the version that made them, and a broken edit leaves the previous rules in
 Scheduled operations run in event time: per partition, the latest receipt time seen plus
 the wall time passed since. When that reaches a new day, a :class:`ScheduleTick` at the
 day's start is sent to the partition, and the agent runs automatic rebates, voucher
-expiry, birthday gifts and reminders for every card there. ``POST /schedule/?at=`` sends
-the same ticks for an explicit moment.
+expiry, birthday gifts and reminders for the cards due that day. Each card written is put
+in a due index (:class:`~.core.due.DueIndex`, per partition and time zone) under the next
+day the schedule has something to do for it (:func:`~.core.card_schedule.next_scheduled_day`),
+so a day start touches the cards due, not every card: the work grows with events, not with
+members x days. The index lives in memory; it is built from the cards at a partition's first
+tick, and again after a rebalance or a rule file change. ``POST /schedule/?at=`` sends a
+tick for an explicit moment, which runs every card.
 
 Checkpoints and rebalance. The agent is a step of the members lane (streams/lanes.py): it
 reads its inputs a batch at a time, and the cards are a store of the lane, per partition. Every
@@ -53,6 +58,8 @@ from mallstream.sinks.alerts import post_json
 
 from . import topics
 from .core.accounts import Effect, MemberCard
+from .core.card_schedule import next_scheduled_day
+from .core.due import DueIndex
 from .core.engine import REFUSALS, enrol, evaluate
 from .core.holds import AuthRequest, authorise
 from .core.notices import notices, reminders
@@ -184,6 +191,11 @@ class LoyaltyAgent:
         self._seen: dict[int, tuple[float, float]] = {}
         #: per (partition, time zone): the last day whose start was scheduled there
         self._scheduled_day: dict[tuple[int, str], dt.date] = {}
+        #: per (partition, time zone): cards by the next day the schedule is due for them, the
+        #: last day start run there, and the rule file version the index was built under
+        self._due: DueIndex[tuple[int, str]] = DueIndex()
+        self._ran_day: dict[tuple[int, str], dt.date] = {}
+        self._due_rules = ""
         self.cards = lane.store(
             "cards",
             topics.changelog_topic(conf.worker.app_id, "cards"),
@@ -264,7 +276,7 @@ class LoyaltyAgent:
                 elif isinstance(message, ManualOperation):
                     await self._manual(cards, key, message)
                 elif isinstance(message, ScheduleTick):
-                    await self._scheduled(cards, message)
+                    await self._scheduled(cards, message, record.partition)
                 elif isinstance(message, ParkingSettlement):
                     await self._parking(cards, key, message)
                 else:
@@ -303,7 +315,7 @@ class LoyaltyAgent:
         ask = AuthRequest(request.hold_id, request.txn_id, request.amount_cents, request.voucher_id)
         held, decision = authorise(card, ask, book, dt.datetime.now(dt.UTC))
         if held is not card:
-            cards[key] = encode_card(held)
+            self._write(cards, key, held)
         self.context.counters["holds_placed" if decision.approved else "holds_refused"] += 1
         self._answer(request.request_id, {"member_id": request.member_id, **msgspec.to_builtins(decision)})
 
@@ -377,31 +389,74 @@ class LoyaltyAgent:
             )
             self.context.counters["group_grants"] += 1
 
-    async def _scheduled(self, cards: PagedTable, tick: ScheduleTick) -> None:
+    async def _scheduled(self, cards: PagedTable, tick: ScheduleTick, partition: int) -> None:
         """Rebate runs, expiry, birthday gifts and reminders due when the tick's day starts, for the cards it is for.
 
-        A tick for one time zone runs the cards of its malls; one for none (an explicit run) every
-        card, at the tick's moment as its own mall's clock reads it.
+        A tick for one time zone runs the cards of its malls that are due by its day; one for
+        none (an explicit run) every card, at the tick's moment as its own mall's clock reads it.
         """
         book = self.rule_book()
-        for key in cards:
-            stored = cards.get(key)
-            if stored is None:
-                continue
-            card = decode_card(stored)
-            mall_id = self._mall_of(card)
-            zone = self._zone(mall_id)
-            if tick.timezone and str(zone) != tick.timezone:
-                continue
-            now = tick.now.astimezone(zone)
-            ran, effects = scheduled_run(card, book, now, tick.since)
-            reminded, due = reminders(ran, now, self.expiring_within)
-            if reminded is not card:  # runs already done come back replayed and leave the card as it was
-                fresh = [effect for effect in effects if not effect.replayed]
-                await self._commit(cards, key, reminded, fresh, Context(mall_id, "", now, now.date()), False)
-            for notification in due:
-                await self._notify(notification)
+        if not tick.timezone:
+            for key in cards:
+                stored = self._stored(cards, key, key.decode())
+                if stored is not None:
+                    await self._run_day_start(cards, key, stored, tick, book)
+            self.context.counters["schedule_runs"] += 1
+            return
+        bucket, day = (partition, tick.timezone), tick.now.astimezone(ZoneInfo(tick.timezone)).date()
+        if bucket not in self._ran_day or book.tag != self._due_rules:
+            since = tick.since and tick.since.astimezone(ZoneInfo(tick.timezone)).date()
+            self._index(cards, bucket, since or day - dt.timedelta(days=1), book)
+        self._ran_day[bucket] = max(day, self._ran_day[bucket])
+        for _, key in self._due.pop_due(bucket, day.toordinal()):
+            card = self._stored(cards, key, key.decode())
+            if card is not None and str(self._zone(self._mall_of(card))) == tick.timezone:
+                self._reschedule(key, await self._run_day_start(cards, key, card, tick, book), book)
         self.context.counters["schedule_runs"] += 1
+
+    async def _run_day_start(
+        self, cards: PagedTable, key: bytes, card: MemberCard, tick: ScheduleTick, book: RuleBook
+    ) -> MemberCard:
+        """One card's scheduled runs and reminders at the tick, as its own mall's clock reads it; the card after."""
+        mall_id = self._mall_of(card)
+        now = tick.now.astimezone(self._zone(mall_id))
+        ran, effects = scheduled_run(card, book, now, tick.since)
+        reminded, due = reminders(ran, now, self.expiring_within)
+        self.context.counters["schedule_card_runs"] += 1
+        if reminded is not card:  # runs already done come back replayed and leave the card as it was
+            fresh = [effect for effect in effects if not effect.replayed]
+            await self._commit(cards, key, reminded, fresh, Context(mall_id, "", now, now.date()), False)
+        for notification in due:
+            await self._notify(notification)
+        return reminded
+
+    # -- who is due when ------------------------------------------------------------------
+
+    def _index(self, cards: PagedTable, bucket: tuple[int, str], ran_day: dt.date, book: RuleBook) -> None:
+        """Put every card of the bucket's partition and time zone in the due index, as of ``ran_day``'s start."""
+        if book.tag != self._due_rules:  # other rebate days or birthday gift: every bucket again
+            self._due.clear()
+            self._ran_day.clear()
+            self._due_rules = book.tag
+        self._ran_day[bucket] = ran_day
+        for key in cards:
+            card = self._stored(cards, key, key.decode())
+            if card is not None:
+                self._reschedule(key, card, book)
+
+    def _write(self, cards: PagedTable, key: bytes, card: MemberCard) -> None:
+        """Store the card and move it in the due index: what it holds now may be due on another day."""
+        cards[key] = encode_card(card)
+        self._reschedule(key, card, self.rule_book())
+
+    def _reschedule(self, key: bytes, card: MemberCard, book: RuleBook) -> None:
+        zone = self._zone(self._mall_of(card))
+        bucket = (topics.partition_of(key, self.partitions), str(zone))
+        ran_day = self._ran_day.get(bucket)
+        if ran_day is None or book.tag != self._due_rules:
+            return  # not indexed yet: the bucket's first tick reads every card
+        due = next_scheduled_day(card, book, ran_day, zone, self.expiring_within)
+        self._due.put(bucket, key, due and due.toordinal())
 
     def _mall_of(self, card: MemberCard) -> str:
         return card.mall_id if card.mall_id in self.zones else self.default_mall
@@ -426,7 +481,7 @@ class LoyaltyAgent:
         """
         fresh = [effect for effect in effects if not effect.replayed]
         if fresh or not effects:
-            cards[key] = encode_card(card)
+            self._write(cards, key, card)
         entries = ledger_entries(card, effects if resend_replayed else fresh, context)
         for entry in entries:
             await self.context.topic(topics.LEDGER).send(key=key, value=encode(entry))
@@ -488,10 +543,13 @@ class LoyaltyAgent:
 
     def _forget_partitions(self, revoked: set[TopicPartition]) -> None:
         """Partitions moved: their clocks start again with their next receipt, on whichever worker holds them."""
+        buckets = [(tp.partition, str(zone)) for tp in revoked for zone in self.zones.values()]
         for tp in revoked:
             self._seen.pop(tp.partition, None)
-            for zone in {str(zone) for zone in self.zones.values()}:
-                self._scheduled_day.pop((tp.partition, zone), None)
+        for bucket in buckets:
+            self._scheduled_day.pop(bucket, None)
+            self._ran_day.pop(bucket, None)
+        self._due.drop(buckets)
 
     async def _schedule_due_days(self) -> None:
         """A tick at the start of the day a held partition's event time reached, per time zone of the malls, catching up

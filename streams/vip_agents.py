@@ -7,8 +7,11 @@
 Reads are re-keyed by member in the worker's routes lane (streams/lanes.py: a batch at a
 time, so strangers' tags cost little) so one worker holds a member's presence; their
 receipts join them there, so the same worker adds their spend. Leaving has no read of its
-own: a timer sends a :class:`VipTick` through ``rfid.by_member`` for every member still
-present, so the presence store is only ever written from its own stream.
+own: a timer sends a :class:`VipTick` through ``rfid.by_member`` to each member whose presence
+is due to change (a move settles, or they left), so the presence store is only ever written
+from its own stream. Who is due when is kept in memory (:class:`~.core.due.DueIndex`, built
+from the store once per partition held and moved by every state written), so the timer
+touches the members due, not every member ever seen.
 
 Checkpoints and rebalance. The presence core runs in the presence lane (``<app_id>-presence``,
 streams/lanes.py), whose store ``vip_states`` holds each member's presence and visit: a batch
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
@@ -37,6 +41,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from mallstream.sinks.alerts import AlertPublisher
 
 from . import topics
+from .core.due import DueIndex
 from .core.presence import next_change
 from .core.vip import Step, VipPlaces, VipState, add_purchase, on_read, on_tick
 from .master_data import MasterData
@@ -51,6 +56,8 @@ _state_decoder = msgspec.msgpack.Decoder(VipState)
 
 #: A partition without reads for this many seconds no longer holds the clock back.
 IDLE_PARTITION_S = 10.0
+#: A member ticked is due again this many seconds (event time) on, unless their state was written meanwhile.
+RETICK_S = 30.0
 
 
 class VipAgents:
@@ -69,6 +76,9 @@ class VipAgents:
             for reader in mall.rfid_readers
         }
         self.unknown_tags: Counter[str] = Counter()
+        #: per partition of the presence lane: members by the moment (s) their presence is next due to change
+        self._due: DueIndex[int] = DueIndex()
+        self._indexed: set[int] = set()
         #: per partition of rfid.reads, the latest read time seen and when (monotonic): see :meth:`clock`
         self._seen: dict[int, tuple[float, float]] = {}
         partitions = context.settings.kafka.partitions
@@ -84,6 +94,7 @@ class VipAgents:
         routes.step(topics.POS_BY_MEMBER.name, self._route_spend)
         routes.on_revoked(self._forget_partitions)
         lane.step(topics.RFID_BY_MEMBER.name, self._track)
+        lane.on_revoked(self._forget_presence)
         context.agent(topics.ALERTS, "vip_deliver", self._deliver)
         context.timer(context.settings.worker.vip_tick_seconds, "vip_tick", self._tick)
 
@@ -168,6 +179,8 @@ class VipAgents:
         for key in changed:
             partition, state = states[key]
             self.states.partition(partition)[key] = _state_encoder.encode(state)
+            if partition in self._indexed:
+                self._due.put(partition, key, self._next_change(state))
 
     def _decide(self, state: VipState | None, message: PresenceInput) -> tuple[VipState, Step] | None:
         """One input of a member through the presence core: the new state and what it decided (None: nothing)."""
@@ -219,16 +232,32 @@ class VipAgents:
     async def _tick(self) -> None:
         """Tell members whose presence is due to change (a move settles, or they left) the time.
 
-        The answer is decided in the member's own partition, where its state is written.
+        The answer is decided in the member's own partition, where its state is written; that
+        write moves the member in the index. Until then the member is due again ``RETICK_S`` on,
+        so a tick that was lost is sent again.
         """
         by_member = self.context.topic(topics.RFID_BY_MEMBER)
         now = self.clock()
-        present = 0
-        held = [item for _, store in self.states.held() for item in store.items()]
-        for key, stored in held:
-            state = _state_decoder.decode(stored)
-            present += bool(state.presence.stops)
-            places = state.presence.stops and self.places_of_place.get(state.presence.stops[-1].place)
-            if places and next_change(state.presence, places.entrances, self.policy.presence) <= now.timestamp():
-                await by_member.send(key=key, value=encode(VipTick(member_id=state.member_id, now=now)))
-        self.context.counters["vip_present"] = present
+        for partition, store in self.states.held():
+            if partition not in self._indexed:
+                for key, stored in store.items():
+                    self._due.put(partition, key, self._next_change(_state_decoder.decode(stored)))
+                self._indexed.add(partition)
+            for _, key in self._due.pop_due(partition, now.timestamp()):
+                await by_member.send(key=key, value=encode(VipTick(member_id=key.decode(), now=now)))
+                self._due.put(partition, key, now.timestamp() + RETICK_S)
+        self.context.counters["vip_present"] = len(self._due)
+
+    def _next_change(self, state: VipState) -> float | None:
+        """When the member's presence is next due to change; None: not present."""
+        places = state.presence.stops and self.places_of_place.get(state.presence.stops[-1].place)
+        if not places:
+            return None
+        moment = next_change(state.presence, places.entrances, self.policy.presence)
+        return None if math.isinf(moment) else moment
+
+    def _forget_presence(self, revoked: set[TopicPartition]) -> None:
+        """The presence lane lost these partitions: whoever holds them now indexes them from their store."""
+        lost = {tp.partition for tp in revoked}
+        self._due.drop(lost)
+        self._indexed -= lost

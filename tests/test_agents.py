@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from mallstream.settings import Mall, Settings, load
 from mallstream.streams import topics
 from mallstream.streams.core.rules import RuleFile
+from mallstream.streams.core.vip import Member
 from mallstream.streams.customer_agents import CustomerAgents
 from mallstream.streams.footfall_agents import FootfallAgents
 from mallstream.streams.lanes import BatchLane
@@ -30,7 +32,10 @@ from mallstream.streams.records import (
     ParkingBatch,
     ParkingEvent,
     PosTransaction,
+    PresenceInput,
+    RfidRead,
     ScheduleTick,
+    VipTick,
     decode,
     identity,
 )
@@ -217,3 +222,109 @@ def test_desk_work_grants_and_schedules_of_a_second_malls_member_use_its_mall_id
         if tick.timezone == "Asia/Shanghai":
             assert gifts == []
     assert {(gift.mall_id, gift.business_day.isoformat()) for gift in gifts} == {(BERLIN, "2026-03-10")}
+
+
+# -- the day starts run the cards due, not every card -------------------------------------------
+
+
+def test_day_starts_run_only_the_cards_with_something_due_and_run_those_on_their_day(settings, tmp_path):
+    zone = ZoneInfo(settings.malls[0].timezone)
+    first_day = dt.date(2025, 3, 3)
+    birthday = dt.date(1990, 3, 26)  # its week in 2025: Monday 24 March
+    context = StubContext(settings, tmp_path / "lanes")
+    lane = context.lane("members")
+    agent = LoyaltyAgent(context, MasterData(birthdays={"M-0": birthday}), lane)
+    partitions = settings.kafka.partitions
+    held(lane, *range(partitions))
+    noon = dt.datetime.combine(first_day, dt.time(12), zone)
+    members = [f"M-{n}" for n in range(200)]
+    for n, member in enumerate(members):
+        key = member.encode()
+        receipt = PosTransaction(
+            txn_id=f"T-{n}",
+            store_id=settings.malls[0].stores[0].id,
+            workstation_id="T1",
+            seq=n,
+            ts=noon,
+            business_day=first_day,
+            kind="sale",
+            total=Decimal("10.00"),
+            member_id=member,
+        )
+        asyncio.run(feed(lane, topics.POS_BY_MEMBER.name, [(key, receipt)], topics.partition_of(key, partitions)))
+    churn = Alert(
+        alert_id="M-1:churn_risk:1",
+        mall_id=settings.malls[0].id,
+        kind="churn_risk",
+        ts=noon,
+        member_id="M-1",
+        message="0.3",
+    )
+    asyncio.run(feed(lane, topics.CUSTOMER_SIGNALS.name, [(b"M-1", churn)], topics.partition_of(b"M-1", partitions)))
+    (voucher,) = agent.card("M-1").vouchers.values()
+
+    days = [first_day + dt.timedelta(days=n) for n in range(1, 41)]
+    for since, day in zip([first_day, *days], days, strict=False):
+        tick = ScheduleTick(
+            now=dt.datetime.combine(day, dt.time(0), zone),
+            since=dt.datetime.combine(since, dt.time(0), zone),
+            timezone=str(zone),
+        )
+        for partition in range(partitions):
+            asyncio.run(feed(lane, topics.LOYALTY_REQUESTS.name, [(b"", tick)], partition))
+
+    dated = {
+        (entry.cause, entry.member_id, entry.business_day)
+        for entry in context.topic(topics.LEDGER).records()
+        if entry.txn_id.startswith(("expiry:", "birthday:"))
+    }
+    expiry_day = voucher.valid_to.astimezone(zone).date() + dt.timedelta(days=1)
+    gift_day = dt.date(2025, 3, 24)
+    assert {("voucher_expired", "M-1", expiry_day), ("points_earned", "M-0", gift_day)} <= dated
+    told = {(n.kind, n.member_id) for n in context.topic(topics.MEMBER_NOTIFICATIONS).records()}
+    assert {("voucher_expiring", "M-1"), ("birthday", "M-0")} <= told
+    # every card every day would be 200 x 40 = 8,000 runs: here M-1's reminder and expiry, M-0's birthday,
+    # and the reminder and expiry of the voucher the birthday gift brought
+    assert context.counters["schedule_card_runs"] == 5
+
+
+# -- the VIP timer ticks the members due, and only those ----------------------------------------
+
+
+def test_the_vip_timer_ticks_the_members_whose_presence_is_due_to_change_and_forgets_who_left(context):
+    master = MasterData()
+    for n in range(30):
+        member = Member(member_id=f"V-{n}", tier="gold")
+        master.by_id[member.member_id] = master.by_epc[f"E2{n:06X}"] = member
+    presence, routes = context.lane("presence"), context.lane("routes")
+    agents = VipAgents(context, master, presence, routes)
+    held(presence, *range(context.settings.kafka.partitions))
+    timeout = dt.timedelta(seconds=context.settings.vip.presence.absence_timeout_s)
+
+    def arrive(epcs: list[str], at: dt.datetime) -> None:
+        reads = [(b"R-north", RfidRead(reader_id="R-north", antenna=1, epc=epc, rssi_dbm=-50.0, ts=at)) for epc in epcs]
+        asyncio.run(feed(routes, topics.RFID_READS.name, reads))
+        deliver_to_presence()
+
+    def deliver_to_presence() -> None:
+        by_member = context.topic(topics.RFID_BY_MEMBER)
+        sent, by_member.sent[:] = list(by_member.sent), []
+        for key, value in sent:
+            partition = topics.partition_of(key, context.settings.kafka.partitions)
+            asyncio.run(feed(presence, topics.RFID_BY_MEMBER.name, [(key, decode(PresenceInput, value))], partition))
+
+    def ticked() -> set[str]:
+        """Who the timer sends a tick now (the ticks stay on their way, for deliver_to_presence)."""
+        by_member = context.topic(topics.RFID_BY_MEMBER)
+        before = len(by_member.sent)
+        asyncio.run(agents._tick())
+        return {decode(VipTick, value).member_id for _, value in by_member.sent[before:]}
+
+    arrive([f"E2{n:06X}" for n in range(29)], T0)
+    assert ticked() == set() and context.counters["vip_present"] == 29  # nobody is due yet
+    arrive(["E2" + f"{29:06X}"], T0 + timeout + dt.timedelta(minutes=5))  # the clock passes the others' timeout
+    assert ticked() == {f"V-{n}" for n in range(29)}
+    assert ticked() == set()  # sent once: due again only if their state is not written meanwhile
+    deliver_to_presence()  # they leave: their visits close
+    assert len(context.topic(topics.VIP_VISITS).sent) == 29
+    assert ticked() == set() and context.counters["vip_present"] == 1

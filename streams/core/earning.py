@@ -23,12 +23,11 @@ def in_birthday_week(birthday: dt.date | None, day: dt.date) -> bool:
     if birthday is None:
         return False
     week = day.isocalendar()[:2]
-    return any(
-        _anniversary(birthday, year).isocalendar()[:2] == week for year in (day.year - 1, day.year, day.year + 1)
-    )
+    return any(anniversary(birthday, year).isocalendar()[:2] == week for year in (day.year - 1, day.year, day.year + 1))
 
 
-def _anniversary(birthday: dt.date, year: int) -> dt.date:
+def anniversary(birthday: dt.date, year: int) -> dt.date:
+    """The birthday in ``year``; 29 February is 28 February in other years."""
     try:
         return birthday.replace(year=year)
     except ValueError:
