@@ -13,6 +13,12 @@ How it stays exact across crashes and replays:
    its id as deduplication token; at start the sink re-inserts its latest
    batches from the table itself under the same token, which fills in any view
    that missed them and is a no-op for the rest.
+
+   The token only holds where the re-insert reaches the engine as the insert did:
+   as one block, into one partition. So a batch is inserted one month (the tables'
+   partition) at a time, and the re-insert is read as one block. (Measured on the
+   engine, chdb 26.9: a batch spanning two months, or one whose part had been merged
+   with others, was stored twice by the re-insert; a history backlog does both.)
 """
 
 from __future__ import annotations
@@ -86,20 +92,22 @@ class TableSink:
     stats: SinkStats = field(default_factory=SinkStats)
     #: whether this sink's staging table is known to exist: created once, not before every batch
     _staging_ready: bool = False
+    #: the column whose month partitions the table ("": none), asked at the first write
+    _month_column: str | None = None
 
     @property
     def key_column(self) -> str:
         return self.columns[0]
 
     def write(self, rows: list[tuple[Any, ...]]) -> int:
-        """Insert the rows ClickHouse does not hold yet, as one block; return how many. Blocking.
+        """Insert the rows ClickHouse does not hold yet, a block per month; return how many. Blocking.
 
         ``rows`` are :func:`sourced`: the table's values, then where in Kafka each came from.
         """
         if not rows:
             return 0
         started = time.perf_counter()
-        written = self._write_fresh(rows)
+        written = sum(self._write_fresh(part) for part in self._by_partition(rows))
         if written:
             failpoint(f"sink.after_insert.{self.table}")
         self.stats.batches += 1
@@ -155,6 +163,18 @@ class TableSink:
             seen.add(key)
         return fresh
 
+    def _by_partition(self, rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+        """The rows split by the table's partition (``toYYYYMM`` of a column), in their order."""
+        if self._month_column is None:
+            self._month_column = _month_column(self.warehouse, self.table)
+        if not self._month_column:
+            return [rows]
+        at = self.columns.index(self._month_column)
+        months: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            months.setdefault((row[at].year, row[at].month), []).append(row)
+        return list(months.values())
+
     def repair(self, last_batches: int = 3) -> list[str]:
         """Re-insert every worker's latest batches under their own tokens, so views that missed them catch up.
 
@@ -167,8 +187,40 @@ class TableSink:
         )
         batches = [row[0] for row in rows]
         for batch in batches:
-            self.warehouse.command(
-                f"INSERT INTO {{db}}.{self.table} SELECT * FROM {{db}}.{self.table} WHERE _batch = '{batch}'",
-                settings={"insert_deduplication_token": batch, "deduplicate_blocks_in_dependent_materialized_views": 1},
+            _, partitions = self.warehouse.query(
+                f"SELECT DISTINCT _partition_id FROM {{db}}.{self.table} WHERE _batch = {{batch:String}}",
+                {"batch": batch},
             )
+            for (partition,) in partitions:  # one, but for batches stored before they were split by month
+                self.warehouse.command(
+                    f"INSERT INTO {{db}}.{self.table} SELECT * FROM {{db}}.{self.table} "
+                    f"WHERE _batch = '{batch}' AND _partition_id = '{partition}'",
+                    settings={"insert_deduplication_token": batch, **REINSERT_AS_ONE_BLOCK},
+                )
         return batches
+
+
+#: Settings that make ``INSERT ... SELECT`` reach the table as one block, as the batch's own insert did.
+REINSERT_AS_ONE_BLOCK = {
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "max_threads": 1,
+    "max_block_size": 1 << 30,
+    "preferred_block_size_bytes": 1 << 40,
+    "min_insert_block_size_rows": 1 << 30,
+    "min_insert_block_size_bytes": 1 << 40,
+}
+
+_MONTHLY = re.compile(r"^toYYYYMM\((\w+)\)$")
+
+
+def _month_column(warehouse: Warehouse, table: str) -> str:
+    """The column the table is partitioned by month on; empty when it is not partitioned."""
+    _, rows = warehouse.query(
+        "SELECT partition_key FROM system.tables WHERE database = {database:String} AND name = {table:String}",
+        {"database": warehouse.database, "table": table},
+    )
+    key = rows[0][0] if rows else ""
+    monthly = _MONTHLY.match(key)
+    if key and monthly is None:
+        raise ValueError(f"table {table}: partition key {key!r}: the sink splits batches by toYYYYMM(column) only")
+    return monthly.group(1) if monthly else ""

@@ -29,7 +29,7 @@ def warehouse(request, tmp_path_factory):
     wh.close()
 
 
-def row(i: int, delta: int = 10, store: str = "S1") -> tuple:
+def row(i: int, delta: int = 10, store: str = "S1", ts: dt.datetime = TS) -> tuple:
     cause = "points_earned" if delta > 0 else "points_reversed"
     return LEDGER_TABLE.row(
         LedgerEntry(
@@ -42,8 +42,8 @@ def row(i: int, delta: int = 10, store: str = "S1") -> tuple:
             cause=cause,
             txn_id=f"t{i}",
             store_id=store,
-            ts=TS,
-            business_day=TS.date(),
+            ts=ts,
+            business_day=ts.date(),
             rule_id="earn-base",
             rule_version="1-test",
         )
@@ -79,6 +79,35 @@ def test_repair_fills_a_view_that_missed_a_batch_and_changes_nothing_else(sink, 
     assert totals(warehouse) == ((6, 60), (60, 0, 6))
     sink.repair()
     assert totals(warehouse) == ((6, 60), (60, 0, 6))
+
+
+#: the last day of one month and the first of the next: the ledger is partitioned by month
+MONTH_END, MONTH_START = dt.datetime(2025, 10, 31, 22, tzinfo=dt.UTC), dt.datetime(2025, 11, 1, 2, tzinfo=dt.UTC)
+
+
+def test_repair_changes_nothing_for_batches_across_months_whose_parts_were_merged(sink, warehouse):
+    """A history backlog's batches span months, and the engine merges parts: the re-insert must still be a no-op."""
+    before = totals(warehouse)
+    for start in (100, 110, 120, 130):
+        rows = [row(start + i, ts=MONTH_END if i % 2 else MONTH_START) for i in range(6)]
+        feed(sink, rows, start_offset=start)
+    grown = totals(warehouse)
+    assert grown[0][0] == before[0][0] + 24
+    warehouse.command("OPTIMIZE TABLE {db}.ledger_entries FINAL")
+    warehouse.command("OPTIMIZE TABLE {db}.points_daily FINAL")
+    assert len(sink.repair()) == 3
+    assert totals(warehouse) == grown
+
+
+def test_repair_fills_a_view_that_missed_a_batch_across_months(sink, warehouse):
+    before = totals(warehouse)
+    warehouse.command("DETACH TABLE {db}.points_daily_mv")
+    feed(sink, [row(200 + i, ts=MONTH_END if i % 2 else MONTH_START) for i in range(4)], start_offset=200)
+    warehouse.command("ATTACH TABLE {db}.points_daily_mv")
+    warehouse.command("OPTIMIZE TABLE {db}.ledger_entries FINAL")
+    sink.repair()
+    (count, delta), (earned, reversed_, entries) = before
+    assert totals(warehouse) == ((count + 4, delta + 40), (earned + 40, reversed_, entries + 4))
 
 
 def test_migrations_are_recorded_and_run_once(warehouse):
