@@ -24,6 +24,7 @@ How it stays exact across crashes and replays:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import time
 import uuid
@@ -107,7 +108,7 @@ class TableSink:
         if not rows:
             return 0
         started = time.perf_counter()
-        written = sum(self._write_fresh(part) for part in self._by_partition(rows))
+        written = self._write_fresh(rows)
         if written:
             failpoint(f"sink.after_insert.{self.table}")
         self.stats.batches += 1
@@ -121,20 +122,20 @@ class TableSink:
         """One attempt at the check-then-insert; retried as a whole, so a retry re-checks what landed."""
         try:
             # the table's types are asked on the first write, which may come while the server is away
-            block = arrow_table(rows, self.warehouse.schema(self.table, (*self.columns, *POSITION_COLUMNS)))
-            keep = self._fresh(block.column(0))
-            fresh = block if keep is None else block.filter(pa.array(keep))
+            schema = self.warehouse.schema(self.table, (*self.columns, *POSITION_COLUMNS))
+            keep = self._fresh(pa.chunked_array([pa.array([row[0] for row in rows], schema.field(0).type)]))
+            months = self._by_month(rows if keep is None else list(itertools.compress(rows, keep)))
         except Exception:
             self._staging_ready = False  # a server that lost it (or a new one) gets it again at the retry
             raise
-        if fresh.num_rows:
+        stamp_columns = self.warehouse.schema(self.table, STAMP_COLUMNS)
+        for month in months:
+            block = arrow_table(month, schema)
             batch = f"{self.worker_tag}-{uuid.uuid4().hex}"
-            stamps = (batch, dt.datetime.now(dt.UTC))
-            for column, value in zip(self.warehouse.schema(self.table, STAMP_COLUMNS), stamps, strict=True):
-                fresh = fresh.append_column(column, pa.repeat(pa.scalar(value, column.type), fresh.num_rows))
-            self.warehouse.insert_block(self.table, fresh, token=batch)
-        written: int = fresh.num_rows  # pyarrow is untyped
-        return written
+            for column, value in zip(stamp_columns, (batch, dt.datetime.now(dt.UTC)), strict=True):
+                block = block.append_column(column, pa.repeat(pa.scalar(value, column.type), block.num_rows))
+            self.warehouse.insert_block(self.table, block, token=batch)
+        return sum(len(month) for month in months)
 
     def _fresh(self, key_column: pa.ChunkedArray) -> list[bool] | None:
         """Per row, whether its key is neither stored already nor earlier in the same batch (None: every row is).
@@ -163,16 +164,19 @@ class TableSink:
             seen.add(key)
         return fresh
 
-    def _by_partition(self, rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
-        """The rows split by the table's partition (``toYYYYMM`` of a column), in their order."""
+    def _by_month(self, rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+        """The rows split by the table's partition (``toYYYYMM`` of a UTC column), in their order; none: no part."""
         if self._month_column is None:
             self._month_column = _month_column(self.warehouse, self.table)
-        if not self._month_column:
-            return [rows]
+        if not self._month_column or not rows:
+            return [rows] if rows else []
         at = self.columns.index(self._month_column)
         months: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
         for row in rows:
-            months.setdefault((row[at].year, row[at].month), []).append(row)
+            moment = row[at]
+            if isinstance(moment, dt.datetime) and moment.tzinfo is not None:
+                moment = moment.astimezone(dt.UTC)  # the tables' time columns are UTC: so are their months
+            months.setdefault((moment.year, moment.month), []).append(row)
         return list(months.values())
 
     def repair(self, last_batches: int = 3) -> list[str]:
