@@ -203,9 +203,11 @@ def second_worker(config: Path) -> Path:
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "server mode: after a worker restart, a few of the other worker's latest sink batches are in ClickHouse twice "
-        "(same _batch, same offsets: three footfall_rollups batches doubled), which the batch token should have "
-        "deduplicated; suspected: TableSink.repair at start-up racing the other worker's inserts"
+        "VIP presence across a worker's death: the surviving worker's event-time clock runs on with the rfid.reads "
+        "partitions it holds while the dead worker's stall until the rebalance, so members whose reads stall are "
+        "taken for gone (vip_visits 127-129 of 130, extra vip_leaving alerts; on cced379 too). Needs watermarks per "
+        "source partition through rfid.by_member. (The doubled sink batches once seen here are fixed: "
+        "tests/test_clickhouse_sink.py, repair across months and merged parts.)"
     ),
 )
 def test_two_workers_one_killed_and_restarted_twice_lose_nothing_and_count_nothing_twice(
