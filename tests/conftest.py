@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -32,10 +33,24 @@ NOIDA = str(Path(sys.executable).with_name("noida-db"))
 SCALE = float(os.environ.get("MALLSTREAM_SCALE", "1"))
 
 
+#: Ports for the servers tests start: below the ephemeral range (32768-60999 on Linux), where
+#: outgoing connections take theirs, in a slice of their own per test process (pytest-xdist). A port
+#: the kernel handed out as free was taken by another process's connection before the worker bound it.
+_PORT_SLICE = 2000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_ports = itertools.cycle(range(20000 + _PORT_SLICE * _WORKER, 20000 + _PORT_SLICE * (_WORKER + 1)))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, from this test process's own slice."""
+    for port in _ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable: the ports cycle")
 
 
 @contextlib.contextmanager
