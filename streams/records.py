@@ -277,10 +277,24 @@ def reception_id(alert_id: str, ack: Acknowledgement) -> str:
 
 
 class VipTick(Record, tag="vip_tick"):
-    """Time passing for one member's presence: leaving has no read of its own."""
+    """Time passing for one member's presence: leaving has no read of its own. The presence step tells it
+    itself when marks move its clock; hubs before the marks sent it on ``rfid.by_member``, where it still counts."""
 
     member_id: Id
     now: dt.datetime
+
+
+class VipMark(Record, tag="vip_mark"):
+    """How far one ``rfid.reads`` partition's reads have been routed on: sent to every ``rfid.by_member`` partition
+    after the reads it covers, so the presence there never takes time past reads still on their way."""
+
+    source_partition: int
+    #: event time of that partition's latest read, plus the wall time passed since (epoch seconds)
+    now_s: float
+    #: no read there for a while: it holds nobody's clock back
+    idle: bool = False
+    #: event time of that partition's latest read (epoch seconds; 0: none yet)
+    read_s: float = 0.0
 
 
 class CustomerTick(Record, tag="customer_tick"):
@@ -583,7 +597,7 @@ class ParkingSettlement(Record, tag="parking_settlement"):
 
 
 #: What travels on ``rfid.by_member``: a known member's card reads, receipts and presence ticks.
-PresenceInput = RfidRead | VipTick | PosTransaction
+PresenceInput = RfidRead | VipTick | VipMark | PosTransaction
 
 #: What travels on ``loyalty.requests``.
 LoyaltyRequest = HoldRequest | ManualOperation | ScheduleTick | ParkingSettlement

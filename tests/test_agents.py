@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
+from aiokafka import TopicPartition
 
 from mallstream.settings import Mall, Settings, load
-from mallstream.streams import topics
+from mallstream.streams import topics, vip_agents
 from mallstream.streams.core.rules import RuleFile
 from mallstream.streams.core.vip import Member
 from mallstream.streams.customer_agents import CustomerAgents
@@ -35,7 +37,7 @@ from mallstream.streams.records import (
     PresenceInput,
     RfidRead,
     ScheduleTick,
-    VipTick,
+    VipMark,
     decode,
     identity,
 )
@@ -288,43 +290,100 @@ def test_day_starts_run_only_the_cards_with_something_due_and_run_those_on_their
     assert context.counters["schedule_card_runs"] == 5
 
 
-# -- the VIP timer ticks the members due, and only those ----------------------------------------
+# -- VIP leaving: decided for the members due, on a clock no RFID partition lags behind ------------------
 
 
-def test_the_vip_timer_ticks_the_members_whose_presence_is_due_to_change_and_forgets_who_left(context):
+def test_vip_leaving_is_decided_for_the_members_due_on_a_clock_that_waits_for_every_rfid_partition(
+    context, monkeypatch
+):
+    monkeypatch.setattr(vip_agents, "IDLE_PARTITION_S", 0.3)
     master = MasterData()
     for n in range(30):
         member = Member(member_id=f"V-{n}", tier="gold")
         master.by_id[member.member_id] = master.by_epc[f"E2{n:06X}"] = member
+    partitions = context.settings.kafka.partitions
     presence, routes = context.lane("presence"), context.lane("routes")
     agents = VipAgents(context, master, presence, routes)
-    held(presence, *range(context.settings.kafka.partitions))
+    held(presence, *range(partitions))
+    held(routes, *range(partitions))
     timeout = dt.timedelta(seconds=context.settings.vip.presence.absence_timeout_s)
-
-    def arrive(epcs: list[str], at: dt.datetime) -> None:
-        reads = [(b"R-north", RfidRead(reader_id="R-north", antenna=1, epc=epc, rssi_dbm=-50.0, ts=at)) for epc in epcs]
-        asyncio.run(feed(routes, topics.RFID_READS.name, reads))
-        deliver_to_presence()
+    visits = context.topic(topics.VIP_VISITS).sent
 
     def deliver_to_presence() -> None:
+        """What was sent on rfid.by_member, into the presence lane: reads to their member's partition, marks to
+        every partition (the recording topic keeps no partition)."""
         by_member = context.topic(topics.RFID_BY_MEMBER)
         sent, by_member.sent[:] = list(by_member.sent), []
         for key, value in sent:
-            partition = topics.partition_of(key, context.settings.kafka.partitions)
-            asyncio.run(feed(presence, topics.RFID_BY_MEMBER.name, [(key, decode(PresenceInput, value))], partition))
+            message = decode(PresenceInput, value)
+            targets = range(partitions) if isinstance(message, VipMark) else [topics.partition_of(key, partitions)]
+            for partition in targets:
+                asyncio.run(feed(presence, topics.RFID_BY_MEMBER.name, [(key or b"", message)], partition))
 
-    def ticked() -> set[str]:
-        """Who the timer sends a tick now (the ticks stay on their way, for deliver_to_presence)."""
-        by_member = context.topic(topics.RFID_BY_MEMBER)
-        before = len(by_member.sent)
+    def arrive(epcs: list[str], at: dt.datetime, source: int) -> None:
+        reads = [(b"R-north", RfidRead(reader_id="R-north", antenna=1, epc=epc, rssi_dbm=-50.0, ts=at)) for epc in epcs]
+        asyncio.run(feed(routes, topics.RFID_READS.name, reads, source))
+        deliver_to_presence()
+
+    def tick() -> None:
         asyncio.run(agents._tick())
-        return {decode(VipTick, value).member_id for _, value in by_member.sent[before:]}
+        deliver_to_presence()
 
-    arrive([f"E2{n:06X}" for n in range(29)], T0)
-    assert ticked() == set() and context.counters["vip_present"] == 29  # nobody is due yet
-    arrive(["E2" + f"{29:06X}"], T0 + timeout + dt.timedelta(minutes=5))  # the clock passes the others' timeout
-    assert ticked() == {f"V-{n}" for n in range(29)}
-    assert ticked() == set()  # sent once: due again only if their state is not written meanwhile
-    deliver_to_presence()  # they leave: their visits close
-    assert len(context.topic(topics.VIP_VISITS).sent) == 29
-    assert ticked() == set() and context.counters["vip_present"] == 1
+    arrive([f"E2{n:06X}" for n in range(29)], T0, source=0)
+    tick()
+    assert visits == [] and context.counters["vip_present"] == 29  # nobody is due yet
+    time.sleep(0.4)  # the partitions without reads are idle now; partition 0's mark said it was busy at T0
+    routes.held.discard(0)  # and then its worker died: its reads wait for a rebalance
+    arrive(["E2" + f"{29:06X}"], T0 + timeout + dt.timedelta(minutes=5), source=1)  # far on, on partition 1
+    tick()
+    assert visits == []  # partition 0 holds the clock back: its members' reads may be on their way
+
+    agents._forget_partitions({TopicPartition(topics.RFID_READS.name, 0)})  # the rebalance gives it to us
+    routes.held.add(0)
+    tick()
+    assert visits == []  # taken over just now: not marked before its backlog could be read
+    time.sleep(0.4)  # nothing came: idle, and the clock is the latest mark
+    tick()
+    assert len(visits) == 29  # told the time, the 29 left: their visits are closed
+    tick()
+    assert len(visits) == 29 and context.counters["vip_present"] == 1
+
+
+def test_in_a_quiet_mall_the_timer_sends_the_marks_again_where_a_member_is_due_so_they_leave(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(vip_agents, "IDLE_PARTITION_S", 0.2)
+    vip = settings.vip.model_copy(
+        update={"presence": settings.vip.presence.model_copy(update={"absence_timeout_s": 1})}
+    )
+    context = StubContext(settings.model_copy(update={"vip": vip}), tmp_path / "lanes")
+    member = Member(member_id="V-1", tier="gold")
+    master = MasterData(by_id={"V-1": member}, by_epc={"E2000001": member})
+    partitions = context.settings.kafka.partitions
+    presence, routes = context.lane("presence"), context.lane("routes")
+    agents = VipAgents(context, master, presence, routes)
+    held(presence, *range(partitions))
+    held(routes, *range(partitions))
+    read = RfidRead(reader_id="R-north", antenna=1, epc="E2000001", rssi_dbm=-50.0, ts=T0)
+    asyncio.run(feed(routes, topics.RFID_READS.name, [(b"R-north", read)], 0))
+    by_member = context.topic(topics.RFID_BY_MEMBER)
+
+    def tick() -> int:
+        """The timer, then what it sent delivered (marks to every partition); how many marks it sent."""
+        asyncio.run(agents._tick())
+        sent, by_member.sent[:] = list(by_member.sent), []
+        for key, value in sent:
+            message = decode(PresenceInput, value)
+            targets = range(partitions) if isinstance(message, VipMark) else [topics.partition_of(key, partitions)]
+            for partition in targets:
+                asyncio.run(feed(presence, topics.RFID_BY_MEMBER.name, [(key or b"", message)], partition))
+        return sum(isinstance(decode(PresenceInput, value), VipMark) for _, value in sent)
+
+    tick()
+    time.sleep(0.3)
+    assert tick() == partitions * partitions  # every partition idle: a mark each to each, then none while unchanged
+    assert tick() == 0 and context.topic(topics.VIP_VISITS).sent == []
+    time.sleep(1.2)  # the quiet mall's clock passes the member's absence timeout
+    assert tick() == partitions  # the marks again, to the member's partition only: told the time, the member left
+    assert len(context.topic(topics.VIP_VISITS).sent) == 1
+    assert tick() == 0

@@ -13,8 +13,7 @@ day's ground truth.
 The same day through two workers, one of them killed and restarted twice (its partitions move
 to the other and back), must give the same tables; two workers share ClickHouse in server mode.
 
-Size: MALLSTREAM_SCALE (1 in CI; `make scenario` runs it larger). The two-worker test runs
-only in `make scenario`.
+Size: MALLSTREAM_SCALE (1 in CI; `make scenario` runs it larger).
 """
 
 from __future__ import annotations
@@ -199,17 +198,6 @@ def second_worker(config: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(SCALE == 1, reason="two minutes more: `make scenario` runs it")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "VIP presence across a worker's death: the surviving worker's event-time clock runs on with the rfid.reads "
-        "partitions it holds while the dead worker's stall until the rebalance, so members whose reads stall are "
-        "taken for gone (vip_visits 127-129 of 130, extra vip_leaving alerts; on cced379 too). Needs watermarks per "
-        "source partition through rfid.by_member. (The doubled sink batches once seen here are fixed: "
-        "tests/test_clickhouse_sink.py, repair across months and merged parts.)"
-    ),
-)
 def test_two_workers_one_killed_and_restarted_twice_lose_nothing_and_count_nothing_twice(
     tmp_path, broker, server, reference, hash_key
 ):

@@ -47,6 +47,13 @@ class DueIndex(Generic[Bucket]):
                 due.append((when, key))
         return due
 
+    def next_due(self, bucket: Bucket) -> float | None:
+        """When the bucket's earliest key is due; None: none is."""
+        heap = self._heaps.get(bucket, [])
+        while heap and self._entry.get(heap[0][1]) != (bucket, heap[0][0]):
+            heapq.heappop(heap)  # moved or taken out since
+        return heap[0][0] if heap else None
+
     def drop(self, buckets: Iterable[Bucket]) -> None:
         """Forget these buckets and their keys."""
         gone = set(buckets)
