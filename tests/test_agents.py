@@ -293,6 +293,46 @@ def test_day_starts_run_only_the_cards_with_something_due_and_run_those_on_their
 # -- VIP leaving: decided for the members due, on a clock no RFID partition lags behind ------------------
 
 
+class Presence:
+    """The VIP agents of a stub worker that holds every partition; what they send on rfid.by_member is delivered
+    to the presence lane by hand: reads to their member's partition, marks to every partition (the recording
+    topic keeps no partition)."""
+
+    def __init__(self, context: StubContext, master: MasterData) -> None:
+        self.context, self.partitions = context, context.settings.kafka.partitions
+        self.lane, self.routes = context.lane("presence"), context.lane("routes")
+        self.agents = VipAgents(context, master, self.lane, self.routes)
+        held(self.lane, *range(self.partitions))
+        held(self.routes, *range(self.partitions))
+
+    def route(self, reads: list[RfidRead], source: int) -> None:
+        asyncio.run(feed(self.routes, topics.RFID_READS.name, [(b"R-north", read) for read in reads], source))
+        self.deliver()
+
+    def tick(self) -> int:
+        """The timer, then what it sent delivered; how many marks it sent (one per partition sent to)."""
+        asyncio.run(self.agents._tick())
+        return self.deliver()
+
+    def deliver(self) -> int:
+        by_member = self.context.topic(topics.RFID_BY_MEMBER)
+        sent, by_member.sent[:] = list(by_member.sent), []
+        marks = 0
+        for key, value in sent:
+            message = decode(PresenceInput, value)
+            marks += isinstance(message, VipMark)
+            targets = (
+                range(self.partitions) if isinstance(message, VipMark) else [topics.partition_of(key, self.partitions)]
+            )
+            for partition in targets:
+                asyncio.run(feed(self.lane, topics.RFID_BY_MEMBER.name, [(key or b"", message)], partition))
+        return marks
+
+
+def reads(epcs: list[str], at: dt.datetime) -> list[RfidRead]:
+    return [RfidRead(reader_id="R-north", antenna=1, epc=epc, rssi_dbm=-50.0, ts=at) for epc in epcs]
+
+
 def test_vip_leaving_is_decided_for_the_members_due_on_a_clock_that_waits_for_every_rfid_partition(
     context, monkeypatch
 ):
@@ -301,51 +341,27 @@ def test_vip_leaving_is_decided_for_the_members_due_on_a_clock_that_waits_for_ev
     for n in range(30):
         member = Member(member_id=f"V-{n}", tier="gold")
         master.by_id[member.member_id] = master.by_epc[f"E2{n:06X}"] = member
-    partitions = context.settings.kafka.partitions
-    presence, routes = context.lane("presence"), context.lane("routes")
-    agents = VipAgents(context, master, presence, routes)
-    held(presence, *range(partitions))
-    held(routes, *range(partitions))
+    vip = Presence(context, master)
     timeout = dt.timedelta(seconds=context.settings.vip.presence.absence_timeout_s)
     visits = context.topic(topics.VIP_VISITS).sent
 
-    def deliver_to_presence() -> None:
-        """What was sent on rfid.by_member, into the presence lane: reads to their member's partition, marks to
-        every partition (the recording topic keeps no partition)."""
-        by_member = context.topic(topics.RFID_BY_MEMBER)
-        sent, by_member.sent[:] = list(by_member.sent), []
-        for key, value in sent:
-            message = decode(PresenceInput, value)
-            targets = range(partitions) if isinstance(message, VipMark) else [topics.partition_of(key, partitions)]
-            for partition in targets:
-                asyncio.run(feed(presence, topics.RFID_BY_MEMBER.name, [(key or b"", message)], partition))
-
-    def arrive(epcs: list[str], at: dt.datetime, source: int) -> None:
-        reads = [(b"R-north", RfidRead(reader_id="R-north", antenna=1, epc=epc, rssi_dbm=-50.0, ts=at)) for epc in epcs]
-        asyncio.run(feed(routes, topics.RFID_READS.name, reads, source))
-        deliver_to_presence()
-
-    def tick() -> None:
-        asyncio.run(agents._tick())
-        deliver_to_presence()
-
-    arrive([f"E2{n:06X}" for n in range(29)], T0, source=0)
-    tick()
+    vip.route(reads([f"E2{n:06X}" for n in range(29)], T0), source=0)
+    vip.tick()
     assert visits == [] and context.counters["vip_present"] == 29  # nobody is due yet
     time.sleep(0.4)  # the partitions without reads are idle now; partition 0's mark said it was busy at T0
-    routes.held.discard(0)  # and then its worker died: its reads wait for a rebalance
-    arrive(["E2" + f"{29:06X}"], T0 + timeout + dt.timedelta(minutes=5), source=1)  # far on, on partition 1
-    tick()
+    vip.routes.held.discard(0)  # and then its worker died: its reads wait for a rebalance
+    vip.route(reads(["E2" + f"{29:06X}"], T0 + timeout + dt.timedelta(minutes=5)), source=1)  # far on, elsewhere
+    vip.tick()
     assert visits == []  # partition 0 holds the clock back: its members' reads may be on their way
 
-    agents._forget_partitions({TopicPartition(topics.RFID_READS.name, 0)})  # the rebalance gives it to us
-    routes.held.add(0)
-    tick()
+    vip.agents._forget_partitions({TopicPartition(topics.RFID_READS.name, 0)})  # the rebalance gives it to us
+    vip.routes.held.add(0)
+    vip.tick()
     assert visits == []  # taken over just now: not marked before its backlog could be read
     time.sleep(0.4)  # nothing came: idle, and the clock is the latest mark
-    tick()
+    vip.tick()
     assert len(visits) == 29  # told the time, the 29 left: their visits are closed
-    tick()
+    vip.tick()
     assert len(visits) == 29 and context.counters["vip_present"] == 1
 
 
@@ -353,37 +369,21 @@ def test_in_a_quiet_mall_the_timer_sends_the_marks_again_where_a_member_is_due_s
     settings, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(vip_agents, "IDLE_PARTITION_S", 0.2)
-    vip = settings.vip.model_copy(
-        update={"presence": settings.vip.presence.model_copy(update={"absence_timeout_s": 1})}
+    quick = settings.vip.presence.model_copy(update={"absence_timeout_s": 1})
+    context = StubContext(
+        settings.model_copy(update={"vip": settings.vip.model_copy(update={"presence": quick})}), tmp_path / "lanes"
     )
-    context = StubContext(settings.model_copy(update={"vip": vip}), tmp_path / "lanes")
     member = Member(member_id="V-1", tier="gold")
-    master = MasterData(by_id={"V-1": member}, by_epc={"E2000001": member})
-    partitions = context.settings.kafka.partitions
-    presence, routes = context.lane("presence"), context.lane("routes")
-    agents = VipAgents(context, master, presence, routes)
-    held(presence, *range(partitions))
-    held(routes, *range(partitions))
-    read = RfidRead(reader_id="R-north", antenna=1, epc="E2000001", rssi_dbm=-50.0, ts=T0)
-    asyncio.run(feed(routes, topics.RFID_READS.name, [(b"R-north", read)], 0))
-    by_member = context.topic(topics.RFID_BY_MEMBER)
+    vip = Presence(context, MasterData(by_id={"V-1": member}, by_epc={"E2000001": member}))
+    partitions = vip.partitions
+    vip.route(reads(["E2000001"], T0), source=0)
+    visits = context.topic(topics.VIP_VISITS).sent
 
-    def tick() -> int:
-        """The timer, then what it sent delivered (marks to every partition); how many marks it sent."""
-        asyncio.run(agents._tick())
-        sent, by_member.sent[:] = list(by_member.sent), []
-        for key, value in sent:
-            message = decode(PresenceInput, value)
-            targets = range(partitions) if isinstance(message, VipMark) else [topics.partition_of(key, partitions)]
-            for partition in targets:
-                asyncio.run(feed(presence, topics.RFID_BY_MEMBER.name, [(key or b"", message)], partition))
-        return sum(isinstance(decode(PresenceInput, value), VipMark) for _, value in sent)
-
-    tick()
+    vip.tick()
     time.sleep(0.3)
-    assert tick() == partitions * partitions  # every partition idle: a mark each to each, then none while unchanged
-    assert tick() == 0 and context.topic(topics.VIP_VISITS).sent == []
+    assert vip.tick() == partitions * partitions  # every partition idle: a mark each to each, then none unchanged
+    assert vip.tick() == 0 and visits == []
     time.sleep(1.2)  # the quiet mall's clock passes the member's absence timeout
-    assert tick() == partitions  # the marks again, to the member's partition only: told the time, the member left
-    assert len(context.topic(topics.VIP_VISITS).sent) == 1
-    assert tick() == 0
+    assert vip.tick() == partitions  # the marks again, to the member's partition only: told the time, it left
+    assert len(visits) == 1
+    assert vip.tick() == 0
