@@ -165,7 +165,7 @@ class TableSink:
         return fresh
 
     def _by_month(self, rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
-        """The rows split by the table's partition (``toYYYYMM`` of a UTC column), in their order; none: no part."""
+        """The rows split by the table's partition (``toYYYYMM`` of a UTC column), each part in the rows' order."""
         if self._month_column is None:
             self._month_column = _month_column(self.warehouse, self.table)
         if not self._month_column or not rows:
