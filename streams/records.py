@@ -396,6 +396,7 @@ class VipVisit(Record, tag="vip_visit"):
     zone_dwell_s: dict[str, float]
     reads: int
     spend_cents: int
+    #: in id order, however the receipts arrived (a partition that moved between workers reorders them)
     txn_ids: list[str]
 
 

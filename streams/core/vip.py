@@ -171,7 +171,7 @@ def add_purchase(
         and (opened is None or moment < opened - lead_s)
     ):
         amended = msgspec.structs.replace(
-            last, spend_cents=last.spend_cents + amount_cents, txn_ids=[*last.txn_ids, *([txn_id] if txn_id else [])]
+            last, spend_cents=last.spend_cents + amount_cents, txn_ids=sorted([*last.txn_ids, *filter(None, [txn_id])])
         )
         return msgspec.structs.replace(state, last_visit=amended), Step(visits=[amended])
     purchase = Purchase(moment, amount_cents, txn_id)
@@ -235,7 +235,7 @@ def _finish(
         zone_dwell_s=zone_dwell,
         reads=stretch.reads,
         spend_cents=sum(p.amount_cents for p in spent),
-        txn_ids=[p.txn_id for p in spent if p.txn_id],
+        txn_ids=sorted(p.txn_id for p in spent if p.txn_id),
     )
     waiting = [p for p in state.purchases if p.ts >= until]
     return msgspec.structs.replace(state, purchases=waiting, last_visit=summary, visits=state.visits + 1), summary
